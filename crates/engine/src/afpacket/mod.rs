@@ -1,0 +1,9 @@
+//! AF_PACKET: sockets, TPACKET_V3 rings, block walking, fanout and filters.
+
+pub mod block;
+pub mod capture;
+pub mod config;
+pub mod fanout;
+pub mod filter;
+pub mod ring;
+pub mod socket;

@@ -1,0 +1,244 @@
+//! The memory of a packet ring: the shared mapping, its geometry, and the handing of blocks and
+//! frames back and forth between the kernel and us.
+
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use nix::errno::Errno;
+
+use crate::error::{Error, Result, Subject};
+use crate::ffi;
+
+/// Size and shape of a ring, already validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RingGeometry {
+    pub block_size: u32,
+    pub block_count: u32,
+    pub frame_size: u32,
+}
+
+impl RingGeometry {
+    pub fn frames_per_block(&self) -> u32 {
+        self.block_size / self.frame_size
+    }
+
+    pub fn frame_count(&self) -> u32 {
+        self.frames_per_block() * self.block_count
+    }
+
+    pub fn total_bytes(&self) -> usize {
+        self.block_size as usize * self.block_count as usize
+    }
+
+    /// The rules of `packet_set_ring()`, checked before any system call so the error can name
+    /// the option. `min_frame` is the smallest frame that holds the headers of this ring kind.
+    pub fn validate(&self, min_frame: u32) -> Result<()> {
+        let page = page_size();
+        let bs = self.block_size;
+        if bs == 0 || !bs.is_power_of_two() || bs % page != 0 {
+            return Err(Error::invalid_option(
+                "block_size",
+                format!("must be a power of two and a multiple of the page size ({page}), got {bs}"),
+            ));
+        }
+        if self.block_count == 0 {
+            return Err(Error::invalid_option("block_count", "must be at least 1, got 0"));
+        }
+        // The kernel computes block_size * block_nr in 32 bits.
+        if self.total_bytes() > u32::MAX as usize {
+            return Err(Error::invalid_option(
+                "block_count",
+                format!("blockSize × blockCount must stay below 4 GiB, got {} bytes", self.total_bytes()),
+            ));
+        }
+        let fs = self.frame_size;
+        if fs % ffi::TPACKET_ALIGNMENT as u32 != 0 || fs < min_frame || fs > bs {
+            return Err(Error::invalid_option(
+                "frame_size",
+                format!(
+                    "must be a multiple of {}, at least {min_frame} and at most blockSize ({bs}), got {fs}",
+                    ffi::TPACKET_ALIGNMENT
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn to_req3(self, retire_tov_ms: u32, feature_req_word: u32) -> ffi::tpacket_req3 {
+        ffi::tpacket_req3 {
+            tp_block_size: self.block_size,
+            tp_block_nr: self.block_count,
+            tp_frame_size: self.frame_size,
+            tp_frame_nr: self.frame_count(),
+            tp_retire_blk_tov: retire_tov_ms,
+            tp_sizeof_priv: 0,
+            tp_feature_req_word: feature_req_word,
+        }
+    }
+}
+
+pub fn page_size() -> u32 {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if n > 0 { n as u32 } else { 4096 }
+}
+
+/// A shared mapping of a packet socket's rings.
+///
+/// It is reference-counted on purpose: the engine holds one reference, and the binding hands
+/// one to every JavaScript buffer it creates over ring memory. The pages stay mapped until the
+/// last of them is gone, so no buffer can ever point at unmapped memory, whatever order the
+/// socket and the buffers are released in.
+pub struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+    locked: bool,
+}
+
+// SAFETY: the mapping is plain shared memory; who may touch which block is governed by the ring
+// protocol (status words), not by the thread that holds the pointer.
+unsafe impl Send for Mapping {}
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    /// Maps `len` bytes of the socket's rings. Tries `MAP_LOCKED` first so the pages never fault
+    /// on the hot path, and falls back without it when the memlock limit refuses (an
+    /// unprivileged process without CAP_IPC_LOCK).
+    pub fn map(fd: BorrowedFd<'_>, len: usize, subject: &Subject) -> Result<Arc<Mapping>> {
+        let prot = libc::PROT_READ | libc::PROT_WRITE;
+        let attempt = |flags: libc::c_int| {
+            // SAFETY: a fresh shared mapping of the socket; the kernel checks `len` against the
+            // ring it set up.
+            let p = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, flags, fd.as_raw_fd(), 0) };
+            if p == libc::MAP_FAILED { Err(Errno::last()) } else { Ok(p.cast::<u8>()) }
+        };
+        let (ptr, locked) = match attempt(libc::MAP_SHARED | libc::MAP_LOCKED | libc::MAP_POPULATE) {
+            Ok(p) => (p, true),
+            Err(Errno::EAGAIN | Errno::ENOMEM | Errno::EPERM) => match attempt(libc::MAP_SHARED) {
+                Ok(p) => (p, false),
+                Err(e) => return Err(Error::sys(e, "mmap", subject.clone(), format!("mapping the {len}-byte ring"))),
+            },
+            Err(e) => return Err(Error::sys(e, "mmap", subject.clone(), format!("mapping the {len}-byte ring"))),
+        };
+        Ok(Arc::new(Mapping { ptr: NonNull::new(ptr).expect("mmap returned NULL"), len, locked }))
+    }
+
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn locked(&self) -> bool {
+        self.locked
+    }
+
+    /// The status word at `offset`, shared with the kernel.
+    ///
+    /// # Safety
+    /// `offset` must be 4-byte aligned and `offset + 4 <= len`.
+    pub(crate) unsafe fn status_word(&self, offset: usize) -> &AtomicU32 {
+        debug_assert!(offset % 4 == 0 && offset + 4 <= self.len);
+        &*self.ptr.as_ptr().add(offset).cast::<AtomicU32>()
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: we own this mapping; every reference to it (engine or JS buffer) is gone.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+/// The RX ring: `block_count` blocks that the kernel fills and we read.
+pub struct RxRing {
+    map: Arc<Mapping>,
+    geometry: RingGeometry,
+}
+
+impl RxRing {
+    pub(crate) fn new(map: Arc<Mapping>, geometry: RingGeometry) -> Self {
+        RxRing { map, geometry }
+    }
+
+    pub fn mapping(&self) -> &Arc<Mapping> {
+        &self.map
+    }
+
+    pub fn geometry(&self) -> RingGeometry {
+        self.geometry
+    }
+
+    fn block_offset(&self, index: u32) -> usize {
+        index as usize * self.geometry.block_size as usize
+    }
+
+    fn status(&self, index: u32) -> &AtomicU32 {
+        assert!(index < self.geometry.block_count);
+        // SAFETY: the block starts inside the mapping and is page aligned.
+        unsafe { self.map.status_word(self.block_offset(index) + ffi::BLOCK_STATUS_OFFSET) }
+    }
+
+    /// Whether the kernel has handed block `index` to us. Acquire pairs with the kernel's
+    /// `smp_wmb()` before it sets TP_STATUS_USER, so the block's contents are visible once we
+    /// see the flag.
+    pub fn is_user(&self, index: u32) -> bool {
+        self.status(index).load(Ordering::Acquire) & ffi::TP_STATUS_USER != 0
+    }
+
+    /// Hands block `index` back to the kernel. Release orders every read and write we made to
+    /// the block before the kernel can see it as its own again.
+    pub fn release(&self, index: u32) {
+        self.status(index).store(ffi::TP_STATUS_KERNEL, Ordering::Release);
+    }
+
+    /// The bytes of block `index`.
+    ///
+    /// # Safety
+    /// The block must be ours (`is_user`) and stay ours while the slice lives.
+    pub unsafe fn block_mut(&self, index: u32) -> &mut [u8] {
+        std::slice::from_raw_parts_mut(
+            self.map.as_ptr().add(self.block_offset(index)),
+            self.geometry.block_size as usize,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn geo(block_size: u32, block_count: u32, frame_size: u32) -> RingGeometry {
+        RingGeometry { block_size, block_count, frame_size }
+    }
+
+    #[test]
+    fn accepts_a_normal_ring() {
+        assert!(geo(1 << 20, 16, 2048).validate(80).is_ok());
+        assert_eq!(geo(1 << 20, 16, 2048).frame_count(), 16 * 512);
+    }
+
+    #[test]
+    fn names_the_option_that_is_wrong() {
+        let opt = |g: RingGeometry| match g.validate(80).unwrap_err().subject {
+            Subject::Option(o) => o,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(opt(geo(5000, 4, 2048)), "block_size");
+        assert_eq!(opt(geo(3 * 4096, 4, 2048)), "block_size");
+        assert_eq!(opt(geo(2048, 4, 2048)), "block_size");
+        assert_eq!(opt(geo(1 << 20, 0, 2048)), "block_count");
+        assert_eq!(opt(geo(1 << 22, 1024, 2048)), "block_count");
+        assert_eq!(opt(geo(1 << 20, 4, 2050)), "frame_size");
+        assert_eq!(opt(geo(1 << 20, 4, 64)), "frame_size");
+        assert_eq!(opt(geo(4096, 4, 8192)), "frame_size");
+    }
+}

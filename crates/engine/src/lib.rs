@@ -1,0 +1,19 @@
+//! netring engine: AF_PACKET TPACKET_V3 rings for Linux.
+//!
+//! Layers, bottom up: `ffi` (every kernel struct and constant), `syscall` (EINTR-safe calls),
+//! `afpacket` (sockets, rings, block walking, fanout, filters, capture), `reactor` (waiting
+//! without blocking the caller). Nothing here knows about JavaScript.
+
+pub mod afpacket;
+pub mod error;
+pub mod ffi;
+pub mod reactor;
+pub mod syscall;
+
+pub use afpacket::block::PacketDesc;
+pub use afpacket::capture::{Batch, Capture, CaptureStats};
+pub use afpacket::config::{CaptureConfig, CaptureOptions, Profile, TimestampSource};
+pub use afpacket::fanout::{FanoutConfig, FanoutFlags, FanoutMode};
+pub use afpacket::filter::BpfProgram;
+pub use afpacket::ring::{Mapping, RingGeometry};
+pub use error::{Errno, Error, Result, Subject};

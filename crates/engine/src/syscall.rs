@@ -1,0 +1,116 @@
+//! Thin, EINTR-safe wrappers over the few system calls whose raw form needs care.
+
+use std::mem::{size_of, MaybeUninit};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+
+/// `setsockopt` with a plain-old-data value.
+pub fn setsockopt<T>(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int, value: &T) -> Result<(), Errno> {
+    // SAFETY: `value` points to `size_of::<T>()` initialised bytes for the duration of the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (value as *const T).cast(),
+            size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 { Ok(()) } else { Err(Errno::last()) }
+}
+
+/// `getsockopt` into a plain-old-data value; fails with EINVAL if the kernel returns fewer bytes.
+pub fn getsockopt<T: Copy>(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int) -> Result<T, Errno> {
+    let mut value = MaybeUninit::<T>::zeroed();
+    let mut len = size_of::<T>() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into `value`.
+    let rc = unsafe { libc::getsockopt(fd.as_raw_fd(), level, name, value.as_mut_ptr().cast(), &mut len) };
+    if rc != 0 {
+        return Err(Errno::last());
+    }
+    if (len as usize) < size_of::<T>() {
+        return Err(Errno::EINVAL);
+    }
+    // SAFETY: zero-initialised and then fully written by the kernel; T is plain old data.
+    Ok(unsafe { value.assume_init() })
+}
+
+/// Waits for `events` on `fd`. Returns the returned events (empty on timeout).
+///
+/// EINTR is retried with what remains of the timeout, not with the whole timeout again: a
+/// process that receives signals often would otherwise never time out.
+pub fn poll(fd: BorrowedFd<'_>, events: libc::c_short, timeout: Option<Duration>) -> Result<libc::c_short, Errno> {
+    poll_raw(fd.as_raw_fd(), events, timeout)
+}
+
+pub(crate) fn poll_raw(fd: RawFd, events: libc::c_short, timeout: Option<Duration>) -> Result<libc::c_short, Errno> {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        let ms: libc::c_int = match deadline {
+            None => -1,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                // Round up so a sub-millisecond remainder waits instead of spinning.
+                left.as_micros().div_ceil(1000).min(libc::c_int::MAX as u128) as libc::c_int
+            }
+        };
+        let mut pfd = libc::pollfd { fd, events, revents: 0 };
+        // SAFETY: one valid pollfd.
+        let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+        match rc {
+            0 => return Ok(0),
+            n if n > 0 => return Ok(pfd.revents),
+            _ => match Errno::last() {
+                Errno::EINTR => continue,
+                e => return Err(e),
+            },
+        }
+    }
+}
+
+/// The pending socket error (`SO_ERROR`), which reading clears.
+pub fn take_socket_error(fd: BorrowedFd<'_>) -> Result<Option<Errno>, Errno> {
+    let err: libc::c_int = getsockopt(fd, libc::SOL_SOCKET, libc::SO_ERROR)?;
+    Ok((err != 0).then(|| Errno::from_raw(err)))
+}
+
+/// `sendto(fd, NULL, 0, flags, NULL, 0)`, the kick that makes the kernel walk a TX ring.
+/// EINTR is retried; every other error is returned for the caller to classify.
+pub fn kick(fd: BorrowedFd<'_>, flags: libc::c_int) -> Result<usize, Errno> {
+    loop {
+        // SAFETY: a zero-length send with no buffer and no address is valid on a packet socket.
+        let rc = unsafe { libc::sendto(fd.as_raw_fd(), std::ptr::null(), 0, flags, std::ptr::null(), 0) };
+        if rc >= 0 {
+            return Ok(rc as usize);
+        }
+        match Errno::last() {
+            Errno::EINTR => continue,
+            e => return Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn poll_times_out_after_roughly_the_timeout() {
+        let (r, _w) = nix::unistd::pipe().unwrap();
+        let t0 = Instant::now();
+        let rev = poll(r.as_fd(), libc::POLLIN, Some(Duration::from_millis(30))).unwrap();
+        assert_eq!(rev, 0);
+        assert!(t0.elapsed() >= Duration::from_millis(30));
+    }
+
+    #[test]
+    fn poll_reports_readiness() {
+        let (r, w) = nix::unistd::pipe().unwrap();
+        nix::unistd::write(&w, b"x").unwrap();
+        let rev = poll(r.as_fd(), libc::POLLIN, Some(Duration::from_millis(1000))).unwrap();
+        assert_ne!(rev & libc::POLLIN, 0);
+    }
+}
