@@ -106,6 +106,15 @@ pub struct FanoutConfig {
 }
 
 impl FanoutConfig {
+    /// From the words a caller uses: a group id, a mode name and flag names.
+    pub fn from_names(group: u32, mode: &str, flags: &[String]) -> Result<Self> {
+        let group = u16::try_from(group)
+            .map_err(|_| Error::invalid_option("fanout.group", format!("must be 0 to 65535, got {group}")))?;
+        let cfg = FanoutConfig { group, mode: FanoutMode::parse(mode)?, flags: FanoutFlags::parse(flags)? };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
     pub fn validate(&self) -> Result<()> {
         if self.flags.unique_id && self.group != 0 {
             return Err(Error::invalid_option(

@@ -1,0 +1,294 @@
+//! `NativeCapture`: the engine's `Capture`, lent to JavaScript one block at a time.
+
+use std::time::Duration;
+
+use napi::bindgen_prelude::{Either, Object, ObjectFinalize, Unknown};
+use napi::{Env, Result};
+use netring_engine::reactor::Readiness;
+use netring_engine::{BpfProgram, Capture, CaptureOptions, FanoutConfig, Profile, TimestampSource};
+
+use crate::batch_table::BatchTable;
+use crate::error::{to_napi, OrThrow};
+use crate::lent_buffer::{force_copy_from_env, LentBuffer};
+
+/// Options as the facade passes them (already type-checked there; values are checked by the
+/// engine).
+#[napi(object)]
+pub struct NativeCaptureOptions {
+    pub profile: Option<String>,
+    pub promiscuous: Option<bool>,
+    pub block_size: Option<u32>,
+    pub block_count: Option<u32>,
+    pub frame_size: Option<u32>,
+    pub snap_len: Option<u32>,
+    pub block_timeout_ms: Option<u32>,
+    pub fill_rxhash: Option<bool>,
+    pub ignore_outgoing: Option<bool>,
+    pub busy_poll_us: Option<u32>,
+    pub timestamp_source: Option<String>,
+    pub fanout: Option<NativeFanout>,
+    pub filter: Option<Either<String, Vec<NativeBpfInstruction>>>,
+    pub reinsert_vlan: Option<bool>,
+}
+
+#[napi(object)]
+pub struct NativeFanout {
+    pub group: u32,
+    pub mode: String,
+    pub flags: Option<Vec<String>>,
+}
+
+#[napi(object)]
+pub struct NativeBpfInstruction {
+    pub code: f64,
+    pub jt: f64,
+    pub jf: f64,
+    pub k: f64,
+}
+
+/// What was opened, with the ring geometry the kernel accepted.
+#[napi(object)]
+pub struct NativeCaptureInfo {
+    pub interface: String,
+    pub ifindex: u32,
+    pub profile: String,
+    pub block_size: u32,
+    pub block_count: u32,
+    pub frame_size: u32,
+    /// The block count asked for; larger than `block_count` after an ENOMEM retry.
+    pub requested_block_count: u32,
+    pub block_timeout_ms: u32,
+    pub snap_len: Option<u32>,
+    /// The ring is locked in memory (MAP_LOCKED).
+    pub locked: bool,
+    /// Buffers are copies of the ring (the runtime refuses external buffers).
+    pub copy_mode: bool,
+}
+
+#[napi(object)]
+pub struct NativeCaptureStats {
+    pub packets: f64,
+    pub drops: f64,
+    pub freeze_count: f64,
+}
+
+#[napi(custom_finalize)]
+pub struct NativeCapture {
+    engine: Option<Capture>,
+    lent: Option<LentBuffer>,
+    force_copy: bool,
+    copied: bool,
+}
+
+#[napi]
+impl NativeCapture {
+    #[napi(factory)]
+    pub fn open(interface: String, options: Option<NativeCaptureOptions>) -> Result<NativeCapture> {
+        let options = match options {
+            Some(o) => engine_options(o).or_throw()?,
+            None => CaptureOptions::default(),
+        };
+        let engine = Capture::open(&interface, options).or_throw()?;
+        Ok(NativeCapture { engine: Some(engine), lent: None, force_copy: force_copy_from_env(), copied: false })
+    }
+
+    /// The next ready block as `{ block: ArrayBuffer, table: Uint32Array }`, or null. The block
+    /// lent before is detached and handed back first.
+    #[napi(ts_return_type = "{ block: ArrayBuffer, table: Uint32Array } | null")]
+    pub fn next_batch<'env>(&mut self, env: &'env Env) -> Result<Option<Object<'env>>> {
+        self.take_back(env)?;
+        let force_copy = self.force_copy;
+        let capture = self.engine.as_mut().ok_or_else(closed)?;
+        let mapping = capture.mapping().clone();
+        let Some(mut batch) = capture.next_batch().or_throw()? else { return Ok(None) };
+
+        let info = *batch.info();
+        let mut table = BatchTable::new(env, info.num_packets as usize)?;
+        while let Some(desc) = batch.next_packet() {
+            match desc {
+                Ok(desc) => table.push(&desc),
+                Err(e) => {
+                    drop(batch);
+                    capture.release();
+                    return Err(to_napi(e));
+                }
+            }
+        }
+        let table = table.finish(info.seq_num, info.timed_out);
+        // SAFETY: the block lies inside the mapping, and the block lent before was taken back
+        // above, so no other lent buffer covers this memory.
+        let (lent, block) = unsafe { LentBuffer::lend(env, batch.block_ptr(), batch.block_len(), &mapping, force_copy)? };
+        self.copied = lent.is_copy();
+        self.lent = Some(lent);
+
+        let mut result = Object::new(env)?;
+        // SAFETY: both values were just created in this scope.
+        unsafe {
+            result.set("block", Unknown::from_raw_unchecked(env.raw(), block))?;
+            result.set("table", Unknown::from_raw_unchecked(env.raw(), table))?;
+        }
+        Ok(Some(result))
+    }
+
+    /// Blocks the calling thread until a block is ready or `timeoutMs` passes (no limit when
+    /// omitted), then behaves like `nextBatch`. For worker threads and scripts.
+    #[napi(ts_return_type = "{ block: ArrayBuffer, table: Uint32Array } | null")]
+    pub fn next_batch_blocking<'env>(&mut self, env: &'env Env, timeout_ms: Option<f64>) -> Result<Option<Object<'env>>> {
+        self.take_back(env)?;
+        let timeout = timeout_ms.map(|ms| Duration::from_secs_f64(ms.max(0.0) / 1000.0));
+        let ready = self.engine.as_mut().ok_or_else(closed)?.wait_ready(timeout).or_throw()?;
+        if ready { self.next_batch(env) } else { Ok(None) }
+    }
+
+    /// Detaches the lent block and hands it back to the kernel.
+    #[napi]
+    pub fn release(&mut self, env: &Env) -> Result<()> {
+        self.take_back(env)?;
+        if let Some(capture) = self.engine.as_mut() {
+            capture.release();
+        }
+        Ok(())
+    }
+
+    /// Resolves once a block may be ready or the socket reports an error (with the epoll
+    /// events, > 0), or with 0 when the wait is withdrawn (`cancelWait`, `close`). Never blocks
+    /// the JavaScript thread: the wait happens on the engine's reactor thread.
+    #[napi(ts_return_type = "Promise<number>")]
+    pub fn wait_readable<'env>(&mut self, env: &'env Env) -> Result<Object<'env>> {
+        self.take_back(env)?;
+        let capture = self.engine.as_mut().ok_or_else(closed)?;
+        type Resolver = Box<dyn FnOnce(Env) -> Result<u32> + Send>;
+        let (deferred, promise) = env.create_deferred::<u32, Resolver>()?;
+        capture
+            .arm_wait(Box::new(move |readiness| {
+                let events = match readiness {
+                    Readiness::Ready(events) => events.max(1),
+                    Readiness::Cancelled => 0,
+                };
+                deferred.resolve(Box::new(move |_| Ok(events)));
+            }))
+            .or_throw()?;
+        Ok(promise)
+    }
+
+    /// Withdraws a pending `waitReadable` (it resolves with 0).
+    #[napi]
+    pub fn cancel_wait(&mut self) {
+        if let Some(callback) = self.engine.as_mut().and_then(Capture::disarm_wait) {
+            callback(Readiness::Cancelled);
+        }
+    }
+
+    #[napi]
+    pub fn stats(&mut self) -> Result<NativeCaptureStats> {
+        let s = self.engine.as_mut().ok_or_else(closed)?.stats().or_throw()?;
+        Ok(NativeCaptureStats { packets: s.packets as f64, drops: s.drops as f64, freeze_count: s.freeze_count as f64 })
+    }
+
+    #[napi]
+    pub fn info(&self) -> Result<NativeCaptureInfo> {
+        let c = self.engine.as_ref().ok_or_else(closed)?;
+        let cfg = c.config();
+        Ok(NativeCaptureInfo {
+            interface: c.interface().name.clone(),
+            ifindex: c.interface().index,
+            profile: profile_name(cfg.profile).into(),
+            block_size: cfg.geometry.block_size,
+            block_count: cfg.geometry.block_count,
+            frame_size: cfg.geometry.frame_size,
+            requested_block_count: c.requested_geometry().block_count,
+            block_timeout_ms: cfg.block_timeout_ms,
+            snap_len: cfg.snap_len,
+            locked: c.mapping().locked(),
+            copy_mode: self.force_copy || self.copied,
+        })
+    }
+
+    #[napi(getter)]
+    pub fn fd(&self) -> i32 {
+        self.engine.as_ref().map_or(-1, Capture::fd)
+    }
+
+    #[napi(getter)]
+    pub fn closed(&self) -> bool {
+        self.engine.is_none()
+    }
+
+    /// Detaches the lent block, withdraws the pending wait, closes the socket. Idempotent.
+    #[napi]
+    pub fn close(&mut self, env: &Env) -> Result<()> {
+        self.take_back(env)?;
+        // Dropping the engine capture withdraws its wait (the promise resolves with 0), closes
+        // the socket and drops its share of the mapping.
+        self.engine = None;
+        Ok(())
+    }
+
+    fn take_back(&mut self, env: &Env) -> Result<()> {
+        match self.lent.take() {
+            Some(lent) => lent.take_back(env),
+            None => Ok(()),
+        }
+    }
+}
+
+impl ObjectFinalize for NativeCapture {
+    /// Collected without `close()`: the socket closes here. A buffer JavaScript still holds
+    /// cannot be detached from a finalizer, but it stays valid: it keeps the mapping alive, and
+    /// with the socket closed the kernel writes no more into it.
+    fn finalize(mut self, env: Env) -> Result<()> {
+        if let Some(lent) = self.lent.take() {
+            lent.forget(env.raw());
+        }
+        Ok(())
+    }
+}
+
+fn closed() -> napi::Error {
+    to_napi(
+        netring_engine::Error::new(netring_engine::Errno::EBADF, netring_engine::Subject::None, "the capture is closed")
+            .with_syscall("close"),
+    )
+}
+
+fn profile_name(p: Profile) -> &'static str {
+    match p {
+        Profile::Default => "default",
+        Profile::HighThroughput => "high-throughput",
+        Profile::LowLatency => "low-latency",
+        Profile::LowMemory => "low-memory",
+        Profile::Jumbo => "jumbo",
+    }
+}
+
+fn engine_options(o: NativeCaptureOptions) -> crate::error::Result<CaptureOptions> {
+    Ok(CaptureOptions {
+        profile: o.profile.as_deref().map(Profile::parse).transpose()?,
+        promiscuous: o.promiscuous,
+        block_size: o.block_size,
+        block_count: o.block_count,
+        frame_size: o.frame_size,
+        snap_len: o.snap_len,
+        block_timeout_ms: o.block_timeout_ms,
+        fill_rxhash: o.fill_rxhash,
+        ignore_outgoing: o.ignore_outgoing,
+        busy_poll_us: o.busy_poll_us,
+        timestamp_source: o.timestamp_source.as_deref().map(TimestampSource::parse).transpose()?,
+        fanout: o
+            .fanout
+            .map(|f| FanoutConfig::from_names(f.group, &f.mode, f.flags.as_deref().unwrap_or_default()))
+            .transpose()?,
+        filter: o
+            .filter
+            .map(|f| match f {
+                Either::A(text) => BpfProgram::parse(&text),
+                Either::B(insns) => insns
+                    .iter()
+                    .map(|i| BpfProgram::instruction_from(i.code, i.jt, i.jf, i.k))
+                    .collect::<netring_engine::Result<Vec<_>>>()
+                    .and_then(BpfProgram::new),
+            })
+            .transpose()?,
+        reinsert_vlan: o.reinsert_vlan,
+    })
+}

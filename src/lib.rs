@@ -1,0 +1,11 @@
+//! The Node.js binding of netring: one thin `#[napi]` class per engine class, turning engine
+//! results into JavaScript values and engine errors into JavaScript errors. No policy lives
+//! here; the engine decides, the facade (lib/) presents.
+
+#[macro_use]
+extern crate napi_derive;
+
+mod batch_table;
+mod capture;
+mod error;
+mod lent_buffer;
