@@ -217,7 +217,10 @@ impl NativeCapture {
     /// Detaches the lent block, withdraws the pending wait, closes the socket. Idempotent.
     #[napi]
     pub fn close(&mut self, env: &Env) -> Result<()> {
-        self.take_back(env)?;
+        // A block whose memory escaped needs no error here: the socket closes either way.
+        if let Some(lent) = self.lent.take() {
+            lent.take_back(env)?;
+        }
         // Dropping the engine capture withdraws its wait (the promise resolves with 0), closes
         // the socket and drops its share of the mapping.
         self.engine = None;
@@ -225,10 +228,23 @@ impl NativeCapture {
     }
 
     fn take_back(&mut self, env: &Env) -> Result<()> {
-        match self.lent.take() {
-            Some(lent) => lent.take_back(env),
-            None => Ok(()),
+        let Some(lent) = self.lent.take() else { return Ok(()) };
+        if lent.take_back(env)? {
+            return Ok(());
         }
+        // The block's memory was transferred to an ArrayBuffer we cannot detach. Closing the
+        // socket stops the kernel writing into the ring; the mapping itself stays alive for as
+        // long as that ArrayBuffer does.
+        self.engine = None;
+        Err(to_napi(
+            netring_engine::Error::new(
+                netring_engine::Errno::EPERM,
+                netring_engine::Subject::None,
+                "a batch's ArrayBuffer was transferred (ArrayBuffer.prototype.transfer or a transfer list): \
+                 ring memory cannot leave the capture, so the capture was closed",
+            )
+            .with_hint("copy packets you want to keep (packet.copy(), Buffer.from(packet.data))"),
+        ))
     }
 }
 

@@ -88,21 +88,31 @@ impl LentBuffer {
     }
 
     /// Detaches the ArrayBuffer if JavaScript still has it, then drops our reference.
-    pub fn take_back(self, env: &Env) -> Result<()> {
+    ///
+    /// Returns `Ok(false)` when the ring memory escaped: the ArrayBuffer was already detached
+    /// by someone else (`ArrayBuffer.prototype.transfer`, a transfer list), so a new
+    /// ArrayBuffer we cannot reach now owns the memory. The caller must then stop the kernel
+    /// from writing into the ring (close the socket) instead of handing the block back.
+    pub fn take_back(self, env: &Env) -> Result<bool> {
         let raw_env = env.raw();
         let mut value = ptr::null_mut();
+        let mut kept = true;
         // SAFETY: our own reference, created in `lend`.
         unsafe {
             check_status!(sys::napi_get_reference_value(raw_env, self.reference, &mut value))?;
             if !value.is_null() {
                 let mut detached = false;
                 check_status!(sys::napi_is_detached_arraybuffer(raw_env, value, &mut detached))?;
-                if !detached {
+                if detached {
+                    // Only we detach lent buffers; a copy may go wherever it likes.
+                    kept = self.copy.is_some();
+                } else {
                     check_status!(sys::napi_detach_arraybuffer(raw_env, value), "detaching a lent ArrayBuffer")?;
                 }
             }
-            check_status!(sys::napi_delete_reference(raw_env, self.reference))
+            check_status!(sys::napi_delete_reference(raw_env, self.reference))?;
         }
+        Ok(kept)
     }
 
     /// Drops our reference without detaching: for finalizers, where V8 may not be re-entered.

@@ -1,0 +1,354 @@
+// Capture: an AF_PACKET TPACKET_V3 receive ring on one interface.
+//
+// One reading mechanism, many shapes: `nextBatch()` (and its blocking twin) is the only way
+// batches come out of the ring. `batches()` turns it into an async iterator by waiting for
+// readiness on the engine's reactor thread; `for await`, the EventEmitter and `stream()` are
+// adapters over `batches()`, and `packets()` is the synchronous one.
+
+import { EventEmitter } from 'node:events'
+import { Readable } from 'node:stream'
+import { markAsUntransferable } from 'node:worker_threads'
+
+import { abortError, callNative, NetringError } from './errors'
+import { native, type Binding } from './native'
+import { captureOptions, iterationOptions, type CaptureOptions } from './options'
+import { OwnedPacket, type Packet, PacketBatch } from './packet'
+
+export interface CaptureStats {
+  /** Packets that reached the ring since the capture was opened (the kernel's count minus drops). */
+  packets: number
+  /** Packets dropped because the ring was full. */
+  drops: number
+  /** Times the ring was full and the kernel froze the queue. */
+  freezeCount: number
+}
+
+/** What was opened, with the ring geometry the kernel accepted. */
+export type CaptureInfo = Binding.NativeCaptureInfo
+
+export interface PacketsOptions {
+  /** Stop after this many packets. */
+  limit?: number
+  /** Stop once this many milliseconds have passed in all (not per packet). */
+  timeoutMs?: number
+}
+
+export interface IterateOptions {
+  /** Stop after this many packets. */
+  limit?: number
+  /** Ends the iteration with an AbortError. */
+  signal?: AbortSignal
+}
+
+export interface BatchesOptions {
+  /** Ends the iteration with an AbortError. */
+  signal?: AbortSignal
+}
+
+export interface StreamOptions {
+  /** Destroys the stream with an AbortError. */
+  signal?: AbortSignal
+  /** Owned packets buffered ahead of the consumer. @default 1024 */
+  highWaterMark?: number
+}
+
+interface CaptureEvents {
+  packet: [packet: Packet]
+  batch: [batch: PacketBatch]
+  error: [error: Error]
+  close: []
+}
+
+export class Capture extends EventEmitter<CaptureEvents> implements Disposable, AsyncDisposable {
+  readonly #native: Binding.NativeCapture
+  readonly interface: string
+  #batch: PacketBatch | null = null
+  #wait: Promise<number> | null = null
+  #paused = false
+  #emitting = false
+  #emitAbort: AbortController | null = null
+
+  private constructor(iface: string, nativeCapture: Binding.NativeCapture) {
+    super()
+    this.interface = iface
+    this.#native = nativeCapture
+    // A listener for packets or batches starts delivery.
+    ;(this as EventEmitter).on('newListener', (event: string | symbol) => {
+      if (event === 'packet' || event === 'batch') queueMicrotask(() => this.#startEmitting())
+    })
+  }
+
+  /**
+   * Opens a capture on `iface`. The socket is set up completely (TPACKET_V3 ring, filter) before
+   * it is bound to the interface, so the ring never holds a packet from another interface or
+   * one the filter rejects.
+   */
+  static open(iface: string, options?: CaptureOptions): Capture {
+    if (typeof iface !== 'string' || iface.length === 0) {
+      throw NetringError.invalidOption('interface', `must be a non-empty string, got ${typeof iface}`)
+    }
+    const nativeOptions = captureOptions(options)
+    return new Capture(iface, callNative(() => native.NativeCapture.open(iface, nativeOptions)))
+  }
+
+  /** The socket's file descriptor, -1 once closed. */
+  get fd(): number {
+    return this.#native.fd
+  }
+
+  get closed(): boolean {
+    return this.#native.closed
+  }
+
+  /** Ring geometry and settings as the kernel accepted them. */
+  get info(): CaptureInfo {
+    return callNative(() => this.#native.info())
+  }
+
+  /** Cumulative counters since the capture was opened. */
+  stats(): CaptureStats {
+    return callNative(() => this.#native.stats())
+  }
+
+  /**
+   * The next batch the kernel has handed over, or `null` when none is ready; never waits.
+   * Releases the batch taken before (its Buffers are detached).
+   */
+  nextBatch(): PacketBatch | null {
+    this.#forgetBatch()
+    return this.#adopt(callNative(() => this.#native.nextBatch()))
+  }
+
+  /**
+   * Like `nextBatch()`, but blocks the thread until a batch is ready or `timeoutMs` passes
+   * (forever when omitted): for worker threads and scripts. `null` on timeout.
+   */
+  nextBatchBlocking(timeoutMs?: number): PacketBatch | null {
+    if (timeoutMs !== undefined && (typeof timeoutMs !== 'number' || Number.isNaN(timeoutMs) || timeoutMs < 0)) {
+      throw NetringError.invalidOption('timeoutMs', `must be a non-negative number, got ${String(timeoutMs)}`)
+    }
+    this.#forgetBatch()
+    return this.#adopt(callNative(() => this.#native.nextBatchBlocking(timeoutMs)))
+  }
+
+  /**
+   * Packets, synchronously, blocking between batches. Ends after `limit` packets, when
+   * `timeoutMs` has passed, or when the capture is closed. Each packet's `data` is valid until
+   * the iterator moves to the next batch.
+   */
+  *packets(options?: PacketsOptions): Generator<Packet, void, undefined> {
+    const { limit = Infinity, timeoutMs } = iterationOptions<PacketsOptions>(options, 'packets', ['limit', 'timeoutMs'])
+    const deadline = timeoutMs === undefined ? undefined : performance.now() + timeoutMs
+    let count = 0
+    try {
+      while (count < limit && !this.closed) {
+        const remaining = deadline === undefined ? undefined : deadline - performance.now()
+        if (remaining !== undefined && remaining <= 0) return
+        const batch = this.nextBatchBlocking(remaining)
+        if (!batch) continue
+        for (const packet of batch) {
+          yield packet
+          if (++count >= limit) return
+        }
+      }
+    } finally {
+      this.#releaseHeld()
+    }
+  }
+
+  /**
+   * Batches as they come, waiting without blocking the event loop. Ends when the capture is
+   * closed; throws the capture's error (for example ENODEV when the interface is deleted), or an
+   * AbortError when `signal` fires. Leaving the loop releases the batch last taken.
+   */
+  async *batches(options?: BatchesOptions): AsyncGenerator<PacketBatch, void, undefined> {
+    const { signal } = iterationOptions<BatchesOptions>(options, 'batches', ['signal'])
+    try {
+      for (;;) {
+        if (signal?.aborted) throw abortError(signal)
+        if (this.closed) return
+        const batch = this.nextBatch()
+        if (batch) {
+          yield batch
+          continue
+        }
+        await this.#readable(signal)
+      }
+    } finally {
+      this.#releaseHeld()
+    }
+  }
+
+  /** Packets as they come (see `batches()`); `for await (const pkt of capture)` uses this. */
+  async *iterate(options?: IterateOptions): AsyncGenerator<Packet, void, undefined> {
+    const { limit = Infinity, signal } = iterationOptions<IterateOptions>(options, 'iterate', ['limit', 'signal'])
+    if (limit <= 0) return
+    let count = 0
+    for await (const batch of this.batches({ signal })) {
+      for (const packet of batch) {
+        yield packet
+        if (++count >= limit) return
+      }
+    }
+  }
+
+  [Symbol.asyncIterator](): AsyncGenerator<Packet, void, undefined> {
+    return this.iterate()
+  }
+
+  /**
+   * A Readable in object mode of owned packets (copies, safe to keep), for `pipeline`.
+   * Destroying the stream stops reading; closing the capture ends it.
+   */
+  stream(options?: StreamOptions): Readable {
+    const { signal, highWaterMark = 1024 } = iterationOptions<StreamOptions>(options, 'stream', ['signal', 'highWaterMark'])
+    // Destroying the stream must wake a pending wait, so the iterator gets a signal of its own.
+    const stop = new AbortController()
+    const batches = this.batches({ signal: signal ? AbortSignal.any([signal, stop.signal]) : stop.signal })
+    let pumping = false
+    const pump = async (): Promise<void> => {
+      pumping = true
+      try {
+        for (;;) {
+          const next = await batches.next()
+          if (next.done) {
+            readable.push(null)
+            return
+          }
+          let wantMore = true
+          for (const packet of next.value) wantMore = readable.push(new OwnedPacket(packet))
+          // Everything is copied: the block can go back to the kernel while the consumer reads.
+          next.value.release()
+          if (!wantMore) return
+        }
+      } catch (e) {
+        if (!stop.signal.aborted) readable.destroy(e as Error)
+      } finally {
+        pumping = false
+      }
+    }
+    const readable = new Readable({
+      objectMode: true,
+      highWaterMark,
+      read() {
+        if (!pumping) void pump()
+      },
+      destroy(error, callback) {
+        stop.abort()
+        void batches.return()
+        callback(error)
+      },
+    })
+    return readable
+  }
+
+  /** Stops `'packet'`/`'batch'` delivery; the batch being delivered is released. */
+  pause(): this {
+    this.#paused = true
+    this.#emitAbort?.abort()
+    return this
+  }
+
+  /** Starts delivery again (when there are listeners). */
+  resume(): this {
+    this.#paused = false
+    queueMicrotask(() => this.#startEmitting())
+    return this
+  }
+
+  get isPaused(): boolean {
+    return this.#paused
+  }
+
+  /**
+   * Releases the held batch (its Buffers are detached), ends every pending iteration, closes the
+   * socket and emits `'close'`. Idempotent.
+   */
+  close(): void {
+    if (this.closed) return
+    this.#forgetBatch()
+    callNative(() => this.#native.close())
+    this.emit('close')
+  }
+
+  [Symbol.dispose](): void {
+    this.close()
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close()
+  }
+
+  #adopt(raw: { block: ArrayBuffer; table: Uint32Array } | null): PacketBatch | null {
+    if (!raw) return null
+    // Ring memory must not leave the capture: postMessage refuses to transfer this buffer.
+    markAsUntransferable(raw.block)
+    this.#batch = new PacketBatch(raw, (batch) => {
+      if (batch === this.#batch) {
+        this.#forgetBatch()
+        callNative(() => this.#native.release())
+      }
+    })
+    return this.#batch
+  }
+
+  /** Marks the held batch released; the native call that follows takes the block back. */
+  #forgetBatch(): void {
+    this.#batch?.markReleased()
+    this.#batch = null
+  }
+
+  #releaseHeld(): void {
+    if (this.#batch) this.#batch.release()
+  }
+
+  /** Resolves when the ring may have a batch, the socket has an error, or the capture closes. */
+  async #readable(signal: AbortSignal | undefined): Promise<void> {
+    // One native wait serves every iterator of this capture.
+    this.#wait ??= callNative(() => this.#native.waitReadable()).finally(() => {
+      this.#wait = null
+    })
+    if (!signal) {
+      await this.#wait
+      return
+    }
+    let onAbort!: () => void
+    const aborted = new Promise<never>((_, reject) => {
+      onAbort = () => reject(abortError(signal))
+      signal.addEventListener('abort', onAbort, { once: true })
+    })
+    try {
+      await Promise.race([this.#wait, aborted])
+    } finally {
+      signal.removeEventListener('abort', onAbort)
+      // Withdraw the native wait; other iterators sharing it wake with 0 and wait again.
+      if (signal.aborted && !this.closed) this.#native.cancelWait()
+    }
+  }
+
+  async #startEmitting(): Promise<void> {
+    if (this.#emitting || this.#paused || this.closed) return
+    if (this.listenerCount('packet') === 0 && this.listenerCount('batch') === 0) return
+    this.#emitting = true
+    const abort = (this.#emitAbort = new AbortController())
+    try {
+      for await (const batch of this.batches({ signal: abort.signal })) {
+        this.emit('batch', batch)
+        if (this.listenerCount('packet') > 0) {
+          for (const packet of batch) {
+            this.emit('packet', packet)
+            if (abort.signal.aborted) break
+          }
+        }
+        if (this.listenerCount('packet') === 0 && this.listenerCount('batch') === 0) break
+      }
+    } catch (e) {
+      if (!abort.signal.aborted) this.emit('error', e as Error)
+    } finally {
+      this.#emitting = false
+      this.#emitAbort = null
+    }
+    // pause() then resume() while this loop was winding down: start again.
+    if (abort.signal.aborted && !this.#paused) this.#startEmitting()
+  }
+}

@@ -1,0 +1,72 @@
+// The one error type of netring, and the one conversion from native errors to it.
+
+export interface NetringErrorFields {
+  /** Node-style code: the errno's symbolic name (`ENODEV`, `EPERM`, `EINVAL`, ...). */
+  code: string
+  /** The errno number, positive, as the kernel returned it. */
+  errno: number
+  /** The system call that failed, when one did. */
+  syscall?: string
+  /** The interface the error is about. */
+  interface?: string
+  /** The option the error is about, spelled as in the options object (`blockSize`). */
+  option?: string
+  /** What to do about it. */
+  hint?: string
+}
+
+const ERRNO = { EINVAL: 22, EBADF: 9, ENODEV: 19, EMSGSIZE: 90 } as const
+
+export class NetringError extends Error implements NetringErrorFields {
+  override name = 'NetringError'
+  code: string
+  errno: number
+  syscall?: string
+  interface?: string
+  option?: string
+  hint?: string
+
+  constructor(message: string, fields: NetringErrorFields, options?: ErrorOptions) {
+    super(fields.hint ? `${message}. Hint: ${fields.hint}` : message, options)
+    this.code = fields.code
+    this.errno = fields.errno
+    if (fields.syscall !== undefined) this.syscall = fields.syscall
+    if (fields.interface !== undefined) this.interface = fields.interface
+    if (fields.option !== undefined) this.option = fields.option
+    if (fields.hint !== undefined) this.hint = fields.hint
+  }
+
+  /** An option the facade refuses before anything reaches the kernel. */
+  static invalidOption(option: string, why: string): NetringError {
+    return new NetringError(`invalid option ${option}: ${why}`, { code: 'EINVAL', errno: ERRNO.EINVAL, option })
+  }
+
+  /** An error of our own with a well-known code. */
+  static of(code: keyof typeof ERRNO, message: string, fields: Partial<NetringErrorFields> = {}): NetringError {
+    return new NetringError(message, { code, errno: ERRNO[code], ...fields })
+  }
+
+  /** Reads back what the binding put in a native error; anything else passes through unchanged. */
+  static fromNative(error: unknown): unknown {
+    if (!(error instanceof Error) || !error.message.startsWith('{"netring":1')) return error
+    const f = JSON.parse(error.message) as NetringErrorFields & { message: string }
+    return new NetringError(f.message, f)
+  }
+}
+
+/** Runs a native call, turning its errors into `NetringError`. */
+export function callNative<T>(fn: () => T): T {
+  try {
+    return fn()
+  } catch (e) {
+    throw NetringError.fromNative(e)
+  }
+}
+
+/** The error async iterators throw when their `AbortSignal` fires, shaped like Node's own. */
+export function abortError(signal: AbortSignal): Error {
+  return Object.assign(new Error('The operation was aborted', { cause: signal.reason }), {
+    name: 'AbortError',
+    code: 'ABORT_ERR',
+  })
+}

@@ -1,0 +1,182 @@
+// The Capture options object: its type (with the defaults, quoted from the engine's profile
+// table in crates/engine/src/afpacket/config.rs) and its type checks. Values (power-of-two block
+// sizes, group ranges, BPF programs, ...) are checked by the engine, so the rules live once.
+
+import { NetringError } from './errors'
+import type { Binding } from './native'
+
+export type Profile = 'default' | 'high-throughput' | 'low-latency' | 'low-memory' | 'jumbo'
+export type FanoutMode = 'hash' | 'lb' | 'cpu' | 'rollover' | 'random' | 'qm'
+export type FanoutFlag = 'defrag' | 'rollover' | 'uniqueId' | 'ignoreOutgoing'
+
+/** One classic BPF instruction, as `tcpdump -dd` prints it. */
+export interface BpfInstruction {
+  code: number
+  jt: number
+  jf: number
+  k: number
+}
+
+export interface FanoutOptions {
+  /** Fanout group id, 0 to 65535; sockets with the same id on the same interface share traffic. */
+  group: number
+  /** How packets are spread over the group's sockets. */
+  mode: FanoutMode
+  flags?: FanoutFlag[]
+}
+
+export interface CaptureOptions {
+  /**
+   * Ring shape and timeout defaults:
+   * - `'default'`: 16 blocks × 1 MiB, frameSize 2048, blockTimeoutMs 10
+   * - `'high-throughput'`: 64 × 4 MiB, 2048, 50 ms
+   * - `'low-latency'`: 32 × 256 KiB, 2048, 1 ms
+   * - `'low-memory'`: 4 × 128 KiB, 2048, 10 ms
+   * - `'jumbo'`: 32 × 4 MiB, frameSize 65536, 10 ms
+   * @default 'default'
+   */
+  profile?: Profile
+  /** Receive frames addressed to other hosts too (PACKET_MR_PROMISC membership). @default false */
+  promiscuous?: boolean
+  /** Bytes per ring block: a power of two and a multiple of the page size. @default from profile */
+  blockSize?: number
+  /** Blocks in the ring (fewer are used if the kernel reports ENOMEM; see `info`). @default from profile */
+  blockCount?: number
+  /** Frame size: a multiple of 16, at least the TPACKET_V3 header. @default from profile */
+  frameSize?: number
+  /** Capture at most this many bytes of each packet (done in the kernel, by the BPF filter). @default whole packet */
+  snapLen?: number
+  /** Milliseconds after which the kernel hands over a block that is not full, 1 to 60000. @default from profile */
+  blockTimeoutMs?: number
+  /** Ask the kernel to fill `rxhash` for every packet. @default false */
+  fillRxhash?: boolean
+  /** Do not capture packets this host sends (PACKET_IGNORE_OUTGOING). @default false */
+  ignoreOutgoing?: boolean
+  /** Busy-poll the device for this many microseconds before sleeping (SO_BUSY_POLL). @default 0 */
+  busyPollUs?: number
+  /** Timestamp source: hardware timestamps only where the NIC and driver provide them. @default 'software' */
+  timestampSource?: 'software' | 'hardware'
+  /** Join a fanout group (the socket is bound first, as the kernel requires). @default none */
+  fanout?: FanoutOptions
+  /** Classic BPF filter: instructions as printed by `tcpdump -dd`, or that text itself. @default accept all */
+  filter?: BpfInstruction[] | string
+  /**
+   * Write the 802.1Q tag the kernel strips into metadata back into `data`, so frames read as
+   * they were on the wire (still zero-copy: room is reserved in front of each frame). The tag is
+   * in `vlanTci`/`vlanTpid` either way.
+   * @default true
+   */
+  reinsertVlan?: boolean
+}
+
+type Check = (value: unknown, option: string) => void
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
+
+const boolean: Check = (v, o) => {
+  if (typeof v !== 'boolean') throw NetringError.invalidOption(o, `must be a boolean, got ${describe(v)}`)
+}
+
+const u32: Check = (v, o) => {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xffff_ffff) {
+    throw NetringError.invalidOption(o, `must be an integer from 0 to 4294967295, got ${describe(v)}`)
+  }
+}
+
+const oneOf =
+  (...allowed: string[]): Check =>
+  (v, o) => {
+    if (typeof v !== 'string' || !allowed.includes(v)) {
+      throw NetringError.invalidOption(o, `must be one of ${allowed.map((a) => `'${a}'`).join(', ')}; got ${describe(v)}`)
+    }
+  }
+
+const fanout: Check = (v, o) => {
+  if (!isObject(v)) throw NetringError.invalidOption(o, `must be an object { group, mode, flags? }, got ${describe(v)}`)
+  checkKeys(v, o, { group: u32, mode: oneOf('hash', 'lb', 'cpu', 'rollover', 'random', 'qm'), flags: fanoutFlags })
+  if (v.group === undefined) throw NetringError.invalidOption(`${o}.group`, 'is required')
+  if (v.mode === undefined) throw NetringError.invalidOption(`${o}.mode`, 'is required')
+}
+
+const fanoutFlags: Check = (v, o) => {
+  if (!Array.isArray(v)) throw NetringError.invalidOption(o, `must be an array of flag names, got ${describe(v)}`)
+  const flag = oneOf('defrag', 'rollover', 'uniqueId', 'ignoreOutgoing')
+  v.forEach((f, i) => flag(f, `${o}[${i}]`))
+}
+
+const filter: Check = (v, o) => {
+  if (typeof v === 'string') return
+  if (!Array.isArray(v)) {
+    throw NetringError.invalidOption(o, `must be an array of { code, jt, jf, k } or the text of \`tcpdump -dd\`, got ${describe(v)}`)
+  }
+  v.forEach((insn, i) => {
+    if (!isObject(insn)) throw NetringError.invalidOption(`${o}[${i}]`, `must be an object { code, jt, jf, k }, got ${describe(insn)}`)
+    for (const field of ['code', 'jt', 'jf', 'k']) {
+      if (insn[field] === undefined) throw NetringError.invalidOption(`${o}[${i}].${field}`, 'is required')
+      if (typeof insn[field] !== 'number') {
+        throw NetringError.invalidOption(`${o}[${i}].${field}`, `must be a number, got ${describe(insn[field])}`)
+      }
+    }
+  })
+}
+
+const CAPTURE_OPTIONS: Record<keyof CaptureOptions, Check> = {
+  profile: oneOf('default', 'high-throughput', 'low-latency', 'low-memory', 'jumbo'),
+  promiscuous: boolean,
+  blockSize: u32,
+  blockCount: u32,
+  frameSize: u32,
+  snapLen: u32,
+  blockTimeoutMs: u32,
+  fillRxhash: boolean,
+  ignoreOutgoing: boolean,
+  busyPollUs: u32,
+  timestampSource: oneOf('software', 'hardware'),
+  fanout,
+  filter,
+  reinsertVlan: boolean,
+}
+
+function checkKeys(object: Record<string, unknown>, prefix: string, checks: Record<string, Check>): void {
+  for (const [key, value] of Object.entries(object)) {
+    const name = prefix ? `${prefix}.${key}` : key
+    const check = checks[key]
+    if (!check) throw NetringError.invalidOption(name, `unknown option (known: ${Object.keys(checks).join(', ')})`)
+    if (value !== undefined) check(value, name)
+  }
+}
+
+function describe(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v)
+  if (Array.isArray(v)) return 'an array'
+  if (v === null) return 'null'
+  return typeof v === 'object' ? 'an object' : `${typeof v} ${String(v)}`
+}
+
+/** Checks the types of a Capture options object and hands it on in the binding's shape. */
+export function captureOptions(options: unknown): Binding.NativeCaptureOptions {
+  if (options === undefined) return {}
+  if (!isObject(options)) throw NetringError.invalidOption('options', `must be an object, got ${describe(options)}`)
+  checkKeys(options, '', CAPTURE_OPTIONS)
+  return options as Binding.NativeCaptureOptions
+}
+
+/** Checks a plain options object of an iteration method (`{ limit, timeoutMs, signal }`). */
+export function iterationOptions<T extends object>(options: unknown, method: string, known: readonly (keyof T & string)[]): T {
+  if (options === undefined) return {} as T
+  if (!isObject(options)) throw NetringError.invalidOption(method, `options must be an object, got ${describe(options)}`)
+  const checks: Record<string, Check> = {}
+  for (const key of known) checks[key] = key === 'signal' ? abortSignal : nonNegative
+  checkKeys(options, method, checks)
+  return options as T
+}
+
+const abortSignal: Check = (v, o) => {
+  if (!(v instanceof AbortSignal)) throw NetringError.invalidOption(o, `must be an AbortSignal, got ${describe(v)}`)
+}
+
+const nonNegative: Check = (v, o) => {
+  if (typeof v !== 'number' || Number.isNaN(v) || v < 0) {
+    throw NetringError.invalidOption(o, `must be a non-negative number, got ${describe(v)}`)
+  }
+}

@@ -1,0 +1,34 @@
+// `npm test`: the Rust tests, a fresh build, then the ava suite under this Node and, where one is
+// installed (.ci/run installs it; so can you: see the README), under Node 24 as well.
+// In CI (CI=true) the second Node is required, so a missing one fails instead of being skipped.
+import { spawnSync } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+
+const root = fileURLToPath(new URL('..', import.meta.url))
+const ci = process.env.CI === 'true' || process.env.CI === '1'
+
+function run(label, command, args) {
+  console.log(`\n== ${label}: ${command} ${args.join(' ')}`)
+  const r = spawnSync(command, args, { cwd: root, stdio: 'inherit' })
+  if (r.status !== 0) {
+    console.error(`\n== ${label} failed (${r.error?.message ?? `exit ${r.status ?? r.signal}`})`)
+    process.exit(r.status || 1)
+  }
+}
+
+const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm'
+const ava = fileURLToPath(new URL('../node_modules/ava/entrypoints/cli.mjs', import.meta.url))
+const node24 = process.env.NETRING_NODE24 ?? fileURLToPath(new URL('../.ci/tools/node_modules/.bin/node', import.meta.url))
+
+run('cargo test', 'cargo', ['test', '--workspace', '--quiet'])
+run('build', npm, ['run', '--silent', 'build'])
+run(`ava on Node ${process.version}`, process.execPath, [ava, ...process.argv.slice(2)])
+if (existsSync(node24)) {
+  run('ava on Node 24', node24, [ava, ...process.argv.slice(2)])
+} else if (ci) {
+  console.error(`\n== Node 24 not found at ${node24}: .ci/run installs it; CI must test on Node 20 and 24`)
+  process.exit(1)
+} else {
+  console.log(`\n== (Node 24 not installed at ${node24}: run \`npm i --prefix .ci/tools node@24\` to test on it too)`)
+}
