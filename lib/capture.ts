@@ -7,7 +7,6 @@
 
 import { EventEmitter } from 'node:events'
 import { Readable } from 'node:stream'
-import { markAsUntransferable } from 'node:worker_threads'
 
 import { abortError, callNative, NetringError } from './errors'
 import { native, type Binding } from './native'
@@ -281,8 +280,8 @@ export class Capture extends EventEmitter<CaptureEvents> implements Disposable, 
 
   #adopt(raw: { block: ArrayBuffer; table: Uint32Array } | null): PacketBatch | null {
     if (!raw) return null
-    // Ring memory must not leave the capture: postMessage refuses to transfer this buffer.
-    markAsUntransferable(raw.block)
+    // No markAsUntransferable here: on Node >= 22 it sets a V8 detach key, and the detach that
+    // release() needs then aborts the process. A transferred block is caught natively instead.
     this.#batch = new PacketBatch(raw, (batch) => {
       if (batch === this.#batch) {
         this.#forgetBatch()

@@ -7,8 +7,9 @@
 //!
 //! - the ArrayBuffer's finalizer holds a reference to the ring mapping, so the memory stays
 //!   mapped for as long as V8 may still touch it, whatever order things are released in;
-//! - we hold only a weak reference to the ArrayBuffer: if JavaScript dropped it there is nothing
-//!   to detach, and we never keep it alive ourselves.
+//! - we hold a strong reference to the ArrayBuffer while it is lent (one per capture), so at take
+//!   back we always find it: either attached (we detach it), or detached by someone else, which
+//!   means its memory was transferred to an ArrayBuffer we cannot reach (see `take_back`).
 //!
 //! Where the runtime refuses external buffers (Electron's V8 sandbox), the region is copied into
 //! an ordinary ArrayBuffer instead: same API, same detach on release.
@@ -78,7 +79,7 @@ impl LentBuffer {
             check_status!(status, "creating an ArrayBuffer over the ring")?;
         }
         let mut reference = ptr::null_mut();
-        check_status!(sys::napi_create_reference(raw_env, value, 0, &mut reference))?;
+        check_status!(sys::napi_create_reference(raw_env, value, 1, &mut reference))?;
         Ok((LentBuffer { reference, copy }, value))
     }
 
