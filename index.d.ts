@@ -130,6 +130,8 @@ export declare const ROW_VLAN_TPID: number
 /** Words per packet row and the meaning of each. */
 export declare const ROW_WORDS: number
 
+export declare const TABLE_FLAG_LOSING: number
+
 export declare const TABLE_FLAG_TIMED_OUT: number
 
 /** Header words: packet count, sequence number (low, high), flags. */

@@ -851,5 +851,6 @@ module.exports.ROW_STATUS = nativeBinding.ROW_STATUS
 module.exports.ROW_VLAN_TCI = nativeBinding.ROW_VLAN_TCI
 module.exports.ROW_VLAN_TPID = nativeBinding.ROW_VLAN_TPID
 module.exports.ROW_WORDS = nativeBinding.ROW_WORDS
+module.exports.TABLE_FLAG_LOSING = nativeBinding.TABLE_FLAG_LOSING
 module.exports.TABLE_FLAG_TIMED_OUT = nativeBinding.TABLE_FLAG_TIMED_OUT
 module.exports.TABLE_HEADER_WORDS = nativeBinding.TABLE_HEADER_WORDS

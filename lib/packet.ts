@@ -10,6 +10,7 @@ import { native } from './native'
 const {
   TABLE_HEADER_WORDS: HEADER,
   TABLE_FLAG_TIMED_OUT,
+  TABLE_FLAG_LOSING,
   ROW_WORDS,
   ROW_DATA_OFFSET,
   ROW_CAPTURED_LEN,
@@ -43,7 +44,10 @@ const TP_STATUS_GSO_TCP = 1 << 8
 export interface PacketStatus {
   /** Fewer bytes were captured than were on the wire (snapLen or frame size). */
   truncated: boolean
-  /** The ring dropped packets since the last statistics read (TP_STATUS_LOSING). */
+  /**
+   * The ring dropped packets (since `stats()` was last called) before this packet's block was
+   * handed over. TPACKET_V3 reports this per block: see `PacketBatch.losing`.
+   */
   losing: boolean
   /** The kernel stripped a VLAN tag into `vlanTci` (TP_STATUS_VLAN_VALID). */
   vlanValid: boolean
@@ -80,10 +84,10 @@ export interface PacketInfo {
 
 const EMPTY = Buffer.alloc(0)
 
-function decodeStatus(raw: number, captured: number, original: number): PacketStatus {
+function decodeStatus(raw: number, captured: number, original: number, blockLosing: boolean): PacketStatus {
   return {
     truncated: captured < original,
-    losing: (raw & TP_STATUS_LOSING) !== 0,
+    losing: blockLosing || (raw & TP_STATUS_LOSING) !== 0,
     vlanValid: (raw & TP_STATUS_VLAN_VALID) !== 0,
     csumValid: (raw & TP_STATUS_CSUM_VALID) !== 0,
     csumNotReady: (raw & TP_STATUS_CSUMNOTREADY) !== 0,
@@ -167,7 +171,7 @@ export class Packet implements PacketInfo {
 
   get status(): PacketStatus {
     const t = this.batch.table
-    return decodeStatus(t[this.base + ROW_STATUS], t[this.base + ROW_CAPTURED_LEN], t[this.base + ROW_ORIGINAL_LEN])
+    return decodeStatus(t[this.base + ROW_STATUS], t[this.base + ROW_CAPTURED_LEN], t[this.base + ROW_ORIGINAL_LEN], this.batch.losing)
   }
 
   /** Whether `data` carries the VLAN tag written back from metadata. */
@@ -229,6 +233,8 @@ export class PacketBatch implements Iterable<Packet>, Disposable {
   readonly seqNum: bigint
   /** The block was handed over by the retire timeout before it was full. */
   readonly timedOut: boolean
+  /** The ring dropped packets (since `stats()` was last called) before this block was closed. */
+  readonly losing: boolean
   /** @internal */
   readonly table: Uint32Array
   #block: ArrayBuffer
@@ -245,6 +251,7 @@ export class PacketBatch implements Iterable<Packet>, Disposable {
     this.length = t[0]
     this.seqNum = (BigInt(t[2]) << 32n) | BigInt(t[1])
     this.timedOut = (t[3] & TABLE_FLAG_TIMED_OUT) !== 0
+    this.losing = (t[3] & TABLE_FLAG_LOSING) !== 0
   }
 
   get released(): boolean {

@@ -6,13 +6,15 @@
 use std::ptr;
 
 use napi::{check_status, sys, Env, Result};
-use netring_engine::PacketDesc;
+use netring_engine::{BlockInfo, PacketDesc};
 
 /// Header words: packet count, sequence number (low, high), flags.
 #[napi]
 pub const TABLE_HEADER_WORDS: u32 = 4;
 #[napi]
 pub const TABLE_FLAG_TIMED_OUT: u32 = 1;
+#[napi]
+pub const TABLE_FLAG_LOSING: u32 = 2;
 
 /// Words per packet row and the meaning of each.
 #[napi]
@@ -98,11 +100,12 @@ impl BatchTable<'_> {
         self.rows += 1;
     }
 
-    pub fn finish(self, seq_num: u64, timed_out: bool) -> sys::napi_value {
+    pub fn finish(self, info: &BlockInfo) -> sys::napi_value {
+        let seq_num = info.seq_num;
         self.words[0] = self.rows as u32;
         self.words[1] = seq_num as u32;
         self.words[2] = (seq_num >> 32) as u32;
-        self.words[3] = if timed_out { TABLE_FLAG_TIMED_OUT } else { 0 };
+        self.words[3] = if info.timed_out { TABLE_FLAG_TIMED_OUT } else { 0 } | if info.losing { TABLE_FLAG_LOSING } else { 0 };
         self.value
     }
 }

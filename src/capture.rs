@@ -114,7 +114,7 @@ impl NativeCapture {
                 }
             }
         }
-        let table = table.finish(info.seq_num, info.timed_out);
+        let table = table.finish(&info);
         // SAFETY: the block lies inside the mapping, and the block lent before was taken back
         // above, so no other lent buffer covers this memory.
         let (lent, block) = unsafe { LentBuffer::lend(env, batch.block_ptr(), batch.block_len(), &mapping, force_copy)? };

@@ -10,7 +10,7 @@ pub mod ffi;
 pub mod reactor;
 pub mod syscall;
 
-pub use afpacket::block::PacketDesc;
+pub use afpacket::block::{BlockInfo, PacketDesc};
 pub use afpacket::capture::{Batch, Capture, CaptureStats};
 pub use afpacket::config::{CaptureConfig, CaptureOptions, Profile, TimestampSource};
 pub use afpacket::fanout::{FanoutConfig, FanoutFlags, FanoutMode};

@@ -25,6 +25,10 @@ pub struct BlockInfo {
     pub seq_num: u64,
     /// The block was retired by the timeout rather than because it was full.
     pub timed_out: bool,
+    /// The ring dropped packets (since the statistics were last read) before this block was
+    /// closed. TPACKET_V3 reports this per block, not per packet (net/packet/af_packet.c,
+    /// prb_close_block).
+    pub losing: bool,
     /// Bytes of the block in use (`blk_len`).
     pub used_len: usize,
     pub first_offset: usize,
@@ -87,6 +91,7 @@ pub fn read_block_header(block: &[u8]) -> Result<BlockInfo, CorruptBlock> {
         num_packets: desc.num_pkts,
         seq_num: desc.seq_num,
         timed_out: desc.block_status & ffi::TP_STATUS_BLK_TMO != 0,
+        losing: desc.block_status & ffi::TP_STATUS_LOSING != 0,
         used_len,
         first_offset,
     })
