@@ -100,7 +100,9 @@ impl NativeCapture {
         let force_copy = self.force_copy;
         let capture = self.engine.as_mut().ok_or_else(closed)?;
         let mapping = capture.mapping().clone();
-        let Some(mut batch) = capture.next_batch().or_throw()? else { return Ok(None) };
+        let Some(mut batch) = capture.next_batch().or_throw()? else {
+            return Ok(None);
+        };
 
         let info = *batch.info();
         let mut table = BatchTable::new(env, info.num_packets as usize)?;
@@ -117,7 +119,8 @@ impl NativeCapture {
         let table = table.finish(&info);
         // SAFETY: the block lies inside the mapping, and the block lent before was taken back
         // above, so no other lent buffer covers this memory.
-        let (lent, block) = unsafe { LentBuffer::lend(env, batch.block_ptr(), batch.block_len(), &mapping, force_copy)? };
+        let (lent, block) =
+            unsafe { LentBuffer::lend(env, batch.block_ptr(), batch.block_len(), &mapping, force_copy)? };
         self.copied = lent.is_copy();
         self.lent = Some(lent);
 
@@ -133,11 +136,19 @@ impl NativeCapture {
     /// Blocks the calling thread until a block is ready or `timeoutMs` passes (no limit when
     /// omitted), then behaves like `nextBatch`. For worker threads and scripts.
     #[napi(ts_return_type = "{ block: ArrayBuffer, table: Uint32Array } | null")]
-    pub fn next_batch_blocking<'env>(&mut self, env: &'env Env, timeout_ms: Option<f64>) -> Result<Option<Object<'env>>> {
+    pub fn next_batch_blocking<'env>(
+        &mut self,
+        env: &'env Env,
+        timeout_ms: Option<f64>,
+    ) -> Result<Option<Object<'env>>> {
         self.take_back(env)?;
         let timeout = timeout_ms.map(|ms| Duration::from_secs_f64(ms.max(0.0) / 1000.0));
         let ready = self.engine.as_mut().ok_or_else(closed)?.wait_ready(timeout).or_throw()?;
-        if ready { self.next_batch(env) } else { Ok(None) }
+        if ready {
+            self.next_batch(env)
+        } else {
+            Ok(None)
+        }
     }
 
     /// Detaches the lent block and hands it back to the kernel.
@@ -228,7 +239,9 @@ impl NativeCapture {
     }
 
     fn take_back(&mut self, env: &Env) -> Result<()> {
-        let Some(lent) = self.lent.take() else { return Ok(()) };
+        let Some(lent) = self.lent.take() else {
+            return Ok(());
+        };
         if lent.take_back(env)? {
             return Ok(());
         }
@@ -262,8 +275,12 @@ impl ObjectFinalize for NativeCapture {
 
 fn closed() -> napi::Error {
     to_napi(
-        netring_engine::Error::new(netring_engine::Errno::EBADF, netring_engine::Subject::None, "the capture is closed")
-            .with_syscall("close"),
+        netring_engine::Error::new(
+            netring_engine::Errno::EBADF,
+            netring_engine::Subject::None,
+            "the capture is closed",
+        )
+        .with_syscall("close"),
     )
 }
 

@@ -115,7 +115,9 @@ impl Reactor {
     fn fire(&self, token: u64, events: u32) {
         let entry = {
             let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-            let Some(entry) = entries.remove(&token) else { return };
+            let Some(entry) = entries.remove(&token) else {
+                return;
+            };
             // Removed under the lock, so `disarm` + close cannot race with this DEL.
             self.forget(entry.fd);
             entry
@@ -135,7 +137,10 @@ mod tests {
     fn fires_once_when_readable() {
         let (r, w) = nix::unistd::pipe().unwrap();
         let (tx, rx) = mpsc::channel();
-        Reactor::global().unwrap().arm(r.as_raw_fd(), libc::EPOLLIN as u32, Box::new(move |x| tx.send(x).unwrap())).unwrap();
+        Reactor::global()
+            .unwrap()
+            .arm(r.as_raw_fd(), libc::EPOLLIN as u32, Box::new(move |x| tx.send(x).unwrap()))
+            .unwrap();
         assert!(rx.recv_timeout(Duration::from_millis(50)).is_err(), "nothing to read yet");
         nix::unistd::write(&w, b"x").unwrap();
         match rx.recv_timeout(Duration::from_secs(5)).unwrap() {

@@ -10,15 +10,13 @@ use nix::errno::Errno;
 pub fn setsockopt<T>(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int, value: &T) -> Result<(), Errno> {
     // SAFETY: `value` points to `size_of::<T>()` initialised bytes for the duration of the call.
     let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            level,
-            name,
-            (value as *const T).cast(),
-            size_of::<T>() as libc::socklen_t,
-        )
+        libc::setsockopt(fd.as_raw_fd(), level, name, (value as *const T).cast(), size_of::<T>() as libc::socklen_t)
     };
-    if rc == 0 { Ok(()) } else { Err(Errno::last()) }
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(Errno::last())
+    }
 }
 
 /// `getsockopt` into a plain-old-data value; fails with EINVAL if the kernel returns fewer bytes.

@@ -86,14 +86,16 @@ impl Capture {
         }
         socket.bind(iface.index, ffi::ETH_P_ALL)?;
         if let Some(fanout) = &config.fanout {
-            socket.set(ffi::SOL_PACKET, ffi::PACKET_FANOUT, &fanout.socket_option_value(), "PACKET_FANOUT").map_err(|e| {
-                let e = Error { subject: Subject::Option("fanout"), ..e };
-                if e.errno == Errno::EINVAL {
-                    e.with_hint("every member of a fanout group must use the same interface, mode and flags")
-                } else {
-                    e
-                }
-            })?;
+            socket.set(ffi::SOL_PACKET, ffi::PACKET_FANOUT, &fanout.socket_option_value(), "PACKET_FANOUT").map_err(
+                |e| {
+                    let e = Error { subject: Subject::Option("fanout"), ..e };
+                    if e.errno == Errno::EINVAL {
+                        e.with_hint("every member of a fanout group must use the same interface, mode and flags")
+                    } else {
+                        e
+                    }
+                },
+            )?;
         }
 
         let config = CaptureConfig { geometry, ..config };
@@ -270,20 +272,30 @@ impl Drop for Capture {
 
 /// Asks the kernel for the RX ring, halving the block count while it answers ENOMEM.
 fn setup_rx_ring(socket: &PacketSocket, config: &CaptureConfig) -> Result<RingGeometry> {
-    let mut geometry = config.geometry;
     let feature = if config.fill_rxhash { ffi::TP_FT_REQ_FILL_RXHASH } else { 0 };
+    shrink_until_allocated(config.geometry, |g| {
+        socket.set_ring(ffi::PACKET_RX_RING, &g.to_req3(config.block_timeout_ms, feature))
+    })
+    .map_err(|(e, g)| {
+        let what = format!(
+            "creating the RX ring ({} blocks of {} bytes, frames of {})",
+            g.block_count, g.block_size, g.frame_size
+        );
+        Error::sys(e, "setsockopt", socket.subject().clone(), what)
+    })
+}
+
+/// Tries `allocate` with `geometry`, halving the block count on ENOMEM down to one block.
+/// Returns the geometry that was allocated, or the error and the geometry last tried.
+fn shrink_until_allocated(
+    mut geometry: RingGeometry,
+    mut allocate: impl FnMut(&RingGeometry) -> std::result::Result<(), Errno>,
+) -> std::result::Result<RingGeometry, (Errno, RingGeometry)> {
     loop {
-        let req = geometry.to_req3(config.block_timeout_ms, feature);
-        match socket.set_ring(ffi::PACKET_RX_RING, &req) {
+        match allocate(&geometry) {
             Ok(()) => return Ok(geometry),
             Err(Errno::ENOMEM) if geometry.block_count > 1 => geometry.block_count /= 2,
-            Err(e) => {
-                let what = format!(
-                    "creating the RX ring ({} blocks of {} bytes, frames of {})",
-                    geometry.block_count, geometry.block_size, geometry.frame_size
-                );
-                return Err(Error::sys(e, "setsockopt", socket.subject().clone(), what));
-            }
+            Err(e) => return Err((e, geometry)),
         }
     }
 }
@@ -292,7 +304,10 @@ fn corrupt_error(iface: &str, block: u32, c: CorruptBlock) -> Error {
     Error::new(
         Errno::EBADMSG,
         Subject::Interface(iface.to_string()),
-        format!("block {block} of the RX ring on '{iface}' is corrupt at byte {}: {}; the block was skipped", c.offset, c.reason),
+        format!(
+            "block {block} of the RX ring on '{iface}' is corrupt at byte {}: {}; the block was skipped",
+            c.offset, c.reason
+        ),
     )
 }
 
@@ -346,6 +361,34 @@ impl Batch<'_> {
 
 #[cfg(test)]
 mod tests {
+
+    // The kernel cannot be made to fail a ring allocation on demand (the pages are not charged to
+    // a memory cgroup, and rings above 4 GiB are EINVAL, not ENOMEM), so the retry policy is
+    // tested against an allocator with a fixed budget.
+    #[test]
+    fn enomem_halves_the_block_count_until_the_ring_fits() {
+        let asked = RingGeometry { block_size: 1 << 20, block_count: 64, frame_size: 2048 };
+        let mut tried = Vec::new();
+        let got = shrink_until_allocated(asked, |g| {
+            tried.push(g.block_count);
+            if g.block_count > 12 {
+                Err(Errno::ENOMEM)
+            } else {
+                Ok(())
+            }
+        });
+        assert_eq!(got.unwrap().block_count, 8);
+        assert_eq!(tried, [64, 32, 16, 8]);
+    }
+
+    #[test]
+    fn enomem_at_one_block_and_other_errors_are_reported_with_the_geometry() {
+        let asked = RingGeometry { block_size: 1 << 20, block_count: 4, frame_size: 2048 };
+        let (e, last) = shrink_until_allocated(asked, |_| Err(Errno::ENOMEM)).unwrap_err();
+        assert_eq!((e, last.block_count), (Errno::ENOMEM, 1));
+        let (e, last) = shrink_until_allocated(asked, |_| Err(Errno::EINVAL)).unwrap_err();
+        assert_eq!((e, last.block_count), (Errno::EINVAL, 4));
+    }
     use super::*;
     use crate::afpacket::config::Profile;
 
@@ -401,7 +444,9 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(5);
         let mut seen = 0;
         while seen < 5 && Instant::now() < deadline {
-            let Some(mut batch) = cap.next_batch_blocking(Some(Duration::from_millis(200))).unwrap() else { continue };
+            let Some(mut batch) = cap.next_batch_blocking(Some(Duration::from_millis(200))).unwrap() else {
+                continue;
+            };
             while let Some(p) = batch.next_packet() {
                 let p = p.unwrap();
                 let start = p.data_offset as usize;

@@ -187,7 +187,11 @@ impl CaptureConfig {
 
     /// Headroom asked of the kernel in front of each frame.
     pub fn reserve(&self) -> u32 {
-        if self.reinsert_vlan { ffi::VLAN_HLEN as u32 } else { 0 }
+        if self.reinsert_vlan {
+            ffi::VLAN_HLEN as u32
+        } else {
+            0
+        }
     }
 }
 
@@ -205,7 +209,10 @@ mod tests {
     #[test]
     fn every_profile_is_valid() {
         for p in ["default", "high-throughput", "low-latency", "low-memory", "jumbo"] {
-            let cfg = CaptureConfig::resolve(CaptureOptions { profile: Some(Profile::parse(p).unwrap()), ..Default::default() });
+            let cfg = CaptureConfig::resolve(CaptureOptions {
+                profile: Some(Profile::parse(p).unwrap()),
+                ..Default::default()
+            });
             assert!(cfg.is_ok(), "{p}: {cfg:?}");
         }
     }

@@ -123,7 +123,10 @@ impl FanoutConfig {
             ));
         }
         if self.mode == FanoutMode::Rollover && self.flags.rollover {
-            return Err(Error::invalid_option("fanout.flags", "the rollover flag cannot be combined with rollover mode"));
+            return Err(Error::invalid_option(
+                "fanout.flags",
+                "the rollover flag cannot be combined with rollover mode",
+            ));
         }
         Ok(())
     }

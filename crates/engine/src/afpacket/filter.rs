@@ -21,12 +21,8 @@ impl BpfProgram {
     /// Parses the output of `tcpdump -dd` (`{ 0x28, 0, 0, 0x0000000c },` per line) or of
     /// `tcpdump -ddd` (a count, then `40 0 0 12` per line).
     pub fn parse(text: &str) -> Result<Self> {
-        let lines: Vec<(usize, &str)> = text
-            .lines()
-            .enumerate()
-            .map(|(i, l)| (i + 1, l.trim()))
-            .filter(|(_, l)| !l.is_empty())
-            .collect();
+        let lines: Vec<(usize, &str)> =
+            text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())).filter(|(_, l)| !l.is_empty()).collect();
         let is_ddd = lines.first().is_some_and(|(_, l)| !l.starts_with('{'));
         let body = if is_ddd { &lines[1..] } else { &lines[..] };
         let mut out = Vec::with_capacity(body.len());
@@ -39,14 +35,15 @@ impl BpfProgram {
                     .and_then(|l| l.strip_suffix('}'))
                     .ok_or_else(|| bad_line(line_no, line))?
             };
-            let nums: Vec<&str> = if is_ddd {
-                fields.split_whitespace().collect()
-            } else {
-                fields.split(',').map(str::trim).collect()
+            let nums: Vec<&str> =
+                if is_ddd { fields.split_whitespace().collect() } else { fields.split(',').map(str::trim).collect() };
+            let [code, jt, jf, k] = nums[..] else {
+                return Err(bad_line(line_no, line));
             };
-            let [code, jt, jf, k] = nums[..] else { return Err(bad_line(line_no, line)) };
             let field = |s: &str| parse_number(s).ok_or_else(|| bad_line(line_no, line));
-            out.push(instruction(field(code)?, field(jt)?, field(jf)?, field(k)?).map_err(|_| bad_line(line_no, line))?);
+            out.push(
+                instruction(field(code)?, field(jt)?, field(jf)?, field(k)?).map_err(|_| bad_line(line_no, line))?,
+            );
         }
         if is_ddd {
             let (line_no, first) = lines[0];
@@ -81,7 +78,8 @@ impl BpfProgram {
     pub fn with_snap_len(&self, snap_len: u32) -> Self {
         let mut insns = self.0.clone();
         for insn in &mut insns {
-            let is_ret_k = insn.code & ffi::BPF_CLASS_MASK == ffi::BPF_RET && insn.code & ffi::BPF_RVAL_MASK == ffi::BPF_K;
+            let is_ret_k =
+                insn.code & ffi::BPF_CLASS_MASK == ffi::BPF_RET && insn.code & ffi::BPF_RVAL_MASK == ffi::BPF_K;
             if is_ret_k && insn.k != 0 {
                 insn.k = insn.k.min(snap_len);
             }

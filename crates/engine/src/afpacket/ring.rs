@@ -82,7 +82,11 @@ impl RingGeometry {
 pub fn page_size() -> u32 {
     // SAFETY: sysconf has no preconditions.
     let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if n > 0 { n as u32 } else { 4096 }
+    if n > 0 {
+        n as u32
+    } else {
+        4096
+    }
 }
 
 /// A shared mapping of a packet socket's rings.
@@ -112,7 +116,11 @@ impl Mapping {
             // SAFETY: a fresh shared mapping of the socket; the kernel checks `len` against the
             // ring it set up.
             let p = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, flags, fd.as_raw_fd(), 0) };
-            if p == libc::MAP_FAILED { Err(Errno::last()) } else { Ok(p.cast::<u8>()) }
+            if p == libc::MAP_FAILED {
+                Err(Errno::last())
+            } else {
+                Ok(p.cast::<u8>())
+            }
         };
         let (ptr, locked) = match attempt(libc::MAP_SHARED | libc::MAP_LOCKED | libc::MAP_POPULATE) {
             Ok(p) => (p, true),

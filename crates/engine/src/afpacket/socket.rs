@@ -22,11 +22,18 @@ pub struct Interface {
 impl Interface {
     pub fn resolve(name: &str) -> Result<Interface> {
         let subject = Subject::Interface(name.to_string());
-        if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains(['/', '\0']) || name.contains(char::is_whitespace) {
+        if name.is_empty()
+            || name.len() >= libc::IFNAMSIZ
+            || name.contains(['/', '\0'])
+            || name.contains(char::is_whitespace)
+        {
             return Err(Error::new(
                 Errno::EINVAL,
                 subject,
-                format!("'{name}' is not a valid interface name (1 to {} bytes, no '/', NUL or spaces)", libc::IFNAMSIZ - 1),
+                format!(
+                    "'{name}' is not a valid interface name (1 to {} bytes, no '/', NUL or spaces)",
+                    libc::IFNAMSIZ - 1
+                ),
             ));
         }
         let c = CString::new(name).expect("checked for NUL above");
@@ -67,7 +74,11 @@ impl PacketSocket {
         // SAFETY: plain socket(2).
         let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
         if fd < 0 {
-            return Err(Error::last("socket", iface.subject(), format!("opening a packet socket for '{}'", iface.name)));
+            return Err(Error::last(
+                "socket",
+                iface.subject(),
+                format!("opening a packet socket for '{}'", iface.name),
+            ));
         }
         // SAFETY: a fresh descriptor we own.
         Ok(PacketSocket { fd: unsafe { OwnedFd::from_raw_fd(fd) }, subject: iface.subject() })
@@ -110,7 +121,8 @@ impl PacketSocket {
 
     pub fn set_promiscuous(&self, ifindex: u32) -> Result<()> {
         // A membership (not SIOCSIFFLAGS) so the kernel drops it when the socket closes.
-        let mreq = ffi::packet_mreq { mr_ifindex: ifindex as i32, mr_type: ffi::PACKET_MR_PROMISC, ..Default::default() };
+        let mreq =
+            ffi::packet_mreq { mr_ifindex: ifindex as i32, mr_type: ffi::PACKET_MR_PROMISC, ..Default::default() };
         self.set(ffi::SOL_PACKET, ffi::PACKET_ADD_MEMBERSHIP, &mreq, "promiscuous mode (PACKET_ADD_MEMBERSHIP)")
     }
 
