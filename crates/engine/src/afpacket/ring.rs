@@ -37,7 +37,7 @@ impl RingGeometry {
     pub fn validate(&self, min_frame: u32) -> Result<()> {
         let page = page_size();
         let bs = self.block_size;
-        if bs == 0 || !bs.is_power_of_two() || bs % page != 0 {
+        if bs == 0 || !bs.is_power_of_two() || !bs.is_multiple_of(page) {
             return Err(Error::invalid_option(
                 "block_size",
                 format!("must be a power of two and a multiple of the page size ({page}), got {bs}"),
@@ -54,7 +54,7 @@ impl RingGeometry {
             ));
         }
         let fs = self.frame_size;
-        if fs % ffi::TPACKET_ALIGNMENT as u32 != 0 || fs < min_frame || fs > bs {
+        if !fs.is_multiple_of(ffi::TPACKET_ALIGNMENT as u32) || fs < min_frame || fs > bs {
             return Err(Error::invalid_option(
                 "frame_size",
                 format!(
@@ -154,7 +154,7 @@ impl Mapping {
     /// # Safety
     /// `offset` must be 4-byte aligned and `offset + 4 <= len`.
     pub(crate) unsafe fn status_word(&self, offset: usize) -> &AtomicU32 {
-        debug_assert!(offset % 4 == 0 && offset + 4 <= self.len);
+        debug_assert!(offset.is_multiple_of(4) && offset + 4 <= self.len);
         &*self.ptr.as_ptr().add(offset).cast::<AtomicU32>()
     }
 }
