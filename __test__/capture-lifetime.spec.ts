@@ -1,6 +1,8 @@
 // Lifetime: dispose protocols, and many captures opened and closed leave no fds or memory behind.
 
+import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
+import { Worker } from 'node:worker_threads'
 
 import test from 'ava'
 import * as esm from 'netring'
@@ -48,4 +50,25 @@ test('import and require give the same classes (one copy of the package state)',
   t.is(cjs.Capture, esm.Capture)
   t.is(cjs.NetringError, esm.NetringError)
   t.deepEqual(Object.keys(cjs).sort(), Object.keys(esm).sort())
+})
+
+test('terminating a worker in the middle of a capture releases its socket and harms nothing', async (t) => {
+  const packetSockets = () => readFileSync('/proc/net/packet', 'utf8').trim().split('\n').length - 1
+  const before = packetSockets()
+  for (let i = 0; i < 3; i++) {
+    const worker = new Worker(
+      `
+      const { Capture } = require('netring')
+      const cap = Capture.open('lo', { blockTimeoutMs: 1 })
+      ;(async () => { for await (const p of cap) globalThis.kept = p.data })()
+      require('node:worker_threads').parentPort.postMessage('waiting')
+    `,
+      { eval: true },
+    )
+    await new Promise((r) => worker.once('message', r))
+    await worker.terminate()
+  }
+  t.is(packetSockets(), before)
+  using cap = Capture.open('lo')
+  t.false(cap.closed, 'this thread still captures')
 })
