@@ -5,5 +5,6 @@ pub mod capture;
 pub mod config;
 pub mod fanout;
 pub mod filter;
+pub mod injector;
 pub mod ring;
 pub mod socket;

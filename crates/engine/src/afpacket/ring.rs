@@ -220,6 +220,89 @@ impl RxRing {
     }
 }
 
+/// The TX ring: frames of `frame_size` bytes that we fill and the kernel sends.
+///
+/// Layout, chosen deliberately: the socket is TPACKET_V3, so every TX frame starts with a
+/// `tpacket3_hdr` (status at byte 20, `tp_len` at 16, `tp_next_offset` at 0, which must be 0:
+/// V3 TX has no variable-sized slots). Without PACKET_TX_HAS_OFF the kernel reads the frame
+/// data at `TPACKET3_HDRLEN - sizeof(sockaddr_ll)` = 48 bytes into the frame
+/// (`tpacket_parse_header()` in net/packet/af_packet.c). A V1/V2 header written here would be
+/// accepted by sendto() and silently never sent. Unlike RX, TX frames have no block
+/// descriptors: blocks only group whole frames.
+pub struct TxRing {
+    map: Arc<Mapping>,
+    geometry: RingGeometry,
+}
+
+/// Where frame data starts inside a TX frame.
+pub const TX_DATA_OFFSET: usize = ffi::TPACKET3_HDRLEN - ffi::SOCKADDR_LL_LEN;
+
+impl TxRing {
+    pub(crate) fn new(map: Arc<Mapping>, geometry: RingGeometry) -> Self {
+        TxRing { map, geometry }
+    }
+
+    pub fn mapping(&self) -> &Arc<Mapping> {
+        &self.map
+    }
+
+    pub fn frame_count(&self) -> u32 {
+        self.geometry.frame_count()
+    }
+
+    /// Bytes of frame data a slot holds.
+    pub fn capacity(&self) -> usize {
+        self.geometry.frame_size as usize - TX_DATA_OFFSET
+    }
+
+    fn frame_offset(&self, index: u32) -> usize {
+        assert!(index < self.frame_count());
+        let per_block = self.geometry.frames_per_block();
+        (index / per_block) as usize * self.geometry.block_size as usize
+            + (index % per_block) as usize * self.geometry.frame_size as usize
+    }
+
+    /// The frame's status. Acquire pairs with the kernel setting TP_STATUS_AVAILABLE once the
+    /// frame was sent, so we never write into a frame the kernel may still read.
+    pub fn status(&self, index: u32) -> u32 {
+        // SAFETY: frames are 16-byte aligned inside the mapping.
+        unsafe { self.map.status_word(self.frame_offset(index) + ffi::TP3_STATUS_OFFSET) }.load(Ordering::Acquire)
+    }
+
+    /// Marks a frame we own AVAILABLE again (after the kernel rejected it).
+    pub fn reset(&self, index: u32) {
+        // SAFETY: as in `status`.
+        unsafe { self.map.status_word(self.frame_offset(index) + ffi::TP3_STATUS_OFFSET) }
+            .store(ffi::TP_STATUS_AVAILABLE, Ordering::Release);
+    }
+
+    /// The data area of frame `index`.
+    pub fn data_ptr(&self, index: u32) -> *mut u8 {
+        // SAFETY: inside the mapping (frame_offset asserts the index).
+        unsafe { self.map.as_ptr().add(self.frame_offset(index) + TX_DATA_OFFSET) }
+    }
+
+    /// Hands frame `index`, holding `len` bytes of data, to the kernel. Release orders the data
+    /// and header writes before the status the kernel reads.
+    ///
+    /// # Safety
+    /// The frame must be ours (AVAILABLE and not handed out elsewhere), `len <= capacity()`.
+    pub unsafe fn submit(&self, index: u32, len: u32) {
+        let hdr = self.map.as_ptr().add(self.frame_offset(index)).cast::<ffi::tpacket3_hdr>();
+        let mut h: ffi::tpacket3_hdr = std::ptr::read(hdr);
+        h.tp_next_offset = 0;
+        h.tp_len = len;
+        h.tp_snaplen = len;
+        h.tp_mac = TX_DATA_OFFSET as u16;
+        h.tp_net = 0;
+        // Everything but the status word, which is published last.
+        std::ptr::write(hdr, ffi::tpacket3_hdr { tp_status: ffi::TP_STATUS_AVAILABLE, ..h });
+        self.map
+            .status_word(self.frame_offset(index) + ffi::TP3_STATUS_OFFSET)
+            .store(ffi::TP_STATUS_SEND_REQUEST, Ordering::Release);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
