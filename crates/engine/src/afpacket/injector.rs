@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 
-use crate::error::{Error, Result, Subject};
+use crate::error::{Error, Result};
 use crate::ffi;
 use crate::reactor::{Callback, Reactor, Token};
 use crate::syscall;
@@ -366,9 +366,7 @@ impl Drop for Injector {
 fn tx_geometry(options: &InjectorOptions) -> Result<RingGeometry> {
     let frame_size = options.frame_size.unwrap_or(DEFAULT_TX_FRAME_SIZE);
     let frame_count = options.frame_count.unwrap_or(DEFAULT_TX_FRAME_COUNT);
-    if !frame_size.is_multiple_of(ffi::TPACKET_ALIGNMENT as u32)
-        || frame_size < MIN_TX_FRAME_SIZE
-        || frame_size > 1 << 20
+    if !frame_size.is_multiple_of(ffi::TPACKET_ALIGNMENT as u32) || !(MIN_TX_FRAME_SIZE..=1 << 20).contains(&frame_size)
     {
         return Err(Error::invalid_option(
             "frame_size",
@@ -378,7 +376,7 @@ fn tx_geometry(options: &InjectorOptions) -> Result<RingGeometry> {
             ),
         ));
     }
-    if frame_count == 0 || frame_count > 1 << 20 {
+    if !(1..=1 << 20).contains(&frame_count) {
         return Err(Error::invalid_option("frame_count", format!("must be from 1 to 1048576, got {frame_count}")));
     }
     let block_size = frame_size.next_power_of_two().max(page_size());
@@ -393,6 +391,7 @@ fn tx_geometry(options: &InjectorOptions) -> Result<RingGeometry> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Subject;
 
     #[test]
     fn geometry_rounds_frames_up_to_whole_blocks() {

@@ -212,6 +212,9 @@ impl RxRing {
     ///
     /// # Safety
     /// The block must be ours (`is_user`) and stay ours while the slice lives.
+    // Exclusive access comes from the ring protocol (the block is ours while TP_STATUS_USER),
+    // not from Rust borrows of the shared mapping; the contract is in `# Safety`.
+    #[allow(clippy::mut_from_ref)]
     pub unsafe fn block_mut(&self, index: u32) -> &mut [u8] {
         std::slice::from_raw_parts_mut(
             self.map.as_ptr().add(self.block_offset(index)),
