@@ -39,6 +39,47 @@ export declare class NativeCapture {
   close(): void
 }
 
+export declare class NativeInjector {
+  static open(interface: string, options?: NativeInjectorOptions | undefined | null): NativeInjector
+  /** Copies `frame` into the ring and queues it; false when the ring is full. */
+  send(frame: Buffer): boolean
+  /** Queues frames in order until the ring is full; returns how many were queued. */
+  sendBatch(frames: Array<Buffer>): number
+  /**
+   * Lends the next free slot as `{ index, data }` (`data`: an ArrayBuffer of `length` bytes
+   * over the ring frame), or null when the ring is full.
+   */
+  allocate(length: number): { index: number, data: ArrayBuffer } | null
+  /**
+   * Queues a lent slot with `length` bytes (at most what was allocated); its buffer is
+   * detached first.
+   */
+  commit(index: number, length: number): void
+  /** Gives a lent slot back unused; its buffer is detached. */
+  discard(index: number): void
+  /** Sends everything queued with one kick; returns how many frames the kernel took. */
+  flush(): number
+  /**
+   * The last rejection (a frame the kernel marked WRONG_FORMAT) not yet reported, as the
+   * same JSON a thrown error carries, or null.
+   */
+  takeRejection(): string | null
+  /** Blocks until everything queued was sent or `timeoutMs` passed; returns whether it all was. */
+  drain(timeoutMs?: number | undefined | null): boolean
+  /**
+   * Resolves (with the epoll events, > 0) once the ring may have room, or with 0 when the
+   * wait is withdrawn. Waits on the engine's reactor thread.
+   */
+  waitWritable(): Promise<number>
+  cancelWait(): void
+  stats(): NativeInjectorStats
+  info(): NativeInjectorInfo
+  get fd(): number
+  get closed(): boolean
+  /** Detaches every lent slot and closes the socket (without flushing: the facade decides). */
+  close(): void
+}
+
 export interface NativeBpfInstruction {
   code: number
   jt: number
@@ -97,6 +138,34 @@ export interface NativeFanout {
   flags?: Array<string>
 }
 
+export interface NativeInjectorInfo {
+  interface: string
+  ifindex: number
+  frameSize: number
+  frameCount: number
+  /** Bytes of frame data one slot holds. */
+  slotCapacity: number
+  /**
+   * The largest untagged frame that can be sent now (slot, or MTU + 14); an 802.1Q-tagged
+   * frame may be 4 bytes longer.
+   */
+  maxFrameLength: number
+  qdiscBypass: boolean
+  locked: boolean
+}
+
+export interface NativeInjectorOptions {
+  frameSize?: number
+  frameCount?: number
+  qdiscBypass?: boolean
+}
+
+export interface NativeInjectorStats {
+  sent: number
+  rejected: number
+  pending: number
+}
+
 export declare const ROW_ADDR_HI: number
 
 /** Link-layer source address, bytes 0..4 and 4..8, little-endian packed. */
@@ -136,3 +205,9 @@ export declare const TABLE_FLAG_TIMED_OUT: number
 
 /** Header words: packet count, sequence number (low, high), flags. */
 export declare const TABLE_HEADER_WORDS: number
+
+/**
+ * Blocks the calling thread until one of `fds` is readable or reports an error, or until
+ * `timeoutMs` passes. Returns whether one did.
+ */
+export declare function waitAnyReadable(fds: Array<number>, timeoutMs: number): boolean

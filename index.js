@@ -836,6 +836,7 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.NativeCapture = nativeBinding.NativeCapture
+module.exports.NativeInjector = nativeBinding.NativeInjector
 module.exports.ROW_ADDR_HI = nativeBinding.ROW_ADDR_HI
 module.exports.ROW_ADDR_LO = nativeBinding.ROW_ADDR_LO
 module.exports.ROW_CAPTURED_LEN = nativeBinding.ROW_CAPTURED_LEN
@@ -854,3 +855,4 @@ module.exports.ROW_WORDS = nativeBinding.ROW_WORDS
 module.exports.TABLE_FLAG_LOSING = nativeBinding.TABLE_FLAG_LOSING
 module.exports.TABLE_FLAG_TIMED_OUT = nativeBinding.TABLE_FLAG_TIMED_OUT
 module.exports.TABLE_HEADER_WORDS = nativeBinding.TABLE_HEADER_WORDS
+module.exports.waitAnyReadable = nativeBinding.waitAnyReadable

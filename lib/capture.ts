@@ -301,8 +301,25 @@ export class Capture extends EventEmitter<CaptureEvents> implements Disposable, 
     if (this.#batch) this.#batch.release()
   }
 
-  /** Resolves when the ring may have a batch, the socket has an error, or the capture closes. */
+  /**
+   * Resolves when a batch may be ready (call `nextBatch()`), the socket has an error (the next
+   * `nextBatch()` throws it) or the capture closes; rejects with an AbortError when `signal`
+   * fires. Waiting happens on a native thread; use it to drive your own loop over several
+   * captures. Like `nextBatch()`, it releases the batch held before.
+   */
+  readable(signal?: AbortSignal): Promise<void> {
+    if (signal !== undefined && !(signal instanceof AbortSignal)) {
+      throw NetringError.invalidOption('signal', 'must be an AbortSignal')
+    }
+    if (this.closed) return Promise.resolve()
+    return this.#readable(signal)
+  }
+
   async #readable(signal: AbortSignal | undefined): Promise<void> {
+    if (signal?.aborted) throw abortError(signal)
+    // While a block is held the kernel reports the socket readable, so waiting hands the held
+    // batch back first (natively too).
+    this.#forgetBatch()
     // One native wait serves every iterator of this capture.
     this.#wait ??= callNative(() => this.#native.waitReadable()).finally(() => {
       this.#wait = null

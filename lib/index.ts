@@ -2,8 +2,20 @@
 
 export { Capture } from './capture'
 export type { BatchesOptions, CaptureInfo, CaptureStats, IterateOptions, PacketsOptions, StreamOptions } from './capture'
+export { Bridge } from './bridge'
+export type {
+  BridgeCallback,
+  BridgeDirection,
+  BridgeDirectionStats,
+  BridgeOptions,
+  BridgeRunOptions,
+  BridgeSideOptions,
+  BridgeVerdict,
+} from './bridge'
 export { NetringError } from './errors'
+export { Injector, TxSlot } from './injector'
+export type { InjectorInfo, InjectorStats } from './injector'
 export type { NetringErrorFields } from './errors'
-export type { BpfInstruction, CaptureOptions, FanoutFlag, FanoutMode, FanoutOptions, Profile } from './options'
+export type { BpfInstruction, CaptureOptions, FanoutFlag, FanoutMode, FanoutOptions, InjectorOptions, Profile } from './options'
 export { OwnedPacket, Packet, PacketBatch } from './packet'
 export type { Direction, PacketInfo, PacketStatus } from './packet'

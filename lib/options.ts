@@ -69,6 +69,15 @@ export interface CaptureOptions {
   reinsertVlan?: boolean
 }
 
+export interface InjectorOptions {
+  /** Bytes per TX ring frame, a multiple of 16 from 64; a frame holds frameSize - 48 bytes of data. @default 2048 */
+  frameSize?: number
+  /** Frames in the TX ring (rounded up to whole blocks; `info.frameCount` says how many). @default 1024 */
+  frameCount?: number
+  /** Hand frames straight to the driver, skipping the qdisc layer (PACKET_QDISC_BYPASS). @default false */
+  qdiscBypass?: boolean
+}
+
 type Check = (value: unknown, option: string) => void
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
@@ -137,6 +146,12 @@ const CAPTURE_OPTIONS: Record<keyof CaptureOptions, Check> = {
   reinsertVlan: boolean,
 }
 
+const INJECTOR_OPTIONS: Record<keyof InjectorOptions, Check> = {
+  frameSize: u32,
+  frameCount: u32,
+  qdiscBypass: boolean,
+}
+
 function checkKeys(object: Record<string, unknown>, prefix: string, checks: Record<string, Check>): void {
   for (const [key, value] of Object.entries(object)) {
     const name = prefix ? `${prefix}.${key}` : key
@@ -154,22 +169,30 @@ function describe(v: unknown): string {
 }
 
 /** Checks the types of a Capture options object and hands it on in the binding's shape. */
-export function captureOptions(options: unknown): Binding.NativeCaptureOptions {
+export function captureOptions(options: unknown, prefix = ''): Binding.NativeCaptureOptions {
+  return checkOptions(options, prefix, CAPTURE_OPTIONS) as Binding.NativeCaptureOptions
+}
+
+/** Checks the types of an Injector options object. */
+export function injectorOptions(options: unknown, prefix = ''): Binding.NativeInjectorOptions {
+  return checkOptions(options, prefix, INJECTOR_OPTIONS) as Binding.NativeInjectorOptions
+}
+
+/** Checks that `options` is undefined or an object whose keys all have a check, and checks them. */
+export function checkOptions(options: unknown, prefix: string, checks: Record<string, Check>): Record<string, unknown> {
   if (options === undefined) return {}
-  if (!isObject(options)) throw NetringError.invalidOption('options', `must be an object, got ${describe(options)}`)
-  checkKeys(options, '', CAPTURE_OPTIONS)
-  return options as Binding.NativeCaptureOptions
+  if (!isObject(options)) throw NetringError.invalidOption(prefix || 'options', `must be an object, got ${describe(options)}`)
+  checkKeys(options, prefix, checks)
+  return options
 }
 
 /** Checks a plain options object of an iteration method (`{ limit, timeoutMs, signal }`). */
 export function iterationOptions<T extends object>(options: unknown, method: string, known: readonly (keyof T & string)[]): T {
-  if (options === undefined) return {} as T
-  if (!isObject(options)) throw NetringError.invalidOption(method, `options must be an object, got ${describe(options)}`)
   const checks: Record<string, Check> = {}
   for (const key of known) checks[key] = key === 'signal' ? abortSignal : nonNegative
-  checkKeys(options, method, checks)
-  return options as T
+  return checkOptions(options, method, checks) as T
 }
+
 
 const abortSignal: Check = (v, o) => {
   if (!(v instanceof AbortSignal)) throw NetringError.invalidOption(o, `must be an AbortSignal, got ${describe(v)}`)
@@ -179,4 +202,15 @@ const nonNegative: Check = (v, o) => {
   if (typeof v !== 'number' || Number.isNaN(v) || v < 0) {
     throw NetringError.invalidOption(o, `must be a non-negative number, got ${describe(v)}`)
   }
+}
+
+/** The type checks, for options objects of other classes. */
+export const checks = {
+  boolean,
+  u32,
+  abortSignal,
+  nonNegative,
+  object: (v: unknown, o: string) => {
+    if (!isObject(v)) throw NetringError.invalidOption(o, `must be an object, got ${describe(v)}`)
+  },
 }

@@ -110,7 +110,6 @@ impl NativeCapture {
             match desc {
                 Ok(desc) => table.push(&desc),
                 Err(e) => {
-                    drop(batch);
                     capture.release();
                     return Err(to_napi(e));
                 }

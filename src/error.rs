@@ -7,6 +7,11 @@
 use netring_engine::{Error as EngineError, Subject};
 
 pub fn to_napi(e: EngineError) -> napi::Error {
+    napi::Error::new(napi::Status::GenericFailure, error_json(e))
+}
+
+/// The fields of an engine error as the JSON the facade reads back.
+pub fn error_json(e: EngineError) -> String {
     let (interface, option) = match &e.subject {
         Subject::Interface(name) => (Some(name.clone()), None),
         Subject::Option(name) => (None, Some(camel_case(name))),
@@ -38,7 +43,7 @@ pub fn to_napi(e: EngineError) -> napi::Error {
         }
     }
     json.push('}');
-    napi::Error::new(napi::Status::GenericFailure, json)
+    json
 }
 
 pub type Result<T> = std::result::Result<T, EngineError>;

@@ -88,6 +88,17 @@ impl LentBuffer {
         self.copy.is_some()
     }
 
+    /// In copy mode, writes what JavaScript put into the copy back to the ring: `len` bytes
+    /// to `dest`. Does nothing for a buffer over the ring itself.
+    ///
+    /// # Safety
+    /// `len` must not exceed the lent length, and `dest` must hold `len` bytes.
+    pub unsafe fn write_back(&self, dest: *mut u8, len: usize) {
+        if let Some(copy) = self.copy {
+            ptr::copy_nonoverlapping(copy, dest, len);
+        }
+    }
+
     /// Detaches the ArrayBuffer if JavaScript still has it, then drops our reference.
     ///
     /// Returns `Ok(false)` when the ring memory escaped: the ArrayBuffer was already detached

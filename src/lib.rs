@@ -8,4 +8,6 @@ extern crate napi_derive;
 mod batch_table;
 mod capture;
 mod error;
+mod injector;
 mod lent_buffer;
+mod poll;

@@ -11,10 +11,18 @@ if (process.getuid?.() !== 0) {
 }
 
 const created = new Set<string>()
+const createdLinks = new Set<string>()
 let counter = 0
 const unique = () => `${process.pid.toString(36)}${(counter++).toString(36)}`
 
 process.on('exit', () => {
+  for (const link of createdLinks) {
+    try {
+      execFileSync('ip', ['link', 'del', link], { stdio: 'ignore' })
+    } catch {
+      // already gone
+    }
+  }
   for (const ns of created) {
     try {
       execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' })
@@ -87,6 +95,76 @@ export function vethPair(t: ExecutionContext, options: { mtu?: number } = {}): V
     send: (frames) => sendFrames(ns, far, frames),
     remove,
   }
+}
+
+export interface LocalVethPair {
+  /** Send here. */
+  a: string
+  aMac: Buffer
+  /** Receive here (in this namespace too, so a Capture can open it). */
+  b: string
+  bMac: Buffer
+  bIndex: number
+  remove(): void
+}
+
+/** A veth pair with both ends in this process's namespace; removed when the test ends. */
+export function localVethPair(t: ExecutionContext, options: { mtu?: number } = {}): LocalVethPair {
+  const id = unique()
+  const a = `nl${id}a`
+  const b = `nl${id}b`
+  sh('ip', ['link', 'add', a, 'numtxqueues', '1', 'numrxqueues', '1', 'type', 'veth', 'peer', 'name', b])
+  createdLinks.add(a)
+  const remove = () => {
+    if (!createdLinks.delete(a)) return
+    try {
+      sh('ip', ['link', 'del', a])
+    } catch {
+      // deleted by the test itself
+    }
+  }
+  t.teardown(remove)
+  for (const dev of [a, b]) {
+    sh('sysctl', ['-qw', `net.ipv6.conf.${dev}.disable_ipv6=1`])
+    if (options.mtu) sh('ip', ['link', 'set', dev, 'mtu', String(options.mtu)])
+    sh('ip', ['link', 'set', dev, 'up'])
+  }
+  return {
+    a,
+    aMac: macOf(a),
+    b,
+    bMac: macOf(b),
+    bIndex: Number(readFileSync(`/sys/class/net/${b}/ifindex`, 'utf8')),
+    remove,
+  }
+}
+
+/** A namespace of its own, removed when the test ends. */
+export function namespace(t: ExecutionContext): string {
+  const ns = `netring-t-${unique()}`
+  sh('ip', ['netns', 'add', ns])
+  created.add(ns)
+  t.teardown(() => {
+    if (created.delete(ns)) sh('ip', ['netns', 'del', ns])
+  })
+  sh('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1'])
+  sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up'])
+  return ns
+}
+
+/** Runs a command in `ns` without blocking the event loop; resolves with its stdout. */
+export function runIn(ns: string, command: string[], timeoutMs = 20_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('ip', ['netns', 'exec', ns, ...command], { stdio: ['ignore', 'pipe', 'pipe'], timeout: timeoutMs })
+    let out = ''
+    let err = ''
+    child.stdout.on('data', (d) => (out += d))
+    child.stderr.on('data', (d) => (err += d))
+    child.on('error', reject)
+    child.on('exit', (code, signal) =>
+      code === 0 ? resolve(out) : reject(new Error(`${command.join(' ')} in ${ns} failed (${code ?? signal}): ${err}`)),
+    )
+  })
 }
 
 // The far side's sender: a raw AF_PACKET socket in the namespace, fed frames over stdin.

@@ -1,7 +1,7 @@
 //! Thin, EINTR-safe wrappers over the few system calls whose raw form needs care.
 
 use std::mem::{size_of, MaybeUninit};
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -40,10 +40,14 @@ pub fn getsockopt<T: Copy>(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c
 /// EINTR is retried with what remains of the timeout, not with the whole timeout again: a
 /// process that receives signals often would otherwise never time out.
 pub fn poll(fd: BorrowedFd<'_>, events: libc::c_short, timeout: Option<Duration>) -> Result<libc::c_short, Errno> {
-    poll_raw(fd.as_raw_fd(), events, timeout)
+    let mut pfd = [libc::pollfd { fd: fd.as_raw_fd(), events, revents: 0 }];
+    poll_all(&mut pfd, timeout)?;
+    Ok(pfd[0].revents)
 }
 
-pub(crate) fn poll_raw(fd: RawFd, events: libc::c_short, timeout: Option<Duration>) -> Result<libc::c_short, Errno> {
+/// Waits for the events of any of `fds` (each `revents` is filled in); returns how many fds
+/// reported something, 0 on timeout. EINTR is retried on the remaining timeout.
+pub fn poll_all(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> Result<usize, Errno> {
     let deadline = timeout.map(|t| Instant::now() + t);
     loop {
         let ms: libc::c_int = match deadline {
@@ -54,12 +58,10 @@ pub(crate) fn poll_raw(fd: RawFd, events: libc::c_short, timeout: Option<Duratio
                 left.as_micros().div_ceil(1000).min(libc::c_int::MAX as u128) as libc::c_int
             }
         };
-        let mut pfd = libc::pollfd { fd, events, revents: 0 };
-        // SAFETY: one valid pollfd.
-        let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+        // SAFETY: a valid slice of pollfd.
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
         match rc {
-            0 => return Ok(0),
-            n if n > 0 => return Ok(pfd.revents),
+            n if n >= 0 => return Ok(n as usize),
             _ => match Errno::last() {
                 Errno::EINTR => continue,
                 e => return Err(e),

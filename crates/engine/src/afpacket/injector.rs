@@ -4,9 +4,13 @@
 //! Frame life cycle, as the kernel sees it (tp_status): AVAILABLE -> SEND_REQUEST (ours, queued)
 //! -> SENDING (the kernel holds the skb) -> AVAILABLE (sent) or WRONG_FORMAT (rejected). On our
 //! side each frame is Free, Lent (a zero-copy slot handed out) or Queued (SEND_REQUEST, in
-//! `queue`, not yet seen taken by the kernel). `allocate` scans forward from a cursor for a Free
-//! frame the kernel reports AVAILABLE (or WRONG_FORMAT, which it counts), so discarded and
-//! rejected frames are reused.
+//! `queue`, not yet seen taken by the kernel).
+//!
+//! Order: the kernel walks the ring from its head and stops at the first frame that is not
+//! SEND_REQUEST (`tpacket_snd()`). So frames are allocated strictly in ring order from a
+//! cursor, and leave in the order they were allocated. A frame that is discarded, or rejected
+//! by the kernel, leaves a hole the kernel would stop at; holes are remembered and the next
+//! allocation fills the earliest one, so the ring never stalls behind it.
 
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
@@ -62,6 +66,8 @@ pub struct Injector {
     slots: Vec<Slot>,
     /// Queued frames in the order they were queued; the kernel walks them in ring order.
     queue: VecDeque<u32>,
+    /// Free frames between the kernel's head and `cursor` that must be filled next.
+    holes: Vec<u32>,
     cursor: u32,
     mtu: u32,
     stats: InjectorStats,
@@ -102,6 +108,7 @@ impl Injector {
             qdisc_bypass,
             slots: vec![Slot::Free; frames],
             queue: VecDeque::with_capacity(frames),
+            holes: Vec::with_capacity(frames),
             cursor: 0,
             mtu,
             stats: InjectorStats::default(),
@@ -136,14 +143,16 @@ impl Injector {
     }
 
     /// The largest frame this injector can send now: the slot, or the interface MTU plus the
-    /// Ethernet header and one VLAN tag, whichever is smaller (the kernel's `size_max`).
-    pub fn max_frame_len(&self) -> u32 {
-        self.slot_capacity().min(self.mtu + (ffi::ETH_HLEN + ffi::VLAN_HLEN) as u32)
+    /// Ethernet header, whichever is smaller; 4 bytes more for a frame with an 802.1Q tag
+    /// (the kernel's `size_max` and `packet_extra_vlan_len_allowed()`).
+    pub fn max_frame_len(&self, tagged: bool) -> u32 {
+        let vlan = if tagged { ffi::VLAN_HLEN as u32 } else { 0 };
+        self.slot_capacity().min(self.mtu + ffi::ETH_HLEN as u32 + vlan)
     }
 
-    /// Checks a frame length before it takes a slot: a frame the kernel would reject must not
+    /// Checks a frame length before it is queued: a frame the kernel would reject must not
     /// reach the ring (a rejected frame stops the kernel's walk of the ring).
-    pub fn check_len(&mut self, len: usize) -> Result<()> {
+    pub fn check_len(&mut self, len: usize, tagged: bool) -> Result<()> {
         if len < ffi::ETH_HLEN {
             return Err(Error::new(
                 Errno::EINVAL,
@@ -151,20 +160,21 @@ impl Injector {
                 format!("a frame of {len} bytes is shorter than an Ethernet header ({} bytes)", ffi::ETH_HLEN),
             ));
         }
-        if len > self.max_frame_len() as usize {
+        if len > self.max_frame_len(tagged) as usize {
             // The MTU may have grown since we read it.
             self.mtu = self.iface.mtu().unwrap_or(self.mtu);
-            if len > self.max_frame_len() as usize {
+            if len > self.max_frame_len(tagged) as usize {
                 return Err(Error::new(
                     Errno::EMSGSIZE,
                     self.iface.subject(),
                     format!(
-                        "a frame of {len} bytes is larger than the largest '{}' can send: {} bytes (slot {} bytes, MTU {} + {} header bytes)",
+                        "a frame of {len} bytes is larger than the largest '{}' can send: {} bytes (slot {} bytes; MTU {} + {} header bytes{})",
                         self.iface.name,
-                        self.max_frame_len(),
+                        self.max_frame_len(tagged),
                         self.slot_capacity(),
                         self.mtu,
-                        ffi::ETH_HLEN + ffi::VLAN_HLEN,
+                        ffi::ETH_HLEN,
+                        if tagged { " + 4 for the 802.1Q tag" } else { ", 4 more with an 802.1Q tag" },
                     ),
                 )
                 .with_hint("use a larger frameSize, or raise the interface MTU"));
@@ -176,23 +186,27 @@ impl Injector {
     /// Takes a free slot for a frame of `len` bytes and lends it out; `None` when the ring is
     /// full (flush, wait, and try again).
     pub fn allocate(&mut self, len: usize) -> Result<Option<u32>> {
-        self.check_len(len)?;
+        // The content is not known yet: allow for a tag, and check again at commit.
+        self.check_len(len, true)?;
+        Ok(self.next_free())
+    }
+
+    /// Lends the next frame in ring order (or the earliest hole); `None` when the ring is full.
+    fn next_free(&mut self) -> Option<u32> {
         let n = self.ring.frame_count();
-        for step in 0..n {
-            let index = (self.cursor + step) % n;
-            if self.slots[index as usize] != Slot::Free {
-                continue;
-            }
-            match self.ring.status(index) {
-                ffi::TP_STATUS_AVAILABLE => {}
-                status if status & ffi::TP_STATUS_WRONG_FORMAT != 0 => self.ring.reset(index),
-                _ => continue,
-            }
+        // The earliest hole in ring order (the farthest behind the cursor) comes first.
+        if let Some(pos) = (0..self.holes.len()).max_by_key(|&i| (self.cursor + n - 1 - self.holes[i]) % n) {
+            let index = self.holes.swap_remove(pos);
             self.slots[index as usize] = Slot::Lent;
-            self.cursor = (index + 1) % n;
-            return Ok(Some(index));
+            return Some(index);
         }
-        Ok(None)
+        let index = self.cursor;
+        if self.slots[index as usize] != Slot::Free || self.ring.status(index) != ffi::TP_STATUS_AVAILABLE {
+            return None;
+        }
+        self.slots[index as usize] = Slot::Lent;
+        self.cursor = (index + 1) % n;
+        Some(index)
     }
 
     /// The data area of a lent slot.
@@ -200,12 +214,15 @@ impl Injector {
         self.ring.data_ptr(index)
     }
 
-    /// Queues a lent slot holding `len` bytes.
+    /// Queues a lent slot holding `len` bytes. On error the slot stays lent.
     pub fn commit(&mut self, index: u32, len: usize) -> Result<()> {
         self.expect_lent(index)?;
         if len > self.slot_capacity() as usize {
             return Err(Error::new(Errno::EMSGSIZE, self.iface.subject(), format!("{len} bytes do not fit a slot")));
         }
+        // SAFETY: the slot is ours and holds at least len bytes.
+        let frame = unsafe { std::slice::from_raw_parts(self.ring.data_ptr(index), len) };
+        self.check_len(len, is_vlan_tagged(frame))?;
         // SAFETY: the slot is ours (Lent), and len fits.
         unsafe { self.ring.submit(index, len as u32) };
         self.slots[index as usize] = Slot::Queued;
@@ -217,6 +234,13 @@ impl Injector {
     pub fn discard(&mut self, index: u32) -> Result<()> {
         self.expect_lent(index)?;
         self.slots[index as usize] = Slot::Free;
+        let n = self.ring.frame_count();
+        if (index + 1) % n == self.cursor {
+            // The latest allocation: step back as if it never happened.
+            self.cursor = index;
+        } else {
+            self.holes.push(index);
+        }
         Ok(())
     }
 
@@ -229,7 +253,8 @@ impl Injector {
 
     /// Copies `frame` into the next free slot and queues it. `false` when the ring is full.
     pub fn send(&mut self, frame: &[u8]) -> Result<bool> {
-        let Some(index) = self.allocate(frame.len())? else { return Ok(false) };
+        self.check_len(frame.len(), is_vlan_tagged(frame))?;
+        let Some(index) = self.next_free() else { return Ok(false) };
         // SAFETY: the slot is ours and holds at least frame.len() bytes (checked by allocate).
         unsafe { std::ptr::copy_nonoverlapping(frame.as_ptr(), self.ring.data_ptr(index), frame.len()) };
         self.commit(index, frame.len())?;
@@ -274,9 +299,8 @@ impl Injector {
             if status & ffi::TP_STATUS_WRONG_FORMAT != 0 {
                 self.stats.rejected += 1;
                 self.ring.reset(index);
-                // The kernel stops its walk at a rejected frame and resumes from that slot once
-                // it is queued again: reuse it next, so the frames behind it are not stuck.
-                self.cursor = index;
+                // The kernel's head stays on a rejected frame: it is a hole, filled next.
+                self.holes.push(index);
                 self.mtu = self.iface.mtu().unwrap_or(self.mtu);
                 self.rejection = Some(
                     Error::new(
@@ -359,6 +383,11 @@ impl Drop for Injector {
             callback(crate::reactor::Readiness::Cancelled);
         }
     }
+}
+
+/// Whether an Ethernet frame carries an 802.1Q tag (the only tag the kernel lets exceed the MTU).
+fn is_vlan_tagged(frame: &[u8]) -> bool {
+    frame.get(12..14) == Some(&ffi::ETH_P_8021Q.to_be_bytes())
 }
 
 /// The TX ring shape: blocks just large enough for whole frames (a power of two, at least a

@@ -1,0 +1,238 @@
+// Bridge: forwards traffic between two interfaces through a callback, each side with an RX ring
+// (a Capture) and a TX ring (an Injector).
+//
+// The captures ignore outgoing packets (PACKET_IGNORE_OUTGOING), so what the bridge sends on a
+// side is never captured again on that side: no forwarding loops.
+
+import { EventEmitter } from 'node:events'
+
+import { Capture } from './capture'
+import { callNative, NetringError } from './errors'
+import { Injector } from './injector'
+import { native } from './native'
+import { captureOptions, checkOptions, checks, injectorOptions, type CaptureOptions, type InjectorOptions } from './options'
+import type { Packet, PacketBatch } from './packet'
+
+/** Which way a packet is going. */
+export type BridgeDirection = 'a->b' | 'b->a'
+
+/** What the callback decides: send the packet on, drop it, or send these bytes instead. */
+export type BridgeVerdict = 'forward' | 'drop' | Uint8Array
+
+export type BridgeCallback = (packet: Packet, direction: BridgeDirection) => BridgeVerdict
+
+export interface BridgeSideOptions {
+  /** The side's RX ring. @default { profile: 'low-latency' } (1 ms block timeout) */
+  capture?: Omit<CaptureOptions, 'ignoreOutgoing' | 'fanout'>
+  /** The side's TX ring. */
+  injector?: InjectorOptions
+}
+
+export interface BridgeOptions {
+  a: string
+  b: string
+  /** Ring options for both sides; `sides.a` / `sides.b` override them per side. */
+  capture?: BridgeSideOptions['capture']
+  injector?: InjectorOptions
+  sides?: { a?: BridgeSideOptions; b?: BridgeSideOptions }
+}
+
+export interface BridgeDirectionStats {
+  forwarded: number
+  droppedByCallback: number
+  /** Larger than the other side's slot or MTU + 18. */
+  droppedTooLarge: number
+  /** The other side's TX ring stayed full. */
+  droppedRingFull: number
+  /** Dropped by the kernel because this side's RX ring was full. */
+  rxDrops: number
+}
+
+export interface BridgeRunOptions {
+  signal?: AbortSignal
+  /** Stop after this many turns (a turn handles what is ready on both sides). */
+  iterations?: number
+}
+
+interface Side {
+  capture: Capture
+  injector: Injector
+  direction: BridgeDirection
+  stats: Omit<BridgeDirectionStats, 'rxDrops'>
+}
+
+const DEFAULT_CAPTURE: CaptureOptions = { profile: 'low-latency' }
+
+export class Bridge extends EventEmitter<{ error: [Error]; close: [] }> implements Disposable, AsyncDisposable {
+  readonly #from: { a: Side; b: Side }
+  #closed = false
+
+  private constructor(from: { a: Side; b: Side }) {
+    super()
+    this.#from = from
+    // Rejected frames are counted in the injectors' stats; surface them here.
+    for (const side of [from.a, from.b]) side.injector.on('error', (e) => this.emit('error', e))
+  }
+
+  /** Opens both sides: a capture and an injector on each interface. */
+  static open(options: BridgeOptions): Bridge {
+    const o = checkOptions(options, 'bridge', {
+      a: nonEmptyString,
+      b: nonEmptyString,
+      capture: (v, n) => captureOptions(v, n),
+      injector: (v, n) => injectorOptions(v, n),
+      sides: (v, n) => {
+        checks.object(v, n)
+        checkOptions(v, n, { a: sideOptions, b: sideOptions })
+      },
+    }) as unknown as BridgeOptions
+    if (o.a === undefined || o.b === undefined) throw NetringError.invalidOption('bridge', 'needs both interfaces, { a, b }')
+    const opened: (Capture | Injector)[] = []
+    const open = <T extends Capture | Injector>(make: () => T): T => {
+      const x = make()
+      opened.push(x)
+      return x
+    }
+    try {
+      const side = (name: 'a' | 'b'): { capture: Capture; injector: Injector } => {
+        const own = o.sides?.[name]
+        const captureOpts = { ...DEFAULT_CAPTURE, ...o.capture, ...own?.capture, ignoreOutgoing: true }
+        return {
+          capture: open(() => Capture.open(o[name], captureOpts)),
+          injector: open(() => Injector.open(o[name], { ...o.injector, ...own?.injector })),
+        }
+      }
+      const a = side('a')
+      const b = side('b')
+      const fresh = () => ({ forwarded: 0, droppedByCallback: 0, droppedTooLarge: 0, droppedRingFull: 0 })
+      return new Bridge({
+        a: { capture: a.capture, injector: b.injector, direction: 'a->b', stats: fresh() },
+        b: { capture: b.capture, injector: a.injector, direction: 'b->a', stats: fresh() },
+      })
+    } catch (e) {
+      for (const x of opened) x.close()
+      throw e
+    }
+  }
+
+  get closed(): boolean {
+    return this.#closed
+  }
+
+  /**
+   * Forwards until `signal` fires, `iterations` turns have run, or the bridge is closed; waits
+   * on native threads, never blocking the event loop. Resolves with the stats when it stops
+   * (abort included); rejects if a side fails (for example its interface is deleted).
+   */
+  async run(fn: BridgeCallback, options?: BridgeRunOptions): Promise<Record<BridgeDirection, BridgeDirectionStats>> {
+    const { signal, iterations = Infinity } = this.#runOptions(fn, options)
+    const { a, b } = this.#from
+    for (let turn = 0; turn < iterations && !this.#closed && !signal?.aborted; turn++) {
+      if (this.#turn(fn) === 0) {
+        // Nothing ready on either side: wait for both, and stop waiting on the other one.
+        const stop = new AbortController()
+        const both = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal
+        try {
+          await Promise.race([a.capture.readable(both), b.capture.readable(both)])
+        } catch (e) {
+          if ((e as Error).name !== 'AbortError') throw e
+        } finally {
+          stop.abort()
+        }
+      }
+    }
+    return this.stats()
+  }
+
+  /** Like `run`, but blocks the thread between turns: for worker threads. */
+  runSync(fn: BridgeCallback, options: { iterations: number }): Record<BridgeDirection, BridgeDirectionStats> {
+    const { iterations } = this.#runOptions(fn, options)
+    if (iterations === undefined) throw NetringError.invalidOption('runSync.iterations', 'is required')
+    const fds = [this.#from.a.capture.fd, this.#from.b.capture.fd]
+    for (let turn = 0; turn < iterations && !this.#closed; turn++) {
+      if (this.#turn(fn) === 0) callNative(() => native.waitAnyReadable(fds, 100))
+    }
+    return this.stats()
+  }
+
+  /** Per direction: forwarded, dropped by the callback, too large, ring full, and RX drops. */
+  stats(): Record<BridgeDirection, BridgeDirectionStats> {
+    const of = (side: Side): BridgeDirectionStats => ({
+      ...side.stats,
+      rxDrops: side.capture.closed ? 0 : side.capture.stats().drops,
+    })
+    return { 'a->b': of(this.#from.a), 'b->a': of(this.#from.b) }
+  }
+
+  /** Sends what was forwarded (briefly draining), closes all four rings, emits `'close'`. */
+  close(): void {
+    if (this.#closed) return
+    this.#closed = true
+    const { a, b } = this.#from
+    for (const x of [a.capture, b.capture, a.injector, b.injector]) x.close()
+    this.emit('close')
+  }
+
+  [Symbol.dispose](): void {
+    this.close()
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close()
+  }
+
+  /** One pass over both sides; returns how many packets were handled. */
+  #turn(fn: BridgeCallback): number {
+    let handled = 0
+    for (const side of [this.#from.a, this.#from.b]) {
+      const batch = side.capture.nextBatch()
+      if (batch) {
+        handled += batch.length
+        this.#forward(side, batch, fn)
+        batch.release()
+      }
+    }
+    return handled
+  }
+
+  #forward(side: Side, batch: PacketBatch, fn: BridgeCallback): void {
+    const { injector, stats, direction } = side
+    for (const packet of batch) {
+      const verdict = fn(packet, direction)
+      if (verdict === 'drop') {
+        stats.droppedByCallback++
+        continue
+      }
+      const frame = verdict === 'forward' ? packet.data : verdict
+      if (!(frame instanceof Uint8Array)) {
+        throw NetringError.invalidOption('verdict', "the callback must return 'forward', 'drop' or a Buffer")
+      }
+      let queued: boolean
+      try {
+        queued = injector.send(frame) || (injector.flush(), injector.send(frame))
+      } catch (e) {
+        // Larger than the other side's slot or MTU (checked before it takes a slot).
+        if ((e as NetringError).code !== 'EMSGSIZE') throw e
+        stats.droppedTooLarge++
+        continue
+      }
+      if (queued) stats.forwarded++
+      else stats.droppedRingFull++
+    }
+    injector.flush()
+  }
+
+  #runOptions(fn: unknown, options: unknown): BridgeRunOptions {
+    if (typeof fn !== 'function') throw NetringError.invalidOption('callback', 'must be a function (packet, direction) => verdict')
+    if (this.#closed) throw NetringError.of('EBADF', 'the bridge is closed')
+    return checkOptions(options, 'run', { signal: checks.abortSignal, iterations: checks.nonNegative }) as BridgeRunOptions
+  }
+}
+
+function nonEmptyString(v: unknown, name: string): void {
+  if (typeof v !== 'string' || v.length === 0) throw NetringError.invalidOption(name, 'must be an interface name')
+}
+
+function sideOptions(v: unknown, name: string): void {
+  checkOptions(v, name, { capture: (c, n) => captureOptions(c, n), injector: (i, n) => injectorOptions(i, n) })
+}
