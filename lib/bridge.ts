@@ -10,7 +10,15 @@ import { Capture } from './capture'
 import { callNative, NetringError } from './errors'
 import { Injector } from './injector'
 import { native } from './native'
-import { captureOptions, checkOptions, checks, injectorOptions, type CaptureOptions, type InjectorOptions } from './options'
+import {
+  captureOptions,
+  checkOptions,
+  checks,
+  injectorOptions,
+  iterationOptions,
+  type CaptureOptions,
+  type InjectorOptions,
+} from './options'
 import type { Packet, PacketBatch } from './packet'
 
 /** Which way a packet is going. */
@@ -144,13 +152,21 @@ export class Bridge extends EventEmitter<{ error: [Error]; close: [] }> implemen
     return this.stats()
   }
 
-  /** Like `run`, but blocks the thread between turns: for worker threads. */
-  runSync(fn: BridgeCallback, options: { iterations: number }): Record<BridgeDirection, BridgeDirectionStats> {
-    const { iterations } = this.#runOptions(fn, options)
-    if (iterations === undefined) throw NetringError.invalidOption('runSync.iterations', 'is required')
+  /**
+   * Like `run`, but blocks the thread, for worker threads: stops after `iterations` turns or
+   * `timeoutMs` milliseconds, whichever comes first (at least one is required).
+   */
+  runSync(fn: BridgeCallback, options: { iterations?: number; timeoutMs?: number }): Record<BridgeDirection, BridgeDirectionStats> {
+    const { iterations = Infinity, timeoutMs = Infinity } = this.#runOptions(fn, options, ['iterations', 'timeoutMs'])
+    if (iterations === Infinity && timeoutMs === Infinity) {
+      throw NetringError.invalidOption('runSync', 'needs iterations or timeoutMs, or it would block forever')
+    }
+    const deadline = performance.now() + timeoutMs
     const fds = [this.#from.a.capture.fd, this.#from.b.capture.fd]
     for (let turn = 0; turn < iterations && !this.#closed; turn++) {
-      if (this.#turn(fn) === 0) callNative(() => native.waitAnyReadable(fds, 100))
+      const left = deadline - performance.now()
+      if (left <= 0) break
+      if (this.#turn(fn) === 0) callNative(() => native.waitAnyReadable(fds, Math.min(left, 100)))
     }
     return this.stats()
   }
@@ -222,10 +238,14 @@ export class Bridge extends EventEmitter<{ error: [Error]; close: [] }> implemen
     injector.flush()
   }
 
-  #runOptions(fn: unknown, options: unknown): BridgeRunOptions {
+  #runOptions(
+    fn: unknown,
+    options: unknown,
+    known: (keyof BridgeRunOptions | 'timeoutMs')[] = ['signal', 'iterations'],
+  ): BridgeRunOptions & { timeoutMs?: number } {
     if (typeof fn !== 'function') throw NetringError.invalidOption('callback', 'must be a function (packet, direction) => verdict')
     if (this.#closed) throw NetringError.of('EBADF', 'the bridge is closed')
-    return checkOptions(options, 'run', { signal: checks.abortSignal, iterations: checks.nonNegative }) as BridgeRunOptions
+    return iterationOptions(options, known.includes('timeoutMs') ? 'runSync' : 'run', known)
   }
 }
 

@@ -3,7 +3,7 @@
 // again at process exit in case a test run dies half-way.
 
 import { execFileSync, spawn } from 'node:child_process'
-import { readdirSync, readFileSync } from 'node:fs'
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs'
 import type { ExecutionContext } from 'ava'
 
 if (process.getuid?.() !== 0) {
@@ -266,3 +266,24 @@ export function fdCount(): number {
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+/** Packet sockets this process has open (other test processes may have their own). */
+export function ownPacketSockets(): number {
+  const inodes = new Set(
+    readFileSync('/proc/net/packet', 'utf8')
+      .trim()
+      .split('\n')
+      .slice(1)
+      .map((line) => line.trim().split(/\s+/).at(-1)),
+  )
+  let count = 0
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/self/fd/${fd}`))
+      if (m && inodes.has(m[1])) count++
+    } catch {
+      // closed while we looked
+    }
+  }
+  return count
+}

@@ -1,0 +1,189 @@
+// Bridge end to end: two namespaces that can reach each other only through the bridge exchange
+// real TCP and UDP traffic; a dropping callback cuts them off; a modifying callback's change is
+// seen on the far side; the stats add up.
+
+import test, { type ExecutionContext } from 'ava'
+import { Bridge, type BridgeDirection, type Packet } from 'netring'
+
+import { ownPacketSockets, runIn, sh, vethPair } from './helpers/net'
+
+let subnet = 10 + (process.pid % 200)
+
+/** Two namespaces, each behind a veth pair whose near end is in ours (the bridge's sides). */
+function twoHosts(t: ExecutionContext) {
+  const left = vethPair(t)
+  const right = vethPair(t)
+  const net = `10.${subnet}.${(subnet++ * 7) % 250}`
+  const hosts = [
+    { veth: left, ip: `${net}.1` },
+    { veth: right, ip: `${net}.2` },
+  ]
+  for (const { veth, ip } of hosts) {
+    sh('ip', ['-n', veth.ns, 'addr', 'add', `${ip}/24`, 'dev', veth.far])
+    // Checksums in software and no segmentation offload: the bridge forwards frames exactly as
+    // they are on the wire, as a switch would.
+    sh('ip', ['netns', 'exec', veth.ns, 'ethtool', '-K', veth.far, 'tx', 'off', 'tso', 'off', 'gso', 'off'])
+  }
+  return { a: left.near, b: right.near, left: { ns: left.ns, ip: `${net}.1` }, right: { ns: right.ns, ip: `${net}.2` } }
+}
+
+const TCP_SERVER = `
+import hashlib, socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], 5000)); s.listen(1); s.settimeout(float(sys.argv[2]))
+c, _ = s.accept(); c.settimeout(15)
+h = hashlib.sha256(); n = 0
+while True:
+    d = c.recv(65536)
+    if not d: break
+    h.update(d); n += len(d)
+c.sendall(f"{n} {h.hexdigest()}".encode()); c.close()
+`
+const TCP_CLIENT = `
+import socket, sys, time
+payload = bytes((i * 7 + i // 251) % 256 for i in range(int(sys.argv[2])))
+deadline = time.time() + float(sys.argv[3])
+while True:
+    try:
+        c = socket.create_connection((sys.argv[1], 5000), timeout=1); break
+    except OSError:
+        if time.time() > deadline: print("unreachable"); sys.exit(0)
+        time.sleep(0.1)
+c.settimeout(10); c.sendall(payload); c.shutdown(socket.SHUT_WR)
+print(c.recv(1024).decode())
+`
+const UDP_ECHO = `
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind((sys.argv[1], 5001)); s.settimeout(10)
+d, peer = s.recvfrom(2048); s.sendto(b"pong:" + d, peer)
+`
+const UDP_CLIENT = `
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(0.3)
+deadline = time.time() + float(sys.argv[2])
+while time.time() < deadline:
+    s.sendto(b"ping-42", (sys.argv[1], 5001))
+    try:
+        print(s.recvfrom(2048)[0].decode()); sys.exit(0)
+    except socket.timeout:
+        pass
+print("no reply")
+`
+
+const python = (script: string, ...args: string[]) => ['python3', '-c', script, ...args]
+
+/** Counts the callback's calls per direction, forwarding everything. */
+function counting(verdict: (p: Packet, d: BridgeDirection) => 'forward' | 'drop' | Buffer = () => 'forward') {
+  const calls: Record<BridgeDirection, number> = { 'a->b': 0, 'b->a': 0 }
+  const seen = { outgoing: 0 }
+  const fn = (p: Packet, d: BridgeDirection) => {
+    calls[d]++
+    if (p.direction === 'outgoing') seen.outgoing++
+    return verdict(p, d)
+  }
+  return { calls, seen, fn }
+}
+
+test('TCP with a known payload and UDP both ways cross the bridge; the stats add up', async (t) => {
+  const net = twoHosts(t)
+  await using bridge = Bridge.open({ a: net.a, b: net.b })
+  const controller = new AbortController()
+  const { calls, seen, fn } = counting()
+  const running = bridge.run(fn, { signal: controller.signal })
+
+  const size = 300_000
+  const server = runIn(net.right.ns, python(TCP_SERVER, net.right.ip, '15'))
+  const client = await runIn(net.left.ns, python(TCP_CLIENT, net.right.ip, String(size), '5'))
+  await server
+  const expected = sh('python3', ['-c', `import hashlib; print(hashlib.sha256(bytes((i * 7 + i // 251) % 256 for i in range(${size}))).hexdigest())`]).trim()
+  t.is(client.trim(), `${size} ${expected}`, 'the server received the payload intact')
+
+  const echo = runIn(net.right.ns, python(UDP_ECHO, net.right.ip))
+  const reply = await runIn(net.left.ns, python(UDP_CLIENT, net.right.ip, '5'))
+  await echo
+  t.is(reply.trim(), 'pong:ping-42', 'UDP went a->b and the reply came back b->a')
+
+  controller.abort()
+  const stats = await running
+  for (const d of ['a->b', 'b->a'] as const) {
+    const s = stats[d]
+    t.true(s.forwarded > 0, `${d} forwarded traffic`)
+    t.is(s.forwarded + s.droppedByCallback + s.droppedTooLarge + s.droppedRingFull, calls[d], `${d}: every packet accounted for`)
+    t.is(s.rxDrops, 0)
+  }
+  t.is(seen.outgoing, 0, 'what the bridge sent is never captured again (no forwarding loop)')
+})
+
+test.serial('opening a bridge on a missing interface fails cleanly, leaving no socket open', (t) => {
+  const veth = vethPair(t)
+  const before = ownPacketSockets()
+  t.throws(() => Bridge.open({ a: veth.near, b: 'netring-nope0' }), { code: 'ENODEV' })
+  t.is(ownPacketSockets(), before)
+  t.throws(() => Bridge.open({ a: veth.near } as never), { code: 'EINVAL' })
+  t.throws(() => Bridge.open({ a: veth.near, b: veth.near, sides: { a: { capture: { blockSize: 3 } } } }), {
+    code: 'EINVAL',
+    message: /blockSize/,
+  })
+})
+
+test("a 'drop' callback cuts the hosts off", async (t) => {
+  const net = twoHosts(t)
+  using bridge = Bridge.open({ a: net.a, b: net.b })
+  const controller = new AbortController()
+  const { calls, fn } = counting(() => 'drop')
+  const running = bridge.run(fn, { signal: controller.signal })
+  // A listening server, so that a connection that got through would succeed.
+  const server = runIn(net.right.ns, python(TCP_SERVER, net.right.ip, '2')).then(
+    () => 'accepted',
+    () => 'nobody came',
+  )
+  const client = await runIn(net.left.ns, python(TCP_CLIENT, net.right.ip, '1000', '1.5'))
+  t.is(client.trim(), 'unreachable')
+  t.is(await server, 'nobody came')
+  controller.abort()
+  const stats = await running
+  t.is(stats['a->b'].forwarded + stats['b->a'].forwarded, 0)
+  t.true(stats['a->b'].droppedByCallback > 0)
+  t.is(stats['a->b'].droppedByCallback, calls['a->b'])
+})
+
+test("a modifying callback's change is seen on the far side", async (t) => {
+  const net = twoHosts(t)
+  using bridge = Bridge.open({ a: net.a, b: net.b })
+  const controller = new AbortController()
+  const running = bridge.run(
+    (p, d) => {
+      const f = p.data
+      // IPv4 UDP to port 5001, going a->b: upper-case the payload, drop the UDP checksum.
+      if (d !== 'a->b' || f.readUInt16BE(12) !== 0x0800 || f[23] !== 17) return 'forward'
+      const l4 = 14 + (f[14] & 0x0f) * 4
+      if (f.readUInt16BE(l4 + 2) !== 5001) return 'forward'
+      const changed = Buffer.from(f)
+      changed.write(changed.toString('latin1', l4 + 8).toUpperCase(), l4 + 8, 'latin1')
+      changed.writeUInt16BE(0, l4 + 6)
+      return changed
+    },
+    { signal: controller.signal },
+  )
+  const echo = runIn(net.right.ns, python(UDP_ECHO, net.right.ip))
+  const reply = await runIn(net.left.ns, python(UDP_CLIENT, net.right.ip, '5'))
+  await echo
+  t.is(reply.trim(), 'pong:PING-42')
+  controller.abort()
+  await running
+})
+
+test('runSync forwards in a blocking loop, bounded by time', async (t) => {
+  const net = twoHosts(t)
+  using bridge = Bridge.open({ a: net.a, b: net.b })
+  // The hosts are other processes, so they run while this thread is blocked in runSync.
+  const echo = runIn(net.right.ns, python(UDP_ECHO, net.right.ip))
+  const reply = runIn(net.left.ns, python(UDP_CLIENT, net.right.ip, '4'))
+  const started = performance.now()
+  const stats = bridge.runSync(() => 'forward', { timeoutMs: 2500 })
+  t.true(performance.now() - started < 4000)
+  t.true(stats['a->b'].forwarded > 0 && stats['b->a'].forwarded > 0)
+  t.is((await reply).trim(), 'pong:ping-42')
+  await echo
+  t.throws(() => bridge.runSync(() => 'forward', {}), { code: 'EINVAL' })
+})
