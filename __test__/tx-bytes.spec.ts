@@ -15,7 +15,9 @@ for (const how of ['send', 'sendBatch', 'allocate (zero-copy)'] as const) {
     const veth = localVethPair(t)
     using rx = Capture.open(veth.b)
     const pcap = await tcpdump(t, veth.b, 'ether proto 0x88b5')
-    using tx = Injector.open(veth.a, { frameCount: 64 })
+    // qdiscBypass for one of them: the frames must arrive the same way.
+    using tx = Injector.open(veth.a, { frameCount: 64, qdiscBypass: how === 'sendBatch' })
+    t.is(tx.info.qdiscBypass, how === 'sendBatch')
     const frames = Array.from({ length: 140 }, (_, i) => frame(veth.bMac, veth.aMac, sizes[i % sizes.length], i))
 
     let queued = 0
