@@ -141,3 +141,22 @@ test('a stream ends when the capture closes', async (t) => {
   cap.close()
   await t.notThrowsAsync(done)
 })
+
+test("a stream ends on its AbortSignal.timeout even when nothing else references the signal", async (t) => {
+  using cap = Capture.open('lo')
+  const source = cap.stream({ signal: AbortSignal.timeout(200) })
+  const ended = (async () => {
+    try {
+      for await (const p of source) void p
+      return 'ended without error'
+    } catch (e) {
+      return (e as Error).name
+    }
+  })()
+  // Collect garbage while it waits: a signal held only weakly would be lost and never fire.
+  for (let i = 0; i < 10; i++) {
+    globalThis.gc!()
+    await sleep(50)
+  }
+  t.is(await Promise.race([ended, sleep(3000).then(() => 'still running')]), 'AbortError')
+})

@@ -233,11 +233,16 @@ export class Capture extends EventEmitter<CaptureEvents> implements Disposable, 
         if (!pumping) void pump()
       },
       destroy(error, callback) {
+        signal?.removeEventListener('abort', onAbort)
         stop.abort()
         void batches.return()
         callback(error)
       },
     })
+    // A listener of our own on the caller's signal: it keeps the signal alive (an unreferenced
+    // AbortSignal.timeout() may be collected before it fires) and ends the stream promptly.
+    const onAbort = () => readable.destroy(abortError(signal!))
+    signal?.addEventListener('abort', onAbort, { once: true })
     return readable
   }
 
