@@ -80,6 +80,40 @@ export declare class NativeInjector {
   close(): void
 }
 
+export declare const FLAG_VLAN_REINSERTED: number
+
+export declare const HDR_LEN: number
+
+/** `tp_mac` (u16): where the frame starts, from the header. */
+export declare const HDR_MAC: number
+
+export declare const HDR_NETRING_FLAGS: number
+
+export declare const HDR_NSEC: number
+
+export declare const HDR_RXHASH: number
+
+export declare const HDR_SEC: number
+
+export declare const HDR_SLL_ADDR: number
+
+export declare const HDR_SLL_HALEN: number
+
+export declare const HDR_SLL_IFINDEX: number
+
+export declare const HDR_SLL_PKTTYPE: number
+
+/** `sll_protocol` (u16, network byte order). */
+export declare const HDR_SLL_PROTOCOL: number
+
+export declare const HDR_SNAPLEN: number
+
+export declare const HDR_STATUS: number
+
+export declare const HDR_VLAN_TCI: number
+
+export declare const HDR_VLAN_TPID: number
+
 export interface NativeBpfInstruction {
   code: number
   jt: number
@@ -166,45 +200,24 @@ export interface NativeInjectorStats {
   pending: number
 }
 
-export declare const ROW_ADDR_HI: number
-
-/** Link-layer source address, bytes 0..4 and 4..8, little-endian packed. */
-export declare const ROW_ADDR_LO: number
-
-export declare const ROW_CAPTURED_LEN: number
-
-export declare const ROW_DATA_OFFSET: number
-
-export declare const ROW_IFINDEX: number
-
-/** `pkttype | halen << 8 | vlan_reinserted << 16`. */
-export declare const ROW_KIND: number
-
-export declare const ROW_NSEC: number
-
-export declare const ROW_ORIGINAL_LEN: number
-
-export declare const ROW_PROTOCOL: number
-
-export declare const ROW_RXHASH: number
-
-export declare const ROW_SEC: number
-
-export declare const ROW_STATUS: number
-
-export declare const ROW_VLAN_TCI: number
-
-export declare const ROW_VLAN_TPID: number
-
-/** Words per packet row and the meaning of each. */
-export declare const ROW_WORDS: number
-
 export declare const TABLE_FLAG_LOSING: number
 
 export declare const TABLE_FLAG_TIMED_OUT: number
 
 /** Header words: packet count, sequence number (low, high), flags. */
 export declare const TABLE_HEADER_WORDS: number
+
+export declare const TP_STATUS_CSUM_VALID: number
+
+export declare const TP_STATUS_CSUMNOTREADY: number
+
+export declare const TP_STATUS_GSO_TCP: number
+
+export declare const TP_STATUS_LOSING: number
+
+export declare const TP_STATUS_VLAN_TPID_VALID: number
+
+export declare const TP_STATUS_VLAN_VALID: number
 
 /**
  * Blocks the calling thread until one of `fds` is readable or reports an error, or until

@@ -17,12 +17,13 @@ test('packets() iterates synchronously, with limit and an overall timeout', asyn
   const veth = vethPair(t)
   using cap = Capture.open(veth.near, { blockTimeoutMs: 1 })
   await veth.send(frames(veth, 10))
-  const seqs = [...cap.packets({ limit: 10, timeoutMs: 5000 })].filter(ours).length
-  t.is(seqs, 10)
+  let seen = 0
+  for (const p of cap.packets({ limit: 10, timeoutMs: 5000 })) if (ours(p)) seen++
+  t.is(seen, 10)
   const started = performance.now()
-  t.deepEqual([...cap.packets({ timeoutMs: 200 })].filter(ours), [], 'nothing more arrives')
+  for (const p of cap.packets({ timeoutMs: 200 })) if (ours(p)) t.fail('nothing more was sent')
   t.true(performance.now() - started >= 190, 'timeoutMs bounds the whole iteration')
-  t.deepEqual([...cap.packets({ limit: 0 })], [])
+  t.is([...cap.packets({ limit: 0 })].length, 0)
   const error = t.throws(() => cap.packets({ limit: -1 }).next(), { code: 'EINVAL' })
   t.is((error as { option?: string }).option, 'packets.limit')
 })

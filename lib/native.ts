@@ -1,6 +1,8 @@
 // Loads the native addon through the loader that `napi build --platform` generates (../index.js),
 // with messages that say what is wrong when it cannot.
 
+import os from 'node:os'
+
 import type * as Binding from '../index.js'
 
 function load(): typeof Binding {
@@ -8,6 +10,10 @@ function load(): typeof Binding {
     throw new Error(
       `netring supports Linux only: AF_PACKET and AF_XDP are Linux kernel interfaces (this is ${process.platform}/${process.arch})`,
     )
+  }
+  if (os.endianness() !== 'LE') {
+    // The facade reads ring headers in host order through little-endian typed arrays.
+    throw new Error(`netring supports little-endian hosts only (this is ${process.arch})`)
   }
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports

@@ -1,44 +1,61 @@
-// Packets and batches: cheap views over one ring block and its descriptor table.
+// Packets and batches: cheap views over one ring block.
 //
 // The native side hands over a whole block (an ArrayBuffer over the ring, no copy) and a
-// Uint32Array with one row of metadata per packet; nothing here runs per packet until a packet
-// is looked at. Metadata lives in the table, which JavaScript owns, so it stays readable after
-// the batch is released; `data` is a view over the ring and is detached (length 0) then.
+// Uint32Array with the offset of each packet's `tpacket3_hdr` in it; every field of a packet is
+// read from that header, in the block, when asked for. Nothing runs per packet until a packet is
+// looked at, and everything a packet shows lives in the ring: once the batch is released its
+// Buffers are detached (length 0) and its packets can no longer be read (copy() what you keep).
 
+import { NetringError } from './errors'
 import { native } from './native'
 
 const {
   TABLE_HEADER_WORDS: HEADER,
   TABLE_FLAG_TIMED_OUT,
   TABLE_FLAG_LOSING,
-  ROW_WORDS,
-  ROW_DATA_OFFSET,
-  ROW_CAPTURED_LEN,
-  ROW_ORIGINAL_LEN,
-  ROW_SEC,
-  ROW_NSEC,
-  ROW_STATUS,
-  ROW_RXHASH,
-  ROW_VLAN_TCI,
-  ROW_VLAN_TPID,
-  ROW_IFINDEX,
-  ROW_PROTOCOL,
-  ROW_KIND,
-  ROW_ADDR_LO,
-  ROW_ADDR_HI,
+  HDR_SEC,
+  HDR_NSEC,
+  HDR_SNAPLEN,
+  HDR_LEN,
+  HDR_STATUS,
+  HDR_MAC,
+  HDR_RXHASH,
+  HDR_VLAN_TCI,
+  HDR_VLAN_TPID,
+  HDR_NETRING_FLAGS,
+  FLAG_VLAN_REINSERTED,
+  HDR_SLL_PROTOCOL,
+  HDR_SLL_IFINDEX,
+  HDR_SLL_PKTTYPE,
+  HDR_SLL_HALEN,
+  HDR_SLL_ADDR,
+  TP_STATUS_LOSING,
+  TP_STATUS_CSUMNOTREADY,
+  TP_STATUS_VLAN_VALID,
+  TP_STATUS_VLAN_TPID_VALID,
+  TP_STATUS_CSUM_VALID,
+  TP_STATUS_GSO_TCP,
 } = native
+
+// Header fields are 4-byte aligned (headers are 16-aligned), so 32-bit fields are read through
+// a Uint32Array and 16-bit ones from the low half of their word (the ring is in host order, and
+// netring runs on little-endian hosts only: see native.ts).
+const W_SEC = HDR_SEC >> 2
+const W_NSEC = HDR_NSEC >> 2
+const W_SNAPLEN = HDR_SNAPLEN >> 2
+const W_LEN = HDR_LEN >> 2
+const W_STATUS = HDR_STATUS >> 2
+const W_MAC = HDR_MAC >> 2
+const W_RXHASH = HDR_RXHASH >> 2
+const W_VLAN_TCI = HDR_VLAN_TCI >> 2
+const W_VLAN_TPID = HDR_VLAN_TPID >> 2
+const W_IFINDEX = HDR_SLL_IFINDEX >> 2
+const FLAGS_SHIFT = (HDR_NETRING_FLAGS - HDR_VLAN_TPID) * 8
 
 /** Where the packet was going, from `sll_pkttype`. */
 export type Direction = 'host' | 'broadcast' | 'multicast' | 'otherhost' | 'outgoing'
 const DIRECTIONS: Direction[] = ['host', 'broadcast', 'multicast', 'otherhost', 'outgoing']
 
-// TP_STATUS_* bits of tpacket3_hdr.tp_status (linux/if_packet.h).
-const TP_STATUS_LOSING = 1 << 2
-const TP_STATUS_CSUMNOTREADY = 1 << 3
-const TP_STATUS_VLAN_VALID = 1 << 4
-const TP_STATUS_VLAN_TPID_VALID = 1 << 6
-const TP_STATUS_CSUM_VALID = 1 << 7
-const TP_STATUS_GSO_TCP = 1 << 8
 
 /** Per-packet status, decoded from `tp_status`. */
 export interface PacketStatus {
@@ -96,13 +113,14 @@ function decodeStatus(raw: number, captured: number, original: number, blockLosi
   }
 }
 
-/** A packet whose `data` points into the ring; valid while its batch is held. */
+/** A packet whose `data` points into the ring; readable while its batch is held. */
 export class Packet implements PacketInfo {
   #data: Buffer | undefined
   /** @internal */
   constructor(
     private readonly batch: PacketBatch,
-    private readonly base: number,
+    /** Offset of the packet's header in the block. */
+    private readonly h: number,
   ) {}
 
   /**
@@ -111,79 +129,73 @@ export class Packet implements PacketInfo {
    */
   get data(): Buffer {
     if (this.#data === undefined) {
-      this.#data = this.batch.released ? EMPTY : this.batch.bufferAt(this.base)
+      this.#data = this.batch.released ? EMPTY : this.batch.bufferAt(this.h)
     }
     return this.#data
   }
 
   get length(): number {
-    return this.batch.table[this.base + ROW_CAPTURED_LEN]
+    return this.batch.word(this.h, W_SNAPLEN)
   }
 
   get originalLength(): number {
-    return this.batch.table[this.base + ROW_ORIGINAL_LEN]
+    return this.batch.word(this.h, W_LEN)
   }
 
   get timestampNs(): bigint {
-    const t = this.batch.table
-    return BigInt(t[this.base + ROW_SEC]) * 1_000_000_000n + BigInt(t[this.base + ROW_NSEC])
+    return BigInt(this.batch.word(this.h, W_SEC)) * 1_000_000_000n + BigInt(this.batch.word(this.h, W_NSEC))
   }
 
   get timestamp(): { sec: number; nsec: number } {
-    const t = this.batch.table
-    return { sec: t[this.base + ROW_SEC], nsec: t[this.base + ROW_NSEC] }
+    return { sec: this.batch.word(this.h, W_SEC), nsec: this.batch.word(this.h, W_NSEC) }
   }
 
   get direction(): Direction {
-    return DIRECTIONS[this.batch.table[this.base + ROW_KIND] & 0xff] ?? 'host'
+    // The kernel delivers only these five to packet sockets (PACKET_LOOPBACK, _USER and
+    // _KERNEL stay inside it).
+    return DIRECTIONS[this.batch.byte(this.h + HDR_SLL_PKTTYPE)] ?? 'host'
   }
 
   get protocol(): number {
-    return this.batch.table[this.base + ROW_PROTOCOL]
+    const at = this.h + HDR_SLL_PROTOCOL
+    return (this.batch.byte(at) << 8) | this.batch.byte(at + 1)
   }
 
   get ifindex(): number {
-    return this.batch.table[this.base + ROW_IFINDEX]
+    return this.batch.word(this.h, W_IFINDEX)
   }
 
   get sourceLlAddr(): Buffer {
-    const t = this.batch.table
-    const halen = (t[this.base + ROW_KIND] >>> 8) & 0xff
-    const addr = Buffer.allocUnsafe(8)
-    addr.writeUInt32LE(t[this.base + ROW_ADDR_LO], 0)
-    addr.writeUInt32LE(t[this.base + ROW_ADDR_HI], 4)
-    return addr.subarray(0, halen)
+    const halen = Math.min(8, this.batch.byte(this.h + HDR_SLL_HALEN))
+    return Buffer.from(this.batch.bytes.subarray(this.h + HDR_SLL_ADDR, this.h + HDR_SLL_ADDR + halen))
   }
 
   get vlanTci(): number | undefined {
-    const t = this.batch.table
-    return t[this.base + ROW_STATUS] & TP_STATUS_VLAN_VALID ? t[this.base + ROW_VLAN_TCI] : undefined
+    return this.batch.word(this.h, W_STATUS) & TP_STATUS_VLAN_VALID ? this.batch.word(this.h, W_VLAN_TCI) & 0xffff : undefined
   }
 
   get vlanTpid(): number | undefined {
-    const t = this.batch.table
-    return t[this.base + ROW_STATUS] & (TP_STATUS_VLAN_VALID | TP_STATUS_VLAN_TPID_VALID) ? t[this.base + ROW_VLAN_TPID] : undefined
+    const status = this.batch.word(this.h, W_STATUS)
+    if (status & TP_STATUS_VLAN_TPID_VALID) return this.batch.word(this.h, W_VLAN_TPID) & 0xffff
+    // Kernels that do not report the TPID only strip 802.1Q tags.
+    return status & TP_STATUS_VLAN_VALID ? 0x8100 : undefined
   }
 
   get rxhash(): number {
-    return this.batch.table[this.base + ROW_RXHASH]
+    return this.batch.word(this.h, W_RXHASH)
   }
 
   get status(): PacketStatus {
-    const t = this.batch.table
-    return decodeStatus(t[this.base + ROW_STATUS], t[this.base + ROW_CAPTURED_LEN], t[this.base + ROW_ORIGINAL_LEN], this.batch.losing)
+    return decodeStatus(this.batch.word(this.h, W_STATUS), this.length, this.originalLength, this.batch.losing)
   }
 
   /** Whether `data` carries the VLAN tag written back from metadata. */
   get vlanReinserted(): boolean {
-    return (this.batch.table[this.base + ROW_KIND] & 0x10000) !== 0
+    return ((this.batch.word(this.h, W_VLAN_TPID) >>> FLAGS_SHIFT) & FLAG_VLAN_REINSERTED) !== 0
   }
 
-  /** An owned packet: all fields copied, `data` a fresh Buffer. Throws if the batch was released. */
+  /** An owned packet: all fields copied, `data` a fresh Buffer. Throws once the batch was released. */
   copy(): OwnedPacket {
-    if (this.batch.released) {
-      throw new Error('Packet.copy(): the batch was released and its data is gone; copy packets while their batch is held')
-    }
     return new OwnedPacket(this)
   }
 }
@@ -235,18 +247,20 @@ export class PacketBatch implements Iterable<Packet>, Disposable {
   readonly timedOut: boolean
   /** The ring dropped packets (since `stats()` was last called) before this block was closed. */
   readonly losing: boolean
-  /** @internal */
-  readonly table: Uint32Array
-  #block: ArrayBuffer
-  #bytes: Uint8Array | undefined
+  readonly #table: Uint32Array
+  readonly #block: ArrayBuffer
+  readonly #words: Uint32Array
+  readonly #bytes: Uint8Array
   #released = false
-  #release: (batch: PacketBatch) => void
+  readonly #release: (batch: PacketBatch) => void
 
   /** @internal */
   constructor(raw: { block: ArrayBuffer; table: Uint32Array }, release: (batch: PacketBatch) => void) {
     const t = raw.table
-    this.table = t
+    this.#table = t
     this.#block = raw.block
+    this.#words = new Uint32Array(raw.block)
+    this.#bytes = new Uint8Array(raw.block)
     this.#release = release
     this.length = t[0]
     this.seqNum = (BigInt(t[2]) << 32n) | BigInt(t[1])
@@ -261,11 +275,11 @@ export class PacketBatch implements Iterable<Packet>, Disposable {
   /** The packet at `index`, 0 ≤ index < length. */
   at(index: number): Packet | undefined {
     if (!Number.isInteger(index) || index < 0 || index >= this.length) return undefined
-    return new Packet(this, HEADER + index * ROW_WORDS)
+    return new Packet(this, this.#table[HEADER + index])
   }
 
   *[Symbol.iterator](): Iterator<Packet> {
-    for (let i = 0, base = HEADER; i < this.length; i++, base += ROW_WORDS) yield new Packet(this, base)
+    for (let i = 0; i < this.length; i++) yield new Packet(this, this.#table[HEADER + i])
   }
 
   /**
@@ -273,23 +287,36 @@ export class PacketBatch implements Iterable<Packet>, Disposable {
    * released), to index with `offsetAt(i)` and `lengthAt(i)`.
    */
   get bytes(): Uint8Array {
-    if (this.#released) return EMPTY
-    return (this.#bytes ??= new Uint8Array(this.#block))
+    return this.#bytes
   }
 
   /** Offset of packet `index`'s first byte in `bytes`. */
   offsetAt(index: number): number {
-    return this.table[HEADER + index * ROW_WORDS + ROW_DATA_OFFSET]
+    const h = this.#table[HEADER + index]
+    return h + (this.#words[(h >> 2) + W_MAC] & 0xffff)
   }
 
   /** Captured length of packet `index`. */
   lengthAt(index: number): number {
-    return this.table[HEADER + index * ROW_WORDS + ROW_CAPTURED_LEN]
+    return this.#words[(this.#table[HEADER + index] >> 2) + W_SNAPLEN]
+  }
+
+  /** @internal A 32-bit header field of the packet whose header is at `h`. */
+  word(h: number, w: number): number {
+    if (this.#released) throw releasedError()
+    return this.#words[(h >> 2) + w]
   }
 
   /** @internal */
-  bufferAt(base: number): Buffer {
-    return Buffer.from(this.#block, this.table[base + ROW_DATA_OFFSET], this.table[base + ROW_CAPTURED_LEN])
+  byte(at: number): number {
+    if (this.#released) throw releasedError()
+    return this.#bytes[at]
+  }
+
+  /** @internal */
+  bufferAt(h: number): Buffer {
+    const w = h >> 2
+    return Buffer.from(this.#block, h + (this.#words[w + W_MAC] & 0xffff), this.#words[w + W_SNAPLEN])
   }
 
   /** Hands the block back to the kernel; every Buffer over it is detached. Idempotent. */
@@ -301,10 +328,16 @@ export class PacketBatch implements Iterable<Packet>, Disposable {
   /** @internal Called by the capture once the native side has taken the block back. */
   markReleased(): void {
     this.#released = true
-    this.#bytes = undefined
   }
 
   [Symbol.dispose](): void {
     this.release()
   }
+}
+
+function releasedError(): NetringError {
+  return NetringError.of(
+    'EBADF',
+    "this packet's batch was released: its memory went back to the kernel. Read packets while their batch is held, and copy() those you keep",
+  )
 }

@@ -1,12 +1,13 @@
-//! The per-batch descriptor table: a `Uint32Array` with a short header and one fixed-size row
-//! per packet. The facade builds its cheap `Packet` views from it, so the native side creates
-//! no JavaScript object per packet. The layout is exported to JavaScript from here (and only
-//! from here), so facade and binding cannot disagree.
+//! The per-batch table: a `Uint32Array` with a short header and, per packet, the offset of its
+//! `tpacket3_hdr` in the block. The facade reads each packet's metadata from that header in the
+//! block itself (the layout constants below come from the engine's ffi), so per packet the
+//! native side writes one word and creates no JavaScript object.
 
 use std::ptr;
 
 use napi::{check_status, sys, Env, Result};
-use netring_engine::{BlockInfo, PacketDesc};
+use netring_engine::ffi::layout;
+use netring_engine::BlockInfo;
 
 /// Header words: packet count, sequence number (low, high), flags.
 #[napi]
@@ -16,39 +17,55 @@ pub const TABLE_FLAG_TIMED_OUT: u32 = 1;
 #[napi]
 pub const TABLE_FLAG_LOSING: u32 = 2;
 
-/// Words per packet row and the meaning of each.
+// Byte offsets, from a packet's header offset, of what the facade reads.
 #[napi]
-pub const ROW_WORDS: u32 = 14;
+pub const HDR_SEC: u32 = layout::SEC as u32;
 #[napi]
-pub const ROW_DATA_OFFSET: u32 = 0;
+pub const HDR_NSEC: u32 = layout::NSEC as u32;
 #[napi]
-pub const ROW_CAPTURED_LEN: u32 = 1;
+pub const HDR_SNAPLEN: u32 = layout::SNAPLEN as u32;
 #[napi]
-pub const ROW_ORIGINAL_LEN: u32 = 2;
+pub const HDR_LEN: u32 = layout::LEN as u32;
 #[napi]
-pub const ROW_SEC: u32 = 3;
+pub const HDR_STATUS: u32 = layout::STATUS as u32;
+/// `tp_mac` (u16): where the frame starts, from the header.
 #[napi]
-pub const ROW_NSEC: u32 = 4;
+pub const HDR_MAC: u32 = layout::MAC as u32;
 #[napi]
-pub const ROW_STATUS: u32 = 5;
+pub const HDR_RXHASH: u32 = layout::RXHASH as u32;
 #[napi]
-pub const ROW_RXHASH: u32 = 6;
+pub const HDR_VLAN_TCI: u32 = layout::VLAN_TCI as u32;
 #[napi]
-pub const ROW_VLAN_TCI: u32 = 7;
+pub const HDR_VLAN_TPID: u32 = layout::VLAN_TPID as u32;
 #[napi]
-pub const ROW_VLAN_TPID: u32 = 8;
+pub const HDR_NETRING_FLAGS: u32 = layout::NETRING_FLAGS as u32;
 #[napi]
-pub const ROW_IFINDEX: u32 = 9;
+pub const FLAG_VLAN_REINSERTED: u32 = layout::FLAG_VLAN_REINSERTED as u32;
+/// `sll_protocol` (u16, network byte order).
 #[napi]
-pub const ROW_PROTOCOL: u32 = 10;
-/// `pkttype | halen << 8 | vlan_reinserted << 16`.
+pub const HDR_SLL_PROTOCOL: u32 = layout::SLL_PROTOCOL as u32;
 #[napi]
-pub const ROW_KIND: u32 = 11;
-/// Link-layer source address, bytes 0..4 and 4..8, little-endian packed.
+pub const HDR_SLL_IFINDEX: u32 = layout::SLL_IFINDEX as u32;
 #[napi]
-pub const ROW_ADDR_LO: u32 = 12;
+pub const HDR_SLL_PKTTYPE: u32 = layout::SLL_PKTTYPE as u32;
 #[napi]
-pub const ROW_ADDR_HI: u32 = 13;
+pub const HDR_SLL_HALEN: u32 = layout::SLL_HALEN as u32;
+#[napi]
+pub const HDR_SLL_ADDR: u32 = layout::SLL_ADDR as u32;
+
+// tp_status bits the facade decodes.
+#[napi]
+pub const TP_STATUS_LOSING: u32 = netring_engine::ffi::TP_STATUS_LOSING;
+#[napi]
+pub const TP_STATUS_CSUMNOTREADY: u32 = netring_engine::ffi::TP_STATUS_CSUMNOTREADY;
+#[napi]
+pub const TP_STATUS_VLAN_VALID: u32 = netring_engine::ffi::TP_STATUS_VLAN_VALID;
+#[napi]
+pub const TP_STATUS_VLAN_TPID_VALID: u32 = netring_engine::ffi::TP_STATUS_VLAN_TPID_VALID;
+#[napi]
+pub const TP_STATUS_CSUM_VALID: u32 = netring_engine::ffi::TP_STATUS_CSUM_VALID;
+#[napi]
+pub const TP_STATUS_GSO_TCP: u32 = netring_engine::ffi::TP_STATUS_GSO_TCP;
 
 /// A freshly allocated table being filled.
 pub struct BatchTable<'a> {
@@ -58,9 +75,9 @@ pub struct BatchTable<'a> {
 }
 
 impl BatchTable<'_> {
-    /// Allocates a zeroed table for `capacity` packets.
+    /// Allocates a table for `capacity` packets.
     pub fn new(env: &Env, capacity: usize) -> Result<BatchTable<'_>> {
-        let len = TABLE_HEADER_WORDS as usize + capacity * ROW_WORDS as usize;
+        let len = TABLE_HEADER_WORDS as usize + capacity;
         let mut data = ptr::null_mut();
         let mut buffer = ptr::null_mut();
         let mut array = ptr::null_mut();
@@ -80,33 +97,18 @@ impl BatchTable<'_> {
         }
     }
 
-    pub fn push(&mut self, p: &PacketDesc) {
-        let base = TABLE_HEADER_WORDS as usize + self.rows * ROW_WORDS as usize;
-        let row = &mut self.words[base..base + ROW_WORDS as usize];
-        row[ROW_DATA_OFFSET as usize] = p.data_offset;
-        row[ROW_CAPTURED_LEN as usize] = p.captured_len;
-        row[ROW_ORIGINAL_LEN as usize] = p.original_len;
-        row[ROW_SEC as usize] = p.sec;
-        row[ROW_NSEC as usize] = p.nsec;
-        row[ROW_STATUS as usize] = p.status;
-        row[ROW_RXHASH as usize] = p.rxhash;
-        row[ROW_VLAN_TCI as usize] = p.vlan_tci as u32;
-        row[ROW_VLAN_TPID as usize] = p.vlan_tpid as u32;
-        row[ROW_IFINDEX as usize] = p.ifindex as u32;
-        row[ROW_PROTOCOL as usize] = p.protocol as u32;
-        row[ROW_KIND as usize] = p.pkttype as u32 | (p.halen as u32) << 8 | (p.vlan_reinserted as u32) << 16;
-        row[ROW_ADDR_LO as usize] = u32::from_le_bytes([p.addr[0], p.addr[1], p.addr[2], p.addr[3]]);
-        row[ROW_ADDR_HI as usize] = u32::from_le_bytes([p.addr[4], p.addr[5], p.addr[6], p.addr[7]]);
+    /// Adds a packet by the offset of its header in the block.
+    pub fn push(&mut self, header_offset: u32) {
+        self.words[TABLE_HEADER_WORDS as usize + self.rows] = header_offset;
         self.rows += 1;
     }
 
     pub fn finish(self, info: &BlockInfo) -> sys::napi_value {
-        let seq_num = info.seq_num;
         self.words[0] = self.rows as u32;
-        self.words[1] = seq_num as u32;
-        self.words[2] = (seq_num >> 32) as u32;
-        self.words[3] =
-            if info.timed_out { TABLE_FLAG_TIMED_OUT } else { 0 } | if info.losing { TABLE_FLAG_LOSING } else { 0 };
+        self.words[1] = info.seq_num as u32;
+        self.words[2] = (info.seq_num >> 32) as u32;
+        self.words[3] = if info.timed_out { TABLE_FLAG_TIMED_OUT } else { 0 }
+            | if info.losing { TABLE_FLAG_LOSING } else { 0 };
         self.value
     }
 }

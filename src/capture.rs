@@ -108,7 +108,7 @@ impl NativeCapture {
         let mut table = BatchTable::new(env, info.num_packets as usize)?;
         while let Some(desc) = batch.next_packet() {
             match desc {
-                Ok(desc) => table.push(&desc),
+                Ok(desc) => table.push(desc.header_offset),
                 Err(e) => {
                     capture.release();
                     return Err(to_napi(e));

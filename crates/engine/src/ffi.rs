@@ -147,7 +147,34 @@ pub struct tpacket_block_desc {
 /// hand the block back and forth with.
 pub const BLOCK_STATUS_OFFSET: usize = 8;
 /// Byte offset of `tp_status` inside `tpacket3_hdr` (TX frames are handed over with it).
-pub const TP3_STATUS_OFFSET: usize = 20;
+pub const TP3_STATUS_OFFSET: usize = std::mem::offset_of!(tpacket3_hdr, tp_status);
+
+/// Where JavaScript reads a packet's metadata: byte offsets inside `tpacket3_hdr`, and of the
+/// `sockaddr_ll` that follows it (the binding exports these, so the layout is written once).
+pub mod layout {
+    use super::*;
+    use std::mem::offset_of;
+    pub const SEC: usize = offset_of!(tpacket3_hdr, tp_sec);
+    pub const NSEC: usize = offset_of!(tpacket3_hdr, tp_nsec);
+    pub const SNAPLEN: usize = offset_of!(tpacket3_hdr, tp_snaplen);
+    pub const LEN: usize = offset_of!(tpacket3_hdr, tp_len);
+    pub const STATUS: usize = offset_of!(tpacket3_hdr, tp_status);
+    pub const MAC: usize = offset_of!(tpacket3_hdr, tp_mac);
+    pub const RXHASH: usize = offset_of!(tpacket3_hdr, hv1_tp_rxhash);
+    pub const VLAN_TCI: usize = offset_of!(tpacket3_hdr, hv1_tp_vlan_tci);
+    pub const VLAN_TPID: usize = offset_of!(tpacket3_hdr, hv1_tp_vlan_tpid);
+    /// Padding the kernel leaves zero; netring writes `REINSERTED` here after moving a VLAN tag
+    /// back into the frame.
+    pub const NETRING_FLAGS: usize = offset_of!(tpacket3_hdr, hv1_tp_padding);
+    pub const FLAG_VLAN_REINSERTED: u16 = 1;
+    /// The `sockaddr_ll` after the header.
+    pub const SLL: usize = tpacket_align(TPACKET3_HDR_LEN);
+    pub const SLL_PROTOCOL: usize = SLL + offset_of!(sockaddr_ll, sll_protocol);
+    pub const SLL_IFINDEX: usize = SLL + offset_of!(sockaddr_ll, sll_ifindex);
+    pub const SLL_PKTTYPE: usize = SLL + offset_of!(sockaddr_ll, sll_pkttype);
+    pub const SLL_HALEN: usize = SLL + offset_of!(sockaddr_ll, sll_halen);
+    pub const SLL_ADDR: usize = SLL + offset_of!(sockaddr_ll, sll_addr);
+}
 
 /// `struct sockaddr_ll` as the kernel writes it after each `tpacket3_hdr`.
 #[repr(C)]
@@ -206,6 +233,7 @@ pub const TPACKET3_HDRLEN: usize = tpacket_align(TPACKET3_HDR_LEN) + SOCKADDR_LL
 
 const _: () = assert!(size_of::<tpacket_req3>() == 28);
 const _: () = assert!(TPACKET3_HDR_LEN == 48);
+const _: () = assert!(TP3_STATUS_OFFSET == 20 && layout::MAC == 24 && layout::NETRING_FLAGS == 38);
 const _: () = assert!(BLOCK_DESC_LEN == 48);
 const _: () = assert!(SOCKADDR_LL_LEN == 20);
 const _: () = assert!(size_of::<tpacket_stats_v3>() == 12);

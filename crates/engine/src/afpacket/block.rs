@@ -212,6 +212,14 @@ pub fn reinsert_vlan(block: &mut [u8], desc: &mut PacketDesc) -> bool {
     desc.captured_len += ffi::VLAN_HLEN as u32;
     desc.original_len += ffi::VLAN_HLEN as u32;
     desc.vlan_reinserted = true;
+    // The header says so too, for readers of the block (JavaScript reads metadata from it). The
+    // block is ours until released; the kernel rewrites every header when it fills it again.
+    let h = desc.header_offset as usize;
+    let put = |block: &mut [u8], at: usize, bytes: &[u8]| block[h + at..h + at + bytes.len()].copy_from_slice(bytes);
+    put(block, ffi::layout::MAC, &((new_start - h) as u16).to_ne_bytes());
+    put(block, ffi::layout::SNAPLEN, &desc.captured_len.to_ne_bytes());
+    put(block, ffi::layout::LEN, &desc.original_len.to_ne_bytes());
+    put(block, ffi::layout::NETRING_FLAGS, &ffi::layout::FLAG_VLAN_REINSERTED.to_ne_bytes());
     true
 }
 
@@ -457,6 +465,11 @@ pub(crate) mod tests {
         let s = d.data_offset as usize;
         assert_eq!(&b.bytes[s..s + d.captured_len as usize], &wire[..]);
         assert_eq!(d.original_len, 64);
+        // The header was updated to match, for readers of the block.
+        let h = d.header_offset as usize;
+        let hdr: tpacket3_hdr = read(&b.bytes, h).unwrap();
+        assert_eq!((h + hdr.tp_mac as usize, hdr.tp_snaplen, hdr.tp_len), (s, 64, 64));
+        assert_eq!(hdr.hv1_tp_padding, layout::FLAG_VLAN_REINSERTED);
         assert!(!reinsert_vlan(&mut b.bytes, &mut d), "a second call must not insert twice");
     }
 

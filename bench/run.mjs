@@ -1,0 +1,543 @@
+// `npm run bench [-- --quick]`: every way of consuming and sending with netring from JavaScript,
+// against the native engine and against the peers, measured in one run on a private veth pair.
+// Prints Markdown tables and writes the same figures to bench/results/latest.json.
+//
+// Needs root. The full run takes about 3 minutes on 2 cores; --quick (used by .ci/run as a smoke
+// test) takes under 30 s and skips the peers.
+
+import { execFileSync } from 'node:child_process'
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs'
+import { cpus, release, totalmem } from 'node:os'
+import { fileURLToPath } from 'node:url'
+
+import { benchNetwork, onConsumerCore, run, senderCpu, sh, sleep, start, twoCores } from './lib.mjs'
+import { capPeer } from './peers.mjs'
+
+const root = fileURLToPath(new URL('..', import.meta.url))
+const quick = process.argv.includes('--quick')
+const N = quick ? 200_000 : 1_000_000 // drain: packets sent into the ring
+const LIVE_S = quick ? 1 : 3 // live: seconds of sender traffic per path
+const TX_N = quick ? 100_000 : 1_000_000
+const MEMORY_N = quick ? 300_000 : 10_000_000
+const CHURN = quick ? 100 : 1000
+const FRAME = 64
+
+if (process.getuid?.() !== 0) {
+  console.error('npm run bench needs root: it creates a namespace and opens packet sockets (sudo npm run bench)')
+  process.exit(1)
+}
+
+const progress = (text) => process.stderr.write(`\r\x1b[K${text}`)
+const now = () => performance.now()
+
+// ---- build what is missing ----
+progress('building the release addon and the native bench binary ...')
+if (!existsSync(new URL('../dist/index.js', import.meta.url)) || !readdirSync(root).some((f) => f.endsWith('.node'))) {
+  execFileSync('npm', ['run', '--silent', 'build'], { cwd: root, stdio: 'inherit' })
+}
+execFileSync('cargo', ['build', '--quiet', '--release', '-p', 'netring-engine', '--example', 'bench'], { cwd: root, stdio: 'inherit' })
+const BENCH = `${root}target/release/examples/bench`
+const { Capture, Injector } = await import('netring')
+
+// This process consumes on core 0; senders run on core 1.
+if (twoCores) sh('taskset', ['-cp', '0', String(process.pid)])
+const net = benchNetwork()
+const sender = (count, seconds) =>
+  run('ip', ['netns', 'exec', net.ns, ...senderCpu, BENCH, 'sendmmsg', net.far, String(count), String(FRAME), net.nearMac, ...(seconds ? [String(seconds)] : [])]).then(JSON.parse)
+
+const results = { drain: [], live: [], transmit: [], memory: null, churn: null, peers: {} }
+
+// ---- 1. drain: fill a ring while nobody reads, then time consuming it ----
+
+const DRAIN_OPTIONS = { profile: 'high-throughput', blockTimeoutMs: 1000 }
+
+/** JavaScript ways to consume `expected` packets, each reading a byte and the length of every one. */
+const drainPaths = {
+  'nextBatch, indexed': async (cap, expected) => {
+    let n = 0
+    let sum = 0
+    const t0 = now()
+    while (n < expected) {
+      const b = cap.nextBatch()
+      if (!b) break
+      const bytes = b.bytes
+      for (let i = 0; i < b.length; i++) sum += bytes[b.offsetAt(i)] + b.lengthAt(i)
+      n += b.length
+    }
+    return { packets: n, ms: now() - t0, sum }
+  },
+  'nextBatch, Packet objects': async (cap, expected) => {
+    let n = 0
+    let sum = 0
+    const t0 = now()
+    while (n < expected) {
+      const b = cap.nextBatch()
+      if (!b) break
+      for (const p of b) sum += p.data[0] + p.length
+      n += b.length
+    }
+    return { packets: n, ms: now() - t0, sum }
+  },
+  'packets() iterator': async (cap, expected) => {
+    let n = 0
+    let sum = 0
+    const t0 = now()
+    for (const p of cap.packets({ limit: expected, timeoutMs: 10_000 })) {
+      sum += p.data[0] + p.length
+      n++
+    }
+    return { packets: n, ms: now() - t0, sum }
+  },
+  'for await': async (cap, expected) => {
+    let n = 0
+    let sum = 0
+    const t0 = now()
+    for await (const p of cap.iterate({ limit: expected, signal: AbortSignal.timeout(30_000) })) {
+      sum += p.data[0] + p.length
+      n++
+    }
+    return { packets: n, ms: now() - t0, sum }
+  },
+  "EventEmitter 'packet'": (cap, expected) =>
+    new Promise((resolve) => {
+      let n = 0
+      let sum = 0
+      const t0 = now()
+      cap.on('packet', (p) => {
+        sum += p.data[0] + p.length
+        if (++n === expected) {
+          cap.pause()
+          resolve({ packets: n, ms: now() - t0, sum })
+        }
+      })
+    }),
+  'stream() (owned copies)': async (cap, expected) => {
+    let n = 0
+    let sum = 0
+    const t0 = now()
+    for await (const p of cap.stream({ highWaterMark: 4096 })) {
+      sum += p.data[0] + p.length
+      if (++n === expected) break
+    }
+    return { packets: n, ms: now() - t0, sum }
+  },
+}
+
+async function drainNative() {
+  const consumer = start(...onConsumerCore(BENCH, ['drain', net.near, String(N)]), { stdin: 'pipe' })
+  await consumer.line(/ready/)
+  const sent = await sender(N)
+  await sleep(1300) // past the block timeout: every block retired
+  consumer.child.stdin.end('go\n')
+  const { out } = await consumer.exited
+  const r = JSON.parse(out.trim().split('\n').at(-1))
+  return { path: 'native engine', packets: r.packets, expected: r.packets, ms: r.ns / 1e6, sent: sent.frames }
+}
+
+async function drainJs(name, consume) {
+  const cap = Capture.open(net.near, DRAIN_OPTIONS)
+  try {
+    const sent = await sender(N)
+    await sleep(1300)
+    const expected = cap.stats().packets
+    const r = await consume(cap, expected)
+    return { path: name, packets: r.packets, expected, ms: r.ms, sent: sent.frames }
+  } finally {
+    cap.close()
+  }
+}
+
+progress('drain: native engine')
+const native = await drainNative()
+results.drain.push(native)
+for (const [name, consume] of Object.entries(drainPaths)) {
+  progress(`drain: ${name}`)
+  results.drain.push(await drainJs(name, consume))
+}
+if (!quick) {
+  progress('drain: tcpdump')
+  results.drain.push(await drainTcpdump())
+  progress('drain: cap (npm)')
+  results.peers.cap = await capPeer({ root, net, sender, N, LIVE_S, progress })
+  if (results.peers.cap.drain) results.drain.push(results.peers.cap.drain)
+}
+for (const r of results.drain) r.mpps = r.packets / r.ms / 1000
+
+async function drainTcpdump() {
+  // tcpdump has no "consume N then stop" that we could time from outside, so it writes a pcap
+  // on tmpfs and we time the file reaching the size of every packet that arrived.
+  const file = `/dev/shm/netring-bench-${process.pid}.pcap`
+  const counter = Capture.open(net.near, DRAIN_OPTIONS) // sees what tcpdump's socket sees
+  const td = start(...onConsumerCore('tcpdump', ['-i', net.near, '-w', file, '-B', '400000', '-s', '0', '-n']))
+  try {
+    await td.line(/listening on/)
+    td.child.kill('SIGSTOP')
+    const sent = await sender(N)
+    await sleep(1300)
+    const expected = counter.stats().packets
+    counter.close()
+    const want = 24 + expected * (16 + FRAME)
+    const t0 = now()
+    td.child.kill('SIGCONT')
+    let size = 0
+    while (size < want && now() - t0 < 30_000) {
+      await sleep(2)
+      try {
+        size = Number(sh('stat', ['-c', '%s', file]))
+      } catch {
+        size = 0
+      }
+    }
+    const ms = now() - t0
+    return { path: 'tcpdump -w (tmpfs)', packets: Math.round((size - 24) / (16 + FRAME)), expected, ms, sent: sent.frames }
+  } finally {
+    if (!counter.closed) counter.close()
+    td.child.kill('SIGKILL')
+    await td.exited
+    sh('rm', ['-f', file])
+  }
+}
+
+// ---- 2. live: a sender at its maximum rate; each path receives ----
+
+const livePaths = {
+  'nextBatchBlocking loop': async (cap, until) => {
+    let n = 0
+    while (now() < until) {
+      const b = cap.nextBatchBlocking(Math.max(1, until - now()))
+      if (!b) continue
+      const bytes = b.bytes
+      for (let i = 0; i < b.length; i++) n += bytes[b.offsetAt(i)] >= 0 ? 1 : 0
+    }
+    return n
+  },
+  'for await': async (cap, until) => {
+    let n = 0
+    try {
+      for await (const p of cap.iterate({ signal: AbortSignal.timeout(Math.max(1, Math.round(until - now()))) })) if (p.length > 0) n++
+    } catch (e) {
+      if (e.name !== 'AbortError') throw e
+    }
+    return n
+  },
+  "EventEmitter 'packet'": (cap, until) =>
+    new Promise((resolve) => {
+      let n = 0
+      cap.on('packet', (p) => {
+        if (p.length > 0) n++
+      })
+      setTimeout(() => {
+        cap.pause()
+        resolve(n)
+      }, until - now())
+    }),
+  'stream()': async (cap, until) => {
+    let n = 0
+    try {
+      for await (const p of cap.stream({ signal: AbortSignal.timeout(Math.max(1, Math.round(until - now()))), highWaterMark: 4096 })) if (p.length > 0) n++
+    } catch (e) {
+      if (e.name !== 'AbortError') throw e
+    }
+    return n
+  },
+}
+
+async function liveRun(name, consume) {
+  const cap = consume && Capture.open(net.near, { profile: 'high-throughput' })
+  const nativeConsumer =
+    !consume && start(...onConsumerCore(BENCH, ['live', net.near, String(LIVE_S + 1)]))
+  if (nativeConsumer) await nativeConsumer.line(/ready/)
+  const before = net.nearStats()
+  const rss0 = process.memoryUsage.rss()
+  const cpu0 = process.cpuUsage()
+  const sending = sender(1e12, LIVE_S)
+  let packets
+  let drops
+  let cpuNs
+  if (consume) {
+    packets = await consume(cap, now() + LIVE_S * 1000 + 500)
+    const cpu = process.cpuUsage(cpu0)
+    cpuNs = (cpu.user + cpu.system) * 1000
+    drops = cap.stats().drops
+    cap.close()
+  } else {
+    const r = JSON.parse((await nativeConsumer.exited).out.trim().split('\n').at(-1))
+    packets = r.packets
+    drops = r.drops
+    cpuNs = r.cpu_ns
+  }
+  const sent = await sending
+  const after = net.nearStats()
+  return {
+    path: name,
+    sent: sent.frames,
+    arrived: after.rx.packets - before.rx.packets,
+    packets,
+    pps: packets / LIVE_S,
+    ringDrops: drops,
+    interfaceDrops: after.rx.dropped - before.rx.dropped,
+    cpuNsPerPacket: cpuNs / Math.max(1, packets),
+    rssBeforeMiB: rss0 / 2 ** 20,
+    rssAfterMiB: process.memoryUsage.rss() / 2 ** 20,
+  }
+}
+
+progress('live: native engine')
+results.live.push(await liveRun('native engine'))
+for (const [name, consume] of Object.entries(livePaths)) {
+  progress(`live: ${name}`)
+  results.live.push(await liveRun(name, consume))
+}
+if (!quick) {
+  progress('live: tcpdump')
+  results.live.push(await liveTcpdump())
+  if (results.peers.cap?.live) results.live.push(results.peers.cap.live)
+}
+
+async function liveTcpdump() {
+  const before = net.nearStats()
+  const td = start(...onConsumerCore('tcpdump', ['-i', net.near, '-w', '/dev/null', '-B', '262144', '-s', '0', '-n']))
+  await td.line(/listening on/)
+  const sent = await sender(1e12, LIVE_S)
+  await sleep(500)
+  td.child.kill('SIGINT')
+  const { err } = await td.exited
+  const after = net.nearStats()
+  const captured = Number(/(\d+) packets captured/.exec(err)?.[1] ?? NaN)
+  return {
+    path: 'tcpdump -w /dev/null',
+    sent: sent.frames,
+    arrived: after.rx.packets - before.rx.packets,
+    packets: captured,
+    pps: captured / LIVE_S,
+    ringDrops: Number(/(\d+) packets dropped by kernel/.exec(err)?.[1] ?? NaN),
+    interfaceDrops: after.rx.dropped - before.rx.dropped,
+    cpuNsPerPacket: null,
+    rssBeforeMiB: null,
+    rssAfterMiB: null,
+  }
+}
+
+// ---- 3. transmit: counted on the receiving side ----
+
+function template(seq) {
+  const f = Buffer.alloc(FRAME)
+  Buffer.from('ffffffffffff020000bebe02', 'hex').copy(f)
+  f.writeUInt16BE(0x88b5, 12)
+  f.writeUInt32BE(seq, 14)
+  return f
+}
+
+const txPaths = {
+  'Injector.send (copy)': (tx) => {
+    const f = template(0)
+    for (let i = 0; i < TX_N; ) {
+      f.writeUInt32BE(i, 14)
+      if (tx.send(f)) i++
+      else tx.flush()
+    }
+  },
+  'Injector.allocate (zero-copy)': (tx) => {
+    const f = template(0)
+    for (let i = 0; i < TX_N; ) {
+      const slot = tx.allocate(FRAME)
+      if (!slot) {
+        tx.flush()
+        continue
+      }
+      f.copy(slot.data)
+      slot.data.writeUInt32BE(i, 14)
+      slot.send()
+      i++
+    }
+  },
+  'Injector.sendBatch (256)': (tx) => {
+    const batch = Array.from({ length: 256 }, (_, i) => template(i))
+    for (let i = 0; i < TX_N; ) {
+      const n = Math.min(256, TX_N - i)
+      const queued = tx.sendBatch(n === 256 ? batch : batch.slice(0, n))
+      i += queued
+      if (queued < n) tx.flush()
+    }
+  },
+}
+
+async function transmit(name, send) {
+  const before = net.farStats().rx.packets
+  const t0 = now()
+  if (typeof send === 'function') {
+    const tx = Injector.open(net.near, { frameCount: 4096 })
+    send(tx)
+    tx.drain(10_000)
+    tx.close()
+  } else {
+    await run(...onConsumerCore(BENCH, [send, net.near, String(TX_N), String(FRAME), 'ff:ff:ff:ff:ff:ff']))
+  }
+  const ms = now() - t0
+  await sleep(200)
+  const received = net.farStats().rx.packets - before
+  return { path: name, frames: TX_N, received, ms, mpps: received / ms / 1000 }
+}
+
+progress('transmit: native engine')
+results.transmit.push(await transmit('native engine (Injector)', 'tx'))
+results.transmit.push(await transmit('raw socket sendmmsg (256)', 'sendmmsg'))
+for (const [name, send] of Object.entries(txPaths)) {
+  progress(`transmit: ${name}`)
+  results.transmit.push(await transmit(name, send))
+}
+
+// ---- 4. memory over a long live run, and capture churn ----
+
+progress(`memory: ${MEMORY_N.toLocaleString()} packets through for await`)
+{
+  const cap = Capture.open(net.near, { profile: 'high-throughput' })
+  globalThis.gc?.()
+  const rss0 = process.memoryUsage.rss()
+  const heap0 = process.memoryUsage().heapUsed
+  let rssMax = rss0
+  let n = 0
+  const sampler = setInterval(() => {
+    rssMax = Math.max(rssMax, process.memoryUsage.rss())
+    progress(`memory: ${n.toLocaleString()} / ${MEMORY_N.toLocaleString()} packets, RSS ${(process.memoryUsage.rss() / 2 ** 20).toFixed(1)} MiB`)
+  }, 250)
+  const controller = new AbortController()
+  const sending = sender(MEMORY_N).then((r) => (setTimeout(() => controller.abort(), 500), r))
+  try {
+    for await (const p of cap.iterate({ signal: controller.signal })) if (p.length) n++
+  } catch (e) {
+    if (e.name !== 'AbortError') throw e
+  }
+  const sent = await sending
+  clearInterval(sampler)
+  const drops = cap.stats().drops
+  cap.close()
+  const rss1 = process.memoryUsage.rss()
+  results.memory = {
+    packets: n,
+    sent: sent.frames,
+    ringDrops: drops,
+    rssStartMiB: rss0 / 2 ** 20,
+    rssMaxMiB: Math.max(rssMax, rss1) / 2 ** 20,
+    rssEndMiB: rss1 / 2 ** 20,
+    rssGrowthMiB: (rss1 - rss0) / 2 ** 20,
+    heapStartMiB: heap0 / 2 ** 20,
+    heapEndMiB: process.memoryUsage().heapUsed / 2 ** 20,
+  }
+}
+
+progress(`churn: opening and closing ${CHURN} captures`)
+{
+  const fds = () => readdirSync('/proc/self/fd').length
+  for (let i = 0; i < 20; i++) Capture.open('lo', { profile: 'low-memory' }).close()
+  globalThis.gc?.()
+  const fd0 = fds()
+  const rss0 = process.memoryUsage.rss()
+  const t0 = now()
+  for (let i = 0; i < CHURN; i++) Capture.open('lo', { profile: 'low-memory' }).close()
+  const ms = now() - t0
+  globalThis.gc?.()
+  results.churn = { captures: CHURN, ms, fdGrowth: fds() - fd0, rssGrowthMiB: (process.memoryUsage.rss() - rss0) / 2 ** 20 }
+}
+progress('')
+
+// ---- report ----
+
+const nativeDrain = results.drain[0].mpps
+const nativeTx = results.transmit[0].mpps
+const capDrain = results.drain.find((r) => r.path.startsWith('cap'))?.mpps
+const fmt = (x, digits = 2) => (x === null || x === undefined || Number.isNaN(x) ? 'n/a' : x.toFixed(digits))
+const drainOf = (p) => results.drain.find((r) => r.path === p)?.mpps
+const txOf = (p) => results.transmit.find((r) => r.path === p)?.mpps
+const liveJs = results.live.filter((r) => !['native engine', 'tcpdump -w /dev/null'].includes(r.path) && !r.path.startsWith('cap'))
+
+const targets = [
+  ['drain: nextBatch loop ≥ 0.5× native', drainOf('nextBatch, indexed') / nativeDrain, 0.5],
+  ['drain: for await ≥ 0.35× native', drainOf('for await') / nativeDrain, 0.35],
+  ["drain: EventEmitter ≥ 0.25× native", drainOf("EventEmitter 'packet'") / nativeDrain, 0.25],
+  ...['nextBatch, indexed', 'for await', "EventEmitter 'packet'"].map((p) => [
+    `drain: ${p} ≥ 10× cap`,
+    capDrain ? drainOf(p) / capDrain : NaN,
+    10,
+  ]),
+  ['live: every JS path, zero ring drops', liveJs.every((r) => r.ringDrops === 0) ? 1 : 0, 1],
+  ['live: every JS path got all that arrived (≥ 99 %)', Math.min(...liveJs.map((r) => r.packets / r.arrived)), 0.99],
+  ['transmit: allocate ≥ 0.8× native TX', txOf('Injector.allocate (zero-copy)') / nativeTx, 0.8],
+  ['transmit: sendBatch ≥ 0.8× native TX', txOf('Injector.sendBatch (256)') / nativeTx, 0.8],
+  ['memory: RSS growth < 16 MiB', 16 - results.memory.rssGrowthMiB, 0],
+].map(([target, value, need]) => ({ target, value, met: Number.isNaN(value) ? null : value >= need }))
+
+const commit = (() => {
+  try {
+    return sh('git', ['rev-parse', '--short', 'HEAD'], { cwd: root }).trim()
+  } catch {
+    return 'unknown'
+  }
+})()
+const machine = {
+  cpu: cpus()[0]?.model ?? 'unknown',
+  cores: cpus().length,
+  memoryGiB: Math.round(totalmem() / 2 ** 30),
+  kernel: release(),
+  node: process.version,
+  commit,
+  date: new Date().toISOString(),
+  pinned: twoCores ? 'consumer on core 0, sender on core 1' : 'one core: not pinned',
+  quick,
+}
+
+const lines = []
+const table = (header, rows) => {
+  lines.push(`| ${header.join(' | ')} |`, `| ${header.map(() => '---').join(' | ')} |`)
+  for (const r of rows) lines.push(`| ${r.join(' | ')} |`)
+  lines.push('')
+}
+lines.push(`netring bench${quick ? ' (--quick)' : ''}: ${machine.date.slice(0, 10)}, ${machine.cpu}, ${machine.cores} cores, Linux ${machine.kernel}, Node ${machine.node}, ${commit}; ${machine.pinned}`, '')
+lines.push(`**Drain** (${N.toLocaleString()} × ${FRAME}-byte frames sent into a ring nobody reads, then consumed; a byte and the length of each packet read)`, '')
+table(
+  ['path', 'packets', 'Mpps', '× native'],
+  results.drain.map((r) => [r.path, r.packets.toLocaleString(), fmt(r.mpps), fmt(r.mpps / nativeDrain, 3)]),
+)
+lines.push(`**Live** (a raw-socket sender at its maximum rate for ${LIVE_S} s per path)`, '')
+table(
+  ['path', 'sent', 'arrived', 'received', 'kpps', 'ring drops', 'if drops', 'CPU ns/pkt', 'RSS MiB before → after'],
+  results.live.map((r) => [
+    r.path,
+    r.sent.toLocaleString(),
+    r.arrived.toLocaleString(),
+    Number.isNaN(r.packets) ? 'n/a' : r.packets.toLocaleString(),
+    fmt(r.pps / 1000, 0),
+    r.ringDrops,
+    r.interfaceDrops,
+    fmt(r.cpuNsPerPacket, 0),
+    r.rssBeforeMiB === null ? 'n/a' : `${fmt(r.rssBeforeMiB, 0)} → ${fmt(r.rssAfterMiB, 0)}`,
+  ]),
+)
+lines.push(`**Transmit** (${TX_N.toLocaleString()} × ${FRAME}-byte frames, counted on the receiving end)`, '')
+table(
+  ['path', 'received', 'Mpps', '× native TX'],
+  results.transmit.map((r) => [r.path, r.received.toLocaleString(), fmt(r.mpps), fmt(r.mpps / nativeTx, 3)]),
+)
+const m = results.memory
+lines.push(
+  `**Memory**: ${m.packets.toLocaleString()} packets through \`for await\`: RSS ${fmt(m.rssStartMiB, 1)} → ${fmt(m.rssEndMiB, 1)} MiB (max ${fmt(m.rssMaxMiB, 1)}), heap ${fmt(m.heapStartMiB, 1)} → ${fmt(m.heapEndMiB, 1)} MiB, ring drops ${m.ringDrops}.`,
+  `**Churn**: ${results.churn.captures} captures opened and closed in ${fmt(results.churn.ms / 1000, 1)} s: fd growth ${results.churn.fdGrowth}, RSS growth ${fmt(results.churn.rssGrowthMiB, 1)} MiB.`,
+  '',
+)
+if (results.peers.cap && !results.peers.cap.drain) lines.push(`**cap** (npm): n/a: ${results.peers.cap.reason}`, '')
+if (quick) lines.push('Peers (cap, tcpdump) are measured in the full run only.', '')
+lines.push('**Targets**', '')
+table(
+  ['target', 'figure', 'met'],
+  targets.map((t) => [t.target, fmt(t.value, 3), t.met === null ? 'n/a' : t.met ? 'yes' : 'no']),
+)
+const report = lines.join('\n')
+console.log(report)
+
+mkdirSync(new URL('./results/', import.meta.url), { recursive: true })
+writeFileSync(
+  new URL(`./results/${quick ? 'quick' : 'latest'}.json`, import.meta.url),
+  `${JSON.stringify({ machine, parameters: { N, LIVE_S, TX_N, MEMORY_N, CHURN, FRAME }, results, targets }, null, 2)}\n`,
+)
+writeFileSync(new URL(`./results/${quick ? 'quick' : 'latest'}.md`, import.meta.url), `${report}\n`)
+net.remove()

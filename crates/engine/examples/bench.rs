@@ -1,0 +1,191 @@
+//! The native side of `npm run bench`: the engine's own loops (the baselines JavaScript is
+//! measured against) and a raw `sendmmsg` sender. Every command prints one JSON line.
+//!
+//!   bench drain <iface> <count>           fill the ring while waiting for a line on stdin,
+//!                                         then time consuming <count> packets (or all that
+//!                                         arrived, if fewer)
+//!   bench live <iface> <seconds>          count packets for <seconds>
+//!   bench sendmmsg <iface> <count> <size> <dst-mac> [seconds]
+//!   bench tx <iface> <count> <size> <dst-mac>   the engine's Injector
+//!
+//! Frames sent carry ethertype 0x88b5 (local experimental) and a sequence number at byte 14.
+
+use std::io::BufRead;
+use std::time::{Duration, Instant};
+
+use netring_engine::{Capture, CaptureOptions, Injector, InjectorOptions, Profile};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize| args.get(i).unwrap_or_else(|| usage()).as_str();
+    let num = |i: usize| arg(i).parse::<u64>().unwrap_or_else(|_| usage());
+    match arg(0) {
+        "drain" => drain(arg(1), num(2)),
+        "live" => live(arg(1), num(2)),
+        "sendmmsg" => sendmmsg(arg(1), num(2), num(3) as usize, &mac(arg(4)), args.get(5).map(|s| s.parse().unwrap())),
+        "tx" => tx(arg(1), num(2), num(3) as usize, &mac(arg(4))),
+        _ => usage(),
+    }
+}
+
+fn usage() -> ! {
+    eprintln!("usage: bench drain|live|sendmmsg|tx ... (see the source)");
+    std::process::exit(2)
+}
+
+fn mac(s: &str) -> [u8; 6] {
+    let mut m = [0u8; 6];
+    for (i, part) in s.split(':').enumerate().take(6) {
+        m[i] = u8::from_str_radix(part, 16).unwrap_or_else(|_| usage());
+    }
+    m
+}
+
+fn frame(size: usize, dst: &[u8; 6], seq: u32) -> Vec<u8> {
+    let mut f = vec![0u8; size.max(60)];
+    f[..6].copy_from_slice(dst);
+    f[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0xbe, 0x01]);
+    f[12..14].copy_from_slice(&0x88b5u16.to_be_bytes());
+    f[14..18].copy_from_slice(&seq.to_be_bytes());
+    f
+}
+
+/// A ring large enough for a million small packets, and blocks retired after a second so the
+/// ring fills completely before the timed part.
+fn drain_options() -> CaptureOptions {
+    CaptureOptions { profile: Some(Profile::HighThroughput), block_timeout_ms: Some(1000), ..Default::default() }
+}
+
+fn drain(iface: &str, count: u64) {
+    let mut cap = Capture::open(iface, drain_options()).expect("open capture");
+    println!("ready");
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).expect("stdin");
+    let (mut packets, mut sum) = (0u64, 0u64);
+    let start = Instant::now();
+    let mut done = start;
+    // Until `count` packets, or the ring stays empty (what the sender lost never arrives).
+    while packets < count {
+        let Some(mut batch) = cap.next_batch().expect("read") else {
+            if done.elapsed() > Duration::from_millis(300) {
+                break;
+            }
+            continue;
+        };
+        while let Some(desc) = batch.next_packet() {
+            let desc = desc.expect("packet");
+            // Read a byte of every packet and its length, as every JS path does.
+            sum += batch.bytes()[desc.data_offset as usize] as u64 + desc.captured_len as u64;
+            packets += 1;
+        }
+        done = Instant::now();
+    }
+    let ns = (done - start).as_nanos();
+    let stats = cap.stats().expect("stats");
+    println!(r#"{{"packets":{packets},"ns":{ns},"drops":{},"checksum":{sum}}}"#, stats.drops);
+}
+
+fn cpu_ns() -> u128 {
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage fills the struct.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let t = |tv: libc::timeval| tv.tv_sec as u128 * 1_000_000_000 + tv.tv_usec as u128 * 1000;
+    t(usage.ru_utime) + t(usage.ru_stime)
+}
+
+fn live(iface: &str, seconds: u64) {
+    let options = CaptureOptions { profile: Some(Profile::HighThroughput), ..Default::default() };
+    let mut cap = Capture::open(iface, options).expect("open capture");
+    println!("ready");
+    let (cpu0, start) = (cpu_ns(), Instant::now());
+    let mut packets = 0u64;
+    while start.elapsed() < Duration::from_secs(seconds) {
+        if let Some(mut batch) = cap.next_batch_blocking(Some(Duration::from_millis(100))).expect("read") {
+            while let Some(desc) = batch.next_packet() {
+                desc.expect("packet");
+                packets += 1;
+            }
+        }
+    }
+    let stats = cap.stats().expect("stats");
+    println!(
+        r#"{{"packets":{packets},"ns":{},"drops":{},"cpu_ns":{}}}"#,
+        start.elapsed().as_nanos(),
+        stats.drops,
+        cpu_ns() - cpu0
+    );
+}
+
+fn raw_socket(iface: &str) -> (i32, libc::sockaddr_ll) {
+    // SAFETY: plain socket calls; errors abort the bench.
+    unsafe {
+        let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let name = std::ffi::CString::new(iface).unwrap();
+        let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_ifindex = libc::if_nametoindex(name.as_ptr()) as i32;
+        assert!(sll.sll_ifindex > 0, "no interface {iface}");
+        (fd, sll)
+    }
+}
+
+fn sendmmsg(iface: &str, count: u64, size: usize, dst: &[u8; 6], seconds: Option<f64>) {
+    const BATCH: usize = 256;
+    let (fd, sll) = raw_socket(iface);
+    let mut frames: Vec<Vec<u8>> = (0..BATCH).map(|i| frame(size, dst, i as u32)).collect();
+    let start = Instant::now();
+    let deadline = seconds.map(|s| start + Duration::from_secs_f64(s));
+    let mut sent = 0u64;
+    while sent < count && deadline.is_none_or(|d| Instant::now() < d) {
+        let n = BATCH.min((count - sent) as usize);
+        for (i, f) in frames.iter_mut().take(n).enumerate() {
+            f[14..18].copy_from_slice(&((sent as u32).wrapping_add(i as u32)).to_be_bytes());
+        }
+        let mut iov: Vec<libc::iovec> =
+            frames.iter_mut().take(n).map(|f| libc::iovec { iov_base: f.as_mut_ptr().cast(), iov_len: f.len() }).collect();
+        let mut msgs: Vec<libc::mmsghdr> = iov
+            .iter_mut()
+            .map(|v| libc::mmsghdr {
+                msg_hdr: libc::msghdr {
+                    msg_name: (&sll as *const libc::sockaddr_ll).cast_mut().cast(),
+                    msg_namelen: std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                    msg_iov: v,
+                    msg_iovlen: 1,
+                    msg_control: std::ptr::null_mut(),
+                    msg_controllen: 0,
+                    msg_flags: 0,
+                },
+                msg_len: 0,
+            })
+            .collect();
+        // SAFETY: msgs points at n valid headers whose buffers live through the call.
+        let rc = unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), n as u32, 0) };
+        if rc < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ENOBUFS) || e.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            panic!("sendmmsg: {e}");
+        }
+        sent += rc as u64;
+    }
+    println!(r#"{{"frames":{sent},"ns":{}}}"#, start.elapsed().as_nanos());
+}
+
+fn tx(iface: &str, count: u64, size: usize, dst: &[u8; 6]) {
+    let mut inj = Injector::open(iface, InjectorOptions { frame_count: Some(4096), ..Default::default() }).expect("open");
+    let mut f = frame(size, dst, 0);
+    let start = Instant::now();
+    let mut sent = 0u64;
+    while sent < count {
+        f[14..18].copy_from_slice(&(sent as u32).to_be_bytes());
+        if inj.send(&f).expect("send") {
+            sent += 1;
+        } else {
+            inj.flush().expect("flush");
+        }
+    }
+    inj.drain(Some(Duration::from_secs(10))).expect("drain");
+    println!(r#"{{"frames":{sent},"ns":{}}}"#, start.elapsed().as_nanos());
+}
