@@ -254,11 +254,13 @@ async function liveRun(name, consume) {
   let packets
   let drops
   let cpuNs
+  let rss1 = process.memoryUsage.rss()
   if (consume) {
     packets = await consume(cap, now() + LIVE_S * 1000 + 500)
     const cpu = process.cpuUsage(cpu0)
     cpuNs = (cpu.user + cpu.system) * 1000
     drops = cap.stats().drops
+    rss1 = process.memoryUsage.rss() // with the ring still mapped, like rss0
     cap.close()
   } else {
     const r = JSON.parse((await nativeConsumer.exited).out.trim().split('\n').at(-1))
@@ -278,7 +280,7 @@ async function liveRun(name, consume) {
     interfaceDrops: after.rx.dropped - before.rx.dropped,
     cpuNsPerPacket: cpuNs / Math.max(1, packets),
     rssBeforeMiB: rss0 / 2 ** 20,
-    rssAfterMiB: process.memoryUsage.rss() / 2 ** 20,
+    rssAfterMiB: rss1 / 2 ** 20,
   }
 }
 
@@ -411,8 +413,9 @@ progress(`memory: ${MEMORY_N.toLocaleString()} packets through for await`)
   const sent = await sending
   clearInterval(sampler)
   const drops = cap.stats().drops
+  globalThis.gc?.()
+  const rss1 = process.memoryUsage.rss() // with the ring still mapped, like rss0
   cap.close()
-  const rss1 = process.memoryUsage.rss()
   results.memory = {
     packets: n,
     sent: sent.frames,
@@ -422,7 +425,7 @@ progress(`memory: ${MEMORY_N.toLocaleString()} packets through for await`)
     rssEndMiB: rss1 / 2 ** 20,
     rssGrowthMiB: (rss1 - rss0) / 2 ** 20,
     heapStartMiB: heap0 / 2 ** 20,
-    heapEndMiB: process.memoryUsage().heapUsed / 2 ** 20,
+    heapEndMiB: process.memoryUsage().heapUsed / 2 ** 20, // after the gc above
   }
 }
 
@@ -464,8 +467,12 @@ const targets = [
   ['live: every JS path got all that arrived (≥ 99 %)', Math.min(...liveJs.map((r) => r.packets / r.arrived)), 0.99],
   ['transmit: allocate ≥ 0.8× native TX', txOf('Injector.allocate (zero-copy)') / nativeTx, 0.8],
   ['transmit: sendBatch ≥ 0.8× native TX', txOf('Injector.sendBatch (256)') / nativeTx, 0.8],
-  ['memory: RSS growth < 16 MiB', 16 - results.memory.rssGrowthMiB, 0],
-].map(([target, value, need]) => ({ target, value, met: Number.isNaN(value) ? null : value >= need }))
+  ['memory: RSS growth < 16 MiB (figure: growth in MiB)', results.memory.rssGrowthMiB, (v) => v < 16],
+].map(([target, value, need]) => ({
+  target,
+  value,
+  met: Number.isNaN(value) ? null : typeof need === 'function' ? need(value) : value >= need,
+}))
 
 const commit = (() => {
   try {
