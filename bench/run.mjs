@@ -19,7 +19,7 @@ const N = quick ? 200_000 : 1_000_000 // drain: packets sent into the ring
 const LIVE_S = quick ? 1 : 3 // live: seconds of sender traffic per path
 const TX_N = quick ? 100_000 : 1_000_000
 const MEMORY_N = quick ? 300_000 : 10_000_000
-const CHURN = quick ? 100 : 1000
+const CHURN = quick ? 100 : 500
 const FRAME = 64
 
 if (process.getuid?.() !== 0) {
@@ -179,16 +179,23 @@ async function drainTcpdump() {
     const want = 24 + expected * (16 + FRAME)
     const t0 = now()
     td.child.kill('SIGCONT')
+    // Until the file holds every packet, or stops growing (tcpdump's own ring dropped some).
     let size = 0
-    while (size < want && now() - t0 < 30_000) {
+    let grew = t0
+    while (size < want && now() - grew < 500) {
       await sleep(2)
+      let next = size
       try {
-        size = Number(sh('stat', ['-c', '%s', file]))
+        next = Number(sh('stat', ['-c', '%s', file]))
       } catch {
-        size = 0
+        // not created yet
+      }
+      if (next > size) {
+        size = next
+        grew = now()
       }
     }
-    const ms = now() - t0
+    const ms = grew - t0
     return { path: 'tcpdump -w (tmpfs)', packets: Math.round((size - 24) / (16 + FRAME)), expected, ms, sent: sent.frames }
   } finally {
     if (!counter.closed) counter.close()
@@ -284,6 +291,8 @@ async function liveRun(name, consume) {
   }
 }
 
+progress('live: warming up the sender')
+await sender(1e12, 0.5)
 progress('live: native engine')
 results.live.push(await liveRun('native engine'))
 for (const [name, consume] of Object.entries(livePaths)) {
