@@ -16,6 +16,10 @@ test('an unknown interface is ENODEV, naming it', (t) => {
   t.truthy(e.syscall)
   t.regex(e.hint!, /ip link/)
   t.regex(e.message, /netring-nope0/)
+  for (const bad of ['', 42, undefined]) {
+    const notAName = t.throws(() => Capture.open(bad as never), { instanceOf: NetringError, code: 'EINVAL' })!
+    t.is(notAName.option, 'interface')
+  }
 })
 
 const badOptions: [CaptureOptions | unknown, string, RegExp][] = [

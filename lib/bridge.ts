@@ -15,6 +15,7 @@ import {
   checkOptions,
   checks,
   injectorOptions,
+  interfaceName,
   iterationOptions,
   type CaptureOptions,
   type InjectorOptions,
@@ -85,8 +86,8 @@ export class Bridge extends EventEmitter<{ error: [Error]; close: [] }> implemen
   /** Opens both sides: a capture and an injector on each interface. */
   static open(options: BridgeOptions): Bridge {
     const o = checkOptions(options, 'bridge', {
-      a: nonEmptyString,
-      b: nonEmptyString,
+      a: (v, n) => interfaceName(v, n),
+      b: (v, n) => interfaceName(v, n),
       capture: (v, n) => captureOptions(v, n),
       injector: (v, n) => injectorOptions(v, n),
       sides: (v, n) => {
@@ -247,10 +248,6 @@ export class Bridge extends EventEmitter<{ error: [Error]; close: [] }> implemen
     if (this.#closed) throw NetringError.of('EBADF', 'the bridge is closed')
     return iterationOptions(options, known.includes('timeoutMs') ? 'runSync' : 'run', known)
   }
-}
-
-function nonEmptyString(v: unknown, name: string): void {
-  if (typeof v !== 'string' || v.length === 0) throw NetringError.invalidOption(name, 'must be an interface name')
 }
 
 function sideOptions(v: unknown, name: string): void {

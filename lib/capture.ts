@@ -10,7 +10,7 @@ import { Readable } from 'node:stream'
 
 import { abortError, callNative, NetringError } from './errors'
 import { native, type Binding } from './native'
-import { captureOptions, iterationOptions, type CaptureOptions } from './options'
+import { captureOptions, interfaceName, iterationOptions, type CaptureOptions } from './options'
 import { OwnedPacket, type Packet, PacketBatch } from './packet'
 
 export interface CaptureStats {
@@ -83,9 +83,7 @@ export class Capture extends EventEmitter<CaptureEvents> implements Disposable, 
    * one the filter rejects.
    */
   static open(iface: string, options?: CaptureOptions): Capture {
-    if (typeof iface !== 'string' || iface.length === 0) {
-      throw NetringError.invalidOption('interface', `must be a non-empty string, got ${typeof iface}`)
-    }
+    interfaceName(iface)
     const nativeOptions = captureOptions(options)
     return new Capture(iface, callNative(() => native.NativeCapture.open(iface, nativeOptions)))
   }

@@ -9,7 +9,7 @@ import { Writable } from 'node:stream'
 
 import { callNative, NetringError } from './errors'
 import { native, type Binding } from './native'
-import { injectorOptions, type InjectorOptions } from './options'
+import { injectorOptions, interfaceName, type InjectorOptions } from './options'
 
 export interface InjectorStats {
   /** Frames the kernel took from the ring and did not reject. */
@@ -98,9 +98,7 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
 
   /** Opens an injector on `iface`. It only sends: its socket receives nothing. */
   static open(iface: string, options?: InjectorOptions): Injector {
-    if (typeof iface !== 'string' || iface.length === 0) {
-      throw NetringError.invalidOption('interface', `must be a non-empty string, got ${typeof iface}`)
-    }
+    interfaceName(iface)
     const nativeOptions = injectorOptions(options)
     return new Injector(iface, callNative(() => native.NativeInjector.open(iface, nativeOptions)))
   }

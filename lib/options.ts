@@ -168,6 +168,12 @@ function describe(v: unknown): string {
   return typeof v === 'object' ? 'an object' : `${typeof v} ${String(v)}`
 }
 
+/** Checks an interface name argument. */
+export function interfaceName(v: unknown, option = 'interface'): string {
+  if (typeof v !== 'string' || v.length === 0) throw NetringError.invalidOption(option, `must be an interface name, got ${describe(v)}`)
+  return v
+}
+
 /** Checks the types of a Capture options object and hands it on in the binding's shape. */
 export function captureOptions(options: unknown, prefix = ''): Binding.NativeCaptureOptions {
   return checkOptions(options, prefix, CAPTURE_OPTIONS) as Binding.NativeCaptureOptions

@@ -107,8 +107,8 @@ impl BatchTable<'_> {
         self.words[0] = self.rows as u32;
         self.words[1] = info.seq_num as u32;
         self.words[2] = (info.seq_num >> 32) as u32;
-        self.words[3] = if info.timed_out { TABLE_FLAG_TIMED_OUT } else { 0 }
-            | if info.losing { TABLE_FLAG_LOSING } else { 0 };
+        self.words[3] =
+            if info.timed_out { TABLE_FLAG_TIMED_OUT } else { 0 } | if info.losing { TABLE_FLAG_LOSING } else { 0 };
         self.value
     }
 }

@@ -10,6 +10,7 @@ use netring_engine::{BpfProgram, Capture, CaptureOptions, FanoutConfig, Profile,
 use crate::batch_table::BatchTable;
 use crate::error::{to_napi, OrThrow};
 use crate::lent_buffer::{force_copy_from_env, LentBuffer};
+use crate::wait::readiness_promise;
 
 /// Options as the facade passes them (already type-checked there; values are checked by the
 /// engine).
@@ -167,18 +168,7 @@ impl NativeCapture {
     pub fn wait_readable<'env>(&mut self, env: &'env Env) -> Result<Object<'env>> {
         self.take_back(env)?;
         let capture = self.engine.as_mut().ok_or_else(closed)?;
-        type Resolver = Box<dyn FnOnce(Env) -> Result<u32> + Send>;
-        let (deferred, promise) = env.create_deferred::<u32, Resolver>()?;
-        capture
-            .arm_wait(Box::new(move |readiness| {
-                let events = match readiness {
-                    Readiness::Ready(events) => events.max(1),
-                    Readiness::Cancelled => 0,
-                };
-                deferred.resolve(Box::new(move |_| Ok(events)));
-            }))
-            .or_throw()?;
-        Ok(promise)
+        readiness_promise(env, |callback| capture.arm_wait(callback))
     }
 
     /// Withdraws a pending `waitReadable` (it resolves with 0).

@@ -9,6 +9,7 @@ use netring_engine::{Errno, Error, Injector, InjectorOptions, Subject};
 
 use crate::error::{error_json, to_napi, OrThrow};
 use crate::lent_buffer::{force_copy_from_env, LentBuffer};
+use crate::wait::readiness_promise;
 
 #[napi(object)]
 pub struct NativeInjectorOptions {
@@ -157,18 +158,8 @@ impl NativeInjector {
     /// wait is withdrawn. Waits on the engine's reactor thread.
     #[napi(ts_return_type = "Promise<number>")]
     pub fn wait_writable<'env>(&mut self, env: &'env Env) -> Result<Object<'env>> {
-        type Resolver = Box<dyn FnOnce(Env) -> Result<u32> + Send>;
-        let (deferred, promise) = env.create_deferred::<u32, Resolver>()?;
-        self.engine()?
-            .arm_wait(Box::new(move |readiness| {
-                let events = match readiness {
-                    Readiness::Ready(events) => events.max(1),
-                    Readiness::Cancelled => 0,
-                };
-                deferred.resolve(Box::new(move |_| Ok(events)));
-            }))
-            .or_throw()?;
-        Ok(promise)
+        let injector = self.engine()?;
+        readiness_promise(env, |callback| injector.arm_wait(callback))
     }
 
     #[napi]

@@ -142,8 +142,11 @@ fn sendmmsg(iface: &str, count: u64, size: usize, dst: &[u8; 6], seconds: Option
         for (i, f) in frames.iter_mut().take(n).enumerate() {
             f[14..18].copy_from_slice(&((sent as u32).wrapping_add(i as u32)).to_be_bytes());
         }
-        let mut iov: Vec<libc::iovec> =
-            frames.iter_mut().take(n).map(|f| libc::iovec { iov_base: f.as_mut_ptr().cast(), iov_len: f.len() }).collect();
+        let mut iov: Vec<libc::iovec> = frames
+            .iter_mut()
+            .take(n)
+            .map(|f| libc::iovec { iov_base: f.as_mut_ptr().cast(), iov_len: f.len() })
+            .collect();
         let mut msgs: Vec<libc::mmsghdr> = iov
             .iter_mut()
             .map(|v| libc::mmsghdr {
@@ -174,7 +177,8 @@ fn sendmmsg(iface: &str, count: u64, size: usize, dst: &[u8; 6], seconds: Option
 }
 
 fn tx(iface: &str, count: u64, size: usize, dst: &[u8; 6]) {
-    let mut inj = Injector::open(iface, InjectorOptions { frame_count: Some(4096), ..Default::default() }).expect("open");
+    let mut inj =
+        Injector::open(iface, InjectorOptions { frame_count: Some(4096), ..Default::default() }).expect("open");
     let mut f = frame(size, dst, 0);
     let start = Instant::now();
     let mut sent = 0u64;
