@@ -215,6 +215,10 @@ export declare const TP_STATUS_GSO_TCP: number
 
 export declare const TP_STATUS_LOSING: number
 
+export declare const TP_STATUS_TS_RAW_HARDWARE: number
+
+export declare const TP_STATUS_TS_SOFTWARE: number
+
 export declare const TP_STATUS_VLAN_TPID_VALID: number
 
 export declare const TP_STATUS_VLAN_VALID: number

@@ -35,6 +35,8 @@ const {
   TP_STATUS_VLAN_TPID_VALID,
   TP_STATUS_CSUM_VALID,
   TP_STATUS_GSO_TCP,
+  TP_STATUS_TS_SOFTWARE,
+  TP_STATUS_TS_RAW_HARDWARE,
 } = native
 
 // Header fields are 4-byte aligned (headers are 16-aligned), so 32-bit fields are read through
@@ -74,6 +76,12 @@ export interface PacketStatus {
   csumNotReady: boolean
   /** A GSO TCP packet (TP_STATUS_GSO_TCP). */
   gsoTcp: boolean
+  /**
+   * Where the timestamp comes from: the NIC (`timestampSource: 'hardware'` on a NIC that stamps),
+   * the kernel's receive stamp (asked for hardware, the NIC gave none, the kernel took one), or
+   * the moment the packet was written to the ring (the default, and the last fallback).
+   */
+  timestampSource: 'hardware' | 'software' | 'ring'
   /** The raw `tp_status` bits. */
   raw: number
 }
@@ -109,6 +117,7 @@ function decodeStatus(raw: number, captured: number, original: number, blockLosi
     csumValid: (raw & TP_STATUS_CSUM_VALID) !== 0,
     csumNotReady: (raw & TP_STATUS_CSUMNOTREADY) !== 0,
     gsoTcp: (raw & TP_STATUS_GSO_TCP) !== 0,
+    timestampSource: raw & TP_STATUS_TS_RAW_HARDWARE ? 'hardware' : raw & TP_STATUS_TS_SOFTWARE ? 'software' : 'ring',
     raw,
   }
 }

@@ -66,6 +66,10 @@ pub const TP_STATUS_VLAN_TPID_VALID: u32 = netring_engine::ffi::TP_STATUS_VLAN_T
 pub const TP_STATUS_CSUM_VALID: u32 = netring_engine::ffi::TP_STATUS_CSUM_VALID;
 #[napi]
 pub const TP_STATUS_GSO_TCP: u32 = netring_engine::ffi::TP_STATUS_GSO_TCP;
+#[napi]
+pub const TP_STATUS_TS_SOFTWARE: u32 = netring_engine::ffi::TP_STATUS_TS_SOFTWARE;
+#[napi]
+pub const TP_STATUS_TS_RAW_HARDWARE: u32 = netring_engine::ffi::TP_STATUS_TS_RAW_HARDWARE;
 
 /// A freshly allocated table being filled.
 pub struct BatchTable<'a> {

@@ -59,12 +59,11 @@ impl Capture {
             socket.set_reserve(config.reserve())?;
         }
         if config.timestamp_source == TimestampSource::Hardware {
-            socket.set(
-                ffi::SOL_PACKET,
-                ffi::PACKET_TIMESTAMP,
-                &ffi::SOF_TIMESTAMPING_RAW_HARDWARE,
-                "hardware timestamps (PACKET_TIMESTAMP)",
-            )?;
+            // SOFTWARE too: a packet the NIC did not stamp then carries the skb's software stamp
+            // where the kernel took one (flagged TP_STATUS_TS_SOFTWARE), else the time it was
+            // written to the ring (tpacket_get_timestamp() in net/packet/af_packet.c).
+            let flags = ffi::SOF_TIMESTAMPING_RAW_HARDWARE | ffi::SOF_TIMESTAMPING_SOFTWARE;
+            socket.set(ffi::SOL_PACKET, ffi::PACKET_TIMESTAMP, &flags, "hardware timestamps (PACKET_TIMESTAMP)")?;
         }
         if config.ignore_outgoing {
             socket.set(ffi::SOL_PACKET, ffi::PACKET_IGNORE_OUTGOING, &1i32, "PACKET_IGNORE_OUTGOING")?;
