@@ -27,7 +27,7 @@ function install(root) {
   return dir
 }
 
-export async function capPeer({ root, net, sender, N, LIVE_S, progress }) {
+export async function capPeer({ root, net, sender, N, LIVE_S, RETIRE_MS, progress }) {
   let dir
   try {
     progress('peers: installing and building cap (npm) ...')
@@ -43,12 +43,12 @@ export async function capPeer({ root, net, sender, N, LIVE_S, progress }) {
     // Drain: stopped while the ring fills, then timed from its first packet to the last.
     progress('drain: cap (npm)')
     const expectedFile = `/dev/shm/netring-bench-cap-${process.pid}`
-    const counter = Capture.open(net.near, { profile: 'high-throughput', blockTimeoutMs: 1000 })
+    const counter = Capture.open(net.near, { profile: 'high-throughput', blockTimeoutMs: RETIRE_MS })
     const consumer = startWithEnv(env, ...onConsumerCore(process.execPath, [script, 'drain', net.near, expectedFile]))
     await consumer.line(/ready/)
     consumer.child.kill('SIGSTOP')
     const sent = await sender(N)
-    await sleep(1300)
+    await sleep(RETIRE_MS + 300)
     const expected = counter.stats().packets
     counter.close()
     writeFileSync(expectedFile, String(expected))

@@ -49,7 +49,10 @@ const results = { drain: [], live: [], transmit: [], memory: null, churn: null, 
 
 // ---- 1. drain: fill a ring while nobody reads, then time consuming it ----
 
-const DRAIN_OPTIONS = { profile: 'high-throughput', blockTimeoutMs: 1000 }
+// Blocks retire only after the sender is done (a long timeout), so the timed part reads full
+// blocks; we wait RETIRE_MS + 300 ms before reading.
+const RETIRE_MS = quick ? 200 : 1000
+const DRAIN_OPTIONS = { profile: 'high-throughput', blockTimeoutMs: RETIRE_MS }
 
 /** JavaScript ways to consume `expected` packets, each reading a byte and the length of every one. */
 const drainPaths = {
@@ -124,10 +127,10 @@ const drainPaths = {
 }
 
 async function drainNative() {
-  const consumer = start(...onConsumerCore(BENCH, ['drain', net.near, String(N)]), { stdin: 'pipe' })
+  const consumer = start(...onConsumerCore(BENCH, ['drain', net.near, String(N), String(RETIRE_MS)]), { stdin: 'pipe' })
   await consumer.line(/ready/)
   const sent = await sender(N)
-  await sleep(1300) // past the block timeout: every block retired
+  await sleep(RETIRE_MS + 300) // past the block timeout: every block retired
   consumer.child.stdin.end('go\n')
   const { out } = await consumer.exited
   const r = JSON.parse(out.trim().split('\n').at(-1))
@@ -138,7 +141,7 @@ async function drainJs(name, consume) {
   const cap = Capture.open(net.near, DRAIN_OPTIONS)
   try {
     const sent = await sender(N)
-    await sleep(1300)
+    await sleep(RETIRE_MS + 300)
     const expected = cap.stats().packets
     const r = await consume(cap, expected)
     return { path: name, packets: r.packets, expected, ms: r.ms, sent: sent.frames }
@@ -158,7 +161,7 @@ if (!quick) {
   progress('drain: tcpdump')
   results.drain.push(await drainTcpdump())
   progress('drain: cap (npm)')
-  results.peers.cap = await capPeer({ root, net, sender, N, LIVE_S, progress })
+  results.peers.cap = await capPeer({ root, net, sender, N, LIVE_S, RETIRE_MS, progress })
   if (results.peers.cap.drain) results.drain.push(results.peers.cap.drain)
 }
 for (const r of results.drain) r.mpps = r.packets / r.ms / 1000
@@ -173,7 +176,7 @@ async function drainTcpdump() {
     await td.line(/listening on/)
     td.child.kill('SIGSTOP')
     const sent = await sender(N)
-    await sleep(1300)
+    await sleep(RETIRE_MS + 300)
     const expected = counter.stats().packets
     counter.close()
     const want = 24 + expected * (16 + FRAME)

@@ -1,7 +1,7 @@
 //! The native side of `npm run bench`: the engine's own loops (the baselines JavaScript is
 //! measured against) and a raw `sendmmsg` sender. Every command prints one JSON line.
 //!
-//!   bench drain <iface> <count>           fill the ring while waiting for a line on stdin,
+//!   bench drain <iface> <count> [retire-ms]   fill the ring while waiting for a line on stdin,
 //!                                         then time consuming <count> packets (or all that
 //!                                         arrived, if fewer)
 //!   bench live <iface> <seconds>          count packets for <seconds>
@@ -20,7 +20,7 @@ fn main() {
     let arg = |i: usize| args.get(i).unwrap_or_else(|| usage()).as_str();
     let num = |i: usize| arg(i).parse::<u64>().unwrap_or_else(|_| usage());
     match arg(0) {
-        "drain" => drain(arg(1), num(2)),
+        "drain" => drain(arg(1), num(2), args.get(3).map_or(1000, |s| s.parse().unwrap_or_else(|_| usage()))),
         "live" => live(arg(1), num(2)),
         "sendmmsg" => sendmmsg(arg(1), num(2), num(3) as usize, &mac(arg(4)), args.get(5).map(|s| s.parse().unwrap())),
         "tx" => tx(arg(1), num(2), num(3) as usize, &mac(arg(4))),
@@ -50,14 +50,14 @@ fn frame(size: usize, dst: &[u8; 6], seq: u32) -> Vec<u8> {
     f
 }
 
-/// A ring large enough for a million small packets, and blocks retired after a second so the
-/// ring fills completely before the timed part.
-fn drain_options() -> CaptureOptions {
-    CaptureOptions { profile: Some(Profile::HighThroughput), block_timeout_ms: Some(1000), ..Default::default() }
+/// A ring large enough for a million small packets, and blocks retired only after the sender is
+/// done, so the ring fills completely before the timed part.
+fn drain_options(retire_ms: u32) -> CaptureOptions {
+    CaptureOptions { profile: Some(Profile::HighThroughput), block_timeout_ms: Some(retire_ms), ..Default::default() }
 }
 
-fn drain(iface: &str, count: u64) {
-    let mut cap = Capture::open(iface, drain_options()).expect("open capture");
+fn drain(iface: &str, count: u64, retire_ms: u32) {
+    let mut cap = Capture::open(iface, drain_options(retire_ms)).expect("open capture");
     println!("ready");
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line).expect("stdin");
