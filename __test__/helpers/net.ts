@@ -15,7 +15,7 @@ const createdLinks = new Set<string>()
 let counter = 0
 const unique = () => `${process.pid.toString(36)}${(counter++).toString(36)}`
 
-process.on('exit', () => {
+function removeEverything(): void {
   for (const link of createdLinks) {
     try {
       execFileSync('ip', ['link', 'del', link], { stdio: 'ignore' })
@@ -30,7 +30,15 @@ process.on('exit', () => {
       // already gone
     }
   }
-})
+}
+process.on('exit', removeEverything)
+// A run that is interrupted or times out must not leave namespaces behind either.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    removeEverything()
+    process.exit(128 + (signal === 'SIGINT' ? 2 : 15))
+  })
+}
 
 export function sh(command: string, args: string[]): string {
   return execFileSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
