@@ -161,3 +161,17 @@ test("a stream ends on its AbortSignal.timeout even when nothing else references
   }
   t.is(await Promise.race([ended, sleep(3000).then(() => 'still running')]), 'AbortError')
 })
+
+test('closing the capture inside a for await loop ends it cleanly, mid-batch', async (t) => {
+  const veth = vethPair(t)
+  const cap = Capture.open(veth.near)
+  await veth.send(frames(veth, 20))
+  let seen = 0
+  for await (const p of cap.iterate({ signal: AbortSignal.timeout(5000) })) {
+    if (!ours(p)) continue
+    seen++
+    cap.close() // the batch still has packets; none of them may be handed out after this
+  }
+  t.is(seen, 1)
+  t.true(cap.closed)
+})

@@ -287,8 +287,9 @@ export class PacketBatch implements Iterable<Packet>, Disposable {
     return new Packet(this, this.#table[HEADER + index])
   }
 
+  /** The packets in order; iteration stops if the batch is released meanwhile. */
   *[Symbol.iterator](): Iterator<Packet> {
-    for (let i = 0; i < this.length; i++) yield new Packet(this, this.#table[HEADER + i])
+    for (let i = 0; i < this.length && !this.#released; i++) yield new Packet(this, this.#table[HEADER + i])
   }
 
   /**
