@@ -51,6 +51,18 @@ export declare class NativeInjector {
    */
   allocate(length: number): { index: number, data: ArrayBuffer } | null
   /**
+   * Lends up to `count` consecutive slots of `length` bytes as one ArrayBuffer: slot `i`
+   * starts at `i * stride` and holds `length` bytes. Null when the ring is full. One lend and
+   * one detach for the whole run is what makes zero-copy sending cheap per frame.
+   */
+  allocateRun(count: number, length: number): { first: number, count: number, stride: number, data: ArrayBuffer } | null
+  /**
+   * Queues the first `send` slots of a run and gives the rest back; the run's buffer is
+   * detached first. `lengths` holds one length for every slot, or one per queued slot (each
+   * at most the run's slot length).
+   */
+  commitRun(first: number, send: number, lengths: Array<number>): void
+  /**
    * Queues a lent slot with `length` bytes (at most what was allocated); its buffer is
    * detached first.
    */

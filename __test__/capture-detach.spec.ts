@@ -132,7 +132,7 @@ test('a batch moved away with ArrayBuffer.prototype.transfer closes the capture 
   t.throws(() => cap.nextBatch(), { code: 'EBADF' })
 })
 
-test('where external buffers are refused, batches are copies with the same API and detach', (t) => {
+test('where external buffers are refused, batches are copies with the same API and detach, and transmit slots still send', (t) => {
   // NETRING_FORCE_COPY=1 takes the path runtimes like Electron take (napi_no_external_buffers_allowed).
   const out = execFileSync(process.execPath, [new URL('./fixtures/copy-mode.mjs', import.meta.url).pathname], {
     env: { ...process.env, NETRING_FORCE_COPY: '1' },
@@ -140,7 +140,7 @@ test('where external buffers are refused, batches are copies with the same API a
     timeout: 30_000,
   })
   const result = JSON.parse(out)
-  t.deepEqual(result, { copyMode: true, matched: true, detachedAfterRelease: true })
+  t.deepEqual(result, { copyMode: true, matched: true, detachedAfterRelease: true, txSlotsArrived: 'batch0,batch1,single' })
 })
 
 test('a collected capture that was never closed releases its socket', async (t) => {

@@ -10,7 +10,7 @@ import { tcpdump } from './helpers/pcap'
 
 const sizes = [60, 64, 100, 512, 1000, 1400, 1514]
 
-for (const how of ['send', 'sendBatch', 'allocate (zero-copy)'] as const) {
+for (const how of ['send', 'sendBatch', 'allocate (zero-copy)', 'allocateBatch (zero-copy)'] as const) {
   test(`${how}: frames arrive byte-exact and in order at a Capture and at tcpdump`, async (t) => {
     const veth = localVethPair(t)
     using rx = Capture.open(veth.b)
@@ -30,6 +30,19 @@ for (const how of ['send', 'sendBatch', 'allocate (zero-copy)'] as const) {
       while (queued < frames.length) {
         queued += tx.sendBatch(frames.slice(queued))
         tx.drain(1000)
+      }
+    } else if (how === 'allocateBatch (zero-copy)') {
+      while (queued < frames.length) {
+        const batch = tx.allocateBatch(frames.length - queued, 1514)
+        if (!batch) {
+          tx.drain(1000)
+          continue
+        }
+        const views = Array.from({ length: batch.count }, (_, i) => batch.slot(i))
+        const lengths = views.map((view, i) => frames[queued + i].copy(view))
+        batch.send(batch.count, lengths)
+        t.true(views.every((v) => v.byteLength === 0), 'the slots are detached once sent')
+        queued += batch.count
       }
     } else {
       for (const f of frames) {
@@ -64,6 +77,33 @@ for (const how of ['send', 'sendBatch', 'allocate (zero-copy)'] as const) {
     dumped.forEach((d, i) => t.true(d.equals(frames[i]), `pcap frame ${i} byte-exact`))
   })
 }
+
+test('a batch of slots sends the first n and gives the rest back, in ring order', async (t) => {
+  const veth = localVethPair(t)
+  using rx = Capture.open(veth.b)
+  using tx = Injector.open(veth.a, { frameCount: 8 })
+  const f = (seq: number) => frame(veth.bMac, veth.aMac, 70, seq)
+  const batch = tx.allocateBatch(6, 70)!
+  t.is(batch.count, 6)
+  for (let i = 0; i < 6; i++) f(i).copy(batch.slot(i))
+  batch.send(4)
+  t.throws(() => batch.send(), { code: 'EINVAL' })
+  // The two slots not sent went back: the next frames take them, right after the four.
+  t.true(tx.send(f(4)))
+  t.true(tx.send(f(5)))
+  t.true(tx.drain(2000))
+  const got = await collect(rx, 6)
+  t.deepEqual(
+    got.map((p) => seqOf(p)),
+    [0, 1, 2, 3, 4, 5],
+  )
+  got.forEach((p, i) => t.true(p.data.equals(f(i))))
+  t.like(tx.stats(), { sent: 6, pending: 0 })
+  const whole = tx.allocateBatch(100, 60)!
+  t.true(whole.count >= 1 && whole.count <= 8, 'no more than the ring holds')
+  whole.discard()
+  t.throws(() => tx.allocateBatch(1, 5000), { code: 'EMSGSIZE' })
+})
 
 test('a discarded slot is reused and nothing is sent for it', async (t) => {
   const veth = localVethPair(t)

@@ -13,7 +13,7 @@ export type {
   BridgeVerdict,
 } from './bridge'
 export { NetringError } from './errors'
-export { Injector, TxSlot } from './injector'
+export { Injector, TxSlot, TxSlotBatch } from './injector'
 export type { InjectorInfo, InjectorStats } from './injector'
 export type { NetringErrorFields } from './errors'
 export type { BpfInstruction, CaptureOptions, FanoutFlag, FanoutMode, FanoutOptions, InjectorOptions, Profile } from './options'

@@ -32,11 +32,8 @@ interface InjectorEvents {
 const RETRY_MS = 2
 
 // A slot dropped without send() or discard() would hold back every frame allocated after it
-// (the kernel sends in ring order), so a collected slot is discarded.
-const abandonedSlots = new FinalizationRegistry<{ injector: WeakRef<Injector>; index: number }>(({ injector, index }) => {
-  const owner = injector.deref()
-  if (owner && !owner.closed) owner._discard(index)
-})
+// (the kernel sends in ring order), so a collected slot or batch of slots is given back.
+const abandoned = new FinalizationRegistry<() => void>((giveBack) => giveBack())
 
 /**
  * A transmit slot lent by `Injector.allocate()`: `data` is a Buffer over the ring frame itself.
@@ -54,7 +51,7 @@ export class TxSlot implements Disposable {
     this.#injector = injector
     this.#index = index
     this.data = Buffer.from(data)
-    abandonedSlots.register(this, { injector: new WeakRef(injector), index }, this)
+    abandoned.register(this, () => injector.closed || injector._discard(index), this)
   }
 
   get length(): number {
@@ -81,7 +78,67 @@ export class TxSlot implements Disposable {
   #settle(): void {
     if (this.#done) throw NetringError.of('EINVAL', 'this slot was already sent or discarded')
     this.#done = true
-    abandonedSlots.unregister(this)
+    abandoned.unregister(this)
+  }
+}
+
+/**
+ * Consecutive transmit slots lent as one buffer by `Injector.allocateBatch()`: write frame `i`
+ * into `slot(i)`, then `send()` the first n of them (all by default); the rest go back to the
+ * ring. One lend and one detach for the whole batch is what makes it cheap per frame. Write only
+ * inside the `slot(i)` views: the buffer behind them also spans the ring's frame headers.
+ */
+export class TxSlotBatch implements Disposable {
+  /** How many slots were lent (may be fewer than asked for). */
+  readonly count: number
+  /** Bytes per slot. */
+  readonly length: number
+  #injector: Injector
+  #first: number
+  #stride: number
+  #data: ArrayBuffer
+  #done = false
+
+  /** @internal */
+  constructor(injector: Injector, run: { first: number; count: number; stride: number; data: ArrayBuffer }, length: number) {
+    this.#injector = injector
+    this.#first = run.first
+    this.#stride = run.stride
+    this.#data = run.data
+    this.count = run.count
+    this.length = length
+    const first = run.first
+    abandoned.register(this, () => injector.closed || injector._commitRun(first, 0, [length]), this)
+  }
+
+  /** Slot `i` (0 ≤ i < count): a Buffer of `length` bytes over the ring frame; empty once sent. */
+  slot(i: number): Buffer {
+    if (!Number.isInteger(i) || i < 0 || i >= this.count) {
+      throw NetringError.invalidOption('index', `must be an integer from 0 to ${this.count - 1}, got ${String(i)}`)
+    }
+    if (this.#done) return Buffer.alloc(0)
+    return Buffer.from(this.#data, i * this.#stride, this.length)
+  }
+
+  /**
+   * Queues the first `count` slots (all by default) and gives back the rest. `lengths`: bytes to
+   * send from each slot, one number for all (the slot length by default) or one per slot.
+   */
+  send(count: number = this.count, lengths: number | readonly number[] = this.length): void {
+    if (this.#done) throw NetringError.of('EINVAL', 'this batch of slots was already sent or discarded')
+    this.#done = true
+    abandoned.unregister(this)
+    this.#injector._commitRun(this.#first, count, typeof lengths === 'number' ? [lengths] : [...lengths])
+  }
+
+  /** Gives every slot back unsent. */
+  discard(): void {
+    this.send(0)
+  }
+
+  /** Discards the slots if they were neither sent nor discarded. */
+  [Symbol.dispose](): void {
+    if (!this.#done && !this.#injector.closed) this.discard()
   }
 }
 
@@ -141,6 +198,23 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
     }
     const lent = callNative(() => this.#native.allocate(length))
     return lent && new TxSlot(this, lent.index, lent.data)
+  }
+
+  /**
+   * Lends up to `count` consecutive slots of `length` bytes as one buffer (zero-copy, cheap per
+   * frame); fewer at the end of the ring or where frames are still in flight; `null` when full.
+   */
+  allocateBatch(count: number, length: number): TxSlotBatch | null {
+    for (const [name, value] of [['count', count], ['length', length]] as const) {
+      if (!Number.isInteger(value) || value < 0) throw NetringError.invalidOption(name, `must be a non-negative integer, got ${String(value)}`)
+    }
+    const run = callNative(() => this.#native.allocateRun(count, length))
+    return run && new TxSlotBatch(this, run, length)
+  }
+
+  /** @internal */
+  _commitRun(first: number, count: number, lengths: number[]): void {
+    callNative(() => this.#native.commitRun(first, count, lengths))
   }
 
   /** @internal */

@@ -40,11 +40,20 @@ pub struct NativeInjectorStats {
     pub pending: u32,
 }
 
+/// Consecutive slots lent as one ArrayBuffer: frame data `stride` bytes apart.
+struct Run {
+    lent: LentBuffer,
+    count: u32,
+    length: u32,
+}
+
 #[napi(custom_finalize)]
 pub struct NativeInjector {
     engine: Option<Injector>,
     /// The slot lent for each frame index, if any, with its length.
     lent: Vec<Option<(LentBuffer, u32)>>,
+    /// Runs of slots lent as one buffer, by their first frame index.
+    runs: Vec<Option<Run>>,
     force_copy: bool,
 }
 
@@ -62,6 +71,7 @@ impl NativeInjector {
         Ok(NativeInjector {
             engine: Some(engine),
             lent: (0..frames).map(|_| None).collect(),
+            runs: (0..frames).map(|_| None).collect(),
             force_copy: force_copy_from_env(),
         })
     }
@@ -104,6 +114,73 @@ impl NativeInjector {
         // SAFETY: created just above in this scope.
         unsafe { result.set("data", napi::bindgen_prelude::Unknown::from_raw_unchecked(env.raw(), data))? };
         Ok(Some(result))
+    }
+
+    /// Lends up to `count` consecutive slots of `length` bytes as one ArrayBuffer: slot `i`
+    /// starts at `i * stride` and holds `length` bytes. Null when the ring is full. One lend and
+    /// one detach for the whole run is what makes zero-copy sending cheap per frame.
+    #[napi(ts_return_type = "{ first: number, count: number, stride: number, data: ArrayBuffer } | null")]
+    pub fn allocate_run<'env>(&mut self, env: &'env Env, count: u32, length: u32) -> Result<Option<Object<'env>>> {
+        let force_copy = self.force_copy;
+        let engine = self.engine()?;
+        let Some((first, n)) = engine.allocate_run(count, length as usize).or_throw()? else { return Ok(None) };
+        let stride = engine.frame_stride();
+        let span = (n as usize - 1) * stride + length as usize;
+        let mapping = engine.mapping().clone();
+        let ptr = engine.slot_ptr(first);
+        // SAFETY: the run's frames are consecutive and one stride apart inside the mapping, all
+        // lent to this run alone, and `span` ends inside the last frame.
+        let (lent, data) = unsafe { LentBuffer::lend(env, ptr, span, &mapping, force_copy)? };
+        self.runs[first as usize] = Some(Run { lent, count: n, length });
+        let mut result = Object::new(env)?;
+        result.set("first", first)?;
+        result.set("count", n)?;
+        result.set("stride", stride as u32)?;
+        // SAFETY: created just above in this scope.
+        unsafe { result.set("data", napi::bindgen_prelude::Unknown::from_raw_unchecked(env.raw(), data))? };
+        Ok(Some(result))
+    }
+
+    /// Queues the first `send` slots of a run and gives the rest back; the run's buffer is
+    /// detached first. `lengths` holds one length for every slot, or one per queued slot (each
+    /// at most the run's slot length).
+    #[napi]
+    pub fn commit_run(&mut self, env: &Env, first: u32, send: u32, lengths: Vec<u32>) -> Result<()> {
+        let (count, lent_length) = self.take_back_run(env, first)?;
+        let engine = self.engine()?;
+        let send = send.min(count);
+        let length_of =
+            |i: u32| if lengths.len() == 1 { lengths[0] } else { lengths.get(i as usize).copied().unwrap_or(u32::MAX) };
+        let mut failed = None;
+        if lengths.len() != 1 && lengths.len() < send as usize {
+            failed = Some(Error::new(
+                Errno::EINVAL,
+                Subject::None,
+                format!("{send} slots to send but {} lengths", lengths.len()),
+            ));
+        }
+        let mut queued = 0;
+        while failed.is_none() && queued < send {
+            let length = length_of(queued);
+            let result = if length > lent_length {
+                Err(Error::new(
+                    Errno::EINVAL,
+                    Subject::None,
+                    format!("cannot send {length} bytes from slots of {lent_length}"),
+                ))
+            } else {
+                engine.commit(first + queued, length as usize)
+            };
+            match result {
+                Ok(()) => queued += 1,
+                Err(e) => failed = Some(e),
+            }
+        }
+        // Give back what was not queued, last first, so the ring's cursor steps back over it.
+        for index in (first + queued..first + count).rev() {
+            engine.discard(index).or_throw()?;
+        }
+        failed.map_or(Ok(()), |e| Err(to_napi(e)))
     }
 
     /// Queues a lent slot with `length` bytes (at most what was allocated); its buffer is
@@ -207,6 +284,9 @@ impl NativeInjector {
         for (lent, _) in self.lent.iter_mut().filter_map(Option::take) {
             lent.take_back(env)?;
         }
+        for run in self.runs.iter_mut().filter_map(Option::take) {
+            run.lent.take_back(env)?;
+        }
         self.engine = None;
         Ok(())
     }
@@ -215,6 +295,29 @@ impl NativeInjector {
         self.engine.as_mut().ok_or_else(|| {
             to_napi(Error::new(Errno::EBADF, Subject::None, "the injector is closed").with_syscall("sendto"))
         })
+    }
+
+    /// Detaches a run's buffer (in copy mode, after writing the copy back to the ring).
+    /// Returns the run's slot count and length.
+    fn take_back_run(&mut self, env: &Env, first: u32) -> Result<(u32, u32)> {
+        let Some(run) = self.runs.get_mut(first as usize).and_then(Option::take) else {
+            return Err(to_napi(Error::new(
+                Errno::EINVAL,
+                Subject::None,
+                format!("no run of slots starts at {first}"),
+            )));
+        };
+        if let Some(engine) = self.engine.as_ref() {
+            let span = (run.count as usize - 1) * engine.frame_stride() + run.length as usize;
+            // SAFETY: the run is still lent (ours) and spans `span` bytes from its first slot.
+            unsafe { run.lent.write_back(engine.slot_ptr(first), span) };
+        }
+        let Run { lent, count, length } = run;
+        if lent.take_back(env)? {
+            return Ok((count, length));
+        }
+        self.engine = None;
+        Err(transferred_error())
     }
 
     /// Detaches slot `index`'s buffer (in copy mode, after writing the copy back to the ring)
@@ -230,24 +333,31 @@ impl NativeInjector {
         if lent.take_back(env)? {
             return Ok(length);
         }
-        // The slot's memory was transferred away: the kernel could send whatever the new owner
-        // writes later, so the injector stops here (see LentBuffer::take_back).
         self.engine = None;
-        Err(to_napi(
-            Error::new(
-                Errno::EPERM,
-                Subject::None,
-                "a slot's ArrayBuffer was transferred: ring memory cannot leave the injector, so it was closed",
-            )
-            .with_hint("write into slot.data, then slot.send(); copy data you want to keep"),
-        ))
+        Err(transferred_error())
     }
+}
+
+/// A slot's memory was transferred away: the kernel could send whatever the new owner writes
+/// later, so the injector closes (see LentBuffer::take_back).
+fn transferred_error() -> napi::Error {
+    to_napi(
+        Error::new(
+            Errno::EPERM,
+            Subject::None,
+            "a slot's ArrayBuffer was transferred: ring memory cannot leave the injector, so it was closed",
+        )
+        .with_hint("write into slot.data, then slot.send(); copy data you want to keep"),
+    )
 }
 
 impl ObjectFinalize for NativeInjector {
     fn finalize(mut self, env: Env) -> Result<()> {
         for (lent, _) in self.lent.iter_mut().filter_map(Option::take) {
             lent.forget(env.raw());
+        }
+        for run in self.runs.iter_mut().filter_map(Option::take) {
+            run.lent.forget(env.raw());
         }
         Ok(())
     }

@@ -209,6 +209,42 @@ impl Injector {
         Some(index)
     }
 
+    /// Lends up to `max` consecutive frames for frames of up to `len` bytes, adjacent in memory
+    /// (`frame_stride()` bytes apart), as `(first, count)`; `None` when the ring is full. Fewer
+    /// than `max` at the end of the ring, at the end of a block whose size is not a multiple of
+    /// the frame size, or where frames are still in flight; one frame while holes wait to be
+    /// filled (they come first, to keep the ring moving).
+    pub fn allocate_run(&mut self, max: u32, len: usize) -> Result<Option<(u32, u32)>> {
+        self.check_len(len, true)?;
+        if !self.holes.is_empty() || max <= 1 {
+            return Ok(self.next_free().map(|i| (i, 1)));
+        }
+        let first = self.cursor;
+        let n = self.ring.frame_count();
+        let mut end = n.min(first.saturating_add(max));
+        let g = self.geometry;
+        if !g.block_size.is_multiple_of(g.frame_size) {
+            // Frames are contiguous only inside one block.
+            end = end.min((first / g.frames_per_block() + 1) * g.frames_per_block());
+        }
+        let count = (first..end)
+            .take_while(|&i| self.slots[i as usize] == Slot::Free && self.ring.status(i) == ffi::TP_STATUS_AVAILABLE)
+            .count() as u32;
+        if count == 0 {
+            return Ok(None);
+        }
+        for i in first..first + count {
+            self.slots[i as usize] = Slot::Lent;
+        }
+        self.cursor = (first + count) % n;
+        Ok(Some((first, count)))
+    }
+
+    /// Bytes from one frame's data to the next frame's, inside a run.
+    pub fn frame_stride(&self) -> usize {
+        self.geometry.frame_size as usize
+    }
+
     /// The data area of a lent slot.
     pub fn slot_ptr(&self, index: u32) -> *mut u8 {
         self.ring.data_ptr(index)
@@ -440,6 +476,28 @@ mod tests {
             (InjectorOptions { frame_count: Some(0), ..Default::default() }, "frame_count"),
         ] {
             assert_eq!(tx_geometry(&options).unwrap_err().subject, Subject::Option(name));
+        }
+    }
+
+    #[test]
+    fn frames_of_a_run_are_one_stride_apart_in_memory() {
+        // The binding lends a run as one buffer, so consecutive frames must be evenly spaced.
+        for frame_size in [64, 2048, 4096, 9216] {
+            let g = tx_geometry(&InjectorOptions {
+                frame_size: Some(frame_size),
+                frame_count: Some(64),
+                ..Default::default()
+            })
+            .unwrap();
+            let per_block =
+                if g.block_size.is_multiple_of(g.frame_size) { g.frame_count() } else { g.frames_per_block() };
+            for i in 1..per_block {
+                assert_eq!(
+                    g.frame_offset(i) - g.frame_offset(i - 1),
+                    frame_size as usize,
+                    "frame size {frame_size}, frame {i}"
+                );
+            }
         }
     }
 

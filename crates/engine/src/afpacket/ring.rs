@@ -28,6 +28,13 @@ impl RingGeometry {
         self.frames_per_block() * self.block_count
     }
 
+    /// Where frame `index` starts in the mapping (frames never straddle blocks).
+    pub fn frame_offset(&self, index: u32) -> usize {
+        let per_block = self.frames_per_block();
+        (index / per_block) as usize * self.block_size as usize
+            + (index % per_block) as usize * self.frame_size as usize
+    }
+
     pub fn total_bytes(&self) -> usize {
         self.block_size as usize * self.block_count as usize
     }
@@ -260,9 +267,7 @@ impl TxRing {
 
     fn frame_offset(&self, index: u32) -> usize {
         assert!(index < self.frame_count());
-        let per_block = self.geometry.frames_per_block();
-        (index / per_block) as usize * self.geometry.block_size as usize
-            + (index % per_block) as usize * self.geometry.frame_size as usize
+        self.geometry.frame_offset(index)
     }
 
     /// The frame's status. Acquire pairs with the kernel setting TP_STATUS_AVAILABLE once the
