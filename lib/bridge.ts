@@ -13,7 +13,6 @@ import { native } from './native'
 import {
   captureOptions,
   checkOptions,
-  checks,
   injectorOptions,
   interfaceName,
   iterationOptions,
@@ -90,10 +89,7 @@ export class Bridge extends EventEmitter<{ error: [Error]; close: [] }> implemen
       b: (v, n) => interfaceName(v, n),
       capture: (v, n) => captureOptions(v, n),
       injector: (v, n) => injectorOptions(v, n),
-      sides: (v, n) => {
-        checks.object(v, n)
-        checkOptions(v, n, { a: sideOptions, b: sideOptions })
-      },
+      sides: (v, n) => checkOptions(v, n, { a: sideOptions, b: sideOptions }),
     }) as unknown as BridgeOptions
     if (o.a === undefined || o.b === undefined) throw NetringError.invalidOption('bridge', 'needs both interfaces, { a, b }')
     const opened: (Capture | Injector)[] = []

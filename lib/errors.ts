@@ -15,7 +15,8 @@ export interface NetringErrorFields {
   hint?: string
 }
 
-const ERRNO = { EINVAL: 22, EBADF: 9, ENODEV: 19, EMSGSIZE: 90 } as const
+// The codes the facade raises itself (everything else comes from the engine with its errno).
+const ERRNO = { EINVAL: 22, EBADF: 9 } as const
 
 export class NetringError extends Error implements NetringErrorFields {
   override name = 'NetringError'

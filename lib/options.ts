@@ -209,14 +209,3 @@ const nonNegative: Check = (v, o) => {
     throw NetringError.invalidOption(o, `must be a non-negative number, got ${describe(v)}`)
   }
 }
-
-/** The type checks, for options objects of other classes. */
-export const checks = {
-  boolean,
-  u32,
-  abortSignal,
-  nonNegative,
-  object: (v: unknown, o: string) => {
-    if (!isObject(v)) throw NetringError.invalidOption(o, `must be an object, got ${describe(v)}`)
-  },
-}
