@@ -3,9 +3,9 @@
 import dgram from 'node:dgram'
 
 import test from 'ava'
-import { Capture } from 'netring'
+import { Capture, type Packet } from 'netring'
 
-import { collect, seqOf } from './helpers/collect'
+import { collect, ours, seqOf } from './helpers/collect'
 import { BROADCAST, ETH_P_EXPERIMENTAL, frame, MULTICAST, OTHER_HOST, tagged, vethPair } from './helpers/net'
 
 test('frames of every size up to the MTU arrive byte for byte, in order, with metadata', async (t) => {
@@ -31,6 +31,30 @@ test('frames of every size up to the MTU arrive byte for byte, in order, with me
     t.true(ms >= before - 1000 && ms <= Date.now() + 1000, 'timestamp is wall-clock time of arrival')
     t.is(BigInt(p.timestamp.sec) * 1_000_000_000n + BigInt(p.timestamp.nsec), p.timestampNs)
   })
+})
+
+test('packet data is a real Buffer over the ring: Buffer methods, Buffer slices, detached on release', async (t) => {
+  const veth = vethPair(t)
+  using cap = Capture.open(veth.near)
+  const sent = frame(veth.nearMac, veth.farMac, 200, 7)
+  await veth.send([sent])
+  const deadline = Date.now() + 5000
+  let p: Packet | undefined
+  while (!p && Date.now() < deadline) p = [...(cap.nextBatchBlocking(500) ?? [])].find(ours)
+  if (!p) return t.fail('the frame did not arrive')
+  const data = p.data
+  t.true(Buffer.isBuffer(data))
+  t.is(data.constructor, Buffer)
+  t.is(data.readUInt16BE(12), ETH_P_EXPERIMENTAL)
+  t.is(data.toString('hex'), sent.toString('hex'))
+  t.true(data.equals(sent))
+  const payload = data.subarray(14)
+  t.true(Buffer.isBuffer(payload))
+  t.true(Buffer.isBuffer(data.slice(0, 6)))
+  t.deepEqual(payload, sent.subarray(14))
+  cap.nextBatch() // releases the batch that held p
+  t.is(data.length, 0)
+  t.is(payload.length, 0)
 })
 
 test('broadcast, multicast and frames for other hosts are told apart', async (t) => {

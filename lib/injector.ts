@@ -10,6 +10,7 @@ import { Writable } from 'node:stream'
 import { callNative, NetringError } from './errors'
 import { native, type Binding } from './native'
 import { injectorOptions, interfaceName, type InjectorOptions } from './options'
+import { ringView } from './ring-view'
 
 export interface InjectorStats {
   /** Frames the kernel took from the ring and did not reject. */
@@ -50,7 +51,7 @@ export class TxSlot implements Disposable {
   constructor(injector: Injector, index: number, data: ArrayBuffer) {
     this.#injector = injector
     this.#index = index
-    this.data = Buffer.from(data)
+    this.data = ringView(data, 0, data.byteLength)
     abandoned.register(this, () => injector.closed || injector._discard(index), this)
   }
 
@@ -117,7 +118,7 @@ export class TxSlotBatch implements Disposable {
       throw NetringError.invalidOption('index', `must be an integer from 0 to ${this.count - 1}, got ${String(i)}`)
     }
     if (this.#done) return Buffer.alloc(0)
-    return Buffer.from(this.#data, i * this.#stride, this.length)
+    return ringView(this.#data, i * this.#stride, this.length)
   }
 
   /**
