@@ -72,6 +72,37 @@ test('an AbortSignal ends the iteration with an AbortError; the capture stays us
   t.deepEqual(got, [0, 1, 2])
 })
 
+test('next() called again before the last call settled answers in order, like an async generator', async (t) => {
+  const veth = vethPair(t)
+  // One burst into one block (a 200 ms retire timeout), so that answering the later calls does
+  // not move on to another batch, which would release the packets handed out before.
+  using cap = Capture.open(veth.near, { blockTimeoutMs: 200 })
+  const it = cap.iterate({ limit: 4, signal: AbortSignal.timeout(5000) })
+  const calls = Array.from({ length: 4 }, () => it.next().then((r) => (r.done ? 'done' : seqOf(r.value))))
+  await sleep(20)
+  await veth.send(frames(veth, 4))
+  t.deepEqual(await Promise.all(calls), [0, 1, 2, 3])
+  t.deepEqual(await it.next(), { value: undefined, done: true })
+})
+
+test('an AbortSignal fired inside the loop stops it at the next packet, not at the end of the batch', async (t) => {
+  const veth = vethPair(t)
+  using cap = Capture.open(veth.near, { blockTimeoutMs: 50 })
+  await veth.send(frames(veth, 20)) // one burst inside one 50 ms block
+  const controller = new AbortController()
+  let seen = 0
+  await t.throwsAsync(
+    async () => {
+      for await (const p of cap.iterate({ signal: controller.signal })) {
+        if (ours(p)) seen++
+        controller.abort()
+      }
+    },
+    { name: 'AbortError' },
+  )
+  t.is(seen, 1)
+})
+
 test('EventEmitter: delivery starts with the first listener; pause() and resume() work; close emits', async (t) => {
   const veth = vethPair(t)
   const cap = Capture.open(veth.near, { blockTimeoutMs: 1 })

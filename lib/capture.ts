@@ -11,6 +11,7 @@ import { Readable } from 'node:stream'
 import { abortError, callNative, NetringError } from './errors'
 import { native, type Binding } from './native'
 import { captureOptions, interfaceName, iterationOptions, type CaptureOptions } from './options'
+import { AsyncPacketIterator, PacketIterator } from './packet-iterators'
 import { OwnedPacket, type Packet, PacketBatch } from './packet'
 
 export interface CaptureStats {
@@ -131,26 +132,11 @@ export class Capture extends EventEmitter<CaptureEvents> implements Disposable, 
   /**
    * Packets, synchronously, blocking between batches. Ends after `limit` packets, when
    * `timeoutMs` has passed, or when the capture is closed. Each packet's `data` is valid until
-   * the iterator moves to the next batch.
+   * the iterator moves to the next batch; leaving the loop releases the batch last taken.
    */
-  *packets(options?: PacketsOptions): Generator<Packet, void, undefined> {
+  packets(options?: PacketsOptions): PacketIterator {
     const { limit = Infinity, timeoutMs } = iterationOptions<PacketsOptions>(options, 'packets', ['limit', 'timeoutMs'])
-    const deadline = timeoutMs === undefined ? undefined : performance.now() + timeoutMs
-    let count = 0
-    try {
-      while (count < limit && !this.closed) {
-        const remaining = deadline === undefined ? undefined : deadline - performance.now()
-        if (remaining !== undefined && remaining <= 0) return
-        const batch = this.nextBatchBlocking(remaining)
-        if (!batch) continue
-        for (const packet of batch) {
-          yield packet
-          if (++count >= limit) return
-        }
-      }
-    } finally {
-      this.#releaseHeld()
-    }
+    return new PacketIterator(this, limit, timeoutMs)
   }
 
   /**
@@ -177,19 +163,12 @@ export class Capture extends EventEmitter<CaptureEvents> implements Disposable, 
   }
 
   /** Packets as they come (see `batches()`); `for await (const pkt of capture)` uses this. */
-  async *iterate(options?: IterateOptions): AsyncGenerator<Packet, void, undefined> {
+  iterate(options?: IterateOptions): AsyncPacketIterator {
     const { limit = Infinity, signal } = iterationOptions<IterateOptions>(options, 'iterate', ['limit', 'signal'])
-    if (limit <= 0) return
-    let count = 0
-    for await (const batch of this.batches({ signal })) {
-      for (const packet of batch) {
-        yield packet
-        if (++count >= limit) return
-      }
-    }
+    return new AsyncPacketIterator(this, limit, signal)
   }
 
-  [Symbol.asyncIterator](): AsyncGenerator<Packet, void, undefined> {
+  [Symbol.asyncIterator](): AsyncPacketIterator {
     return this.iterate()
   }
 
@@ -354,9 +333,9 @@ export class Capture extends EventEmitter<CaptureEvents> implements Disposable, 
       for await (const batch of this.batches({ signal: abort.signal })) {
         this.emit('batch', batch)
         if (this.listenerCount('packet') > 0) {
-          for (const packet of batch) {
-            this.emit('packet', packet)
-            if (abort.signal.aborted) break
+          // pause() sets #paused before it aborts: a plain field is cheaper to test per packet.
+          for (let i = 0; i < batch.length && !batch.released && !this.#paused; i++) {
+            this.emit('packet', batch.packet(i))
           }
         }
         if (this.listenerCount('packet') === 0 && this.listenerCount('batch') === 0) break
