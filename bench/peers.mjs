@@ -27,7 +27,7 @@ function install(root) {
   return dir
 }
 
-export async function capPeer({ root, net, sender, N, LIVE_S, RETIRE_MS, progress }) {
+export async function capPeer({ root, net, sender, N, LIVE_S, RETIRE_MS, RETIRED_AFTER_MS, progress }) {
   let dir
   try {
     progress('peers: installing and building cap (npm) ...')
@@ -48,7 +48,7 @@ export async function capPeer({ root, net, sender, N, LIVE_S, RETIRE_MS, progres
     await consumer.line(/ready/)
     consumer.child.kill('SIGSTOP')
     const sent = await sender(N)
-    await sleep(RETIRE_MS + 300)
+    await sleep(RETIRED_AFTER_MS)
     const expected = counter.stats().packets
     counter.close()
     writeFileSync(expectedFile, String(expected))
