@@ -130,7 +130,7 @@ test('EventEmitter: delivery starts with the first listener; pause() and resume(
   for (let i = 0; i < 100 && seqs.length < 25; i++) await sleep(20)
   t.deepEqual(seqs.slice(20), [100, 101, 102, 103, 104], 'the packets that arrived while paused, after resume')
 
-  const closed = new Promise((r) => cap.once('close', r))
+  const closed = new Promise<void>((r) => cap.once('close', r))
   cap.close()
   await closed
   t.pass()

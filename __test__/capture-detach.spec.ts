@@ -6,13 +6,13 @@
 import { execFileSync } from 'node:child_process'
 import { readlinkSync } from 'node:fs'
 
-import test from 'ava'
+import test, { type ExecutionContext } from 'ava'
 import { Capture, type PacketBatch } from 'netring'
 
 import { frame, vethPair } from './helpers/net'
 
 /** Sends `n` frames and returns the first batch holding one of them. */
-async function batchOf(t: Parameters<Parameters<typeof test>[1]>[0], n = 3) {
+async function batchOf(t: ExecutionContext, n = 3) {
   const veth = vethPair(t)
   const cap = Capture.open(veth.near, { blockTimeoutMs: 1 })
   t.teardown(() => cap.close())

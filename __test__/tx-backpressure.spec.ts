@@ -4,7 +4,7 @@ import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 
 import test from 'ava'
-import { Capture, Injector } from 'netring'
+import { Capture, Injector, type OwnedPacket } from 'netring'
 
 import { ours, seqOf } from './helpers/collect'
 import { frame, localVethPair } from './helpers/net'
@@ -74,7 +74,7 @@ test('pipeline(capture.stream(), transform, injector.writable()) forwards packet
   const controller = new AbortController()
   const forwarded = pipeline(
     rx.stream({ signal: controller.signal }),
-    async function* (packets: AsyncIterable<{ data: Buffer; protocol: number }>) {
+    async function* (packets: AsyncIterable<OwnedPacket>) {
       for await (const p of packets) if (ours(p)) yield p
     },
     tx.writable(),

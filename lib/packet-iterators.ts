@@ -168,7 +168,8 @@ export class AsyncPacketIterator implements AsyncIterableIterator<Packet>, Async
     return Promise.resolve(this.#finish())
   }
 
-  throw(error?: unknown): Promise<never> {
+  /** Ends the iteration, releases the batch it holds and rejects with `error`. */
+  throw(error?: unknown): Promise<IteratorReturnResult<undefined>> {
     this.#finish()
     return Promise.reject(error)
   }

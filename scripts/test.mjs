@@ -1,5 +1,6 @@
-// `npm test`: the Rust tests, a fresh build, then the ava suite under this Node and, where one is
-// installed (.ci/run installs it; so can you: see the README), under Node 24 as well.
+// `npm test`: the Rust tests, a fresh build, a type-check of the tests, then the ava suite under
+// this Node and, where one is installed (.ci/run installs it; so can you: see the README), under
+// Node 24 as well.
 // In CI (CI=true) the second Node is required, so a missing one fails instead of being skipped.
 import { spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
@@ -23,6 +24,9 @@ const node24 = process.env.NETRING_NODE24 ?? fileURLToPath(new URL('../.ci/tools
 
 run('cargo test', 'cargo', ['test', '--workspace', '--quiet'])
 run('build', npm, ['run', '--silent', 'build'])
+// The tests run through tsx, which strips types without checking them: check them here, so that
+// the public typings are exercised the way users write code.
+run('type-check the tests', process.execPath, [fileURLToPath(new URL('../node_modules/typescript/bin/tsc', import.meta.url)), '-p', '__test__'])
 run(`ava on Node ${process.version}`, process.execPath, [ava, ...process.argv.slice(2)])
 if (existsSync(node24)) {
   run('ava on Node 24', node24, [ava, ...process.argv.slice(2)])
