@@ -1,6 +1,7 @@
 // `npm run pack:check`: proves the published packages work without a Rust toolchain or network.
 //
-// Builds the x64 glibc binary, packs the platform package (npm/linux-x64-gnu) and the main
+// Builds the x64 glibc binary the way the release workflow does (napi-rs cross toolchain, so it
+// needs nothing newer than glibc 2.17; checked), packs the platform package (npm/linux-x64-gnu) and the main
 // package the way the release workflow does (optionalDependencies pinned to the exact version),
 // checks the main package holds only what users need, installs both tarballs into a fresh
 // project with `npm install --offline` and no cargo on PATH, and there runs a short capture on
@@ -9,6 +10,7 @@
 
 import { execFileSync } from 'node:child_process'
 import { copyFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
 import { delimiter, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -26,8 +28,11 @@ const fail = (why) => {
 }
 
 try {
-  step('build the x86_64-unknown-linux-gnu binary and the facade')
-  execFileSync('npm', ['run', '--silent', 'build'], { cwd: root, stdio: 'inherit' })
+  step('build the x86_64-unknown-linux-gnu binary as the release does (glibc 2.17 baseline), and the facade')
+  crossToolchainLoads()
+  execFileSync('npx', ['napi', 'build', '--platform', '--release', '--target', 'x86_64-unknown-linux-gnu', '--use-napi-cross'], { cwd: root, stdio: 'inherit' })
+  execFileSync('npm', ['run', '--silent', 'build:ts'], { cwd: root, stdio: 'inherit' })
+  execFileSync(process.execPath, [join(root, 'scripts/check-glibc.mjs'), join(root, binary), '2.17'], { stdio: 'inherit' })
 
   step(`pack the platform package (npm/${platform})`)
   const platformDir = join(work, 'platform')
@@ -154,4 +159,21 @@ function targetDir(triple) {
   const [arch, , os, abi] = triple.split('-')
   const cpu = { x86_64: 'x64', aarch64: 'arm64', armv7: 'arm' }[arch] ?? arch
   return `${os}-${cpu}-${abi === 'gnueabihf' ? 'gnueabihf' : abi}`
+}
+
+/**
+ * `--use-napi-cross` unpacks its toolchain with @napi-rs/lzma, whose native package requires
+ * Node >= 22.20: under an older Node, `npm ci` skips it (an optional dependency whose engines do
+ * not match). Say so plainly instead of napi's "Cannot find native binding".
+ */
+function crossToolchainLoads() {
+  const cli = createRequire(join(root, 'node_modules/@napi-rs/cli/package.json'))
+  try {
+    createRequire(cli.resolve('@napi-rs/cross-toolchain'))('@napi-rs/lzma')
+  } catch (e) {
+    fail(
+      `the napi-rs cross toolchain cannot load (${e.message.split('\n')[0]}). Its @napi-rs/lzma binary needs Node >= 22.20 ` +
+        'at install time: run `npm ci` under Node 22.20+ or 24 (.ci/run does), then pack:check under any Node.',
+    )
+  }
 }
