@@ -15,11 +15,11 @@ import { capPeer } from './peers.mjs'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const quick = process.argv.includes('--quick')
-const N = quick ? 200_000 : 1_000_000 // drain: packets sent into the ring
+const N = quick ? 100_000 : 1_000_000 // drain: packets sent into the ring
 const LIVE_S = quick ? 1 : 3 // live: seconds of sender traffic per path
 const TX_N = quick ? 100_000 : 1_000_000
-const MEMORY_N = quick ? 300_000 : 10_000_000
-const CHURN = quick ? 100 : 300
+const MEMORY_N = quick ? 200_000 : 10_000_000
+const CHURN = quick ? 30 : 300
 const FRAME = 64
 
 if (process.getuid?.() !== 0) {
