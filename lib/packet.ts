@@ -285,7 +285,7 @@ export class PacketBatch implements Iterable<Packet>, Disposable {
   /** The packet at `index`, 0 ≤ index < length. */
   at(index: number): Packet | undefined {
     if (!Number.isInteger(index) || index < 0 || index >= this.length) return undefined
-    return new Packet(this, this.#table[HEADER + index])
+    return this.packet(index)
   }
 
   /** The packets in order; iteration stops if the batch is released meanwhile. */
@@ -294,15 +294,13 @@ export class PacketBatch implements Iterable<Packet>, Disposable {
     let i = 0
     const iterator: IterableIterator<Packet> = {
       next: () =>
-        i < this.length && !this.#released
-          ? { value: new Packet(this, this.#table[HEADER + i++]), done: false }
-          : { value: undefined, done: true },
+        i < this.length && !this.#released ? { value: this.packet(i++), done: false } : { value: undefined, done: true },
       [Symbol.iterator]: () => iterator,
     }
     return iterator
   }
 
-  /** @internal The packet at `index` without checks, for the capture's iterators. */
+  /** @internal The packet at `index`, unchecked: for `at()` and the iterators. */
   packet(index: number): Packet {
     return new Packet(this, this.#table[HEADER + index])
   }
