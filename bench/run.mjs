@@ -6,6 +6,7 @@
 // test) takes under 30 s and skips the peers.
 
 import { execFileSync } from 'node:child_process'
+import { EventEmitter } from 'node:events'
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs'
 import { cpus, release, totalmem } from 'node:os'
 import { fileURLToPath } from 'node:url'
@@ -46,7 +47,7 @@ const net = benchNetwork()
 const sender = (count, seconds) =>
   run('ip', ['netns', 'exec', net.ns, ...senderCpu, BENCH, 'sendmmsg', net.far, String(count), String(FRAME), net.nearMac, ...(seconds ? [String(seconds)] : [])]).then(JSON.parse)
 
-const results = { drain: [], live: [], transmit: [], memory: null, churn: null, peers: {} }
+const results = { drain: [], live: [], transmit: [], memory: null, churn: null, lendCycle: null, peers: {} }
 
 // ---- 1. drain: fill a ring while nobody reads, then time consuming it ----
 
@@ -154,19 +155,25 @@ const drainPaths = {
   },
 }
 
-// Each path drains a full ring three times: the first run is reported as "first run" (V8
-// compiles the loop while it runs and deoptimizes it once when the loop is left for the first
-// time), the better of the other two as the steady state that a long-running capture sees (the
-// machine is noisy: one run in a few is a third slower for no reason of ours). The native engine
-// is run the same way. --quick runs each path once (its figures are first runs) to stay under 30 s.
-const DRAIN_RUNS = quick ? 1 : 3
+// Each path drains a full ring at least three times: the first run is reported as "first run"
+// (V8 compiles the loop while it runs and deoptimizes it once when the loop is left for the first
+// time), the best of the others as the steady state that a long-running capture sees. The fast
+// paths drain a ring in about 10 ms, and this machine (a shared VM) now and then stalls one such
+// run by a third or more, for no reason of ours: while the steady runs disagree by more than 10 %,
+// up to two more are taken. The native engine is run the same way. --quick runs each path once
+// (its figures are first runs) to stay under 30 s.
+const STEADY_RUNS = quick ? 0 : 2
+const MAX_STEADY_RUNS = 4
 
-/** Runs `once` DRAIN_RUNS times: the first run's time, and the best of the others. */
+/** Runs `once` until the steady runs agree: the first run's time, and the best of the others. */
 async function drainRuns(path, once) {
+  const rate = (r) => r.packets / r.ms
+  const first = await once()
   const runs = []
-  for (let i = 0; i < DRAIN_RUNS; i++) runs.push(await once())
-  const steady = runs.length === 1 ? runs[0] : runs.slice(1).reduce((a, b) => (b.packets / b.ms > a.packets / a.ms ? b : a))
-  return { path, ...steady, firstMs: runs.length === 1 ? undefined : runs[0].ms }
+  const disagree = () => Math.min(...runs.map(rate)) < 0.9 * Math.max(...runs.map(rate))
+  while (runs.length < STEADY_RUNS || (runs.length < MAX_STEADY_RUNS && disagree())) runs.push(await once())
+  const steady = runs.length === 0 ? first : runs.reduce((a, b) => (rate(b) > rate(a) ? b : a))
+  return { path, ...steady, firstMs: runs.length === 0 ? undefined : first.ms, runs: runs.length + 1 }
 }
 
 async function drainNativeOnce() {
@@ -199,22 +206,46 @@ const drainJs = (name, consume) => drainRuns(name, () => drainJsOnce(consume))
 
 /**
  * Not a netring path: what `for await` costs per item over a hand-written iterator that does
- * nothing else, in this process. No per-packet async path can be faster than this.
+ * nothing else, in this process (best of three runs). No per-packet async path can be faster.
  */
 async function forAwaitFloor() {
   const iterator = (n) => {
     let i = 0
     return { [Symbol.asyncIterator]: () => ({ next: () => Promise.resolve(i < n ? { value: i++, done: false } : { value: undefined, done: true }) }) }
   }
-  let ms = 0
-  for (let rep = 0; rep < 2; rep++) {
+  let ms = Infinity
+  for (let rep = 0; rep < 3; rep++) {
     let sum = 0
     const t0 = now()
     for await (const v of iterator(N)) sum += v
-    ms = now() - t0
+    ms = Math.min(ms, now() - t0)
   }
-  return { path: '(reference, not netring) for await over an empty iterator', packets: N, expected: N, ms }
+  return { path: FOR_AWAIT_FLOOR, packets: N, expected: N, ms }
 }
+const FOR_AWAIT_FLOOR = '(reference, not netring) for await over an empty iterator'
+
+/**
+ * Not a netring path: per item, one Uint8Array view over a 4 MiB block (what a packet's `data`
+ * is) and one emit to a listener that reads a byte and the length. A 'packet' event does this
+ * on top of getting the packets out of the ring, which the 'batch' event path measures (best of
+ * three runs).
+ */
+async function emitFloor() {
+  const block = new ArrayBuffer((4 << 20) + 256)
+  const emitter = new EventEmitter()
+  let sum = 0
+  emitter.on('packet', (data) => {
+    sum += data[0] + data.length
+  })
+  let ms = Infinity
+  for (let rep = 0; rep < 3; rep++) {
+    const t0 = now()
+    for (let i = 0; i < N; i++) emitter.emit('packet', new Uint8Array(block, (i & 0x7fff) * 128 + 80, FRAME))
+    ms = Math.min(ms, now() - t0)
+  }
+  return { path: EMIT_FLOOR, packets: N, expected: N, ms, sum }
+}
+const EMIT_FLOOR = '(reference, not netring) a Uint8Array view and an emit per item'
 
 progress('drain: native engine')
 const native = await drainNative()
@@ -223,8 +254,8 @@ for (const [name, consume] of Object.entries(drainPaths)) {
   progress(`drain: ${name}`)
   results.drain.push(await drainJs(name, consume))
 }
-progress('drain: for await floor')
-results.drain.push(await forAwaitFloor())
+progress('drain: V8 references')
+results.drain.push(await forAwaitFloor(), await emitFloor())
 if (!quick) {
   progress('drain: tcpdump')
   results.drain.push(await drainTcpdump())
@@ -489,6 +520,18 @@ for (const [name, send] of Object.entries(txPaths)) {
   results.transmit.push(await transmit(name, send))
 }
 
+// Not a way to send: what lending one slot and taking it back costs (allocate() then discard(),
+// nothing queued), the part of `allocate()` that `allocateBatch()` pays once per batch.
+progress('transmit: lending a slot and taking it back')
+{
+  const tx = Injector.open(net.near, { frameCount: 4096 })
+  for (let i = 0; i < 10_000; i++) tx.allocate(FRAME).discard()
+  const t0 = now()
+  for (let i = 0; i < TX_N; i++) tx.allocate(FRAME).discard()
+  results.lendCycle = { cycles: TX_N, ms: now() - t0 }
+  tx.close()
+}
+
 // ---- 4. memory over a long live run, and capture churn ----
 
 progress(`memory: ${MEMORY_N.toLocaleString()} packets through for await`)
@@ -556,8 +599,10 @@ const liveJs = results.live.filter((r) => !['native engine', 'tcpdump -w /dev/nu
 
 const targets = [
   ['drain: nextBatch loop ≥ 0.5× native', drainOf('nextBatch, indexed') / nativeDrain, 0.5],
-  ['drain: for await ≥ 0.35× native', drainOf('for await') / nativeDrain, 0.35],
-  ["drain: EventEmitter ≥ 0.25× native", drainOf("EventEmitter 'packet'") / nativeDrain, 0.25],
+  ['drain: for await, per packet ≥ 0.35× native', drainOf('for await') / nativeDrain, 0.35],
+  ['drain: for await over batches() ≥ 0.35× native', drainOf('for await over batches(), indexed') / nativeDrain, 0.35],
+  ["drain: EventEmitter 'packet' ≥ 0.25× native", drainOf("EventEmitter 'packet'") / nativeDrain, 0.25],
+  ["drain: EventEmitter 'batch' ≥ 0.25× native", drainOf("EventEmitter 'batch', indexed") / nativeDrain, 0.25],
   // cap cannot be drained (see capNote), so it is compared on consumer CPU per packet in live
   // traffic: the same work, measured the same way.
   ...[
@@ -613,7 +658,7 @@ const table = (header, rows) => {
 lines.push(`netring bench${quick ? ' (--quick)' : ''}: ${machine.date.slice(0, 10)}, ${machine.cpu}, ${machine.cores} cores, Linux ${machine.kernel}, Node ${machine.node}, ${commit}; ${machine.pinned}`, '')
 lines.push(`**Drain** (${N.toLocaleString()} × ${FRAME}-byte frames sent into a ring nobody reads, then consumed; a byte and the length of each packet read)`, '')
 table(
-  ['path', 'packets', 'Mpps', '× native', 'first run: Mpps', 'first run: × native'],
+  ['path', 'packets', 'Mpps', '× native', 'first run: Mpps', 'first run: × native', 'runs'],
   results.drain.map((r) => [
     r.path,
     r.packets.toLocaleString(),
@@ -621,13 +666,14 @@ table(
     fmt(r.mpps / nativeDrain, 3),
     fmt(r.firstMpps),
     fmt(r.firstMpps === null ? null : r.firstMpps / results.drain[0].firstMpps, 3),
+    r.runs ?? 'n/a',
   ]),
 )
 lines.push(
   (quick
     ? 'With --quick each path drains the ring once: the figures are first runs (the full run also reports the steady state). '
-    : 'Each path drains a full ring three times; "Mpps" is the better of the second and third runs (steady state, the loop compiled by V8), "first run" the first. ') +
-    'The reference row is not netring: it is what `for await` costs per item in V8 with nothing else to do, a bound for every per-packet async path.',
+    : 'Each path drains a full ring three to five times ("runs"; more while the later runs disagree by over 10 %): "Mpps" is the best run after the first (steady state, the loop compiled by V8), "first run" the first. ') +
+    'The reference rows are not netring: what `for await`, and a Uint8Array view with an emit, cost per item in V8 with nothing else to do.',
   '',
 )
 lines.push(`**Live** (a raw-socket sender at its maximum rate for ${LIVE_S} s per path)`, '')
@@ -664,14 +710,33 @@ table(
   ['target', 'figure', 'met'],
   targets.map((t) => [t.target, fmt(t.value, 3), t.met === null ? 'n/a' : t.met ? 'yes' : 'no']),
 )
-const floor = results.drain.find((r) => r.path.startsWith('(reference'))
-lines.push(
-  `V8 itself runs \`for await\` over an iterator that does nothing else at ${fmt(floor.mpps / nativeDrain, 3)}× the native engine in this run ` +
-    '(the reference row): a per-packet async iterator cannot reach 0.35×. ' +
-    `Per batch, async consumption keeps up: \`for await\` over \`batches()\` ${fmt(drainOf('for await over batches(), indexed') / nativeDrain, 3)}×, ` +
-    `the 'batch' event ${fmt(drainOf("EventEmitter 'batch', indexed") / nativeDrain, 3)}×.`,
-  '',
-)
+// What stands between the per-item paths and their targets, from figures of this same run.
+const ns = (mpps) => 1000 / mpps
+const forAwaitRatio = drainOf(FOR_AWAIT_FLOOR) / nativeDrain
+const packetBudget = ns(nativeDrain) / 0.25
+const packetNeeds = ns(drainOf("EventEmitter 'batch', indexed")) + ns(drainOf(EMIT_FLOOR))
+const txNativeUs = 1 / nativeTx
+const txBudgetUs = txNativeUs / 0.8 - txNativeUs
+const lendUs = (results.lendCycle.ms * 1000) / results.lendCycle.cycles
+// --quick drains once, before V8 has compiled the loops: its figures cannot carry this argument.
+if (!quick) {
+  lines.push(
+    '**Why the per-item targets are out of reach** (figures from this run)',
+    '',
+    `- \`for await\` per packet: V8 runs \`for await\` over an iterator that does nothing else at ${fmt(forAwaitRatio, 3)}× the native engine (reference row), ` +
+      `${forAwaitRatio < 0.35 ? 'so no per-packet async iterator can reach 0.35×' : 'which leaves room under 0.35×'}. ` +
+      `Per batch it keeps up: \`for await\` over \`batches()\` ${fmt(drainOf('for await over batches(), indexed') / nativeDrain, 3)}×.`,
+    `- EventEmitter 'packet': 0.25× the native engine allows ${fmt(packetBudget, 1)} ns per packet in all. Getting the packets out of the ring and reading them takes ` +
+      `${fmt(ns(drainOf("EventEmitter 'batch', indexed")), 1)} ns per packet (the 'batch' event path), and a view and an emit per item ${fmt(ns(drainOf(EMIT_FLOOR)), 1)} ns more ` +
+      `(reference row): ${fmt(packetNeeds, 1)} ns, ${packetNeeds > packetBudget ? 'over the budget before a Packet object is made' : 'inside the budget by this measure'}. ` +
+      `The 'batch' event keeps up: ${fmt(drainOf("EventEmitter 'batch', indexed") / nativeDrain, 3)}×.`,
+    `- \`allocate()\` one slot at a time: 0.8× native TX allows ${fmt(txBudgetUs, 2)} µs per frame on top of the native engine's ${fmt(txNativeUs, 2)} µs. ` +
+      `Lending a slot to JavaScript and taking it back (\`allocate()\` then \`discard()\`, nothing sent: one external ArrayBuffer made and detached through Node-API) ` +
+      `costs ${fmt(lendUs, 2)} µs${lendUs > txBudgetUs ? ', over that budget alone' : ''}. \`allocateBatch()\` lends once per batch: ` +
+      `${fmt(txOf('Injector.allocateBatch (zero-copy, 256)') / nativeTx, 3)}×.`,
+    '',
+  )
+}
 const report = lines.join('\n')
 console.log(report)
 
