@@ -78,7 +78,7 @@ try {
   const app = join(work, 'app')
   mkdirSync(app)
   writeFileSync(join(app, 'package.json'), '{ "name": "netring-pack-check", "private": true, "version": "1.0.0" }\n')
-  execFileSync('npm', ['install', '--offline', '--no-audit', '--no-fund', platformTgz, mainTgz, `@types/node@${pkg.devDependencies['@types/node']}`], {
+  execFileSync('npm', ['install', '--offline', '--no-audit', '--no-fund', platformTgz, mainTgz], {
     cwd: app,
     env,
     stdio: 'inherit',
@@ -105,6 +105,14 @@ socket.bind(0, '127.0.0.1', () => socket.send(payload, socket.address().port, '1
   }
 
   step('type-check the public API with tsc --noEmit --strict')
+  // Node's types come from this checkout (typeRoots): installing @types/node into the app offline
+  // would need its registry metadata in the npm cache, which `npm ci` on a clean machine never
+  // fetches (it downloads the locked tarballs only).
+  const tsc = [
+    join(root, 'node_modules/typescript/bin/tsc'),
+    ...['--noEmit', '--strict', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2022'],
+    ...['--lib', 'es2023,esnext.disposable', '--typeRoots', join(root, 'node_modules/@types'), '--types', 'node'],
+  ]
   writeFileSync(
     join(app, 'check.mts'),
     `import { Bridge, Capture, Injector, NetringError, type CaptureOptions, type Packet, type PacketBatch } from 'netring'
@@ -127,13 +135,13 @@ export async function use(): Promise<number> {
   )
   execFileSync(
     process.execPath,
-    [join(root, 'node_modules/typescript/bin/tsc'), '--noEmit', '--strict', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2022', '--lib', 'es2023,esnext.disposable', '--types', 'node', 'check.mts'],
+    [...tsc, 'check.mts'],
     { cwd: app, env, stdio: 'inherit' },
   )
   writeFileSync(join(app, 'check-cjs.cts'), "import netring = require('netring')\nconst c: netring.Capture = netring.Capture.open('lo')\nc.close()\n")
   execFileSync(
     process.execPath,
-    [join(root, 'node_modules/typescript/bin/tsc'), '--noEmit', '--strict', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2022', '--lib', 'es2023,esnext.disposable', '--types', 'node', 'check-cjs.cts'],
+    [...tsc, 'check-cjs.cts'],
     { cwd: app, env, stdio: 'inherit' },
   )
 
