@@ -3,11 +3,14 @@
 
 import { execFileSync } from 'node:child_process'
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { delimiter, dirname, resolve } from 'node:path'
 
 import { onConsumerCore, sleep, start } from './lib.mjs'
 
+// cap is a node-gyp addon: a build loads only in Node versions with the same ABI, so each ABI
+// gets its own install, built against the running Node's own headers (no download).
 function install(root) {
-  const dir = `${root}bench/.peers`
+  const dir = `${root}bench/.peers/abi${process.versions.modules}`
   if (existsSync(`${dir}/node_modules/cap/build/Release/cap.node`)) return dir
   const missing = ['libpcap-dev', 'g++', 'make'].filter((p) => {
     try {
@@ -21,10 +24,19 @@ function install(root) {
   mkdirSync(dir, { recursive: true })
   writeFileSync(`${dir}/package.json`, '{ "private": true }\n')
   execFileSync('npm', ['install', '--no-audit', '--no-fund', 'cap@0.2.1'], { cwd: dir, stdio: 'ignore' })
-  // npm 11 holds back install scripts: build the addon explicitly.
-  execFileSync('npm', ['rebuild', 'cap', '--foreground-scripts'], { cwd: dir, stdio: 'ignore' })
+  // npm 11 holds back install scripts: build the addon explicitly, for this Node.
+  const env = { ...process.env, PATH: `${dirname(process.execPath)}${delimiter}${process.env.PATH}` }
+  const nodedir = nodeHeaders()
+  if (nodedir) env.npm_config_nodedir = nodedir
+  execFileSync('npm', ['rebuild', 'cap', '--foreground-scripts'], { cwd: dir, stdio: 'ignore', env })
   execFileSync(process.execPath, ['-e', "require('cap')"], { cwd: dir, stdio: 'ignore' })
   return dir
+}
+
+/** Where the running Node's headers are: its install prefix, or (the npm `node` package) beside it. */
+function nodeHeaders() {
+  const prefix = resolve(dirname(process.execPath), '..')
+  return [prefix, `${prefix}/node_modules/node-${process.platform}-${process.arch}`].find((d) => existsSync(`${d}/include/node/node.h`))
 }
 
 export async function capPeer({ root, net, sender, N, LIVE_S, RETIRE_MS, RETIRED_AFTER_MS, progress }) {
