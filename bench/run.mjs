@@ -165,9 +165,11 @@ const drainPaths = {
 const STEADY_RUNS = quick ? 0 : 2
 const MAX_STEADY_RUNS = 4
 
+/** Packets per millisecond of one drain run. */
+const rate = (r) => r.packets / r.ms
+
 /** Runs `once` until the steady runs agree: the first run's time, and the best of the others. */
 async function drainRuns(path, once) {
-  const rate = (r) => r.packets / r.ms
   const first = await once()
   const runs = []
   const disagree = () => Math.min(...runs.map(rate)) < 0.9 * Math.max(...runs.map(rate))
@@ -260,7 +262,7 @@ if (!quick) {
   // every ratio conservative.
   progress('drain: native engine, again')
   const again = await drainNative()
-  if (again.packets / again.ms > native.packets / native.ms) Object.assign(native, { packets: again.packets, expected: again.expected, ms: again.ms, sent: again.sent })
+  if (rate(again) > rate(native)) Object.assign(native, { packets: again.packets, expected: again.expected, ms: again.ms, sent: again.sent })
   native.runs += again.runs
 }
 progress('drain: V8 references')
