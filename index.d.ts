@@ -92,6 +92,9 @@ export declare class NativeInjector {
   close(): void
 }
 
+/** The CPUs the calling thread may run on. */
+export declare function allowedCpus(): Array<number>
+
 export declare const FLAG_VLAN_REINSERTED: number
 
 export declare const HDR_LEN: number
@@ -149,6 +152,8 @@ export interface NativeCaptureInfo {
   locked: boolean
   /** Buffers are copies of the ring (the runtime refuses external buffers). */
   copyMode: boolean
+  /** The fanout group joined (the id the kernel picked, with the uniqueId flag). */
+  fanoutGroup?: number
 }
 
 /**
@@ -211,6 +216,9 @@ export interface NativeInjectorStats {
   rejected: number
   pending: number
 }
+
+/** Pins the calling thread to one CPU. */
+export declare function pinCurrentThread(cpu: number): void
 
 export declare const TABLE_FLAG_LOSING: number
 

@@ -64,6 +64,8 @@ pub struct NativeCaptureInfo {
     pub locked: bool,
     /// Buffers are copies of the ring (the runtime refuses external buffers).
     pub copy_mode: bool,
+    /// The fanout group joined (the id the kernel picked, with the uniqueId flag).
+    pub fanout_group: Option<u32>,
 }
 
 #[napi(object)]
@@ -201,6 +203,7 @@ impl NativeCapture {
             snap_len: cfg.snap_len,
             locked: c.mapping().locked(),
             copy_mode: self.force_copy || self.copied,
+            fanout_group: cfg.fanout.map(|f| u32::from(f.group)),
         })
     }
 

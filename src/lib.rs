@@ -8,6 +8,7 @@
 #[macro_use]
 extern crate napi_derive;
 
+mod affinity;
 mod batch_table;
 mod capture;
 mod error;

@@ -4,6 +4,7 @@
 //! `afpacket` (sockets, rings, block walking, fanout, filters, capture), `reactor` (waiting
 //! without blocking the caller). Nothing here knows about JavaScript.
 
+pub mod affinity;
 pub mod afpacket;
 pub mod error;
 pub mod ffi;

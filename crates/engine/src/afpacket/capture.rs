@@ -13,6 +13,7 @@ use crate::syscall;
 
 use super::block::{read_block_header, reinsert_vlan, BlockInfo, CorruptBlock, PacketDesc, Walker};
 use super::config::{CaptureConfig, CaptureOptions, TimestampSource};
+use super::fanout::FanoutConfig;
 use super::ring::{Mapping, RingGeometry, RxRing};
 use super::socket::{Interface, PacketSocket};
 
@@ -96,8 +97,24 @@ impl Capture {
                 },
             )?;
         }
+        // With the uniqueId flag the kernel picks the group id (fanout_find_new_id() in
+        // net/packet/af_packet.c); read it back so that other sockets can join that group.
+        let fanout = match config.fanout {
+            Some(f) if f.flags.unique_id => {
+                let v: u32 = syscall::getsockopt(socket.as_fd(), ffi::SOL_PACKET, ffi::PACKET_FANOUT).map_err(|e| {
+                    Error::sys(
+                        e,
+                        "getsockopt",
+                        Subject::Option("fanout"),
+                        "reading the fanout group id (PACKET_FANOUT)",
+                    )
+                })?;
+                Some(FanoutConfig { group: (v & 0xffff) as u16, ..f })
+            }
+            other => other,
+        };
 
-        let config = CaptureConfig { geometry, ..config };
+        let config = CaptureConfig { geometry, fanout, ..config };
         Ok(Capture {
             socket,
             ring,

@@ -1,0 +1,17 @@
+//! CPU affinity of the calling thread (a worker thread of a fanout pool pins itself).
+
+use netring_engine::affinity;
+
+use crate::error::OrThrow;
+
+/// The CPUs the calling thread may run on.
+#[napi]
+pub fn allowed_cpus() -> napi::Result<Vec<u32>> {
+    Ok(affinity::allowed_cpus().or_throw()?.into_iter().map(|c| c as u32).collect())
+}
+
+/// Pins the calling thread to one CPU.
+#[napi]
+pub fn pin_current_thread(cpu: u32) -> napi::Result<()> {
+    affinity::pin_current_thread(cpu as usize).or_throw()
+}
