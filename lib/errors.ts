@@ -16,7 +16,7 @@ export interface NetringErrorFields {
 }
 
 // The codes the facade raises itself (everything else comes from the engine with its errno).
-const ERRNO = { EINVAL: 22, EBADF: 9 } as const
+const ERRNO = { EINVAL: 22, EBADF: 9, ENOENT: 2 } as const
 
 export class NetringError extends Error implements NetringErrorFields {
   override name = 'NetringError'

@@ -78,21 +78,21 @@ export interface InjectorOptions {
   qdiscBypass?: boolean
 }
 
-type Check = (value: unknown, option: string) => void
+export type Check = (value: unknown, option: string) => void
 
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
+export const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
 
-const boolean: Check = (v, o) => {
+export const boolean: Check = (v, o) => {
   if (typeof v !== 'boolean') throw NetringError.invalidOption(o, `must be a boolean, got ${describe(v)}`)
 }
 
-const u32: Check = (v, o) => {
+export const u32: Check = (v, o) => {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xffff_ffff) {
     throw NetringError.invalidOption(o, `must be an integer from 0 to 4294967295, got ${describe(v)}`)
   }
 }
 
-const oneOf =
+export const oneOf =
   (...allowed: string[]): Check =>
   (v, o) => {
     if (typeof v !== 'string' || !allowed.includes(v)) {
@@ -107,7 +107,7 @@ const fanout: Check = (v, o) => {
   if (v.mode === undefined) throw NetringError.invalidOption(`${o}.mode`, 'is required')
 }
 
-const fanoutFlags: Check = (v, o) => {
+export const fanoutFlags: Check = (v, o) => {
   if (!Array.isArray(v)) throw NetringError.invalidOption(o, `must be an array of flag names, got ${describe(v)}`)
   const flag = oneOf('defrag', 'rollover', 'uniqueId', 'ignoreOutgoing')
   v.forEach((f, i) => flag(f, `${o}[${i}]`))
@@ -161,7 +161,7 @@ function checkKeys(object: Record<string, unknown>, prefix: string, checks: Reco
   }
 }
 
-function describe(v: unknown): string {
+export function describe(v: unknown): string {
   if (typeof v === 'string') return JSON.stringify(v)
   if (Array.isArray(v)) return 'an array'
   if (v === null) return 'null'
@@ -204,7 +204,7 @@ const abortSignal: Check = (v, o) => {
   if (!(v instanceof AbortSignal)) throw NetringError.invalidOption(o, `must be an AbortSignal, got ${describe(v)}`)
 }
 
-const nonNegative: Check = (v, o) => {
+export const nonNegative: Check = (v, o) => {
   if (typeof v !== 'number' || Number.isNaN(v) || v < 0) {
     throw NetringError.invalidOption(o, `must be a non-negative number, got ${describe(v)}`)
   }
