@@ -115,9 +115,14 @@ async function loadHandler(href: string): Promise<FanoutHandler> {
   try {
     module = await importModule(href)
   } catch (cause) {
+    // Loader hooks registered with --import (tsx on Node 20) do not reach worker threads.
+    const typescript = (cause as { code?: string })?.code === 'ERR_UNKNOWN_FILE_EXTENSION' && /\.[cm]?ts$/.test(href)
+    const hint = typescript
+      ? 'this Node cannot load TypeScript in a worker thread (type stripping came in Node 22.18); compile the handler to .js or .mjs'
+      : 'the module must load on its own in a worker thread'
     throw new NetringError(
       `the handler module ${href} failed to load: ${(cause as Error)?.message ?? String(cause)}`,
-      { code: 'EINVAL', errno: 22, option: 'handler', hint: 'the module must load in a worker thread on its own' },
+      { code: 'EINVAL', errno: 22, option: 'handler', hint },
       { cause },
     )
   }
@@ -130,6 +135,16 @@ async function loadHandler(href: string): Promise<FanoutHandler> {
     throw NetringError.invalidOption('handler', `${href} has no default export function (export default function (capture, context) { ... })`)
   }
   return handler as FanoutHandler
+}
+
+function openCapture(): Capture {
+  try {
+    return Capture.open(init.interface, { ...init.capture, fanout: init.fanout } as Parameters<typeof Capture.open>[1])
+  } catch (e) {
+    // The caller named these options inside the pool's `capture` option.
+    if (e instanceof NetringError && e.option !== undefined && !e.option.startsWith('fanout')) e.option = `capture.${e.option}`
+    throw e
+  }
 }
 
 async function run(handler: FanoutHandler): Promise<void> {
@@ -173,7 +188,7 @@ async function main(): Promise<void> {
       }
     }
     handler = await loadHandler(init.handler)
-    capture = Capture.open(init.interface, { ...init.capture, fanout: init.fanout } as Parameters<typeof Capture.open>[1])
+    capture = openCapture()
     instrument(capture)
   } catch (e) {
     post({ type: 'error', phase: 'open', error: flattenError(e) })
