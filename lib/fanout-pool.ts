@@ -246,13 +246,23 @@ export class FanoutPool extends EventEmitter<FanoutPoolEvents> implements AsyncD
   /** Reports what a running worker says and does; applies `onWorkerExit` when it ends. */
   #watch(slot: Slot): void {
     const worker = slot.worker
+    // A thread that ends without saying why (process.exit in the handler) is reported too.
+    let explained = false
     worker.on('message', (m: FromWorker) => {
       if (m.type === 'message') this.emit('message', m.value, { ...slot.info })
       else if (m.type === 'error') this.#report(slot, restoreError(m.error))
+      explained ||= m.type === 'done' || m.type === 'error'
     })
-    worker.on('error', (e) => this.#report(slot, e))
+    worker.on('error', (e) => {
+      explained = true
+      this.#report(slot, e)
+    })
     void slot.exited.then((exitCode) => {
       if (this.closed || worker !== slot.worker) return
+      if (!explained) {
+        const e = new Error(`fanout worker ${slot.index} exited with code ${exitCode} while the pool was open`)
+        this.#report(slot, Object.assign(e, { code: 'ERR_WORKER_EXITED', exitCode }))
+      }
       this.emit('exit', { ...slot.info }, exitCode)
       if (this.#plan.onWorkerExit === 'close') {
         void this.close()
