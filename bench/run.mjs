@@ -39,7 +39,7 @@ if (!existsSync(new URL('../dist/index.js', import.meta.url)) || !readdirSync(ro
 }
 execFileSync('cargo', ['build', '--quiet', '--release', '-p', 'netring-engine', '--example', 'bench'], { cwd: root, stdio: 'inherit' })
 const BENCH = `${root}target/release/examples/bench`
-const { Capture, Injector } = await import('netring')
+const { Capture, FanoutPool, Injector } = await import('netring')
 
 // This process consumes on core 0; senders run on core 1.
 if (twoCores) sh('taskset', ['-cp', '0', String(process.pid)])
@@ -47,7 +47,7 @@ const net = benchNetwork()
 const sender = (count, seconds) =>
   run('ip', ['netns', 'exec', net.ns, ...senderCpu, BENCH, 'sendmmsg', net.far, String(count), String(FRAME), net.nearMac, ...(seconds ? [String(seconds)] : [])]).then(JSON.parse)
 
-const results = { drain: [], live: [], transmit: [], memory: null, churn: null, lendCycle: null, peers: {} }
+const results = { drain: [], live: [], fanout: { drain: [], live: [] }, transmit: [], memory: null, churn: null, lendCycle: null, peers: {} }
 
 // ---- 1. drain: fill a ring while nobody reads, then time consuming it ----
 
@@ -445,6 +445,96 @@ async function liveTcpdump() {
   }
 }
 
+// ---- 2b. FanoutPool: 1 worker against 2, and against a plain Capture in the main thread ----
+
+const FANOUT_HANDLER = new URL('./fanout-handler.mjs', import.meta.url)
+
+/**
+ * A pool of `workers` on the bench link, 'lb' fanout (the sender sends one flow, which a hash
+ * would give to one worker), workers pinned to cores 0, 1, ... This process is pinned to core 0,
+ * and the pool pins only where the process may run, so it may run on every core while the pool
+ * opens; the workers' pins stay.
+ */
+async function openBenchPool(workers, workerData) {
+  if (twoCores) sh('taskset', ['-cp', `0-${cpus().length - 1}`, String(process.pid)])
+  try {
+    return await FanoutPool.open(net.near, {
+      workers,
+      handler: FANOUT_HANDLER,
+      fanout: { mode: 'lb' },
+      capture: DRAIN_OPTIONS,
+      pinCpus: true,
+      workerData,
+    })
+  } finally {
+    if (twoCores) sh('taskset', ['-cp', '0', String(process.pid)])
+  }
+}
+
+async function until(condition, what, timeoutMs = 60_000) {
+  const deadline = now() + timeoutMs
+  while (!condition()) {
+    if (now() > deadline) throw new Error(`fanout pool bench: waited ${timeoutMs} ms for ${what}`)
+    await sleep(5)
+  }
+}
+
+/** Fills every worker's ring, then lets them drain it at once; the wall time is the slowest's. */
+async function fanoutDrainOnce(workers) {
+  const go = new SharedArrayBuffer(4)
+  const pool = await openBenchPool(workers, { mode: 'drain', go })
+  try {
+    const posts = []
+    pool.on('message', (m) => posts.push(m))
+    await until(() => posts.length === workers, 'the workers to start')
+    const sent = await sender(N)
+    await sleep(RETIRED_AFTER_MS)
+    posts.length = 0
+    Atomics.store(new Int32Array(go), 0, 1)
+    Atomics.notify(new Int32Array(go), 0)
+    await until(() => posts.length === workers, 'the workers to drain their rings')
+    const packets = posts.reduce((a, p) => a + p.packets, 0)
+    return { packets, expected: posts.reduce((a, p) => a + p.expected, 0), ms: Math.max(...posts.map((p) => p.ms)), sent: sent.frames, perWorker: posts.map((p) => p.packets) }
+  } finally {
+    await pool.close()
+  }
+}
+
+/** A live run through a pool: CPU is the whole process's (main thread and workers). */
+async function fanoutLive(workers) {
+  const pool = await openBenchPool(workers, { mode: 'live' })
+  const before = net.nearStats()
+  const cpu0 = process.cpuUsage()
+  const sent = await sender(1e12, LIVE_S)
+  await sleep(300)
+  const stats = await pool.close()
+  const cpu = process.cpuUsage(cpu0)
+  const after = net.nearStats()
+  return {
+    path: `FanoutPool, ${workers} worker${workers > 1 ? 's' : ''}`,
+    sent: sent.frames,
+    arrived: after.rx.packets - before.rx.packets,
+    packets: stats.total.packets,
+    pps: stats.total.packets / LIVE_S,
+    ringDrops: stats.total.drops,
+    cpuNsPerPacket: ((cpu.user + cpu.system) * 1000) / Math.max(1, stats.total.packets),
+  }
+}
+
+async function fanoutPoolBench() {
+  for (const workers of [1, 2]) {
+    progress(`fanout pool: drain, ${workers} worker(s)`)
+    const r = await drainRuns(`FanoutPool, ${workers} worker${workers > 1 ? 's' : ''} (nextBatch, indexed)`, () => fanoutDrainOnce(workers))
+    results.fanout.drain.push({ ...r, mpps: r.packets / r.ms / 1000, firstMpps: r.firstMs ? r.packets / r.firstMs / 1000 : null })
+  }
+  for (const workers of [1, 2]) {
+    progress(`fanout pool: live, ${workers} worker(s)`)
+    results.fanout.live.push(await fanoutLive(workers))
+  }
+}
+
+await fanoutPoolBench()
+
 // ---- 3. transmit: counted on the receiving side ----
 
 function template(seq) {
@@ -606,6 +696,7 @@ const capLive = results.live.find((r) => r.path.startsWith('cap'))
 const fmt = (x, digits = 2) => (x === null || x === undefined || Number.isNaN(x) ? 'n/a' : x.toFixed(digits))
 const drainOf = (p) => results.drain.find((r) => r.path === p)?.mpps
 const txOf = (p) => results.transmit.find((r) => r.path === p)?.mpps
+const fanoutDrain = (workers) => results.fanout.drain[workers - 1].mpps
 const liveJs = results.live.filter((r) => !['native engine', 'tcpdump -w /dev/null'].includes(r.path) && !r.path.startsWith('cap'))
 
 const targets = [
@@ -631,6 +722,7 @@ const targets = [
   ['transmit: allocateBatch (zero-copy) ≥ 0.8× native TX', txOf('Injector.allocateBatch (zero-copy, 256)') / nativeTx, 0.8],
   ['transmit: sendBatch ≥ 0.8× native TX', txOf('Injector.sendBatch (256)') / nativeTx, 0.8],
   ['memory: RSS growth < 16 MiB (figure: growth in MiB)', results.memory.rssGrowthMiB, (v) => v < 16],
+  ['fanout pool: 2 workers drain ≥ 1.7× 1 worker', fanoutDrain(2) / fanoutDrain(1), 1.7],
 ].map(([target, value, need]) => ({
   target,
   value,
@@ -706,6 +798,30 @@ lines.push(`**Transmit** (${TX_N.toLocaleString()} × ${FRAME}-byte frames, coun
 table(
   ['path', 'received', 'Mpps', '× native TX'],
   results.transmit.map((r) => [r.path, r.received.toLocaleString(), fmt(r.mpps), fmt(r.mpps / nativeTx, 3)]),
+)
+const plainDrain = drainOf('nextBatch, indexed')
+lines.push(`**FanoutPool** (fanout 'lb', workers pinned to cores 0 and 1; drain: ${N.toLocaleString()} frames into the workers' rings, then all drain at once, timed to the slowest; live: ${LIVE_S} s of the sender at its maximum rate)`, '')
+table(
+  ['path', 'packets', 'per worker', 'Mpps', '× 1 worker', 'Mpps per core', '× main-thread Capture', 'first run: Mpps', 'runs'],
+  results.fanout.drain.map((r, i) => [
+    r.path,
+    r.packets.toLocaleString(),
+    r.perWorker.map((p) => p.toLocaleString()).join(' / '),
+    fmt(r.mpps),
+    fmt(r.mpps / fanoutDrain(1), 3),
+    fmt(r.mpps / (i + 1)),
+    fmt(r.mpps / plainDrain, 3),
+    fmt(r.firstMpps),
+    r.runs,
+  ]),
+)
+table(
+  ['path', 'sent', 'arrived', 'received', 'kpps', 'ring drops', 'CPU ns/pkt (whole process)'],
+  results.fanout.live.map((r) => [r.path, r.sent.toLocaleString(), r.arrived.toLocaleString(), r.packets.toLocaleString(), fmt(r.pps / 1000, 0), r.ringDrops, fmt(r.cpuNsPerPacket, 0)]),
+)
+lines.push(
+  `"× main-thread Capture" compares with the drain row "nextBatch, indexed" (the same loop on a plain Capture in this thread); the 1-worker row's ratio is the pool's overhead. Live traffic comes from one sender core, so live figures show CPU per packet, not scaling.`,
+  '',
 )
 const m = results.memory
 lines.push(
