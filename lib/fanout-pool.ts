@@ -112,6 +112,8 @@ class Slot {
   bornAt = 0
   restartDelay = 0
   restartTimer: NodeJS.Timeout | null = null
+  /** Errors of the thread after it joined and before the pool watches it; null once it does. */
+  pendingErrors: Error[] | null = null
   /** Resolves when the current thread has exited. */
   exited!: Promise<number>
   constructor(readonly index: number) {}
@@ -170,7 +172,10 @@ export class FanoutPool extends EventEmitter<FanoutPoolEvents> implements AsyncD
       // Worker 0 creates the group; the kernel may pick its id.
       const first = await startWorker(plan, slots[0], closing, plan.fanout.group, false)
       const group = first.fanoutGroup
-      await Promise.all(slots.slice(1).map((slot) => startWorker(plan, slot, closing, group, false)))
+      // Wait for all of them, so that no failure is left unobserved; the first one is the answer.
+      const joined = await Promise.allSettled(slots.slice(1).map((slot) => startWorker(plan, slot, closing, group, false)))
+      const failed = joined.find((r) => r.status === 'rejected')
+      if (failed) throw failed.reason
       const pool = new FanoutPool(plan, group, slots, closing)
       for (const slot of slots) slot.worker.postMessage({ type: 'start' } satisfies ToWorker)
       return pool
@@ -248,6 +253,11 @@ export class FanoutPool extends EventEmitter<FanoutPoolEvents> implements AsyncD
     const worker = slot.worker
     // A thread that ends without saying why (process.exit in the handler) is reported too.
     let explained = false
+    for (const e of slot.pendingErrors ?? []) {
+      explained = true
+      this.#report(slot, e)
+    }
+    slot.pendingErrors = null
     worker.on('message', (m: FromWorker) => {
       if (m.type === 'message') this.emit('message', m.value, { ...slot.info })
       else if (m.type === 'error') this.#report(slot, restoreError(m.error))
@@ -343,6 +353,7 @@ function startWorker(
   slot.bornAt = Date.now()
   slot.info = { index, threadId: worker.threadId, tid: 0, cpu: null, pinError: plan.pinErrors[index], restarts }
   slot.exited = new Promise((resolve) => worker.once('exit', resolve))
+  slot.pendingErrors = []
   // Counters arrive for the life of the thread.
   worker.on('message', (m: FromWorker) => {
     if (m.type === 'stats') {
@@ -352,10 +363,11 @@ function startWorker(
   })
   return new Promise((resolve, reject) => {
     let failure: Error | null = null
+    let joined = false
     const onMessage = (m: FromWorker) => {
       if (m.type === 'joined') {
+        joined = true
         worker.off('message', onMessage)
-        worker.off('error', onError)
         slot.info.tid = m.tid
         slot.info.cpu = m.cpu
         if (m.pinError) slot.info.pinError = restoreError(m.pinError) as NetringError
@@ -364,15 +376,16 @@ function startWorker(
         failure ??= restoreError(m.error as FlatError)
       }
     }
+    // Stays for the life of the thread: a Worker 'error' with no listener would throw here.
     const onError = (e: Error) => {
-      failure ??= e
+      if (!joined) failure ??= e
+      else slot.pendingErrors?.push(e)
     }
     worker.on('message', onMessage)
     worker.on('error', onError)
     void slot.exited.then((code) => {
-      if (failure || !slot.info.tid) {
+      if (!joined) {
         worker.off('message', onMessage)
-        worker.off('error', onError)
         reject(failure ?? new Error(`fanout worker ${index} exited with code ${code} before joining the group`))
       }
     })
@@ -383,7 +396,8 @@ function startWorker(
 async function stopWorker(slot: Slot, timeoutMs: number): Promise<void> {
   const worker = slot.worker
   worker.postMessage({ type: 'close' } satisfies ToWorker)
-  const timer = setTimeout(() => void worker.terminate(), timeoutMs)
+  // terminate() settles when the thread is gone, which `exited` also says.
+  const timer = setTimeout(() => worker.terminate().catch(() => {}), timeoutMs)
   await slot.exited
   clearTimeout(timer)
 }

@@ -55,10 +55,16 @@ let started = false
 // `require()`, which cannot load every ES module (top-level await) and ignores loader hooks.
 const importModule = new Function('specifier', 'return import(specifier)') as (specifier: string) => Promise<Record<string, unknown>>
 
+let kernel: KernelCounts = { packets: 0, drops: 0, freezeCount: 0 }
+
 function publish(): void {
   lastPublish = Date.now()
-  let kernel: KernelCounts = { packets: 0, drops: 0, freezeCount: 0 }
-  if (capture && !capture.closed) kernel = capture.stats()
+  try {
+    if (capture && !capture.closed) kernel = capture.stats()
+  } catch {
+    // The socket failed (its interface went away): the handler hears of it from its capture;
+    // the counters stay as last read.
+  }
   post({ type: 'stats', kernel, handler: { ...handlerCounts } })
 }
 
