@@ -136,3 +136,16 @@ test('a handler blocked in nextBatchBlocking() or packets() is released by close
   t.true(messages.has('unblocked'), 'nextBatchBlocking() returned null and the handler went on')
   t.true(messages.has('iterated'), 'packets() ended')
 })
+
+test("stats(): each worker's kernel counters, drops and freezes included, add up to what was sent", async (t) => {
+  const veth = vethPair(t)
+  // Handlers that never read, and small rings: most of a burst is dropped by the kernel.
+  const pool = await open(veth, { 0: 'ignore-signal', 1: 'ignore-signal' }, { capture: { profile: 'low-memory', blockTimeoutMs: 10 }, closeTimeoutMs: 2000 })
+  const sent = flowFrames(veth, 12_000, 'd')
+  await veth.send(sent)
+  const stats = await pool.close()
+  t.is(stats.total.packets + stats.total.drops, sent.length, 'every frame sent is counted once, kept or dropped')
+  t.true(stats.workers.every((w) => w.drops > 0 && w.freezeCount > 0), JSON.stringify(stats.workers))
+  t.is(stats.total.drops, stats.workers[0].drops + stats.workers[1].drops)
+  t.is(stats.total.freezeCount, stats.workers[0].freezeCount + stats.workers[1].freezeCount)
+})
