@@ -22,9 +22,14 @@ function runChild(args: string[], { cpus, timeoutMs = 90_000 }: { cpus?: string;
     p.stdout.on('data', (d) => (out += d))
     p.stderr.on('data', (d) => (err += d))
     p.on('error', reject)
-    p.on('exit', (code, signal) => {
-      if (code !== 0 || signal) reject(new Error(`child ${args.join(' ')} ended with ${code ?? signal}: ${err}`))
-      else resolve(JSON.parse(out.trim().split('\n').at(-1)!))
+    // 'close', not 'exit': only then has all of the child's output been read.
+    p.on('close', (code, signal) => {
+      if (code !== 0 || signal) return reject(new Error(`child ${args.join(' ')} ended with ${code ?? signal}: ${err}`))
+      try {
+        resolve(JSON.parse(out.trim().split('\n').at(-1)!))
+      } catch {
+        reject(new Error(`child ${args.join(' ')} printed no result: ${JSON.stringify(out)} ${err}`))
+      }
     })
   })
 }
