@@ -198,7 +198,7 @@ export class FanoutPool extends EventEmitter<FanoutPoolEvents> implements AsyncD
 
   /**
    * Per worker and in total: the kernel's counters of each worker's capture (packets, drops,
-   * freezeCount) and the handler's reported counts. A running worker refreshes its row at least
+   * freezeCount) and the handler's reported counts. A running worker refreshes its row about
    * every 100 ms while its thread turns; after `close()` the figures are final.
    */
   stats(): FanoutPoolStats {
