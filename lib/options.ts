@@ -243,7 +243,7 @@ export interface XdpOptions {
   program?: 'builtin' | 'none' | { xskMap: string }
   /** Busy-poll the device for this many microseconds (SO_BUSY_POLL). @default 0 */
   busyPollUs?: number
-  /** Most packets handed out per batch (at most ringSize). @default 256 */
+  /** Most packets handed out per batch (at most ringSize). @default 256, or ringSize if smaller */
   batchSize?: number
 }
 

@@ -137,7 +137,7 @@ export class XdpBatch implements Iterable<XdpPacket>, Disposable {
     return iterator
   }
 
-  /** @internal */
+  /** The packet at `index`, unchecked (0 ≤ index < length). */
   packet(index: number): XdpPacket {
     return new XdpPacket(this, index)
   }

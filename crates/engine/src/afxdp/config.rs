@@ -104,7 +104,7 @@ impl XdpConfig {
             headroom: o.headroom.unwrap_or(0),
             program: o.program.unwrap_or(if mode.receives() { ProgramChoice::BuiltIn } else { ProgramChoice::None }),
             busy_poll_us: o.busy_poll_us,
-            batch_size: o.batch_size.unwrap_or(DEFAULT_BATCH_SIZE),
+            batch_size: o.batch_size.unwrap_or(DEFAULT_BATCH_SIZE.min(o.ring_size.unwrap_or(DEFAULT_RING_SIZE))),
         };
         if c.frame_size != 2048 && c.frame_size != 4096 {
             return Err(Error::invalid_option("frame_size", format!("must be 2048 or 4096, got {}", c.frame_size)));

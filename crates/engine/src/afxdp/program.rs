@@ -209,7 +209,11 @@ fn attach_error(e: Errno, iface: &Interface, mode: AttachMode) -> Error {
             iface.name
         )),
         Errno::EOPNOTSUPP => err.with_hint("the driver has no native XDP: use attach: 'skb' (or 'auto')"),
-        Errno::ENOTCONN => err.with_hint("a veth needs its peer up (and in a namespace) for native XDP"),
+        Errno::ENOTCONN => err.with_hint("a veth needs its peer up for native XDP"),
+        Errno::ENOSPC => err.with_hint(
+            "native XDP on a veth needs at least as many RX queues here as its peer has TX queues \
+             (create the pair with numtxqueues/numrxqueues on both ends), or use attach: 'skb'",
+        ),
         _ => err,
     }
 }
