@@ -1,9 +1,12 @@
 // Frames of every kind for the AF_XDP tests, all from one source MAC so a test recognises its
 // own frames among whatever else crosses the link, and a reader that collects them.
 
+import { type ChildProcess, spawn } from 'node:child_process'
+
+import type { ExecutionContext } from 'ava'
 import type { OwnedXdpPacket, XdpSocket } from 'netring'
 
-import { frame, tagged, udpFrame } from './net'
+import { frame, namespace, sh, sleep, tagged, udpFrame } from './net'
 
 /** The source MAC of every test frame (locally administered, nobody's). */
 export const XDP_TEST_SRC = Buffer.from('026e72000001', 'hex')
@@ -69,4 +72,66 @@ export async function collectXdp(xsk: XdpSocket, want: number, timeoutMs = 10_00
 /** The XDP program attached to `dev` (in `ns`), as `ip -d link` shows it, or undefined. */
 export function xdpProgramOf(show: string): string | undefined {
   return /prog\/xdp id (\d+)/.exec(show)?.[1]
+}
+
+let pairs = 0
+
+/**
+ * A veth pair with `queues` RX and TX queues on the near end and `farQueues` on the far end (in a
+ * fresh namespace), IPv6 off; removed with the namespace when the test ends. A veth records the
+ * sender's TX queue as the receiver's RX queue, so a far end with one queue puts every frame on
+ * near queue 0.
+ */
+export function multiQueueVeth(t: ExecutionContext, queues: number, farQueues = queues): { near: string; far: string; ns: string; farMac: Buffer; nearMac: Buffer } {
+  const ns = namespace(t)
+  const id = `${process.pid.toString(36)}q${(pairs++).toString(36)}`
+  const near = `nq${id}a`
+  const far = `nq${id}b`
+  const [q, fq] = [String(queues), String(farQueues)]
+  sh('ip', ['link', 'add', near, 'numtxqueues', q, 'numrxqueues', q, 'type', 'veth', 'peer', 'name', far, 'numtxqueues', fq, 'numrxqueues', fq, 'netns', ns])
+  t.teardown(() => {
+    try {
+      sh('ip', ['link', 'del', near])
+    } catch {
+      // gone with the namespace
+    }
+  })
+  sh('sysctl', ['-qw', `net.ipv6.conf.${near}.disable_ipv6=1`])
+  sh('ip', ['link', 'set', near, 'up'])
+  sh('ip', ['-n', ns, 'link', 'set', far, 'up'])
+  const mac = (json: string) => Buffer.from((JSON.parse(json)[0].address as string).replaceAll(':', ''), 'hex')
+  return { near, far, ns, nearMac: mac(sh('ip', ['-j', 'link', 'show', near])), farMac: mac(sh('ip', ['-n', ns, '-j', 'link', 'show', far])) }
+}
+
+/** The id of the XDP program attached to `dev` in this namespace, or undefined. */
+export function attachedProgram(dev: string): string | undefined {
+  return xdpProgramOf(sh('ip', ['-d', 'link', 'show', dev]))
+}
+
+/** Waits (up to `timeoutMs`) until `condition()` holds; returns whether it did. */
+export async function eventually(condition: () => boolean, timeoutMs = 10_000): Promise<boolean> {
+  const deadline = performance.now() + timeoutMs
+  while (performance.now() < deadline) {
+    if (condition()) return true
+    await sleep(20)
+  }
+  return condition()
+}
+
+/** A child node process running `script` (CommonJS, `netring` resolvable); resolves once it prints `ready`. */
+export async function childWith(script: string): Promise<{ child: ChildProcess; line: string; exited: Promise<{ code: number | null; signal: string | null }> }> {
+  const child = spawn(process.execPath, ['-e', script], { cwd: new URL('../..', import.meta.url).pathname, stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000 })
+  const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })))
+  let out = ''
+  let err = ''
+  child.stderr!.on('data', (d) => (err += d))
+  const line = await new Promise<string>((resolve, reject) => {
+    child.stdout!.on('data', (d) => {
+      out += d
+      const m = /^ready(.*)$/m.exec(out)
+      if (m) resolve(m[1].trim())
+    })
+    void exited.then(({ code, signal }) => reject(new Error(`child exited (${code ?? signal}) before it was ready: ${out}${err}`)))
+  })
+  return { child, line, exited }
 }
