@@ -237,7 +237,7 @@ fn xdp_tx(iface: &str, count: u64, size: usize, dst: &[u8; 6]) {
         f[14..18].copy_from_slice(&(sent as u32).to_be_bytes());
         if xsk.send(&f).expect("send") {
             sent += 1;
-            if sent % 256 == 0 {
+            if sent.is_multiple_of(256) {
                 xsk.flush().expect("flush");
             }
         } else {

@@ -197,7 +197,7 @@ fn af_xdp_allocates_nothing_per_packet() {
             sent += 1;
             full = false;
         }
-        if full || sent % 64 == 0 {
+        if full || sent.is_multiple_of(64) {
             tx.flush().unwrap();
             while let Some(batch) = rx.next_batch().unwrap() {
                 received += batch.packets.len() as u64;
