@@ -9,10 +9,11 @@
 use std::time::Duration;
 
 use napi::bindgen_prelude::{Buffer, Object, ObjectFinalize, Unknown};
-use napi::{check_status, sys, Env, Result};
+use napi::{sys, Env, Result};
 use netring_engine::reactor::Readiness;
 use netring_engine::{AttachMode, Errno, Error, ProgramChoice, Subject, XdpMode, XdpOptions, XdpSocket, ZeroCopy};
 
+use crate::batch_table::u32_array;
 use crate::error::{to_napi, OrThrow};
 use crate::lent_buffer::{force_copy_from_env, LentBuffer};
 use crate::wait::readiness_promise;
@@ -126,7 +127,7 @@ impl NativeXdpSocket {
 
         let rows = batch.packets.len();
         let words = (XDP_TABLE_HEADER_WORDS + XDP_TABLE_ROW_WORDS * rows as u32) as usize;
-        let (table, cells) = new_u32_table(env, words)?;
+        let (table, cells) = u32_array(env, words)?;
         cells[0] = rows as u32;
         cells[1] = batch.runs.len() as u32;
         (cells[2], cells[3]) = now;
@@ -325,16 +326,17 @@ impl NativeXdpSocket {
         let engine = self.engine()?;
         let pending = engine.pending();
         let s = engine.stats().or_throw()?;
+        let k = s.kernel;
         Ok(NativeXdpStats {
             received: s.received as f64,
             sent: s.sent as f64,
             pending,
-            rx_dropped: s.rx_dropped as f64,
-            rx_invalid_descs: s.rx_invalid_descs as f64,
-            tx_invalid_descs: s.tx_invalid_descs as f64,
-            rx_ring_full: s.rx_ring_full as f64,
-            rx_fill_ring_empty_descs: s.rx_fill_ring_empty_descs as f64,
-            tx_ring_empty_descs: s.tx_ring_empty_descs as f64,
+            rx_dropped: k.rx_dropped as f64,
+            rx_invalid_descs: k.rx_invalid_descs as f64,
+            tx_invalid_descs: k.tx_invalid_descs as f64,
+            rx_ring_full: k.rx_ring_full as f64,
+            rx_fill_ring_empty_descs: k.rx_fill_ring_empty_descs as f64,
+            tx_ring_empty_descs: k.tx_ring_empty_descs as f64,
         })
     }
 
@@ -479,27 +481,6 @@ fn realtime() -> (u32, u32) {
     // SAFETY: a valid timespec.
     unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
     (ts.tv_sec as u32, ts.tv_nsec as u32)
-}
-
-/// A fresh Uint32Array of `len` words and a slice over it.
-fn new_u32_table<'a>(env: &Env, len: usize) -> Result<(sys::napi_value, &'a mut [u32])> {
-    let mut data = std::ptr::null_mut();
-    let mut buffer = std::ptr::null_mut();
-    let mut array = std::ptr::null_mut();
-    // SAFETY: plain Node-API allocations; the slice covers exactly the new buffer, which the
-    // typed array keeps alive while the caller's scope holds it.
-    unsafe {
-        check_status!(sys::napi_create_arraybuffer(env.raw(), len * 4, &mut data, &mut buffer))?;
-        check_status!(sys::napi_create_typedarray(
-            env.raw(),
-            sys::TypedarrayType::uint32_array,
-            len,
-            buffer,
-            0,
-            &mut array
-        ))?;
-        Ok((array, std::slice::from_raw_parts_mut(data.cast::<u32>(), len)))
-    }
 }
 
 fn engine_options(o: NativeXdpOptions) -> netring_engine::Result<XdpOptions> {

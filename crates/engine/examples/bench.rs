@@ -222,8 +222,8 @@ fn xdp_live(iface: &str, seconds: u64) {
     println!(
         r#"{{"packets":{packets},"ns":{},"drops":{},"fill_empty":{},"cpu_ns":{},"checksum":{checksum}}}"#,
         start.elapsed().as_nanos(),
-        stats.rx_dropped,
-        stats.rx_fill_ring_empty_descs,
+        stats.kernel.rx_dropped,
+        stats.kernel.rx_fill_ring_empty_descs,
         cpu_ns() - cpu0
     );
 }

@@ -39,14 +39,13 @@ const MAX_KICKS: u32 = 1024;
 /// Cumulative counters: the kernel's (XDP_STATISTICS) and netring's own.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct XdpStats {
+    /// Packets handed out in batches.
     pub received: u64,
+    /// Frames the kernel completed.
     pub sent: u64,
-    pub rx_dropped: u64,
-    pub rx_invalid_descs: u64,
-    pub tx_invalid_descs: u64,
-    pub rx_ring_full: u64,
-    pub rx_fill_ring_empty_descs: u64,
-    pub tx_ring_empty_descs: u64,
+    /// Descriptors netring refused (they also count in `kernel.rx_invalid_descs`).
+    pub refused: u64,
+    pub kernel: ffi::xdp_statistics,
 }
 
 /// What the kernel gave.
@@ -355,7 +354,7 @@ impl XdpSocket {
             if taken == 0 {
                 // Skip the bad descriptor so the ring moves on; its frame is not touched.
                 rx.release(1);
-                self.stats.rx_invalid_descs += 1;
+                self.stats.refused += 1;
                 return Err(Error::new(
                     Errno::EBADMSG,
                     self.iface.subject(),
@@ -646,18 +645,13 @@ impl XdpSocket {
     /// Calls `callback` once, from the reactor thread, when the socket becomes readable (RX) or
     /// writable (TX), or reports an error. Arming again withdraws the previous wait.
     pub fn arm_wait(&mut self, writable: bool, callback: Callback) -> Result<()> {
-        if let Some(previous) = self.disarm_wait() {
-            previous(Readiness::Cancelled);
-        }
         let want = if writable { libc::EPOLLOUT } else { libc::EPOLLIN };
-        let events = (want | libc::EPOLLERR | libc::EPOLLHUP) as u32;
-        self.wait = Some(Reactor::global()?.arm(self.fd(), events, callback)?);
-        Ok(())
+        let fd = self.fd();
+        Reactor::rearm(&mut self.wait, fd, want as u32, callback)
     }
 
     pub fn disarm_wait(&mut self) -> Option<Callback> {
-        let token = self.wait.take()?;
-        Reactor::global().ok()?.disarm(token)
+        Reactor::withdraw(&mut self.wait)
     }
 
     /// Cumulative counters (the kernel's are cumulative already).
@@ -665,15 +659,8 @@ impl XdpSocket {
         let _ = self.reap();
         let k: ffi::xdp_statistics = syscall::getsockopt(self.fd.as_fd(), ffi::SOL_XDP, ffi::XDP_STATISTICS)
             .map_err(|e| Error::sys(e, "getsockopt", self.iface.subject(), "reading XDP_STATISTICS"))?;
-        Ok(XdpStats {
-            rx_dropped: k.rx_dropped,
-            rx_invalid_descs: k.rx_invalid_descs + self.stats.rx_invalid_descs,
-            tx_invalid_descs: k.tx_invalid_descs,
-            rx_ring_full: k.rx_ring_full,
-            rx_fill_ring_empty_descs: k.rx_fill_ring_empty_descs,
-            tx_ring_empty_descs: k.tx_ring_empty_descs,
-            ..self.stats
-        })
+        let kernel = ffi::xdp_statistics { rx_invalid_descs: k.rx_invalid_descs + self.stats.refused, ..k };
+        Ok(XdpStats { kernel, ..self.stats })
     }
 }
 
