@@ -1,14 +1,19 @@
 // netring's XDP program: attached with a BPF link, shared by the process's sockets on one
 // interface, gone with the last socket and with the process (even on SIGKILL), never replacing
-// a program someone else attached; queues without a socket still reach the kernel stack.
+// a program someone else attached; queues without a socket still reach the kernel stack; a
+// user's own program with a pinned XSKMAP is joined, not replaced.
 
+import { spawn } from 'node:child_process'
 import { createSocket } from 'node:dgram'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 
 import test from 'ava'
 import { NetringError, XdpSocket } from 'netring'
 
-import { frame, runIn, sendFrames, sh } from './helpers/net'
-import { attachedProgram, childWith, eventually, multiQueueVeth, XDP_TEST_SRC } from './helpers/xdp'
+import { frame, runIn, sendFrames, sh, vethPair } from './helpers/net'
+import { attachedProgram, childWith, collectXdp, eventually, multiQueueVeth, XDP_TEST_SRC } from './helpers/xdp'
 
 /** From the namespace, a UDP datagram to `host:port` and its echo back: the host's stack
  * answered. The exit status says whether the echo came (stdout may be cut short at exit). */
@@ -106,4 +111,43 @@ test("a program another process attached gives EBUSY and stays attached", async 
     child.kill('SIGKILL')
     await exited
   }
+})
+
+test("a user's own program: the socket joins its pinned XSKMAP and receives what it redirects", async (t) => {
+  const veth = vethPair(t)
+  // A private bpffs: pins made here vanish with the mount.
+  const dir = mkdtempSync(join(tmpdir(), 'netring-bpffs-'))
+  sh('mount', ['-t', 'bpf', 'bpf', dir])
+  t.teardown(() => {
+    sh('umount', [dir])
+    rmSync(dir, { recursive: true, force: true })
+  })
+  const pin = join(dir, 'user_xsks')
+  const user = spawn('python3', [new URL('./fixtures/xsk-program.py', import.meta.url).pathname, veth.near, pin, 'driver'], { stdio: ['pipe', 'pipe', 'pipe'] })
+  const exited = new Promise((resolve) => user.once('exit', resolve))
+  t.teardown(async () => {
+    user.stdin.end()
+    await exited
+  })
+  let err = ''
+  user.stderr.on('data', (d) => (err += d))
+  await new Promise<void>((resolve, reject) => {
+    user.stdout.on('data', (d) => String(d).includes('ready') && resolve())
+    user.once('exit', (code) => reject(new Error(`the user's program failed (${code}): ${err}`)))
+  })
+  const theirs = attachedProgram(veth.near)
+  t.truthy(theirs)
+  t.throws(() => XdpSocket.open(veth.near, { mode: 'rx' }), { instanceOf: NetringError, code: 'EBUSY' })
+  const xsk = XdpSocket.open(veth.near, { mode: 'rx', program: { xskMap: pin } })
+  t.is(xsk.info.attach, undefined, 'netring attached nothing')
+  t.is(xsk.info.programId, 0)
+  const frames = Array.from({ length: 30 }, (_, i) => frame(veth.nearMac, XDP_TEST_SRC, 60 + 10 * i, i))
+  await veth.send(frames)
+  const got = await collectXdp(xsk, frames.length)
+  t.is(got.length, frames.length)
+  got.forEach((p, i) => t.true(p.data.equals(frames[i]), `frame ${i} byte-exact`))
+  xsk.close()
+  t.is(attachedProgram(veth.near), theirs, 'their program stays when the socket closes')
+  const notAMap = t.throws(() => XdpSocket.open(veth.near, { mode: 'rx', program: { xskMap: join(dir, 'nothing') } }), { instanceOf: NetringError, code: 'ENOENT' })
+  t.is(notAMap?.option, 'program.xskMap')
 })
