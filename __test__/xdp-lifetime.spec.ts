@@ -10,7 +10,7 @@ import { Worker } from 'node:worker_threads'
 import test from 'ava'
 import { NetringError, XdpSocket } from 'netring'
 
-import { fdCount, frame, vethPair } from './helpers/net'
+import { fdCount, frame, localVethPair, vethPair } from './helpers/net'
 import { attachedProgram, collectXdp, eventually, XDP_TEST_SRC } from './helpers/xdp'
 
 const mappings = () => readFileSync('/proc/self/maps', 'utf8').split('\n').length
@@ -166,4 +166,47 @@ test.serial('terminating a worker that holds an XdpSocket releases the queue and
   }
   using again = XdpSocket.open(veth.near)
   t.false(again.closed)
+})
+
+test('a batch moved away with ArrayBuffer.prototype.transfer closes the socket instead of reaching the kernel', async (t) => {
+  if (!('transfer' in ArrayBuffer.prototype)) {
+    t.is(Number(process.versions.node.split('.')[0]), 20, 'only Node 20 lacks ArrayBuffer.prototype.transfer')
+    return
+  }
+  const veth = vethPair(t)
+  const xsk = XdpSocket.open(veth.near, { mode: 'rx' })
+  await veth.send([frame(veth.nearMac, XDP_TEST_SRC, 200, 1)])
+  const batch = xsk.nextBatchBlocking(5000)!
+  const data = batch.dataAt(0)
+  const at = batch.offsetAt(0)
+  const moved = (batch.runs[0].buffer as ArrayBuffer & { transfer(): ArrayBuffer }).transfer()
+  t.true(moved.byteLength > 0)
+  t.is(data.byteLength, 0, 'the original views are detached by the transfer')
+  t.throws(() => xsk.nextBatch(), { code: 'EPERM', message: /transferred/ })
+  t.true(xsk.closed)
+  t.is(attachedProgram(veth.near), undefined, 'the socket and the program are gone')
+  t.true(Buffer.from(moved, at, 200).equals(frame(veth.nearMac, XDP_TEST_SRC, 200, 1)), 'the moved memory stays mapped and readable')
+})
+
+test('where external buffers are refused, batches and slots are copies with the same API (NETRING_FORCE_COPY)', async (t) => {
+  const veth = localVethPair(t)
+  const script = `
+    const { XdpSocket } = require('netring')
+    const rx = XdpSocket.open(${JSON.stringify(veth.b)}, { mode: 'rx' })
+    const tx = XdpSocket.open(${JSON.stringify(veth.a)}, { mode: 'tx' })
+    const frame = Buffer.alloc(100, 0x5a); frame.fill(0xff, 0, 6); frame.writeUInt16BE(0x88b5, 12)
+    const slot = tx.allocate(100); frame.copy(slot.data); slot.send(); tx.drain(2000)
+    const batch = rx.nextBatchBlocking(5000)
+    const data = batch.dataAt(0)
+    const same = data.equals(frame)
+    batch.release()
+    console.log(JSON.stringify({ same, copyMode: rx.info.copyMode, detached: data.byteLength === 0 }))
+    rx.close(); tx.close()
+  `
+  const { stdout } = await promisify(execFile)(process.execPath, ['-e', script], {
+    cwd: new URL('..', import.meta.url).pathname,
+    env: { ...process.env, NETRING_FORCE_COPY: '1' },
+    timeout: 30_000,
+  })
+  t.deepEqual(JSON.parse(stdout), { same: true, copyMode: true, detached: true })
 })
