@@ -36,6 +36,8 @@ export abstract class BatchReader<B extends HeldBatch<P>, P> extends EventEmitte
   abstract nextBatchBlocking(timeoutMs?: number): B | null
   /** Marks the held batch released (the native wait that follows takes it back). */
   protected abstract forgetBatch(): void
+  /** Releases the batch held now, if any (leaving a loop gives it back). */
+  protected abstract releaseHeld(): void
   /** The native wait: resolves with epoll events, or 0 when withdrawn. */
   protected abstract waitNative(): Promise<number>
   protected abstract cancelNative(): void
@@ -53,20 +55,19 @@ export abstract class BatchReader<B extends HeldBatch<P>, P> extends EventEmitte
   /** Batches as they come, waiting without blocking the event loop (see `Capture.batches`). */
   async *batches(options?: { signal?: AbortSignal }): AsyncGenerator<B, void, undefined> {
     const { signal } = iterationOptions<{ signal?: AbortSignal }>(options, 'batches', ['signal'])
-    let held: B | null = null
     try {
       for (;;) {
         if (signal?.aborted) throw abortError(signal)
         if (this.closed) return
-        held = this.nextBatch()
-        if (held) {
-          yield held
+        const batch = this.nextBatch()
+        if (batch) {
+          yield batch
           continue
         }
         await this.#readable(signal)
       }
     } finally {
-      held?.release()
+      this.releaseHeld()
     }
   }
 

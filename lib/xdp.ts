@@ -253,6 +253,10 @@ export class XdpSocket extends BatchReader<XdpBatch, XdpPacket> implements SlotO
     this.#batch = null
   }
 
+  protected releaseHeld(): void {
+    this.#batch?.release()
+  }
+
   protected waitNative(): Promise<number> {
     return callNative(() => this.#native.waitReadable())
   }
