@@ -92,6 +92,56 @@ export declare class NativeInjector {
   close(): void
 }
 
+export declare class NativeXdpSocket {
+  static open(interface: string, options?: NativeXdpOptions | undefined | null): NativeXdpSocket
+  /**
+   * The next received packets as `{ runs: ArrayBuffer[], table: Uint32Array }`, or null.
+   * The batch lent before is detached and its frames returned to the kernel first.
+   */
+  nextBatch(): { runs: ArrayBuffer[], table: Uint32Array } | null
+  /** Blocks until packets are ready or `timeoutMs` passes, then behaves like `nextBatch`. */
+  nextBatchBlocking(timeoutMs?: number | undefined | null): { runs: ArrayBuffer[], table: Uint32Array } | null
+  /** Detaches the held batch's buffers and gives its frames back to the kernel. */
+  release(): void
+  /**
+   * Resolves (events > 0) once packets may be ready, or with 0 when withdrawn. The held
+   * batch is released first. The facade also re-checks periodically: a deleted interface
+   * wakes no epoll waiter.
+   */
+  waitReadable(): Promise<number>
+  /** Resolves once the TX ring may have room (POLLOUT), or with 0 when withdrawn. */
+  waitWritable(): Promise<number>
+  cancelWait(): void
+  /** Copies `frame` into a TX frame and queues it; false when none is free. */
+  send(frame: Buffer): boolean
+  /** Queues frames in order until none is free; returns how many. */
+  sendBatch(frames: Array<Buffer>): number
+  /** Lends one TX frame of `length` bytes: `{ index, data }`, or null when none is free. */
+  allocate(length: number): { index: number, data: ArrayBuffer } | null
+  /** Lends up to `count` consecutive TX frames as one buffer: slot `i` at `i * stride`. */
+  allocateRun(count: number, length: number): { first: number, count: number, stride: number, data: ArrayBuffer } | null
+  /**
+   * Queues the first `send` slots of a run (detached first) and gives the rest back.
+   * `lengths`: one for all, or one per queued slot.
+   */
+  commitRun(first: number, send: number, lengths: Array<number>): void
+  commit(index: number, length: number): void
+  discard(index: number): void
+  /** Publishes what was queued and kicks the kernel when it asks; returns how many frames. */
+  flush(): number
+  /** Flushes and blocks until everything was sent or `timeoutMs` passed. */
+  drain(timeoutMs?: number | undefined | null): boolean
+  stats(): NativeXdpStats
+  info(): NativeXdpInfo
+  get fd(): number
+  get closed(): boolean
+  /**
+   * Detaches every lent buffer, withdraws the wait, unmaps the rings and closes the socket
+   * (the program goes with the last socket on the interface). Idempotent.
+   */
+  close(): void
+}
+
 /** The CPUs the calling thread may run on. */
 export declare function allowedCpus(): Array<number>
 
@@ -217,6 +267,57 @@ export interface NativeInjectorStats {
   pending: number
 }
 
+export interface NativeXdpInfo {
+  interface: string
+  ifindex: number
+  queue: number
+  mode: string
+  zeroCopy: boolean
+  /** 'driver' or 'skb' for netring's program; null with program 'none' or a pinned map. */
+  attach?: string
+  programId: number
+  needWakeup: boolean
+  frameSize: number
+  frameCount: number
+  rxFrames: number
+  txFrames: number
+  ringSize: number
+  headroom: number
+  batchSize: number
+  /** Buffers are copies (the runtime refuses external buffers). */
+  copyMode: boolean
+}
+
+export interface NativeXdpOptions {
+  queue?: number
+  mode?: string
+  attach?: string
+  /** 'auto', 'on' or 'off'. */
+  zeroCopy?: string
+  needWakeup?: boolean
+  frameSize?: number
+  frameCount?: number
+  ringSize?: number
+  headroom?: number
+  /** 'builtin' or 'none'; `xsk_map` names a pinned XSKMAP instead. */
+  program?: string
+  xskMap?: string
+  busyPollUs?: number
+  batchSize?: number
+}
+
+export interface NativeXdpStats {
+  received: number
+  sent: number
+  pending: number
+  rxDropped: number
+  rxInvalidDescs: number
+  txInvalidDescs: number
+  rxRingFull: number
+  rxFillRingEmptyDescs: number
+  txRingEmptyDescs: number
+}
+
 /** Pins the calling thread to one CPU. */
 export declare function pinCurrentThread(cpu: number): void
 
@@ -248,3 +349,11 @@ export declare const TP_STATUS_VLAN_VALID: number
  * `timeoutMs` passes. Returns whether one did.
  */
 export declare function waitAnyReadable(fds: Array<number>, timeoutMs: number): boolean
+
+/**
+ * RX table: header words (packet count, run count, receive time sec, nsec), then per packet
+ * (run, offset in the run's buffer, length).
+ */
+export declare const XDP_TABLE_HEADER_WORDS: number
+
+export declare const XDP_TABLE_ROW_WORDS: number

@@ -11,6 +11,7 @@ import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs'
 import { cpus, release, totalmem } from 'node:os'
 import { fileURLToPath } from 'node:url'
 
+import { afxdpBench, afxdpReport } from './afxdp.mjs'
 import { benchNetwork, onConsumerCore, run, senderCpu, sh, sleep, start, twoCores } from './lib.mjs'
 import { capPeer } from './peers.mjs'
 
@@ -39,7 +40,7 @@ if (!existsSync(new URL('../dist/index.js', import.meta.url)) || !readdirSync(ro
 }
 execFileSync('cargo', ['build', '--quiet', '--release', '-p', 'netring-engine', '--example', 'bench'], { cwd: root, stdio: 'inherit' })
 const BENCH = `${root}target/release/examples/bench`
-const { Capture, FanoutPool, Injector } = await import('netring')
+const { Capture, FanoutPool, Injector, XdpSocket } = await import('netring')
 
 // This process consumes on core 0; senders run on core 1.
 if (twoCores) sh('taskset', ['-cp', '0', String(process.pid)])
@@ -633,6 +634,10 @@ progress('transmit: lending a slot and taking it back')
   tx.close()
 }
 
+// ---- AF_XDP: XdpSocket receiving and sending (bench/afxdp.mjs) ----
+
+results.afxdp = await afxdpBench({ Capture, XdpSocket, BENCH, LIVE_S, TX_N, FRAME, progress })
+
 // ---- 4. memory over a long live run, and capture churn ----
 
 progress(`memory: ${MEMORY_N.toLocaleString()} packets through for await`)
@@ -723,6 +728,7 @@ const targets = [
   ['transmit: sendBatch ≥ 0.8× native TX', txOf('Injector.sendBatch (256)') / nativeTx, 0.8],
   ['memory: RSS growth < 16 MiB (figure: growth in MiB)', results.memory.rssGrowthMiB, (v) => v < 16],
   ['fanout pool: 2 workers drain ≥ 1.7× 1 worker', fanoutDrain(2) / fanoutDrain(1), 1.7],
+  ...results.afxdp.targets,
 ].map(([target, value, need]) => ({
   target,
   value,
@@ -823,6 +829,7 @@ lines.push(
   `"× main-thread Capture" compares with the drain row "nextBatch, indexed" (the same loop on a plain Capture in this thread); the 1-worker row's ratio is the pool's overhead. Live traffic comes from one sender core, so live figures show CPU per packet, not scaling.`,
   '',
 )
+afxdpReport(results.afxdp, { lines, LIVE_S, TX_N, FRAME, fmt, table, nativeTxAfPacket: nativeTx })
 const m = results.memory
 lines.push(
   `**Memory**: ${m.packets.toLocaleString()} packets through \`for await\`: RSS ${fmt(m.rssStartMiB, 1)} → ${fmt(m.rssEndMiB, 1)} MiB (max ${fmt(m.rssMaxMiB, 1)}), heap ${fmt(m.heapStartMiB, 1)} → ${fmt(m.heapEndMiB, 1)} MiB, ring drops ${m.ringDrops}.`,

@@ -36,6 +36,14 @@ const RETRY_MS = 2
 // (the kernel sends in ring order), so a collected slot or batch of slots is given back.
 const abandoned = new FinalizationRegistry<() => void>((giveBack) => giveBack())
 
+/** What lent slots need from their sender (an `Injector`, an `XdpSocket`). */
+export interface SlotOwner {
+  readonly closed: boolean
+  /** @internal */ _commit(index: number, length: number): void
+  /** @internal */ _discard(index: number): void
+  /** @internal */ _commitRun(first: number, count: number, lengths: number[]): void
+}
+
 /**
  * A transmit slot lent by `Injector.allocate()`: `data` is a Buffer over the ring frame itself.
  * Write the frame into it, then `send()` (or `discard()`); either detaches `data`. Frames leave
@@ -43,12 +51,12 @@ const abandoned = new FinalizationRegistry<() => void>((giveBack) => giveBack())
  */
 export class TxSlot implements Disposable {
   readonly data: Buffer
-  #injector: Injector
+  #injector: SlotOwner
   #index: number
   #done = false
 
   /** @internal */
-  constructor(injector: Injector, index: number, data: ArrayBuffer) {
+  constructor(injector: SlotOwner, index: number, data: ArrayBuffer) {
     this.#injector = injector
     this.#index = index
     this.data = ringView(data, 0, data.byteLength)
@@ -94,14 +102,14 @@ export class TxSlotBatch implements Disposable {
   readonly count: number
   /** Bytes per slot. */
   readonly length: number
-  #injector: Injector
+  #injector: SlotOwner
   #first: number
   #stride: number
   #data: ArrayBuffer
   #done = false
 
   /** @internal */
-  constructor(injector: Injector, run: { first: number; count: number; stride: number; data: ArrayBuffer }, length: number) {
+  constructor(injector: SlotOwner, run: { first: number; count: number; stride: number; data: ArrayBuffer }, length: number) {
     this.#injector = injector
     this.#first = run.first
     this.#stride = run.stride
@@ -353,7 +361,8 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
   }
 }
 
-function asBuffer(frame: unknown): Buffer {
+/** A frame argument as a Buffer (no copy), or EINVAL. */
+export function asBuffer(frame: unknown): Buffer {
   if (Buffer.isBuffer(frame)) return frame
   if (frame instanceof Uint8Array) return Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength)
   throw NetringError.invalidOption('frame', 'must be a Buffer or a Uint8Array')

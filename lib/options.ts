@@ -209,3 +209,80 @@ export const nonNegative: Check = (v, o) => {
     throw NetringError.invalidOption(o, `must be a non-negative number, got ${describe(v)}`)
   }
 }
+
+// ---- XdpSocket ----
+
+export type XdpMode = 'rx' | 'tx' | 'rxtx'
+export type XdpAttachMode = 'auto' | 'driver' | 'skb'
+
+export interface XdpOptions {
+  /** The RX (and TX) queue of the interface to bind to. @default 0 */
+  queue?: number
+  /** Directions served; the UMEM is split half and half for 'rxtx'. @default 'rxtx' */
+  mode?: XdpMode
+  /** How netring's XDP program is attached: driver (native) where supported, else generic. @default 'auto' */
+  attach?: XdpAttachMode
+  /** Zero-copy: true requires it (EOPNOTSUPP where the driver lacks it, e.g. veth), false forces copy mode. @default 'auto' */
+  zeroCopy?: 'auto' | boolean
+  /** Bind with XDP_USE_NEED_WAKEUP: the kernel is kicked only when it asks. @default true */
+  needWakeup?: boolean
+  /** Bytes per UMEM frame, 2048 or 4096. @default 2048 */
+  frameSize?: number
+  /** Frames in the UMEM (half RX, half TX in 'rxtx' mode). @default 4096 */
+  frameCount?: number
+  /** Entries of each of the four rings (fill, completion, RX, TX), a power of two. @default 2048 */
+  ringSize?: number
+  /** Bytes kept free in front of each received packet (a multiple of 8). @default 0 */
+  headroom?: number
+  /**
+   * The XDP program that steers packets into the socket: netring's own ('builtin', attached with
+   * a BPF link that cannot outlive the process), none ('none', for TX only), or your own program
+   * already attached, whose pinned XSKMAP netring inserts the socket into (`{ xskMap: path }`).
+   * @default 'builtin' ('none' for mode 'tx')
+   */
+  program?: 'builtin' | 'none' | { xskMap: string }
+  /** Busy-poll the device for this many microseconds (SO_BUSY_POLL). @default 0 */
+  busyPollUs?: number
+  /** Most packets handed out per batch (at most ringSize). @default 256, or ringSize if smaller */
+  batchSize?: number
+}
+
+const xdpProgram: Check = (v, o) => {
+  if (v === 'builtin' || v === 'none') return
+  if (!isObject(v)) throw NetringError.invalidOption(o, `must be 'builtin', 'none' or { xskMap: path }, got ${describe(v)}`)
+  checkKeys(v, o, {
+    xskMap: (p, name) => {
+      if (typeof p !== 'string' || p.length === 0) throw NetringError.invalidOption(name, `must be a path, got ${describe(p)}`)
+    },
+  })
+  if (v.xskMap === undefined) throw NetringError.invalidOption(`${o}.xskMap`, 'is required')
+}
+
+const XDP_OPTIONS: Record<keyof XdpOptions, Check> = {
+  queue: u32,
+  mode: oneOf('rx', 'tx', 'rxtx'),
+  attach: oneOf('auto', 'driver', 'skb'),
+  zeroCopy: (v, o) => {
+    if (v !== 'auto' && typeof v !== 'boolean') throw NetringError.invalidOption(o, `must be 'auto', true or false, got ${describe(v)}`)
+  },
+  needWakeup: boolean,
+  frameSize: u32,
+  frameCount: u32,
+  ringSize: u32,
+  headroom: u32,
+  program: xdpProgram,
+  busyPollUs: u32,
+  batchSize: u32,
+}
+
+/** Checks the types of an XdpSocket options object and hands it on in the binding's shape. */
+export function xdpOptions(options: unknown): Binding.NativeXdpOptions {
+  const o = checkOptions(options, '', XDP_OPTIONS) as XdpOptions
+  const { zeroCopy, program, ...rest } = o
+  return {
+    ...rest,
+    zeroCopy: zeroCopy === undefined ? undefined : zeroCopy === 'auto' ? 'auto' : zeroCopy ? 'on' : 'off',
+    program: typeof program === 'string' ? program : undefined,
+    xskMap: typeof program === 'object' ? program.xskMap : undefined,
+  }
+}

@@ -7,21 +7,29 @@
 // returned at once and only running out of packets goes back to the capture.
 
 import { abortError } from './errors'
-import type { Packet, PacketBatch } from './packet'
+import type { Packet } from './packet'
 
-/** What the iterators need from a capture. */
-export interface BatchSource {
+/** What the iterators need from a batch (a capture's `PacketBatch`, an `XdpBatch`). */
+export interface HeldBatch<P> {
+  readonly length: number
+  readonly released: boolean
+  packet(index: number): P
+  release(): void
+}
+
+/** What the iterators need from a capture (or an AF_XDP socket). */
+export interface BatchSource<P = Packet> {
   readonly closed: boolean
-  nextBatch(): PacketBatch | null
-  nextBatchBlocking(timeoutMs?: number): PacketBatch | null
+  nextBatch(): HeldBatch<P> | null
+  nextBatchBlocking(timeoutMs?: number): HeldBatch<P> | null
   readable(signal?: AbortSignal): Promise<void>
 }
 
 const DONE: IteratorReturnResult<undefined> = Object.freeze({ value: undefined, done: true })
 
 /** The batch being walked and how many packets may still be handed out. */
-class Cursor {
-  #batch: PacketBatch | null = null
+class Cursor<P> {
+  #batch: HeldBatch<P> | null = null
   #index = 0
   constructor(private left: number) {}
 
@@ -30,14 +38,14 @@ class Cursor {
   }
 
   /** The next packet of the held batch, if it has one and it is still held. */
-  take(): Packet | undefined {
+  take(): P | undefined {
     const batch = this.#batch
     if (batch === null || this.#index >= batch.length || batch.released || this.left <= 0) return undefined
     this.left--
     return batch.packet(this.#index++)
   }
 
-  hold(batch: PacketBatch): void {
+  hold(batch: HeldBatch<P>): void {
     this.#batch = batch
     this.#index = 0
   }
@@ -50,26 +58,26 @@ class Cursor {
 }
 
 /** `capture.packets()`: blocks between batches; ends at `limit`, the deadline or close. */
-export class PacketIterator implements IterableIterator<Packet>, Disposable {
-  readonly #source: BatchSource
-  readonly #cursor: Cursor
+export class PacketIterator<P = Packet> implements IterableIterator<P>, Disposable {
+  readonly #source: BatchSource<P>
+  readonly #cursor: Cursor<P>
   readonly #deadline: number | undefined
   #done = false
 
-  constructor(source: BatchSource, limit: number, timeoutMs: number | undefined) {
+  constructor(source: BatchSource<P>, limit: number, timeoutMs: number | undefined) {
     this.#source = source
     this.#cursor = new Cursor(limit)
     this.#deadline = timeoutMs === undefined ? undefined : performance.now() + timeoutMs
   }
 
-  next(): IteratorResult<Packet, undefined> {
+  next(): IteratorResult<P, undefined> {
     while (!this.#done) {
       const packet = this.#cursor.take()
       if (packet !== undefined) return { value: packet, done: false }
       if (this.#cursor.exhausted || this.#source.closed) break
       const remaining = this.#deadline === undefined ? undefined : this.#deadline - performance.now()
       if (remaining !== undefined && remaining <= 0) break
-      let batch: PacketBatch | null
+      let batch: HeldBatch<P> | null
       try {
         batch = this.#source.nextBatchBlocking(remaining)
       } catch (e) {
@@ -101,21 +109,21 @@ export class PacketIterator implements IterableIterator<Packet>, Disposable {
  * `capture.iterate()`: waits for batches without blocking the event loop; ends at `limit` or
  * close, rejects with the capture's error or an AbortError when `signal` fires.
  */
-export class AsyncPacketIterator implements AsyncIterableIterator<Packet>, AsyncDisposable {
-  readonly #source: BatchSource
-  readonly #cursor: Cursor
+export class AsyncPacketIterator<P = Packet> implements AsyncIterableIterator<P>, AsyncDisposable {
+  readonly #source: BatchSource<P>
+  readonly #cursor: Cursor<P>
   readonly #signal: AbortSignal | undefined
   #done = false
   /** The wait in progress; calls to next() made meanwhile queue behind it, in order. */
-  #pending: Promise<IteratorResult<Packet, undefined>> | null = null
+  #pending: Promise<IteratorResult<P, undefined>> | null = null
 
-  constructor(source: BatchSource, limit: number, signal: AbortSignal | undefined) {
+  constructor(source: BatchSource<P>, limit: number, signal: AbortSignal | undefined) {
     this.#source = source
     this.#cursor = new Cursor(limit)
     this.#signal = signal
   }
 
-  next(): Promise<IteratorResult<Packet, undefined>> {
+  next(): Promise<IteratorResult<P, undefined>> {
     if (this.#pending !== null) {
       const after = () => this.next()
       return this.#pending.then(after, after)
@@ -131,7 +139,7 @@ export class AsyncPacketIterator implements AsyncIterableIterator<Packet>, Async
     return pending
   }
 
-  async #wait(): Promise<IteratorResult<Packet, undefined>> {
+  async #wait(): Promise<IteratorResult<P, undefined>> {
     const source = this.#source
     try {
       for (;;) {

@@ -71,6 +71,27 @@ pub const TP_STATUS_TS_SOFTWARE: u32 = netring_engine::ffi::TP_STATUS_TS_SOFTWAR
 #[napi]
 pub const TP_STATUS_TS_RAW_HARDWARE: u32 = netring_engine::ffi::TP_STATUS_TS_RAW_HARDWARE;
 
+/// A fresh `Uint32Array` of `len` words, and a slice over its memory to fill it.
+pub fn u32_array<'a>(env: &Env, len: usize) -> Result<(sys::napi_value, &'a mut [u32])> {
+    let mut data = ptr::null_mut();
+    let mut buffer = ptr::null_mut();
+    let mut array = ptr::null_mut();
+    // SAFETY: plain Node-API allocations; the slice covers exactly the buffer just created,
+    // which the typed array keeps alive while the caller's scope holds it.
+    unsafe {
+        check_status!(sys::napi_create_arraybuffer(env.raw(), len * 4, &mut data, &mut buffer))?;
+        check_status!(sys::napi_create_typedarray(
+            env.raw(),
+            sys::TypedarrayType::uint32_array,
+            len,
+            buffer,
+            0,
+            &mut array
+        ))?;
+        Ok((array, std::slice::from_raw_parts_mut(data.cast::<u32>(), len)))
+    }
+}
+
 /// A freshly allocated table being filled.
 pub struct BatchTable<'a> {
     pub value: sys::napi_value,
@@ -81,24 +102,8 @@ pub struct BatchTable<'a> {
 impl BatchTable<'_> {
     /// Allocates a table for `capacity` packets.
     pub fn new(env: &Env, capacity: usize) -> Result<BatchTable<'_>> {
-        let len = TABLE_HEADER_WORDS as usize + capacity;
-        let mut data = ptr::null_mut();
-        let mut buffer = ptr::null_mut();
-        let mut array = ptr::null_mut();
-        // SAFETY: plain Node-API allocations; the slice covers exactly the buffer just created,
-        // which the typed array keeps alive while this function's scope holds it.
-        unsafe {
-            check_status!(sys::napi_create_arraybuffer(env.raw(), len * 4, &mut data, &mut buffer))?;
-            check_status!(sys::napi_create_typedarray(
-                env.raw(),
-                sys::TypedarrayType::uint32_array,
-                len,
-                buffer,
-                0,
-                &mut array
-            ))?;
-            Ok(BatchTable { value: array, words: std::slice::from_raw_parts_mut(data.cast::<u32>(), len), rows: 0 })
-        }
+        let (value, words) = u32_array(env, TABLE_HEADER_WORDS as usize + capacity)?;
+        Ok(BatchTable { value, words, rows: 0 })
     }
 
     /// Adds a packet by the offset of its header in the block.

@@ -15,3 +15,4 @@ mod error;
 mod injector;
 mod lent_buffer;
 mod wait;
+mod xdp;

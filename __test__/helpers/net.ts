@@ -83,7 +83,7 @@ export function vethPair(t: ExecutionContext, options: { mtu?: number } = {}): V
   t.teardown(remove)
   // One queue each keeps ordering simple; IPv6 off keeps the link silent (no router
   // solicitations or DAD in the middle of a byte-for-byte comparison).
-  sh('ip', ['link', 'add', near, 'numtxqueues', '1', 'numrxqueues', '1', 'type', 'veth', 'peer', 'name', far, 'netns', ns])
+  sh('ip', ['link', 'add', near, 'numtxqueues', '1', 'numrxqueues', '1', 'type', 'veth', 'peer', 'name', far, 'numtxqueues', '1', 'numrxqueues', '1', 'netns', ns])
   sh('sysctl', ['-qw', `net.ipv6.conf.${near}.disable_ipv6=1`])
   sh('ip', ['netns', 'exec', ns, 'sysctl', '-qw', `net.ipv6.conf.${far}.disable_ipv6=1`])
   if (options.mtu) {
@@ -121,7 +121,7 @@ export function localVethPair(t: ExecutionContext, options: { mtu?: number } = {
   const id = unique()
   const a = `nl${id}a`
   const b = `nl${id}b`
-  sh('ip', ['link', 'add', a, 'numtxqueues', '1', 'numrxqueues', '1', 'type', 'veth', 'peer', 'name', b])
+  sh('ip', ['link', 'add', a, 'numtxqueues', '1', 'numrxqueues', '1', 'type', 'veth', 'peer', 'name', b, 'numtxqueues', '1', 'numrxqueues', '1'])
   createdLinks.add(a)
   const remove = () => {
     if (!createdLinks.delete(a)) return

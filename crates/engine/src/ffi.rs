@@ -239,3 +239,238 @@ const _: () = assert!(SOCKADDR_LL_LEN == 20);
 const _: () = assert!(size_of::<tpacket_stats_v3>() == 12);
 const _: () = assert!(size_of::<packet_mreq>() == 16);
 const _: () = assert!(size_of::<sock_filter>() == 8);
+
+// --- AF_XDP (include/uapi/linux/if_xdp.h; this machine's headers are older, so all is here) ---
+pub const AF_XDP: libc::c_int = 44;
+pub const SOL_XDP: libc::c_int = 283;
+
+pub const XDP_MMAP_OFFSETS: libc::c_int = 1;
+pub const XDP_RX_RING: libc::c_int = 2;
+pub const XDP_TX_RING: libc::c_int = 3;
+pub const XDP_UMEM_REG: libc::c_int = 4;
+pub const XDP_UMEM_FILL_RING: libc::c_int = 5;
+pub const XDP_UMEM_COMPLETION_RING: libc::c_int = 6;
+pub const XDP_STATISTICS: libc::c_int = 7;
+pub const XDP_OPTIONS: libc::c_int = 8;
+
+/// `sxdp_flags` of bind().
+pub const XDP_SHARED_UMEM: u16 = 1 << 0;
+pub const XDP_COPY: u16 = 1 << 1;
+pub const XDP_ZEROCOPY: u16 = 1 << 2;
+pub const XDP_USE_NEED_WAKEUP: u16 = 1 << 3;
+
+/// `xdp_options.flags`: the socket runs in zero-copy mode.
+pub const XDP_OPTIONS_ZEROCOPY: u32 = 1 << 0;
+/// The ring `flags` word bit asking user space for a wakeup (sendto / recvfrom / poll).
+pub const XDP_RING_NEED_WAKEUP: u32 = 1 << 0;
+
+/// mmap page offsets of the four rings.
+pub const XDP_PGOFF_RX_RING: libc::off_t = 0;
+pub const XDP_PGOFF_TX_RING: libc::off_t = 0x8000_0000;
+pub const XDP_UMEM_PGOFF_FILL_RING: libc::off_t = 0x1_0000_0000;
+pub const XDP_UMEM_PGOFF_COMPLETION_RING: libc::off_t = 0x1_8000_0000;
+
+/// Bytes the kernel keeps in front of every received frame (`XDP_PACKET_HEADROOM`).
+pub const XDP_PACKET_HEADROOM: u32 = 256;
+
+/// `struct sockaddr_xdp`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct sockaddr_xdp {
+    pub sxdp_family: u16,
+    pub sxdp_flags: u16,
+    pub sxdp_ifindex: u32,
+    pub sxdp_queue_id: u32,
+    pub sxdp_shared_umem_fd: u32,
+}
+
+/// `struct xdp_ring_offset`: where a ring's indices, flags and descriptors sit in its mapping.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct xdp_ring_offset {
+    pub producer: u64,
+    pub consumer: u64,
+    pub desc: u64,
+    pub flags: u64,
+}
+
+/// `struct xdp_mmap_offsets`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct xdp_mmap_offsets {
+    pub rx: xdp_ring_offset,
+    pub tx: xdp_ring_offset,
+    pub fr: xdp_ring_offset,
+    pub cr: xdp_ring_offset,
+}
+
+/// `struct xdp_umem_reg` (the 32-byte form; `tx_metadata_len` is read only with its flag).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct xdp_umem_reg {
+    pub addr: u64,
+    pub len: u64,
+    pub chunk_size: u32,
+    pub headroom: u32,
+    pub flags: u32,
+    pub tx_metadata_len: u32,
+}
+
+/// `struct xdp_statistics` (v2, with the ring-full and empty-ring counters).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct xdp_statistics {
+    pub rx_dropped: u64,
+    pub rx_invalid_descs: u64,
+    pub tx_invalid_descs: u64,
+    pub rx_ring_full: u64,
+    pub rx_fill_ring_empty_descs: u64,
+    pub tx_ring_empty_descs: u64,
+}
+
+/// `struct xdp_options`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct xdp_options {
+    pub flags: u32,
+}
+
+/// `struct xdp_desc`: one RX or TX descriptor.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct xdp_desc {
+    pub addr: u64,
+    pub len: u32,
+    pub options: u32,
+}
+
+const _: () = assert!(size_of::<sockaddr_xdp>() == 16);
+const _: () = assert!(size_of::<xdp_mmap_offsets>() == 128);
+const _: () = assert!(size_of::<xdp_umem_reg>() == 32);
+const _: () = assert!(size_of::<xdp_statistics>() == 48);
+const _: () = assert!(size_of::<xdp_desc>() == 16);
+
+// --- eBPF (include/uapi/linux/bpf.h) ------------------------------------------------------------
+pub const BPF_MAP_CREATE: libc::c_int = 0;
+pub const BPF_MAP_UPDATE_ELEM: libc::c_int = 2;
+pub const BPF_MAP_DELETE_ELEM: libc::c_int = 3;
+pub const BPF_PROG_LOAD: libc::c_int = 5;
+pub const BPF_OBJ_GET: libc::c_int = 7;
+pub const BPF_OBJ_GET_INFO_BY_FD: libc::c_int = 15;
+pub const BPF_LINK_CREATE: libc::c_int = 28;
+
+pub const BPF_MAP_TYPE_XSKMAP: u32 = 17;
+pub const BPF_PROG_TYPE_XDP: u32 = 6;
+/// `enum bpf_attach_type`: BPF_XDP.
+pub const BPF_XDP: u32 = 37;
+pub const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
+pub const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
+/// `enum xdp_action`.
+pub const XDP_PASS: i32 = 2;
+pub const BPF_FUNC_REDIRECT_MAP: i32 = 51;
+/// `src_reg` of a 64-bit immediate load that names a map by file descriptor.
+pub const BPF_PSEUDO_MAP_FD: u8 = 1;
+/// Offset of `rx_queue_index` in `struct xdp_md`.
+pub const XDP_MD_RX_QUEUE_INDEX: i16 = 16;
+
+// Opcodes (class | size/op | mode/source).
+pub const BPF_LDX_MEM_W: u8 = 0x61;
+pub const BPF_LD_IMM_DW: u8 = 0x18;
+pub const BPF_ALU64_MOV_K: u8 = 0xb7;
+pub const BPF_JMP_CALL: u8 = 0x85;
+pub const BPF_JMP_EXIT: u8 = 0x95;
+
+/// `struct bpf_insn`: `regs` holds dst_reg in the low nibble and src_reg in the high one.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct bpf_insn {
+    pub code: u8,
+    pub regs: u8,
+    pub off: i16,
+    pub imm: i32,
+}
+
+/// `union bpf_attr` for BPF_MAP_CREATE (the fields up to `map_name`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct bpf_attr_map_create {
+    pub map_type: u32,
+    pub key_size: u32,
+    pub value_size: u32,
+    pub max_entries: u32,
+    pub map_flags: u32,
+    pub inner_map_fd: u32,
+    pub numa_node: u32,
+    pub map_name: [u8; 16],
+}
+
+/// `union bpf_attr` for BPF_MAP_UPDATE_ELEM / BPF_MAP_DELETE_ELEM.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct bpf_attr_map_elem {
+    pub map_fd: u32,
+    pub _pad: u32,
+    pub key: u64,
+    pub value: u64,
+    pub flags: u64,
+}
+
+/// `union bpf_attr` for BPF_PROG_LOAD (the fields up to `expected_attach_type`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct bpf_attr_prog_load {
+    pub prog_type: u32,
+    pub insn_cnt: u32,
+    pub insns: u64,
+    pub license: u64,
+    pub log_level: u32,
+    pub log_size: u32,
+    pub log_buf: u64,
+    pub kern_version: u32,
+    pub prog_flags: u32,
+    pub prog_name: [u8; 16],
+    pub prog_ifindex: u32,
+    pub expected_attach_type: u32,
+}
+
+/// `union bpf_attr` for BPF_OBJ_GET.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct bpf_attr_obj_get {
+    pub pathname: u64,
+    pub bpf_fd: u32,
+    pub file_flags: u32,
+}
+
+/// `union bpf_attr` for BPF_OBJ_GET_INFO_BY_FD.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct bpf_attr_info_by_fd {
+    pub bpf_fd: u32,
+    pub info_len: u32,
+    pub info: u64,
+}
+
+/// The head of `struct bpf_prog_info` and `struct bpf_map_info` (type, id): all netring reads.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct bpf_info_head {
+    pub kind: u32,
+    pub id: u32,
+}
+
+/// `union bpf_attr` for BPF_LINK_CREATE (the common head; no target-specific tail).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct bpf_attr_link_create {
+    pub prog_fd: u32,
+    pub target_ifindex: u32,
+    pub attach_type: u32,
+    pub flags: u32,
+}
+
+const _: () = assert!(size_of::<bpf_insn>() == 8);
+const _: () = assert!(size_of::<bpf_attr_map_elem>() == 32);
+const _: () = assert!(std::mem::offset_of!(bpf_attr_prog_load, prog_name) == 48);
+const _: () = assert!(std::mem::offset_of!(bpf_attr_prog_load, expected_attach_type) == 68);
+const _: () = assert!(std::mem::offset_of!(bpf_attr_map_create, map_name) == 28);

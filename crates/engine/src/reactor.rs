@@ -89,6 +89,23 @@ impl Reactor {
         Some(entry.callback)
     }
 
+    /// One wait per socket, held in `wait`: withdraws the previous one (telling it `Cancelled`)
+    /// and arms `callback` for `events` (error and hang-up always included).
+    pub fn rearm(wait: &mut Option<Token>, fd: RawFd, events: u32, callback: Callback) -> Result<()> {
+        if let Some(previous) = Self::withdraw(wait) {
+            previous(Readiness::Cancelled);
+        }
+        let events = events | (libc::EPOLLERR | libc::EPOLLHUP) as u32;
+        *wait = Some(Reactor::global()?.arm(fd, events, callback)?);
+        Ok(())
+    }
+
+    /// Withdraws the wait held in `wait`, if it has not fired, and hands its callback back.
+    pub fn withdraw(wait: &mut Option<Token>) -> Option<Callback> {
+        let token = wait.take()?;
+        Reactor::global().ok()?.disarm(token)
+    }
+
     fn forget(&self, fd: RawFd) {
         // SAFETY: removing a registration; the fd is still open (callers guarantee it).
         unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_DEL, fd, std::ptr::null_mut()) };

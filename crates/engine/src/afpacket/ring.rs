@@ -140,6 +140,26 @@ impl Mapping {
         Ok(Arc::new(Mapping { ptr: NonNull::new(ptr).expect("mmap returned NULL"), len, locked }))
     }
 
+    /// Anonymous memory of `len` bytes (an AF_XDP UMEM), page aligned and populated, lent to
+    /// JavaScript the same way as a ring.
+    pub fn anonymous(len: usize, subject: &Subject) -> Result<Arc<Mapping>> {
+        // SAFETY: a fresh private anonymous mapping.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(Error::last("mmap", subject.clone(), format!("allocating {len} bytes of packet memory")));
+        }
+        Ok(Arc::new(Mapping { ptr: NonNull::new(p.cast()).expect("mmap returned NULL"), len, locked: false }))
+    }
+
     pub fn as_ptr(&self) -> *mut u8 {
         self.ptr.as_ptr()
     }

@@ -1,0 +1,246 @@
+// The AF_XDP rows of `npm run bench`: XdpSocket receiving (JavaScript paths against the engine's
+// native AF_XDP loop and against AF_PACKET) and sending, on a veth pair of its own with one queue
+// per end (native XDP on a veth needs the peer to have no more TX queues than it has RX queues),
+// in two set-ups:
+// - default: as the veth comes; receive work runs in softirq on the sender's core;
+// - split: threaded NAPI on the receiving end, its kthread pinned to the consumer's core, so the
+//   sender's core only sends (../shared platform notes: the C probe reached ≈1.35 Mpps there).
+
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs'
+
+import { onConsumerCore, run, senderCpu, sh, sleep, start, twoCores } from './lib.mjs'
+
+/** Runs every AF_XDP row; returns `{ rx: [...], tx: [...], targets: [...] }`. */
+export async function afxdpBench({ Capture, XdpSocket, BENCH, LIVE_S, TX_N, FRAME, progress }) {
+  const now = () => performance.now()
+  const id = `x${process.pid.toString(36)}`
+  const ns = `netring-bench-${id}`
+  const near = `nb${id}a`
+  const far = `nb${id}b`
+  const remove = () => {
+    for (const args of [['link', 'del', near], ['netns', 'del', ns]]) {
+      try {
+        sh('ip', args)
+      } catch {
+        // already gone
+      }
+    }
+  }
+  process.on('exit', remove)
+  sh('ip', ['netns', 'add', ns])
+  sh('ip', ['link', 'add', near, 'numtxqueues', '1', 'numrxqueues', '1', 'type', 'veth', 'peer', 'name', far, 'numtxqueues', '1', 'numrxqueues', '1', 'netns', ns])
+  sh('sysctl', ['-qw', `net.ipv6.conf.${near}.disable_ipv6=1`])
+  sh('ip', ['netns', 'exec', ns, 'sysctl', '-qw', `net.ipv6.conf.${far}.disable_ipv6=1`])
+  sh('ip', ['link', 'set', near, 'up'])
+  sh('ip', ['-n', ns, 'link', 'set', far, 'up'])
+  const nearMac = readFileSync(`/sys/class/net/${near}/address`, 'utf8').trim()
+  const farRx = () => JSON.parse(sh('ip', ['-n', ns, '-s', '-j', 'link', 'show', far]))[0].stats64.rx.packets
+  const sender = (seconds) =>
+    run('ip', ['netns', 'exec', ns, ...senderCpu, BENCH, 'sendmmsg', far, '1000000000000', String(FRAME), nearMac, String(seconds)]).then(JSON.parse)
+
+  const rxPaths = {
+    'XdpSocket nextBatchBlocking, indexed': async (xsk, until) => {
+      let n = 0
+      while (now() < until) {
+        const b = xsk.nextBatchBlocking(Math.max(1, until - now()))
+        if (!b) continue
+        const runs = b.runs
+        for (let i = 0; i < b.length; i++) n += runs[b.runAt(i)][b.offsetAt(i)] >= 0 ? 1 : 0
+      }
+      return n
+    },
+    'XdpSocket for await': async (xsk, until) => {
+      let n = 0
+      try {
+        for await (const p of xsk.iterate({ signal: AbortSignal.timeout(Math.max(1, Math.round(until - now()))) })) if (p.length > 0) n++
+      } catch (e) {
+        if (e.name !== 'AbortError') throw e
+      }
+      return n
+    },
+    "XdpSocket 'batch' event, indexed": (xsk, until) =>
+      new Promise((resolve) => {
+        let n = 0
+        xsk.on('batch', (b) => {
+          const runs = b.runs
+          for (let i = 0; i < b.length; i++) n += runs[b.runAt(i)][b.offsetAt(i)] >= 0 ? 1 : 0
+        })
+        setTimeout(() => {
+          xsk.pause()
+          resolve(n)
+        }, until - now())
+      }),
+  }
+
+  async function rxRun(setup, name, consume, pin) {
+    let packets
+    let drops
+    let fillEmpty
+    let cpuNs
+    const cpu0 = process.cpuUsage()
+    if (name === 'native AF_XDP loop') {
+      const consumer = start(...onConsumerCore(BENCH, ['xdp-live', near, String(LIVE_S + 1)]))
+      await consumer.line(/ready/)
+      if (pin) pinNapi(near)
+      const sent = await sender(LIVE_S)
+      const r = JSON.parse((await consumer.exited).out.trim().split('\n').at(-1))
+      return { setup, path: name, sent: sent.frames, packets: r.packets, kpps: r.packets / LIVE_S / 1000, drops: r.drops, fillEmpty: r.fill_empty, cpuNsPerPacket: r.cpu_ns / Math.max(1, r.packets) }
+    }
+    if (name === 'AF_PACKET Capture nextBatchBlocking, indexed') {
+      const cap = Capture.open(near, { profile: 'high-throughput' })
+      const sending = sender(LIVE_S)
+      const until = now() + LIVE_S * 1000 + 500
+      packets = 0
+      while (now() < until) {
+        const b = cap.nextBatchBlocking(Math.max(1, until - now()))
+        if (!b) continue
+        const bytes = b.bytes
+        for (let i = 0; i < b.length; i++) packets += bytes[b.offsetAt(i)] >= 0 ? 1 : 0
+      }
+      const sent = await sending
+      drops = cap.stats().drops
+      cap.close()
+      const cpu = process.cpuUsage(cpu0)
+      return { setup, path: name, sent: sent.frames, packets, kpps: packets / LIVE_S / 1000, drops, fillEmpty: null, cpuNsPerPacket: ((cpu.user + cpu.system) * 1000) / Math.max(1, packets) }
+    }
+    const xsk = XdpSocket.open(near, { mode: 'rx', attach: 'driver' })
+    if (pin) pinNapi(near)
+    const sending = sender(LIVE_S)
+    packets = await consume(xsk, now() + LIVE_S * 1000 + 500)
+    const sent = await sending
+    const s = xsk.stats()
+    drops = s.rxDropped
+    fillEmpty = s.rxFillRingEmptyDescs
+    xsk.close()
+    const cpu = process.cpuUsage(cpu0)
+    cpuNs = (cpu.user + cpu.system) * 1000
+    return { setup, path: name, sent: sent.frames, packets, kpps: packets / LIVE_S / 1000, drops, fillEmpty, cpuNsPerPacket: cpuNs / Math.max(1, packets) }
+  }
+
+  const results = { rx: [], tx: [] }
+  try {
+    progress('AF_XDP: warming up the sender')
+    await sender(0.5)
+    for (const setup of ['default', 'split']) {
+      if (setup === 'split') split(XdpSocket, near)
+      // AF_PACKET is measured on the default set-up only: without XDP or GRO a veth has no NAPI to thread.
+      const paths = [['native AF_XDP loop'], ...Object.entries(rxPaths), ...(setup === 'default' ? [['AF_PACKET Capture nextBatchBlocking, indexed']] : [])]
+      for (const [name, consume] of paths) {
+        progress(`AF_XDP RX (${setup}): ${name}`)
+        results.rx.push(await rxRun(setup, name, consume, setup === 'split'))
+        await sleep(100)
+      }
+    }
+
+    const template = (seq) => {
+      const f = Buffer.alloc(FRAME)
+      Buffer.from('ffffffffffff020000bebe02', 'hex').copy(f)
+      f.writeUInt16BE(0x88b5, 12)
+      f.writeUInt32BE(seq, 14)
+      return f
+    }
+    const txPaths = {
+      'XdpSocket.sendBatch (256)': (xsk) => {
+        const batch = Array.from({ length: 256 }, (_, i) => template(i))
+        for (let i = 0; i < TX_N; ) {
+          const n = Math.min(256, TX_N - i)
+          const queued = xsk.sendBatch(n === 256 ? batch : batch.slice(0, n))
+          i += queued
+          xsk.flush()
+        }
+      },
+      'XdpSocket.allocateBatch (zero-copy, 256)': (xsk) => {
+        const f = template(0)
+        for (let i = 0; i < TX_N; ) {
+          const batch = xsk.allocateBatch(Math.min(256, TX_N - i), FRAME)
+          if (!batch) {
+            xsk.flush()
+            continue
+          }
+          for (let j = 0; j < batch.count; j++) {
+            const slot = batch.slot(j)
+            f.copy(slot)
+            slot.writeUInt32BE(i + j, 14)
+          }
+          batch.send()
+          xsk.flush()
+          i += batch.count
+        }
+      },
+    }
+    const transmit = async (name, send) => {
+      const before = farRx()
+      const t0 = now()
+      if (send) {
+        const xsk = XdpSocket.open(near, { mode: 'tx' })
+        send(xsk)
+        xsk.drain(10_000)
+        xsk.close()
+      } else {
+        await run(...onConsumerCore(BENCH, ['xdp-tx', near, String(TX_N), String(FRAME), 'ff:ff:ff:ff:ff:ff']))
+      }
+      const ms = now() - t0
+      await sleep(200)
+      const received = farRx() - before
+      return { path: name, frames: TX_N, received, mpps: received / ms / 1000 }
+    }
+    progress('AF_XDP TX: native AF_XDP loop')
+    results.tx.push(await transmit('native AF_XDP loop (send, flush per 256)'))
+    for (const [name, send] of Object.entries(txPaths)) {
+      progress(`AF_XDP TX: ${name}`)
+      results.tx.push(await transmit(name, send))
+    }
+  } finally {
+    remove()
+  }
+
+  const rxOf = (setup, path) => results.rx.find((r) => r.setup === setup && r.path === path)
+  const nativeTx = results.tx[0].mpps
+  const jsSplit = rxOf('split', 'XdpSocket nextBatchBlocking, indexed')
+  results.targets = [
+    ['AF_XDP: JS RX on the split set-up ≥ 1.2 Mpps (figure: Mpps)', jsSplit.kpps / 1000, 1.2],
+    ['AF_XDP: JS RX on the split set-up, zero fill-ring starvation (figure: empty-fill count)', jsSplit.fillEmpty, (v) => v === 0],
+    ['AF_XDP: sendBatch ≥ 0.8× native AF_XDP TX', results.tx[1].mpps / nativeTx, 0.8],
+    ['AF_XDP: allocateBatch ≥ 0.8× native AF_XDP TX', results.tx[2].mpps / nativeTx, 0.8],
+  ]
+  return results
+}
+
+/**
+ * The split set-up: threaded NAPI on the receiving end. A veth has NAPI only while a native XDP
+ * program (or GRO) is on, so the setting is made with a socket open; it stays for the NAPI
+ * instances later attachments create, whose kthreads `pinNapi` moves to the consumer's core.
+ */
+function split(XdpSocket, dev) {
+  const xsk = XdpSocket.open(dev, { mode: 'rx', attach: 'driver' })
+  try {
+    writeFileSync(`/sys/class/net/${dev}/threaded`, '1')
+  } finally {
+    xsk.close()
+  }
+}
+
+function pinNapi(dev) {
+  if (!twoCores) return
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim().startsWith(`napi/${dev}`)) sh('taskset', ['-pc', '0', pid])
+    } catch {
+      // gone meanwhile
+    }
+  }
+}
+
+/** Adds the AF_XDP tables to the report (`lines`, through its `table`). */
+export function afxdpReport(results, { lines, LIVE_S, TX_N, FRAME, fmt, table, nativeTxAfPacket }) {
+  lines.push(`**AF_XDP receive** (a raw-socket sender at its maximum rate for ${LIVE_S} s per path, ${FRAME}-byte frames, driver mode, copy: veth has no zero-copy)`, '')
+  table(
+    ['set-up', 'path', 'sent', 'received', 'kpps', 'rx dropped', 'fill ring empty', 'CPU ns/pkt'],
+    results.rx.map((r) => [r.setup, r.path, r.sent.toLocaleString(), r.packets.toLocaleString(), fmt(r.kpps, 0), r.drops, r.fillEmpty ?? 'n/a', fmt(r.cpuNsPerPacket, 0)]),
+  )
+  lines.push(`**AF_XDP transmit** (${TX_N.toLocaleString()} × ${FRAME}-byte frames, counted on the receiving end)`, '')
+  table(
+    ['path', 'received', 'Mpps', '× native AF_XDP TX', '× native AF_PACKET TX'],
+    results.tx.map((r) => [r.path, r.received.toLocaleString(), fmt(r.mpps), fmt(r.mpps / results.tx[0].mpps, 3), fmt(r.mpps / nativeTxAfPacket, 3)]),
+  )
+}

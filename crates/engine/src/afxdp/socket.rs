@@ -1,0 +1,822 @@
+//! An AF_XDP socket: its UMEM, its four rings, its place in the XSKMAP, and the handing of
+//! frames between the kernel, the engine and the caller.
+//!
+//! Set-up order (Documentation/networking/af_xdp.rst; each step needs the one before): socket →
+//! XDP_UMEM_REG → fill and completion ring sizes (both mandatory, even for one direction) → RX /
+//! TX sizes → XDP_MMAP_OFFSETS and the mmaps → fill addresses posted (before bind, so the first
+//! packets are not dropped) → program attached → bind → socket inserted into the XSKMAP (after
+//! bind: an unbound socket in the map drops traffic).
+
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+
+use crate::afpacket::ring::Mapping;
+use crate::afpacket::socket::Interface;
+use crate::error::{Error, Result, Subject};
+use crate::ffi;
+use crate::reactor::{Callback, Reactor, Readiness, Token};
+use crate::syscall;
+
+use super::config::{XdpConfig, XdpOptions, ZeroCopy};
+use super::program::{self, AttachMode, Attachment, ProgramChoice, XDP_PERMISSION_HINT};
+use super::ring::Ring;
+use super::umem::{FrameState, Frames, RxFrame};
+
+/// How long a bind that finds the queue busy is retried: the kernel releases a closed socket's
+/// queue with a delay (up to ~100 ms measured).
+const BIND_RETRY: Duration = Duration::from_millis(500);
+/// How often a wait with no packets checks that the interface still exists: a deleted
+/// interface wakes no epoll waiter.
+pub const LIVENESS_INTERVAL: Duration = Duration::from_millis(200);
+/// Most runs (contiguous stretches of frames) in one RX batch; each is one lent buffer.
+pub const MAX_RUNS: usize = 4;
+/// Kicks per flush: one copy-mode sendto sends at most 32 descriptors.
+const MAX_KICKS: u32 = 1024;
+
+/// Cumulative counters: the kernel's (XDP_STATISTICS) and netring's own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct XdpStats {
+    /// Packets handed out in batches.
+    pub received: u64,
+    /// Frames the kernel completed.
+    pub sent: u64,
+    /// Descriptors netring refused (they also count in `kernel.rx_invalid_descs`).
+    pub refused: u64,
+    pub kernel: ffi::xdp_statistics,
+}
+
+/// What the kernel gave.
+#[derive(Debug, Clone)]
+pub struct XdpInfo {
+    pub zero_copy: bool,
+    /// Driver or Skb, or None without a program of netring's.
+    pub attach: Option<AttachMode>,
+    pub prog_id: u32,
+    pub rx_frames: u32,
+    pub tx_frames: u32,
+}
+
+/// A contiguous stretch of frames of an RX batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Run {
+    pub first: u32,
+    pub count: u32,
+}
+
+/// The RX batch held by the caller: its packets and the runs of frames they lie in.
+pub struct RxBatch<'a> {
+    pub packets: &'a [RxFrame],
+    pub runs: &'a [Run],
+}
+
+pub struct XdpSocket {
+    // Field order is drop order: the rings are unmapped before the socket closes (a closed
+    // socket with mapped rings keeps its queue), the socket closes before the attachment goes
+    // (closing removes it from the XSKMAP), and the UMEM mapping lasts while anyone lends it.
+    fill: Ring<u64>,
+    completion: Ring<u64>,
+    rx: Option<Ring<ffi::xdp_desc>>,
+    tx: Option<Ring<ffi::xdp_desc>>,
+    fd: OwnedFd,
+    attachment: Option<Arc<Attachment>>,
+    umem: Arc<Mapping>,
+    frames: Frames,
+    iface: Interface,
+    config: XdpConfig,
+    info: XdpInfo,
+    /// The held RX batch.
+    packets: Vec<RxFrame>,
+    runs: Vec<Run>,
+    /// TX descriptors written but not yet published.
+    tx_unsubmitted: u32,
+    stats: XdpStats,
+    failed: Option<Error>,
+    last_liveness: Instant,
+    wait: Option<Token>,
+}
+
+impl XdpSocket {
+    pub fn open(interface: &str, options: XdpOptions) -> Result<XdpSocket> {
+        let config = XdpConfig::resolve(options)?;
+        let iface = Interface::resolve(interface)?;
+        let subject = iface.subject();
+        let queues = rx_queue_count(&iface);
+        if config.queue >= queues {
+            return Err(Error::new(
+                Errno::EINVAL,
+                Subject::Option("queue"),
+                format!(
+                    "invalid option queue: '{}' has {queues} RX queue(s) (0 to {}), got {}",
+                    iface.name,
+                    queues - 1,
+                    config.queue
+                ),
+            )
+            .with_hint("list the queues with `ls /sys/class/net/<name>/queues` or `ethtool -l <name>`"));
+        }
+
+        // SAFETY: plain socket(2).
+        let raw = unsafe { libc::socket(ffi::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+        if raw < 0 {
+            let e = Error::last("socket", subject.clone(), format!("opening an AF_XDP socket for '{}'", iface.name));
+            return Err(match e.errno {
+                Errno::EPERM | Errno::EACCES => e.with_hint(XDP_PERMISSION_HINT),
+                Errno::EAFNOSUPPORT => e.with_hint("this kernel has no AF_XDP (CONFIG_XDP_SOCKETS, Linux 4.18+)"),
+                _ => e,
+            });
+        }
+        // SAFETY: a fresh descriptor we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let set = |name: libc::c_int, value: &u32, what: &str| {
+            syscall::setsockopt(fd.as_fd(), ffi::SOL_XDP, name, value)
+                .map_err(|e| Error::sys(e, "setsockopt", subject.clone(), format!("setting {what}")))
+        };
+
+        let umem_len = config.frame_size as usize * config.frame_count as usize;
+        let umem = Mapping::anonymous(umem_len, &subject)?;
+        let reg = ffi::xdp_umem_reg {
+            addr: umem.as_ptr() as u64,
+            len: umem_len as u64,
+            chunk_size: config.frame_size,
+            headroom: config.headroom,
+            ..Default::default()
+        };
+        syscall::setsockopt(fd.as_fd(), ffi::SOL_XDP, ffi::XDP_UMEM_REG, &reg).map_err(|e| {
+            let err = Error::sys(e, "setsockopt", subject.clone(), format!("registering the {umem_len}-byte UMEM (XDP_UMEM_REG)"));
+            if e == Errno::ENOBUFS || e == Errno::ENOMEM {
+                err.with_hint("the UMEM is pinned and counts against RLIMIT_MEMLOCK without CAP_IPC_LOCK: ask for fewer frames (frameCount)")
+            } else {
+                err
+            }
+        })?;
+        let (rx_frames, tx_frames) = config.split();
+        let n = config.ring_size;
+        set(ffi::XDP_UMEM_FILL_RING, &n, "the fill ring size (XDP_UMEM_FILL_RING)")?;
+        set(ffi::XDP_UMEM_COMPLETION_RING, &n, "the completion ring size (XDP_UMEM_COMPLETION_RING)")?;
+        if config.mode.receives() {
+            set(ffi::XDP_RX_RING, &n, "the RX ring size (XDP_RX_RING)")?;
+        }
+        if config.mode.transmits() {
+            set(ffi::XDP_TX_RING, &n, "the TX ring size (XDP_TX_RING)")?;
+        }
+        if let Some(us) = config.busy_poll_us {
+            syscall::setsockopt(fd.as_fd(), libc::SOL_SOCKET, ffi::SO_BUSY_POLL, &(us as i32))
+                .map_err(|e| Error::sys(e, "setsockopt", Subject::Option("busy_poll_us"), "setting SO_BUSY_POLL"))?;
+        }
+        let off: ffi::xdp_mmap_offsets = syscall::getsockopt(fd.as_fd(), ffi::SOL_XDP, ffi::XDP_MMAP_OFFSETS)
+            .map_err(|e| Error::sys(e, "getsockopt", subject.clone(), "reading the ring offsets (XDP_MMAP_OFFSETS)"))?;
+        let map_err = |e: Errno| Error::sys(e, "mmap", subject.clone(), "mapping an AF_XDP ring");
+        let mut fill = Ring::<u64>::map(fd.as_fd(), &off.fr, n, ffi::XDP_UMEM_PGOFF_FILL_RING).map_err(map_err)?;
+        let completion =
+            Ring::<u64>::map(fd.as_fd(), &off.cr, n, ffi::XDP_UMEM_PGOFF_COMPLETION_RING).map_err(map_err)?;
+        let rx = config
+            .mode
+            .receives()
+            .then(|| Ring::map(fd.as_fd(), &off.rx, n, ffi::XDP_PGOFF_RX_RING))
+            .transpose()
+            .map_err(map_err)?;
+        let tx = config
+            .mode
+            .transmits()
+            .then(|| Ring::map(fd.as_fd(), &off.tx, n, ffi::XDP_PGOFF_TX_RING))
+            .transpose()
+            .map_err(map_err)?;
+
+        let mut frames = Frames::new(config.frame_size, 0..rx_frames, rx_frames..rx_frames + tx_frames);
+        let room = fill.free();
+        let mut i = 0;
+        let posted = frames.take_for_fill(room, |addr| {
+            fill.write(i, addr);
+            i += 1;
+        });
+        fill.submit(posted);
+
+        let (attachment, xskmap) = match &config.program {
+            ProgramChoice::BuiltIn => {
+                let a = program::attach(&iface, config.attach, queues)?;
+                (Some(a), None)
+            }
+            ProgramChoice::XskMapPath(path) => (None, Some(program::open_pinned_xskmap(path)?)),
+            ProgramChoice::None => (None, None),
+        };
+
+        bind(&fd, &iface, &config)?;
+        let options: ffi::xdp_options = syscall::getsockopt(fd.as_fd(), ffi::SOL_XDP, ffi::XDP_OPTIONS)
+            .map_err(|e| Error::sys(e, "getsockopt", subject.clone(), "reading XDP_OPTIONS"))?;
+
+        let map = attachment.as_ref().map(|a| a.map()).or(xskmap.as_ref().map(|m| m.as_fd()));
+        if let Some(map) = map {
+            super::bpf::xskmap_insert(map, config.queue, fd.as_fd()).map_err(|e| {
+                Error::sys(
+                    e,
+                    "bpf",
+                    subject.clone(),
+                    format!("putting the socket into the XSKMAP at queue {}", config.queue),
+                )
+            })?;
+        }
+
+        let info = XdpInfo {
+            zero_copy: options.flags & ffi::XDP_OPTIONS_ZEROCOPY != 0,
+            attach: attachment.as_ref().map(|a| a.mode()),
+            prog_id: attachment.as_ref().map_or(0, |a| a.prog_id()),
+            rx_frames,
+            tx_frames,
+        };
+        let batch = config.batch_size as usize;
+        Ok(XdpSocket {
+            fill,
+            completion,
+            rx,
+            tx,
+            fd,
+            attachment,
+            umem,
+            frames,
+            iface,
+            config,
+            info,
+            packets: Vec::with_capacity(batch),
+            runs: Vec::with_capacity(MAX_RUNS),
+            tx_unsubmitted: 0,
+            stats: XdpStats::default(),
+            failed: None,
+            last_liveness: Instant::now(),
+            wait: None,
+        })
+    }
+
+    pub fn interface(&self) -> &Interface {
+        &self.iface
+    }
+
+    pub fn config(&self) -> &XdpConfig {
+        &self.config
+    }
+
+    pub fn info(&self) -> &XdpInfo {
+        &self.info
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// The UMEM, for lending frames.
+    pub fn umem(&self) -> &Arc<Mapping> {
+        &self.umem
+    }
+
+    pub fn frame_size(&self) -> u32 {
+        self.config.frame_size
+    }
+
+    /// Whether netring's program on this interface is still the one this socket uses.
+    pub fn has_program(&self) -> bool {
+        self.attachment.is_some()
+    }
+
+    // --- RX ---------------------------------------------------------------------------------
+
+    /// Hands the held batch's frames back: they become Free and go to the fill ring. The
+    /// caller must have detached every buffer over them first.
+    pub fn release(&mut self) {
+        for run in self.runs.drain(..) {
+            self.frames.release_lent(run.first, run.count);
+        }
+        self.packets.clear();
+        self.refill();
+    }
+
+    fn refill(&mut self) {
+        if self.rx.is_none() {
+            return;
+        }
+        let room = self.fill.free();
+        let fill = &mut self.fill;
+        let mut i = 0;
+        let posted = self.frames.take_for_fill(room, |addr| {
+            fill.write(i, addr);
+            i += 1;
+        });
+        if posted > 0 {
+            fill.submit(posted);
+        }
+    }
+
+    /// The next received packets, or `None` when none are ready. The batch held before is
+    /// released first: one batch is held at a time.
+    pub fn next_batch(&mut self) -> Result<Option<RxBatch<'_>>> {
+        self.release();
+        let Some(rx) = self.rx.as_mut() else {
+            return Err(Error::new(
+                Errno::EINVAL,
+                Subject::Option("mode"),
+                "this socket was opened with mode 'tx': it receives nothing",
+            ));
+        };
+        let available = rx.available().min(self.config.batch_size);
+        if available == 0 {
+            self.wake_fill()?;
+            self.check_alive()?;
+            return Ok(None);
+        }
+        let mut taken = 0;
+        let mut bad = None;
+        for i in 0..available {
+            let desc = rx.read(i);
+            // A run may grow by this frame only if it directly follows the run's last frame.
+            let frame = (desc.addr / self.config.frame_size as u64) as u32;
+            let extends = self.runs.last().is_some_and(|r| r.first + r.count == frame);
+            if !extends && self.runs.len() == MAX_RUNS {
+                break;
+            }
+            match self.frames.accept_rx(&desc) {
+                Ok(p) => {
+                    if extends {
+                        self.runs.last_mut().expect("checked").count += 1;
+                    } else {
+                        self.runs.push(Run { first: p.frame, count: 1 });
+                    }
+                    self.packets.push(p);
+                    taken += 1;
+                }
+                Err(why) => {
+                    bad = Some(why);
+                    break;
+                }
+            }
+        }
+        if let Some(why) = bad {
+            if taken == 0 {
+                // Skip the bad descriptor so the ring moves on; its frame is not touched.
+                rx.release(1);
+                self.stats.refused += 1;
+                return Err(Error::new(
+                    Errno::EBADMSG,
+                    self.iface.subject(),
+                    format!(
+                        "the kernel handed back an invalid RX descriptor on '{}': {why}; it was skipped",
+                        self.iface.name
+                    ),
+                ));
+            }
+        }
+        rx.release(taken);
+        self.stats.received += taken as u64;
+        Ok(Some(RxBatch { packets: &self.packets, runs: &self.runs }))
+    }
+
+    /// The held batch, again (after `next_batch`).
+    pub fn held(&self) -> RxBatch<'_> {
+        RxBatch { packets: &self.packets, runs: &self.runs }
+    }
+
+    /// Blocks until packets are ready or `timeout` passes; whether they are.
+    pub fn wait_ready(&mut self, timeout: Option<Duration>) -> Result<bool> {
+        self.release();
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            if self.rx.as_mut().is_some_and(|rx| rx.available() > 0) {
+                return Ok(true);
+            }
+            self.wake_fill()?;
+            self.check_alive()?;
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if left == Some(Duration::ZERO) {
+                return Ok(false);
+            }
+            // Never longer than the liveness interval: a deleted interface wakes nobody.
+            let step = left.map_or(LIVENESS_INTERVAL, |l| l.min(LIVENESS_INTERVAL));
+            syscall::poll(self.fd.as_fd(), libc::POLLIN, Some(step))
+                .map_err(|e| Error::sys(e, "poll", self.iface.subject(), "waiting for packets"))?;
+        }
+    }
+
+    /// In zero-copy mode the driver may need a wakeup to pick up fill addresses.
+    fn wake_fill(&mut self) -> Result<()> {
+        if !(self.config.need_wakeup && self.fill.needs_wakeup()) {
+            return Ok(());
+        }
+        // SAFETY: a zero-length non-blocking receive; no buffer is written.
+        let rc = unsafe {
+            libc::recvfrom(
+                self.fd(),
+                std::ptr::null_mut(),
+                0,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            )
+        };
+        if rc < 0 {
+            match Errno::last() {
+                Errno::EAGAIN | Errno::EINTR | Errno::EBUSY => {}
+                e => return Err(self.socket_error(e, "recvfrom")),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reports a deleted interface (ENODEV) or a pending socket error; checked at most every
+    /// LIVENESS_INTERVAL.
+    fn check_alive(&mut self) -> Result<()> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        if self.last_liveness.elapsed() < LIVENESS_INTERVAL {
+            return Ok(());
+        }
+        self.last_liveness = Instant::now();
+        if !self.iface.still_exists() {
+            let err = Error::new(
+                Errno::ENODEV,
+                self.iface.subject(),
+                format!("interface '{}' was removed while the AF_XDP socket was open", self.iface.name),
+            )
+            .with_hint("the socket cannot continue; open a new one once the interface exists again");
+            self.failed = Some(err.clone());
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    fn socket_error(&mut self, e: Errno, syscall: &'static str) -> Error {
+        if !self.iface.still_exists() {
+            self.last_liveness = Instant::now() - LIVENESS_INTERVAL;
+            if let Err(err) = self.check_alive() {
+                return err;
+            }
+        }
+        let err =
+            Error::sys(e, syscall, self.iface.subject(), format!("using the AF_XDP socket on '{}'", self.iface.name));
+        if e == Errno::ENETDOWN {
+            err.with_hint("bring the interface up (`ip link set <name> up`); the socket works again once it is")
+        } else {
+            err
+        }
+    }
+
+    // --- TX -----------------------------------------------------------------------------------
+
+    fn tx_ring(&mut self) -> Result<&mut Ring<ffi::xdp_desc>> {
+        self.tx.as_mut().ok_or_else(|| {
+            Error::new(Errno::EINVAL, Subject::Option("mode"), "this socket was opened with mode 'rx': it cannot send")
+        })
+    }
+
+    /// The largest frame a TX slot holds.
+    pub fn slot_capacity(&self) -> u32 {
+        self.config.frame_size
+    }
+
+    fn check_len(&self, len: usize) -> Result<()> {
+        if len < ffi::ETH_HLEN || len > self.slot_capacity() as usize {
+            return Err(Error::new(
+                Errno::EMSGSIZE,
+                self.iface.subject(),
+                format!("a frame must be {} to {} bytes (frameSize), got {len}", ffi::ETH_HLEN, self.slot_capacity()),
+            )
+            .with_syscall("sendto"));
+        }
+        Ok(())
+    }
+
+    /// TX ring slots we may still write.
+    fn tx_room(&mut self) -> Result<u32> {
+        let unsubmitted = self.tx_unsubmitted;
+        Ok(self.tx_ring()?.free() - unsubmitted)
+    }
+
+    /// Moves completed TX frames back to the free list; returns how many.
+    pub fn reap(&mut self) -> Result<u32> {
+        let n = self.completion.available();
+        let mut bad = None;
+        for i in 0..n {
+            let addr = self.completion.read(i);
+            match self.frames.complete(addr) {
+                Ok(_) => self.stats.sent += 1,
+                Err(why) => bad = Some(why),
+            }
+        }
+        self.completion.release(n);
+        if let Some(why) = bad {
+            return Err(Error::new(
+                Errno::EBADMSG,
+                self.iface.subject(),
+                format!("the kernel completed a TX address netring did not queue on '{}': {why}", self.iface.name),
+            ));
+        }
+        Ok(n)
+    }
+
+    fn push_tx(&mut self, frame: u32, len: u32) {
+        let addr = self.frames.addr(frame);
+        let i = self.tx_unsubmitted;
+        self.tx.as_mut().expect("checked by tx_room").write(i, ffi::xdp_desc { addr, len, options: 0 });
+        self.tx_unsubmitted += 1;
+    }
+
+    /// Copies `frame` into a free TX frame and queues it; `false` when no frame or ring slot is
+    /// free (flush, or wait with `arm_wait`).
+    pub fn send(&mut self, frame: &[u8]) -> Result<bool> {
+        self.check_len(frame.len())?;
+        if self.tx_room()? == 0 {
+            return Ok(false);
+        }
+        if self.frames.tx_free() == 0 {
+            self.reap()?;
+        }
+        let Some((index, 1)) = self.frames.take_tx_run(1, FrameState::TxQueued) else { return Ok(false) };
+        // SAFETY: a Free TX frame (now TxQueued, not yet visible to the kernel) of frame_size
+        // bytes inside the UMEM; frame.len() <= frame_size was checked.
+        unsafe {
+            std::ptr::copy_nonoverlapping(frame.as_ptr(), self.frame_ptr(index), frame.len());
+        }
+        self.push_tx(index, frame.len() as u32);
+        Ok(true)
+    }
+
+    pub fn frame_ptr(&self, frame: u32) -> *mut u8 {
+        // SAFETY: frame < frame_count (all callers pass frames from the table).
+        unsafe { self.umem.as_ptr().add(self.frames.addr(frame) as usize) }
+    }
+
+    /// Lends up to `max` consecutive free TX frames for zero-copy writing; `(first, count)`.
+    pub fn allocate_run(&mut self, max: u32, len: usize) -> Result<Option<(u32, u32)>> {
+        self.check_len(len.max(ffi::ETH_HLEN))?;
+        let room = self.tx_room()?;
+        if self.frames.tx_free() < max {
+            self.reap()?;
+        }
+        Ok(self.frames.take_tx_run(max.min(room), FrameState::TxLent).filter(|r| r.1 > 0))
+    }
+
+    /// Queues lent frame `frame` with `len` bytes (`len` 0: gives it back unsent).
+    pub fn commit(&mut self, frame: u32, len: usize) -> Result<()> {
+        if len == 0 {
+            return self.discard(frame);
+        }
+        self.check_len(len)?;
+        if self.tx_room()? == 0 {
+            // Cannot happen: allocate_run lends at most the ring room, and only commits use it.
+            return Err(Error::new(Errno::ENOBUFS, self.iface.subject(), "the TX ring is full"));
+        }
+        if !self.frames.tx_lent_to(frame, FrameState::TxQueued) {
+            return Err(Error::new(Errno::EINVAL, Subject::None, format!("TX frame {frame} is not lent out")));
+        }
+        self.push_tx(frame, len as u32);
+        Ok(())
+    }
+
+    pub fn discard(&mut self, frame: u32) -> Result<()> {
+        if !self.frames.tx_lent_to(frame, FrameState::Free) {
+            return Err(Error::new(Errno::EINVAL, Subject::None, format!("TX frame {frame} is not lent out")));
+        }
+        Ok(())
+    }
+
+    /// Publishes what was queued and kicks the kernel if it asks for it (always in copy mode);
+    /// returns how many frames were published.
+    pub fn flush(&mut self) -> Result<u32> {
+        let Some(tx) = self.tx.as_mut() else { return Ok(0) };
+        let published = self.tx_unsubmitted;
+        if published > 0 {
+            tx.submit(published);
+            self.tx_unsubmitted = 0;
+        }
+        // One copy-mode sendto sends at most 32 frames and says EAGAIN while more remain
+        // (xsk_generic_xmit()): kick until the ring is empty, reaping completions between
+        // kicks so the completion ring never fills.
+        for _ in 0..MAX_KICKS {
+            let tx = self.tx.as_mut().expect("checked above");
+            if tx.outstanding() == 0 || (self.config.need_wakeup && !tx.needs_wakeup()) {
+                break;
+            }
+            match syscall::kick(self.fd.as_fd(), libc::MSG_DONTWAIT) {
+                Ok(_) => {
+                    self.reap()?;
+                    if !self.info.zero_copy {
+                        break;
+                    }
+                }
+                // EBUSY: the device dropped a frame (e.g. longer than its MTU); it is still
+                // completed. ENOBUFS: backpressure, the frames stay queued.
+                Err(Errno::EAGAIN | Errno::EBUSY) => {
+                    self.reap()?;
+                }
+                Err(Errno::ENOBUFS) => break,
+                Err(e) => return Err(self.socket_error(e, "sendto")),
+            }
+        }
+        self.reap()?;
+        Ok(published)
+    }
+
+    /// TX frames queued or in flight.
+    pub fn pending(&mut self) -> u32 {
+        let _ = self.reap();
+        self.frames.tx_in_flight()
+    }
+
+    /// Flushes and waits until everything queued was sent, or `timeout` passes.
+    pub fn drain(&mut self, timeout: Option<Duration>) -> Result<bool> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            self.flush()?;
+            if self.pending() == 0 {
+                return Ok(true);
+            }
+            self.check_alive()?;
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if left == Some(Duration::ZERO) {
+                return Ok(false);
+            }
+            let step = left.map_or(Duration::from_millis(2), |l| l.min(Duration::from_millis(2)));
+            std::thread::sleep(step);
+        }
+    }
+
+    // --- waiting and counters ------------------------------------------------------------------
+
+    /// Calls `callback` once, from the reactor thread, when the socket becomes readable (RX) or
+    /// writable (TX), or reports an error. Arming again withdraws the previous wait.
+    pub fn arm_wait(&mut self, writable: bool, callback: Callback) -> Result<()> {
+        let want = if writable { libc::EPOLLOUT } else { libc::EPOLLIN };
+        let fd = self.fd();
+        Reactor::rearm(&mut self.wait, fd, want as u32, callback)
+    }
+
+    pub fn disarm_wait(&mut self) -> Option<Callback> {
+        Reactor::withdraw(&mut self.wait)
+    }
+
+    /// Cumulative counters (the kernel's are cumulative already).
+    pub fn stats(&mut self) -> Result<XdpStats> {
+        let _ = self.reap();
+        let k: ffi::xdp_statistics = syscall::getsockopt(self.fd.as_fd(), ffi::SOL_XDP, ffi::XDP_STATISTICS)
+            .map_err(|e| Error::sys(e, "getsockopt", self.iface.subject(), "reading XDP_STATISTICS"))?;
+        let kernel = ffi::xdp_statistics { rx_invalid_descs: k.rx_invalid_descs + self.stats.refused, ..k };
+        Ok(XdpStats { kernel, ..self.stats })
+    }
+}
+
+impl Drop for XdpSocket {
+    fn drop(&mut self) {
+        if let Some(callback) = self.disarm_wait() {
+            callback(Readiness::Cancelled);
+        }
+    }
+}
+
+/// RX queues of the interface, from sysfs (1 when it does not say).
+pub fn rx_queue_count(iface: &Interface) -> u32 {
+    std::fs::read_dir(format!("/sys/class/net/{}/queues", iface.name))
+        .map(|d| d.filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with("rx-")).count() as u32)
+        .unwrap_or(1)
+        .max(1)
+}
+
+fn bind(fd: &OwnedFd, iface: &Interface, config: &XdpConfig) -> Result<()> {
+    let mut flags = match config.zero_copy {
+        ZeroCopy::Auto => 0,
+        ZeroCopy::Required => ffi::XDP_ZEROCOPY,
+        ZeroCopy::Off => ffi::XDP_COPY,
+    };
+    if config.need_wakeup {
+        flags |= ffi::XDP_USE_NEED_WAKEUP;
+    }
+    let sxdp = ffi::sockaddr_xdp {
+        sxdp_family: ffi::AF_XDP as u16,
+        sxdp_flags: flags,
+        sxdp_ifindex: iface.index,
+        sxdp_queue_id: config.queue,
+        sxdp_shared_umem_fd: 0,
+    };
+    let deadline = Instant::now() + BIND_RETRY;
+    loop {
+        // SAFETY: a valid sockaddr_xdp of its own size.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&sxdp as *const ffi::sockaddr_xdp).cast(),
+                std::mem::size_of::<ffi::sockaddr_xdp>() as libc::socklen_t,
+            )
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+        let e = Errno::last();
+        // The queue of a socket closed moments ago is released with a delay.
+        if (e == Errno::EBUSY || e == Errno::EINTR) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        }
+        let doing = format!("binding the AF_XDP socket to '{}' queue {}", iface.name, config.queue);
+        let err = Error::sys(e, "bind", iface.subject(), doing);
+        return Err(match e {
+            Errno::EBUSY => err.with_hint("another AF_XDP socket is bound to this queue (in this or another process)"),
+            Errno::EOPNOTSUPP if config.zero_copy == ZeroCopy::Required => {
+                Error { subject: Subject::Option("zero_copy"), ..err }.with_hint(
+                    "the driver has no AF_XDP zero-copy support (veth never has): use zeroCopy: 'auto' or false",
+                )
+            }
+            Errno::EPERM | Errno::EACCES => err.with_hint(XDP_PERMISSION_HINT),
+            _ => err,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::afxdp::config::XdpMode;
+    use std::process::Command;
+
+    fn is_root() -> bool {
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        assert!(root || std::env::var_os("CI").is_none(), "CI runs these tests as root");
+        root
+    }
+
+    /// A veth pair with one queue each, both ends here, IPv6 off; deleted on drop.
+    struct Veth(String, String);
+
+    impl Veth {
+        fn new(tag: &str) -> Veth {
+            let (a, b) = (format!("nx{}{tag}a", std::process::id()), format!("nx{}{tag}b", std::process::id()));
+            let ip = |args: &[&str]| assert!(Command::new("ip").args(args).status().unwrap().success(), "ip {args:?}");
+            ip(&["link", "add", &a, "numtxqueues", "1", "numrxqueues", "1", "type", "veth", "peer", "name", &b]);
+            for d in [&a, &b] {
+                let _ = Command::new("sysctl").args(["-qw", &format!("net.ipv6.conf.{d}.disable_ipv6=1")]).status();
+                ip(&["link", "set", d, "up"]);
+            }
+            Veth(a, b)
+        }
+    }
+
+    impl Drop for Veth {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["link", "del", &self.0]).status();
+        }
+    }
+
+    fn xdp_attached(dev: &str) -> bool {
+        let out = Command::new("ip").args(["-d", "link", "show", dev]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).contains("prog/xdp")
+    }
+
+    fn frame(i: u8, len: usize) -> Vec<u8> {
+        let mut f = vec![0xff; 6];
+        f.extend_from_slice(&[2, 0, 0, 0, 0, i]);
+        f.extend_from_slice(&[0x88, 0xb5]);
+        f.extend((0..len - 14).map(|j| (j as u8).wrapping_mul(7).wrapping_add(i)));
+        f
+    }
+
+    #[test]
+    fn receives_and_sends_byte_exact_on_a_veth_pair_and_detaches_at_close() {
+        if !is_root() {
+            return;
+        }
+        let veth = Veth::new("e");
+        let mut rx = XdpSocket::open(&veth.1, XdpOptions { mode: Some(XdpMode::Rx), ..Default::default() }).unwrap();
+        assert!(!rx.info().zero_copy, "veth is copy mode only");
+        assert!(xdp_attached(&veth.1));
+        let mut tx = XdpSocket::open(&veth.0, XdpOptions { mode: Some(XdpMode::Tx), ..Default::default() }).unwrap();
+        assert!(!xdp_attached(&veth.0), "a TX-only socket attaches no program");
+        let frames: Vec<Vec<u8>> = (0..100u8).map(|i| frame(i, 60 + i as usize * 14)).collect();
+        for f in &frames {
+            assert!(tx.send(f).unwrap());
+        }
+        assert_eq!(tx.flush().unwrap(), 100);
+        assert!(tx.drain(Some(Duration::from_secs(5))).unwrap());
+        let mut got: Vec<Vec<u8>> = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while got.len() < frames.len() && Instant::now() < deadline {
+            if !rx.wait_ready(Some(Duration::from_millis(100))).unwrap() {
+                continue;
+            }
+            let umem = rx.umem().as_ptr();
+            let fs = rx.frame_size() as usize;
+            let batch = rx.next_batch().unwrap().unwrap();
+            assert!(batch.runs.len() <= 2, "{:?}", batch.runs);
+            for p in batch.packets {
+                // SAFETY: a checked descriptor inside the UMEM, lent to us.
+                let s = unsafe {
+                    std::slice::from_raw_parts(umem.add(p.frame as usize * fs + p.offset as usize), p.len as usize)
+                };
+                got.push(s.to_vec());
+            }
+        }
+        assert_eq!(got, frames);
+        assert_eq!(rx.stats().unwrap().received, 100);
+        assert_eq!(tx.stats().unwrap().sent, 100);
+        drop(rx);
+        assert!(!xdp_attached(&veth.1), "the program goes with the last socket");
+    }
+}

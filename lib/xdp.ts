@@ -1,0 +1,425 @@
+// XdpSocket: an AF_XDP socket on one queue of one interface, receiving into and sending from a
+// UMEM shared with the kernel.
+//
+// Received packets are Buffers over UMEM frames (no copy), lent one batch at a time, with the
+// same contract as Capture's batches: releasing the batch (or taking the next one, or closing)
+// detaches every Buffer over it, and only then do its frames go back to the kernel's fill ring.
+// Sending copies into free TX frames (`send`) or lends them to write in place (`allocate`).
+
+import { Writable } from 'node:stream'
+
+import { BatchReader } from './batch-reader'
+import { callNative, NetringError } from './errors'
+import { asBuffer, TxSlot, TxSlotBatch, type SlotOwner } from './injector'
+import { native, type Binding } from './native'
+import { interfaceName, xdpOptions, type XdpOptions } from './options'
+
+export type { XdpAttachMode, XdpMode, XdpOptions } from './options'
+import { ringView } from './ring-view'
+
+const { XDP_TABLE_HEADER_WORDS: HEADER, XDP_TABLE_ROW_WORDS: ROW } = native
+
+/** What the kernel gave: zero-copy or copy, attach mode, queue, UMEM geometry, program id. */
+export type XdpInfo = Binding.NativeXdpInfo
+
+/** Cumulative counters: netring's (`received`, `sent`, `pending`) and XDP_STATISTICS. */
+export type XdpStats = Binding.NativeXdpStats
+
+/** How long a wait lasts before the socket checks that its interface still exists: a deleted
+ * interface wakes no epoll waiter. */
+const LIVENESS_MS = 250
+/** How long to wait for POLLOUT before flushing again. */
+const RETRY_MS = 2
+
+/** What every received packet, lent or owned, tells about itself. */
+export interface XdpPacketInfo {
+  readonly data: Buffer
+  readonly length: number
+  /** The queue it was received on. */
+  readonly queue: number
+  /** When netring took the batch from the RX ring (copy-mode AF_XDP carries no timestamp). */
+  readonly timestampNs: bigint
+}
+
+/** A received packet whose `data` is a Buffer over its UMEM frame; readable while its batch is held. */
+export class XdpPacket implements XdpPacketInfo {
+  #data: Buffer | undefined
+  /** @internal */
+  constructor(
+    private readonly batch: XdpBatch,
+    private readonly index: number,
+  ) {}
+
+  /** The packet's bytes, over the UMEM (no copy); detached (length 0) once the batch is released. */
+  get data(): Buffer {
+    this.#data ??= this.batch.released ? Buffer.alloc(0) : this.batch.dataAt(this.index)
+    return this.#data
+  }
+
+  get length(): number {
+    return this.batch.lengthAt(this.index)
+  }
+
+  get queue(): number {
+    return this.batch.queue
+  }
+
+  get timestampNs(): bigint {
+    return this.batch.timestampNs
+  }
+
+  /** An owned packet: `data` a fresh Buffer. Throws once the batch was released. */
+  copy(): OwnedXdpPacket {
+    if (this.batch.released) throw releasedError()
+    return new OwnedXdpPacket(this)
+  }
+}
+
+/** A received packet that owns its bytes. */
+export class OwnedXdpPacket implements XdpPacketInfo {
+  readonly data: Buffer
+  readonly length: number
+  readonly queue: number
+  readonly timestampNs: bigint
+
+  constructor(p: XdpPacketInfo) {
+    this.data = Buffer.from(p.data)
+    this.length = p.length
+    this.queue = p.queue
+    this.timestampNs = p.timestampNs
+  }
+}
+
+/**
+ * The packets of one RX batch, over one ArrayBuffer per run of consecutive UMEM frames (one or
+ * two), each covering only this batch's frames. Release it as soon as you can: its frames return
+ * to the kernel only then, and the socket holds one batch at a time.
+ */
+export class XdpBatch implements Iterable<XdpPacket>, Disposable {
+  readonly length: number
+  readonly queue: number
+  readonly timestampNs: bigint
+  /** The runs' bytes; index them with `runAt(i)`, `offsetAt(i)`, `lengthAt(i)`. Empty once released. */
+  readonly runs: readonly Uint8Array[]
+  readonly #buffers: readonly ArrayBuffer[]
+  readonly #table: Uint32Array
+  readonly #release: (batch: XdpBatch) => void
+  #released = false
+
+  /** @internal */
+  constructor(raw: { runs: ArrayBuffer[]; table: Uint32Array }, queue: number, release: (batch: XdpBatch) => void) {
+    const t = raw.table
+    this.#table = t
+    this.#buffers = raw.runs
+    this.runs = raw.runs.map((r) => new Uint8Array(r))
+    this.length = t[0]
+    this.queue = queue
+    this.timestampNs = BigInt(t[2]) * 1_000_000_000n + BigInt(t[3])
+    this.#release = release
+  }
+
+  get released(): boolean {
+    return this.#released
+  }
+
+  at(index: number): XdpPacket | undefined {
+    if (!Number.isInteger(index) || index < 0 || index >= this.length) return undefined
+    return this.packet(index)
+  }
+
+  [Symbol.iterator](): IterableIterator<XdpPacket> {
+    let i = 0
+    const iterator: IterableIterator<XdpPacket> = {
+      next: () =>
+        i < this.length && !this.#released ? { value: this.packet(i++), done: false } : { value: undefined, done: true },
+      [Symbol.iterator]: () => iterator,
+    }
+    return iterator
+  }
+
+  /** The packet at `index`, unchecked (0 ≤ index < length). */
+  packet(index: number): XdpPacket {
+    return new XdpPacket(this, index)
+  }
+
+  /** Which of `runs` packet `index` lies in. */
+  runAt(index: number): number {
+    return this.#table[HEADER + index * ROW]
+  }
+
+  /** Offset of packet `index`'s first byte in its run. */
+  offsetAt(index: number): number {
+    return this.#table[HEADER + index * ROW + 1]
+  }
+
+  lengthAt(index: number): number {
+    return this.#table[HEADER + index * ROW + 2]
+  }
+
+  /** A Buffer over packet `index` (no copy); detached once the batch is released. */
+  dataAt(index: number): Buffer {
+    const row = HEADER + index * ROW
+    return ringView(this.#buffers[this.#table[row]], this.#table[row + 1], this.#table[row + 2])
+  }
+
+  /** Hands the frames back to the kernel; every Buffer over them is detached. Idempotent. */
+  release(): void {
+    if (!this.#released) this.#release(this)
+  }
+
+  /** @internal */
+  markReleased(): void {
+    this.#released = true
+  }
+
+  [Symbol.dispose](): void {
+    this.release()
+  }
+}
+
+export class XdpSocket extends BatchReader<XdpBatch, XdpPacket> implements SlotOwner, Disposable, AsyncDisposable {
+  readonly #native: Binding.NativeXdpSocket
+  readonly interface: string
+  readonly queue: number
+  #batch: XdpBatch | null = null
+  #flushScheduled = false
+  protected override readonly recheckMs = LIVENESS_MS
+
+  private constructor(iface: string, nativeSocket: Binding.NativeXdpSocket) {
+    super()
+    this.interface = iface
+    this.#native = nativeSocket
+    this.queue = nativeSocket.info().queue
+  }
+
+  /**
+   * Opens an AF_XDP socket on `iface`, queue `options.queue` (0). Unless `program` says
+   * otherwise, netring's XDP program is attached to the interface with a BPF link (shared by the
+   * process's sockets on that interface, detached with the last one, and by the kernel if the
+   * process dies); packets of queues without a socket go on to the kernel stack.
+   */
+  static open(iface: string, options?: XdpOptions): XdpSocket {
+    interfaceName(iface)
+    const nativeOptions = xdpOptions(options)
+    return new XdpSocket(iface, callNative(() => native.NativeXdpSocket.open(iface, nativeOptions)))
+  }
+
+  get fd(): number {
+    return this.#native.fd
+  }
+
+  get closed(): boolean {
+    return this.#native.closed
+  }
+
+  get info(): XdpInfo {
+    return callNative(() => this.#native.info())
+  }
+
+  stats(): XdpStats {
+    return callNative(() => this.#native.stats())
+  }
+
+  // ---- RX ----
+
+  /** The next received packets, or `null` when none are ready; never waits. Releases the batch taken before. */
+  nextBatch(): XdpBatch | null {
+    this.forgetBatch()
+    return this.#adopt(callNative(() => this.#native.nextBatch()))
+  }
+
+  /** Like `nextBatch()`, blocking the thread up to `timeoutMs` (forever when omitted). */
+  nextBatchBlocking(timeoutMs?: number): XdpBatch | null {
+    if (timeoutMs !== undefined && (typeof timeoutMs !== 'number' || Number.isNaN(timeoutMs) || timeoutMs < 0)) {
+      throw NetringError.invalidOption('timeoutMs', `must be a non-negative number, got ${String(timeoutMs)}`)
+    }
+    this.forgetBatch()
+    return this.#adopt(callNative(() => this.#native.nextBatchBlocking(timeoutMs)))
+  }
+
+  #adopt(raw: { runs: ArrayBuffer[]; table: Uint32Array } | null): XdpBatch | null {
+    if (!raw) return null
+    this.#batch = new XdpBatch(raw, this.queue, (batch) => {
+      if (batch === this.#batch) {
+        this.forgetBatch()
+        callNative(() => this.#native.release())
+      }
+    })
+    return this.#batch
+  }
+
+  protected forgetBatch(): void {
+    this.#batch?.markReleased()
+    this.#batch = null
+  }
+
+  protected releaseHeld(): void {
+    this.#batch?.release()
+  }
+
+  protected waitNative(): Promise<number> {
+    return callNative(() => this.#native.waitReadable())
+  }
+
+  protected cancelNative(): void {
+    this.#native.cancelWait()
+  }
+
+  protected own(packet: XdpPacket): OwnedXdpPacket {
+    return new OwnedXdpPacket(packet)
+  }
+
+  // ---- TX ----
+
+  /** Copies `frame` into a free TX frame and queues it; `false` when none is free (flush, or `sendAsync`). */
+  send(frame: Uint8Array): boolean {
+    return callNative(() => this.#native.send(asBuffer(frame)))
+  }
+
+  /** Queues frames in order until no TX frame is free; returns how many were queued. */
+  sendBatch(frames: readonly Uint8Array[]): number {
+    if (!Array.isArray(frames)) throw NetringError.invalidOption('frames', 'must be an array of Buffers')
+    return callNative(() => this.#native.sendBatch(frames.map(asBuffer)))
+  }
+
+  /** Lends a TX frame of `length` bytes to write in place (zero-copy); `null` when none is free. */
+  allocate(length: number): TxSlot | null {
+    checkCount('length', length)
+    const lent = callNative(() => this.#native.allocate(length))
+    return lent && new TxSlot(this, lent.index, lent.data)
+  }
+
+  /** Lends up to `count` consecutive TX frames of `length` bytes as one buffer; `null` when none is free. */
+  allocateBatch(count: number, length: number): TxSlotBatch | null {
+    checkCount('count', count)
+    checkCount('length', length)
+    const run = callNative(() => this.#native.allocateRun(count, length))
+    return run && new TxSlotBatch(this, run, length)
+  }
+
+  /** @internal */
+  _commit(index: number, length: number): void {
+    callNative(() => this.#native.commit(index, length))
+  }
+
+  /** @internal */
+  _discard(index: number): void {
+    callNative(() => this.#native.discard(index))
+  }
+
+  /** @internal */
+  _commitRun(first: number, count: number, lengths: number[]): void {
+    callNative(() => this.#native.commitRun(first, count, lengths))
+  }
+
+  /** Hands everything queued to the kernel, kicking it only when it asks (always in copy mode); returns how many frames. */
+  flush(): number {
+    return callNative(() => this.#native.flush())
+  }
+
+  /** Flushes and blocks until everything was sent or `timeoutMs` passed; whether it all was. */
+  drain(timeoutMs?: number): boolean {
+    return callNative(() => this.#native.drain(timeoutMs))
+  }
+
+  /** Flushes and resolves once everything queued was sent, without blocking the event loop. */
+  async drained(): Promise<void> {
+    for (;;) {
+      this.flush()
+      if (this.stats().pending === 0) return
+      await this.#room()
+    }
+  }
+
+  /** Queues `frame`, waiting for a free TX frame if needed, and flushes soon after. */
+  async sendAsync(frame: Uint8Array): Promise<void> {
+    const buffer = asBuffer(frame)
+    while (!callNative(() => this.#native.send(buffer))) {
+      this.flush()
+      await this.#room()
+    }
+    this.#scheduleFlush()
+  }
+
+  /** A Writable (object mode) of frames or packets (`{ data }`), with backpressure; drains on end. */
+  writable(options?: { highWaterMark?: number }): Writable {
+    return new Writable({
+      objectMode: true,
+      highWaterMark: options?.highWaterMark ?? 256,
+      write: (chunk: unknown, _encoding, callback) => {
+        const data = chunk instanceof Uint8Array ? chunk : (chunk as { data?: unknown } | null)?.data
+        if (!(data instanceof Uint8Array)) {
+          callback(NetringError.invalidOption('chunk', 'must be a Buffer, a Uint8Array or a packet with data'))
+          return
+        }
+        this.sendAsync(data).then(() => callback(), callback)
+      },
+      final: (callback) => {
+        this.drained().then(() => callback(), callback)
+      },
+    })
+  }
+
+  #scheduleFlush(): void {
+    if (this.#flushScheduled) return
+    this.#flushScheduled = true
+    queueMicrotask(() => {
+      this.#flushScheduled = false
+      if (!this.closed) this.flush()
+    })
+  }
+
+  async #room(): Promise<void> {
+    let timer: NodeJS.Timeout | undefined
+    const retry = new Promise<void>((resolve) => (timer = setTimeout(resolve, RETRY_MS)))
+    const writable = callNative(() => this.#native.waitWritable())
+    try {
+      await Promise.race([writable, retry])
+    } finally {
+      clearTimeout(timer)
+      if (!this.closed) this.#native.cancelWait()
+    }
+  }
+
+  // ---- lifetime ----
+
+  /**
+   * Flushes what was queued (waiting up to `drainTimeoutMs`, 1000 by default), detaches every
+   * lent Buffer, unmaps the rings, closes the socket and emits `'close'`; the XDP program goes
+   * with the process's last socket on the interface. Idempotent.
+   */
+  close(drainTimeoutMs = 1000): void {
+    if (this.closed) return
+    this.forgetBatch()
+    try {
+      if (this.info.txFrames > 0) this.drain(drainTimeoutMs)
+    } catch {
+      // The interface may be gone; closing must still happen.
+    } finally {
+      callNative(() => this.#native.close())
+      this.emit('close')
+    }
+  }
+
+  [Symbol.dispose](): void {
+    this.close()
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (this.closed) return
+    if (this.info.txFrames > 0) {
+      await Promise.race([this.drained().catch(() => undefined), new Promise((r) => setTimeout(r, 1000))])
+    }
+    this.close(0)
+  }
+}
+
+function checkCount(name: string, value: unknown): void {
+  if (!Number.isInteger(value) || (value as number) < 0) {
+    throw NetringError.invalidOption(name, `must be a non-negative integer, got ${String(value)}`)
+  }
+}
+
+function releasedError(): NetringError {
+  return NetringError.of('EBADF', "this packet's batch was released: its frame went back to the kernel. copy() packets while their batch is held")
+}

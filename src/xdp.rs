@@ -1,0 +1,519 @@
+//! `NativeXdpSocket`: the engine's `XdpSocket`, with received frames and TX slots lent to
+//! JavaScript as ArrayBuffers over the UMEM.
+//!
+//! An RX batch is lent as one ArrayBuffer per run of consecutive frames (one or two: the engine
+//! fills in address order), each covering only frames the batch owns, plus a table saying where
+//! each packet lies. Taking the batch back detaches those buffers before the engine may post
+//! their frames to the fill ring again.
+
+use std::time::Duration;
+
+use napi::bindgen_prelude::{Buffer, Object, ObjectFinalize, Unknown};
+use napi::{sys, Env, Result};
+use netring_engine::reactor::Readiness;
+use netring_engine::{AttachMode, Errno, Error, ProgramChoice, Subject, XdpMode, XdpOptions, XdpSocket, ZeroCopy};
+
+use crate::batch_table::u32_array;
+use crate::error::{to_napi, OrThrow};
+use crate::lent_buffer::{force_copy_from_env, LentBuffer};
+use crate::wait::readiness_promise;
+
+/// RX table: header words (packet count, run count, receive time sec, nsec), then per packet
+/// (run, offset in the run's buffer, length).
+#[napi]
+pub const XDP_TABLE_HEADER_WORDS: u32 = 4;
+#[napi]
+pub const XDP_TABLE_ROW_WORDS: u32 = 3;
+
+#[napi(object)]
+pub struct NativeXdpOptions {
+    pub queue: Option<u32>,
+    pub mode: Option<String>,
+    pub attach: Option<String>,
+    /// 'auto', 'on' or 'off'.
+    pub zero_copy: Option<String>,
+    pub need_wakeup: Option<bool>,
+    pub frame_size: Option<u32>,
+    pub frame_count: Option<u32>,
+    pub ring_size: Option<u32>,
+    pub headroom: Option<u32>,
+    /// 'builtin' or 'none'; `xsk_map` names a pinned XSKMAP instead.
+    pub program: Option<String>,
+    pub xsk_map: Option<String>,
+    pub busy_poll_us: Option<u32>,
+    pub batch_size: Option<u32>,
+}
+
+#[napi(object)]
+pub struct NativeXdpInfo {
+    pub interface: String,
+    pub ifindex: u32,
+    pub queue: u32,
+    pub mode: String,
+    pub zero_copy: bool,
+    /// 'driver' or 'skb' for netring's program; null with program 'none' or a pinned map.
+    pub attach: Option<String>,
+    pub program_id: u32,
+    pub need_wakeup: bool,
+    pub frame_size: u32,
+    pub frame_count: u32,
+    pub rx_frames: u32,
+    pub tx_frames: u32,
+    pub ring_size: u32,
+    pub headroom: u32,
+    pub batch_size: u32,
+    /// Buffers are copies (the runtime refuses external buffers).
+    pub copy_mode: bool,
+}
+
+#[napi(object)]
+pub struct NativeXdpStats {
+    pub received: f64,
+    pub sent: f64,
+    pub pending: u32,
+    pub rx_dropped: f64,
+    pub rx_invalid_descs: f64,
+    pub tx_invalid_descs: f64,
+    pub rx_ring_full: f64,
+    pub rx_fill_ring_empty_descs: f64,
+    pub tx_ring_empty_descs: f64,
+}
+
+/// TX frames lent as one buffer: `count` frames one frame size apart, `length` bytes each.
+struct TxRun {
+    lent: LentBuffer,
+    count: u32,
+    length: u32,
+}
+
+#[napi(custom_finalize)]
+pub struct NativeXdpSocket {
+    engine: Option<XdpSocket>,
+    /// The held RX batch's buffers, one per run.
+    rx_lent: Vec<LentBuffer>,
+    /// Lent TX runs by their first frame.
+    tx_lent: Vec<Option<TxRun>>,
+    force_copy: bool,
+    copied: bool,
+}
+
+#[napi]
+impl NativeXdpSocket {
+    #[napi(factory)]
+    pub fn open(interface: String, options: Option<NativeXdpOptions>) -> Result<NativeXdpSocket> {
+        let options = options.map(engine_options).transpose().or_throw()?.unwrap_or_default();
+        let engine = XdpSocket::open(&interface, options).or_throw()?;
+        let frames = engine.config().frame_count as usize;
+        Ok(NativeXdpSocket {
+            engine: Some(engine),
+            rx_lent: Vec::with_capacity(netring_engine::afxdp::socket::MAX_RUNS),
+            tx_lent: (0..frames).map(|_| None).collect(),
+            force_copy: force_copy_from_env(),
+            copied: false,
+        })
+    }
+
+    /// The next received packets as `{ runs: ArrayBuffer[], table: Uint32Array }`, or null.
+    /// The batch lent before is detached and its frames returned to the kernel first.
+    #[napi(ts_return_type = "{ runs: ArrayBuffer[], table: Uint32Array } | null")]
+    pub fn next_batch<'env>(&mut self, env: &'env Env) -> Result<Option<Object<'env>>> {
+        self.take_back_rx(env)?;
+        let force_copy = self.force_copy;
+        let engine = self.engine.as_mut().ok_or_else(closed)?;
+        let umem = engine.umem().clone();
+        let fs = engine.frame_size() as usize;
+        let Some(batch) = engine.next_batch().or_throw()? else { return Ok(None) };
+        let now = realtime();
+
+        let rows = batch.packets.len();
+        let words = (XDP_TABLE_HEADER_WORDS + XDP_TABLE_ROW_WORDS * rows as u32) as usize;
+        let (table, cells) = u32_array(env, words)?;
+        cells[0] = rows as u32;
+        cells[1] = batch.runs.len() as u32;
+        (cells[2], cells[3]) = now;
+        let mut run = 0;
+        for (i, p) in batch.packets.iter().enumerate() {
+            while p.frame >= batch.runs[run].first + batch.runs[run].count {
+                run += 1;
+            }
+            let row = XDP_TABLE_HEADER_WORDS as usize + i * XDP_TABLE_ROW_WORDS as usize;
+            cells[row] = run as u32;
+            cells[row + 1] = (p.frame - batch.runs[run].first) * fs as u32 + p.offset;
+            cells[row + 2] = p.len;
+        }
+        let mut runs = env.create_array(batch.runs.len() as u32)?;
+        for (i, r) in batch.runs.iter().enumerate() {
+            // SAFETY: the run's frames lie inside the UMEM, are Lent to this batch alone, and the
+            // previous batch's buffers were taken back above, so no other lent buffer covers them.
+            let (lent, value) = unsafe {
+                LentBuffer::lend(
+                    env,
+                    umem.as_ptr().add(r.first as usize * fs),
+                    r.count as usize * fs,
+                    &umem,
+                    force_copy,
+                )?
+            };
+            self.copied = lent.is_copy();
+            self.rx_lent.push(lent);
+            // SAFETY: created just above in this scope.
+            runs.set(i as u32, unsafe { Unknown::from_raw_unchecked(env.raw(), value) })?;
+        }
+        let mut result = Object::new(env)?;
+        result.set("runs", runs)?;
+        // SAFETY: created in this scope.
+        result.set("table", unsafe { Unknown::from_raw_unchecked(env.raw(), table) })?;
+        Ok(Some(result))
+    }
+
+    /// Blocks until packets are ready or `timeoutMs` passes, then behaves like `nextBatch`.
+    #[napi(ts_return_type = "{ runs: ArrayBuffer[], table: Uint32Array } | null")]
+    pub fn next_batch_blocking<'env>(
+        &mut self,
+        env: &'env Env,
+        timeout_ms: Option<f64>,
+    ) -> Result<Option<Object<'env>>> {
+        self.take_back_rx(env)?;
+        let timeout = timeout_ms.map(|ms| Duration::from_secs_f64(ms.max(0.0) / 1000.0));
+        if self.engine()?.wait_ready(timeout).or_throw()? {
+            self.next_batch(env)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Detaches the held batch's buffers and gives its frames back to the kernel.
+    #[napi]
+    pub fn release(&mut self, env: &Env) -> Result<()> {
+        self.take_back_rx(env)?;
+        if let Some(engine) = self.engine.as_mut() {
+            engine.release();
+        }
+        Ok(())
+    }
+
+    /// Resolves (events > 0) once packets may be ready, or with 0 when withdrawn. The held
+    /// batch is released first. The facade also re-checks periodically: a deleted interface
+    /// wakes no epoll waiter.
+    #[napi(ts_return_type = "Promise<number>")]
+    pub fn wait_readable<'env>(&mut self, env: &'env Env) -> Result<Object<'env>> {
+        self.release(env)?;
+        let engine = self.engine()?;
+        readiness_promise(env, |callback| engine.arm_wait(false, callback))
+    }
+
+    /// Resolves once the TX ring may have room (POLLOUT), or with 0 when withdrawn.
+    #[napi(ts_return_type = "Promise<number>")]
+    pub fn wait_writable<'env>(&mut self, env: &'env Env) -> Result<Object<'env>> {
+        let engine = self.engine()?;
+        readiness_promise(env, |callback| engine.arm_wait(true, callback))
+    }
+
+    #[napi]
+    pub fn cancel_wait(&mut self) {
+        if let Some(callback) = self.engine.as_mut().and_then(XdpSocket::disarm_wait) {
+            callback(Readiness::Cancelled);
+        }
+    }
+
+    /// Copies `frame` into a TX frame and queues it; false when none is free.
+    #[napi]
+    pub fn send(&mut self, frame: Buffer) -> Result<bool> {
+        self.engine()?.send(&frame).or_throw()
+    }
+
+    /// Queues frames in order until none is free; returns how many.
+    #[napi]
+    pub fn send_batch(&mut self, frames: Vec<Buffer>) -> Result<u32> {
+        let engine = self.engine()?;
+        let mut queued = 0;
+        for frame in &frames {
+            if !engine.send(frame).or_throw()? {
+                break;
+            }
+            queued += 1;
+        }
+        Ok(queued)
+    }
+
+    /// Lends one TX frame of `length` bytes: `{ index, data }`, or null when none is free.
+    #[napi(ts_return_type = "{ index: number, data: ArrayBuffer } | null")]
+    pub fn allocate<'env>(&mut self, env: &'env Env, length: u32) -> Result<Option<Object<'env>>> {
+        let Some((first, _, data)) = self.lend_run(env, 1, length)? else { return Ok(None) };
+        let mut result = Object::new(env)?;
+        result.set("index", first)?;
+        // SAFETY: created in lend_run in this scope.
+        unsafe { result.set("data", Unknown::from_raw_unchecked(env.raw(), data))? };
+        Ok(Some(result))
+    }
+
+    /// Lends up to `count` consecutive TX frames as one buffer: slot `i` at `i * stride`.
+    #[napi(ts_return_type = "{ first: number, count: number, stride: number, data: ArrayBuffer } | null")]
+    pub fn allocate_run<'env>(&mut self, env: &'env Env, count: u32, length: u32) -> Result<Option<Object<'env>>> {
+        let Some((first, n, data)) = self.lend_run(env, count, length)? else { return Ok(None) };
+        let mut result = Object::new(env)?;
+        result.set("first", first)?;
+        result.set("count", n)?;
+        result.set("stride", self.engine()?.frame_size())?;
+        // SAFETY: created in lend_run in this scope.
+        unsafe { result.set("data", Unknown::from_raw_unchecked(env.raw(), data))? };
+        Ok(Some(result))
+    }
+
+    /// Queues the first `send` slots of a run (detached first) and gives the rest back.
+    /// `lengths`: one for all, or one per queued slot.
+    #[napi]
+    pub fn commit_run(&mut self, env: &Env, first: u32, send: u32, lengths: Vec<u32>) -> Result<()> {
+        let (count, lent_length) = self.take_back_tx(env, first)?;
+        let engine = self.engine()?;
+        let send = send.min(count);
+        let mut failed = None;
+        if lengths.is_empty() || (lengths.len() != 1 && lengths.len() < send as usize) {
+            failed = Some(Error::new(
+                Errno::EINVAL,
+                Subject::None,
+                format!("{send} slots to send but {} lengths", lengths.len()),
+            ));
+        }
+        let mut queued = 0;
+        while failed.is_none() && queued < send {
+            let length = if lengths.len() == 1 { lengths[0] } else { lengths[queued as usize] };
+            let result = if length > lent_length {
+                Err(Error::new(
+                    Errno::EINVAL,
+                    Subject::None,
+                    format!("cannot send {length} bytes from slots of {lent_length}"),
+                ))
+            } else {
+                engine.commit(first + queued, length as usize)
+            };
+            match result {
+                Ok(()) => queued += 1,
+                Err(e) => failed = Some(e),
+            }
+        }
+        for frame in first + queued..first + count {
+            engine.discard(frame).or_throw()?;
+        }
+        failed.map_or(Ok(()), |e| Err(to_napi(e)))
+    }
+
+    #[napi]
+    pub fn commit(&mut self, env: &Env, index: u32, length: u32) -> Result<()> {
+        self.commit_run(env, index, 1, vec![length])
+    }
+
+    #[napi]
+    pub fn discard(&mut self, env: &Env, index: u32) -> Result<()> {
+        self.commit_run(env, index, 0, vec![0])
+    }
+
+    /// Publishes what was queued and kicks the kernel when it asks; returns how many frames.
+    #[napi]
+    pub fn flush(&mut self) -> Result<u32> {
+        self.engine()?.flush().or_throw()
+    }
+
+    /// Flushes and blocks until everything was sent or `timeoutMs` passed.
+    #[napi]
+    pub fn drain(&mut self, timeout_ms: Option<f64>) -> Result<bool> {
+        let timeout = timeout_ms.map(|ms| Duration::from_secs_f64(ms.max(0.0) / 1000.0));
+        self.engine()?.drain(timeout).or_throw()
+    }
+
+    #[napi]
+    pub fn stats(&mut self) -> Result<NativeXdpStats> {
+        let engine = self.engine()?;
+        let pending = engine.pending();
+        let s = engine.stats().or_throw()?;
+        let k = s.kernel;
+        Ok(NativeXdpStats {
+            received: s.received as f64,
+            sent: s.sent as f64,
+            pending,
+            rx_dropped: k.rx_dropped as f64,
+            rx_invalid_descs: k.rx_invalid_descs as f64,
+            tx_invalid_descs: k.tx_invalid_descs as f64,
+            rx_ring_full: k.rx_ring_full as f64,
+            rx_fill_ring_empty_descs: k.rx_fill_ring_empty_descs as f64,
+            tx_ring_empty_descs: k.tx_ring_empty_descs as f64,
+        })
+    }
+
+    #[napi]
+    pub fn info(&self) -> Result<NativeXdpInfo> {
+        let e = self.engine.as_ref().ok_or_else(closed)?;
+        let c = e.config();
+        let i = e.info();
+        Ok(NativeXdpInfo {
+            interface: e.interface().name.clone(),
+            ifindex: e.interface().index,
+            queue: c.queue,
+            mode: c.mode.name().into(),
+            zero_copy: i.zero_copy,
+            attach: i.attach.map(|a| a.name().to_string()),
+            program_id: i.prog_id,
+            need_wakeup: c.need_wakeup,
+            frame_size: c.frame_size,
+            frame_count: c.frame_count,
+            rx_frames: i.rx_frames,
+            tx_frames: i.tx_frames,
+            ring_size: c.ring_size,
+            headroom: c.headroom,
+            batch_size: c.batch_size,
+            copy_mode: self.force_copy || self.copied,
+        })
+    }
+
+    #[napi(getter)]
+    pub fn fd(&self) -> i32 {
+        self.engine.as_ref().map_or(-1, XdpSocket::fd)
+    }
+
+    #[napi(getter)]
+    pub fn closed(&self) -> bool {
+        self.engine.is_none()
+    }
+
+    /// Detaches every lent buffer, withdraws the wait, unmaps the rings and closes the socket
+    /// (the program goes with the last socket on the interface). Idempotent.
+    #[napi]
+    pub fn close(&mut self, env: &Env) -> Result<()> {
+        for lent in self.rx_lent.drain(..) {
+            lent.take_back(env)?;
+        }
+        for run in self.tx_lent.iter_mut().filter_map(Option::take) {
+            run.lent.take_back(env)?;
+        }
+        self.engine = None;
+        Ok(())
+    }
+
+    fn engine(&mut self) -> Result<&mut XdpSocket> {
+        self.engine.as_mut().ok_or_else(closed)
+    }
+
+    fn lend_run(&mut self, env: &Env, count: u32, length: u32) -> Result<Option<(u32, u32, sys::napi_value)>> {
+        let force_copy = self.force_copy;
+        let engine = self.engine()?;
+        let Some((first, n)) = engine.allocate_run(count, length as usize).or_throw()? else { return Ok(None) };
+        let stride = engine.frame_size() as usize;
+        let span = (n as usize - 1) * stride + length as usize;
+        let umem = engine.umem().clone();
+        let ptr = engine.frame_ptr(first);
+        // SAFETY: the run's frames are consecutive TX frames inside the UMEM, TxLent to this run
+        // alone; `span` ends inside the last one (length <= frame size was checked).
+        let (lent, data) = unsafe { LentBuffer::lend(env, ptr, span, &umem, force_copy)? };
+        self.tx_lent[first as usize] = Some(TxRun { lent, count: n, length });
+        Ok(Some((first, n, data)))
+    }
+
+    fn take_back_rx(&mut self, env: &Env) -> Result<()> {
+        let mut escaped = false;
+        for lent in self.rx_lent.drain(..) {
+            escaped |= !lent.take_back(env)?;
+        }
+        if !escaped {
+            return Ok(());
+        }
+        // A frame's memory was transferred to an ArrayBuffer we cannot detach: closing the
+        // socket stops the kernel writing into the UMEM; the memory lives as long as that buffer.
+        self.engine = None;
+        Err(transferred_error(
+            "a batch's ArrayBuffer",
+            "copy packets you want to keep (packet.copy(), Buffer.from(packet.data))",
+        ))
+    }
+
+    fn take_back_tx(&mut self, env: &Env, first: u32) -> Result<(u32, u32)> {
+        let Some(run) = self.tx_lent.get_mut(first as usize).and_then(Option::take) else {
+            return Err(to_napi(Error::new(Errno::EINVAL, Subject::None, format!("no slot is lent at frame {first}"))));
+        };
+        if let Some(engine) = self.engine.as_ref() {
+            let span = (run.count as usize - 1) * engine.frame_size() as usize + run.length as usize;
+            // SAFETY: the run is still lent (ours) and spans `span` bytes from its first frame.
+            unsafe { run.lent.write_back(engine.frame_ptr(first), span) };
+        }
+        let TxRun { lent, count, length } = run;
+        if lent.take_back(env)? {
+            return Ok((count, length));
+        }
+        self.engine = None;
+        Err(transferred_error(
+            "a slot's ArrayBuffer",
+            "write into slot.data, then slot.send(); copy data you want to keep",
+        ))
+    }
+}
+
+impl ObjectFinalize for NativeXdpSocket {
+    /// Collected without `close()`: the socket closes here; buffers JavaScript still holds keep
+    /// the UMEM mapped, and the kernel no longer writes into it.
+    fn finalize(mut self, env: Env) -> Result<()> {
+        for lent in self.rx_lent.drain(..) {
+            lent.forget(env.raw());
+        }
+        for run in self.tx_lent.iter_mut().filter_map(Option::take) {
+            run.lent.forget(env.raw());
+        }
+        Ok(())
+    }
+}
+
+fn closed() -> napi::Error {
+    to_napi(Error::new(Errno::EBADF, Subject::None, "the AF_XDP socket is closed").with_syscall("close"))
+}
+
+fn transferred_error(what: &str, hint: &str) -> napi::Error {
+    to_napi(
+        Error::new(
+            Errno::EPERM,
+            Subject::None,
+            format!("{what} was transferred: UMEM memory cannot leave the socket, so the socket was closed"),
+        )
+        .with_hint(hint),
+    )
+}
+
+/// CLOCK_REALTIME as (sec, nsec): the receive time of a batch (copy-mode AF_XDP carries none).
+fn realtime() -> (u32, u32) {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: a valid timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    (ts.tv_sec as u32, ts.tv_nsec as u32)
+}
+
+fn engine_options(o: NativeXdpOptions) -> netring_engine::Result<XdpOptions> {
+    let program = match (o.program.as_deref(), o.xsk_map) {
+        (_, Some(path)) => Some(ProgramChoice::XskMapPath(path)),
+        (Some("none"), None) => Some(ProgramChoice::None),
+        (Some("builtin") | None, None) => o.program.as_ref().map(|_| ProgramChoice::BuiltIn),
+        (Some(other), None) => {
+            return Err(Error::invalid_option(
+                "program",
+                format!("must be 'builtin', 'none' or {{ xskMap }}, got '{other}'"),
+            ))
+        }
+    };
+    Ok(XdpOptions {
+        queue: o.queue,
+        mode: o.mode.as_deref().map(XdpMode::parse).transpose()?,
+        attach: o.attach.as_deref().map(AttachMode::parse).transpose()?,
+        zero_copy: match o.zero_copy.as_deref() {
+            None | Some("auto") => None,
+            Some("on") => Some(ZeroCopy::Required),
+            Some("off") => Some(ZeroCopy::Off),
+            Some(other) => {
+                return Err(Error::invalid_option("zero_copy", format!("must be 'auto', true or false, got '{other}'")))
+            }
+        },
+        need_wakeup: o.need_wakeup,
+        frame_size: o.frame_size,
+        frame_count: o.frame_count,
+        ring_size: o.ring_size,
+        headroom: o.headroom,
+        program,
+        busy_poll_us: o.busy_poll_us,
+        batch_size: o.batch_size,
+    })
+}
