@@ -10,6 +10,7 @@ import { Readable } from 'node:stream'
 
 import { abortError, callNative, NetringError } from './errors'
 import { native, type Binding } from './native'
+import { timeoutMs as checkTimeout } from './numbers'
 import { captureOptions, interfaceName, iterationOptions, type CaptureOptions } from './options'
 import { AsyncPacketIterator, PacketIterator } from './packet-iterators'
 import { OwnedPacket, type Packet, PacketBatch } from './packet'
@@ -119,14 +120,12 @@ export class Capture extends EventEmitter<CaptureEvents> implements Disposable, 
 
   /**
    * Like `nextBatch()`, but blocks the thread until a batch is ready or `timeoutMs` passes
-   * (forever when omitted): for worker threads and scripts. `null` on timeout.
+   * (forever when omitted or `Infinity`): for worker threads and scripts. `null` on timeout.
    */
   nextBatchBlocking(timeoutMs?: number): PacketBatch | null {
-    if (timeoutMs !== undefined && (typeof timeoutMs !== 'number' || Number.isNaN(timeoutMs) || timeoutMs < 0)) {
-      throw NetringError.invalidOption('timeoutMs', `must be a non-negative number, got ${String(timeoutMs)}`)
-    }
+    const limit = checkTimeout(timeoutMs)
     this.#forgetBatch()
-    return this.#adopt(callNative(() => this.#native.nextBatchBlocking(timeoutMs)))
+    return this.#adopt(callNative(() => this.#native.nextBatchBlocking(limit)))
   }
 
   /**

@@ -9,6 +9,7 @@ import { Writable } from 'node:stream'
 
 import { callNative, NetringError } from './errors'
 import { native, type Binding } from './native'
+import { timeoutMs as checkTimeout } from './numbers'
 import { injectorOptions, interfaceName, type InjectorOptions } from './options'
 import { ringView } from './ring-view'
 
@@ -242,8 +243,9 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
 
   /** Flushes and blocks until everything was sent or `timeoutMs` passed; whether it all was. */
   drain(timeoutMs?: number): boolean {
+    const limit = checkTimeout(timeoutMs)
     this.flush()
-    return callNative(() => this.#native.drain(timeoutMs))
+    return callNative(() => this.#native.drain(limit))
   }
 
   /** Flushes and resolves once everything queued was sent, without blocking the event loop. */
@@ -311,6 +313,7 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
    * detaches lent slots and closes the socket; emits `'close'`. Idempotent.
    */
   close(drainTimeoutMs = 1000): void {
+    checkTimeout(drainTimeoutMs, 'drainTimeoutMs')
     if (this.closed) return
     try {
       this.drain(drainTimeoutMs)

@@ -3,6 +3,7 @@
 // sizes, group ranges, BPF programs, ...) are checked by the engine, so the rules live once.
 
 import { NetringError } from './errors'
+import { countLimit, describe, integer, timeoutMs } from './numbers'
 import type { Binding } from './native'
 
 export type Profile = 'default' | 'high-throughput' | 'low-latency' | 'low-memory' | 'jumbo'
@@ -87,9 +88,7 @@ const boolean: Check = (v, o) => {
 }
 
 const u32: Check = (v, o) => {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xffff_ffff) {
-    throw NetringError.invalidOption(o, `must be an integer from 0 to 4294967295, got ${describe(v)}`)
-  }
+  integer(v, o)
 }
 
 const oneOf =
@@ -161,13 +160,6 @@ function checkKeys(object: Record<string, unknown>, prefix: string, checks: Reco
   }
 }
 
-function describe(v: unknown): string {
-  if (typeof v === 'string') return JSON.stringify(v)
-  if (Array.isArray(v)) return 'an array'
-  if (v === null) return 'null'
-  return typeof v === 'object' ? 'an object' : `${typeof v} ${String(v)}`
-}
-
 /** Checks an interface name argument. */
 export function interfaceName(v: unknown, option = 'interface'): string {
   if (typeof v !== 'string' || v.length === 0) throw NetringError.invalidOption(option, `must be an interface name, got ${describe(v)}`)
@@ -195,17 +187,21 @@ export function checkOptions(options: unknown, prefix: string, checks: Record<st
 /** Checks a plain options object of an iteration method (`{ limit, timeoutMs, signal }`). */
 export function iterationOptions<T extends object>(options: unknown, method: string, known: readonly (keyof T & string)[]): T {
   const checks: Record<string, Check> = {}
-  for (const key of known) checks[key] = key === 'signal' ? abortSignal : nonNegative
-  return checkOptions(options, method, checks) as T
+  for (const key of known) checks[key] = key === 'signal' ? abortSignal : key === 'timeoutMs' ? timeout : key === 'highWaterMark' ? u32 : count
+  const checked = { ...checkOptions(options, method, checks) }
+  // A timeout past any real wait is no timeout: the iterators see `undefined`.
+  if ('timeoutMs' in checked) checked.timeoutMs = timeoutMs(checked.timeoutMs, `${method}.timeoutMs`)
+  return checked as T
 }
-
 
 const abortSignal: Check = (v, o) => {
   if (!(v instanceof AbortSignal)) throw NetringError.invalidOption(o, `must be an AbortSignal, got ${describe(v)}`)
 }
 
-const nonNegative: Check = (v, o) => {
-  if (typeof v !== 'number' || Number.isNaN(v) || v < 0) {
-    throw NetringError.invalidOption(o, `must be a non-negative number, got ${describe(v)}`)
-  }
+const timeout: Check = (v, o) => {
+  timeoutMs(v, o)
+}
+
+const count: Check = (v, o) => {
+  countLimit(v, o)
 }

@@ -1,7 +1,5 @@
 //! `NativeCapture`: the engine's `Capture`, lent to JavaScript one block at a time.
 
-use std::time::Duration;
-
 use napi::bindgen_prelude::{Either, Object, ObjectFinalize, Unknown};
 use napi::{Env, Result};
 use netring_engine::reactor::Readiness;
@@ -10,7 +8,7 @@ use netring_engine::{BpfProgram, Capture, CaptureOptions, FanoutConfig, Profile,
 use crate::batch_table::BatchTable;
 use crate::error::{to_napi, OrThrow};
 use crate::lent_buffer::{force_copy_from_env, LentBuffer};
-use crate::wait::readiness_promise;
+use crate::wait::{readiness_promise, timeout_from_ms};
 
 /// Options as the facade passes them (already type-checked there; values are checked by the
 /// engine).
@@ -83,7 +81,7 @@ pub struct NativeCapture {
 
 #[napi]
 impl NativeCapture {
-    #[napi(factory)]
+    #[napi(factory, catch_unwind)]
     pub fn open(interface: String, options: Option<NativeCaptureOptions>) -> Result<NativeCapture> {
         let options = match options {
             Some(o) => engine_options(o).or_throw()?,
@@ -95,7 +93,7 @@ impl NativeCapture {
 
     /// The next ready block as `{ block: ArrayBuffer, table: Uint32Array }`, or null. The block
     /// lent before is detached and handed back first.
-    #[napi(ts_return_type = "{ block: ArrayBuffer, table: Uint32Array } | null")]
+    #[napi(ts_return_type = "{ block: ArrayBuffer, table: Uint32Array } | null", catch_unwind)]
     pub fn next_batch<'env>(&mut self, env: &'env Env) -> Result<Option<Object<'env>>> {
         self.take_back(env)?;
         let force_copy = self.force_copy;
@@ -135,14 +133,14 @@ impl NativeCapture {
 
     /// Blocks the calling thread until a block is ready or `timeoutMs` passes (no limit when
     /// omitted), then behaves like `nextBatch`. For worker threads and scripts.
-    #[napi(ts_return_type = "{ block: ArrayBuffer, table: Uint32Array } | null")]
+    #[napi(ts_return_type = "{ block: ArrayBuffer, table: Uint32Array } | null", catch_unwind)]
     pub fn next_batch_blocking<'env>(
         &mut self,
         env: &'env Env,
         timeout_ms: Option<f64>,
     ) -> Result<Option<Object<'env>>> {
         self.take_back(env)?;
-        let timeout = timeout_ms.map(|ms| Duration::from_secs_f64(ms.max(0.0) / 1000.0));
+        let timeout = timeout_from_ms(timeout_ms);
         let ready = self.engine.as_mut().ok_or_else(closed)?.wait_ready(timeout).or_throw()?;
         if ready {
             self.next_batch(env)
@@ -152,7 +150,7 @@ impl NativeCapture {
     }
 
     /// Detaches the lent block and hands it back to the kernel.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn release(&mut self, env: &Env) -> Result<()> {
         self.take_back(env)?;
         if let Some(capture) = self.engine.as_mut() {
@@ -164,7 +162,7 @@ impl NativeCapture {
     /// Resolves once a block may be ready or the socket reports an error (with the epoll
     /// events, > 0), or with 0 when the wait is withdrawn (`cancelWait`, `close`). Never blocks
     /// the JavaScript thread: the wait happens on the engine's reactor thread.
-    #[napi(ts_return_type = "Promise<number>")]
+    #[napi(ts_return_type = "Promise<number>", catch_unwind)]
     pub fn wait_readable<'env>(&mut self, env: &'env Env) -> Result<Object<'env>> {
         self.take_back(env)?;
         let capture = self.engine.as_mut().ok_or_else(closed)?;
@@ -172,20 +170,20 @@ impl NativeCapture {
     }
 
     /// Withdraws a pending `waitReadable` (it resolves with 0).
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn cancel_wait(&mut self) {
         if let Some(callback) = self.engine.as_mut().and_then(Capture::disarm_wait) {
             callback(Readiness::Cancelled);
         }
     }
 
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn stats(&mut self) -> Result<NativeCaptureStats> {
         let s = self.engine.as_mut().ok_or_else(closed)?.stats().or_throw()?;
         Ok(NativeCaptureStats { packets: s.packets as f64, drops: s.drops as f64, freeze_count: s.freeze_count as f64 })
     }
 
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn info(&self) -> Result<NativeCaptureInfo> {
         let c = self.engine.as_ref().ok_or_else(closed)?;
         let cfg = c.config();
@@ -204,18 +202,18 @@ impl NativeCapture {
         })
     }
 
-    #[napi(getter)]
+    #[napi(getter, catch_unwind)]
     pub fn fd(&self) -> i32 {
         self.engine.as_ref().map_or(-1, Capture::fd)
     }
 
-    #[napi(getter)]
+    #[napi(getter, catch_unwind)]
     pub fn closed(&self) -> bool {
         self.engine.is_none()
     }
 
     /// Detaches the lent block, withdraws the pending wait, closes the socket. Idempotent.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn close(&mut self, env: &Env) -> Result<()> {
         // A block whose memory escaped needs no error here: the socket closes either way.
         if let Some(lent) = self.lent.take() {

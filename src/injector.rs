@@ -1,7 +1,5 @@
 //! `NativeInjector`: the engine's `Injector`, with zero-copy slots lent to JavaScript.
 
-use std::time::Duration;
-
 use napi::bindgen_prelude::{Buffer, Object, ObjectFinalize};
 use napi::{Env, Result};
 use netring_engine::reactor::Readiness;
@@ -9,7 +7,7 @@ use netring_engine::{Errno, Error, Injector, InjectorOptions, Subject};
 
 use crate::error::{error_json, to_napi, OrThrow};
 use crate::lent_buffer::{force_copy_from_env, LentBuffer};
-use crate::wait::readiness_promise;
+use crate::wait::{readiness_promise, timeout_from_ms};
 
 #[napi(object)]
 pub struct NativeInjectorOptions {
@@ -59,7 +57,7 @@ pub struct NativeInjector {
 
 #[napi]
 impl NativeInjector {
-    #[napi(factory)]
+    #[napi(factory, catch_unwind)]
     pub fn open(interface: String, options: Option<NativeInjectorOptions>) -> Result<NativeInjector> {
         let options = options.map_or_else(InjectorOptions::default, |o| InjectorOptions {
             frame_size: o.frame_size,
@@ -77,13 +75,13 @@ impl NativeInjector {
     }
 
     /// Copies `frame` into the ring and queues it; false when the ring is full.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn send(&mut self, frame: Buffer) -> Result<bool> {
         self.engine()?.send(&frame).or_throw()
     }
 
     /// Queues frames in order until the ring is full; returns how many were queued.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn send_batch(&mut self, frames: Vec<Buffer>) -> Result<u32> {
         let engine = self.engine()?;
         let mut queued = 0;
@@ -98,7 +96,7 @@ impl NativeInjector {
 
     /// Lends the next free slot as `{ index, data }` (`data`: an ArrayBuffer of `length` bytes
     /// over the ring frame), or null when the ring is full.
-    #[napi(ts_return_type = "{ index: number, data: ArrayBuffer } | null")]
+    #[napi(ts_return_type = "{ index: number, data: ArrayBuffer } | null", catch_unwind)]
     pub fn allocate<'env>(&mut self, env: &'env Env, length: u32) -> Result<Option<Object<'env>>> {
         let force_copy = self.force_copy;
         let engine = self.engine()?;
@@ -119,7 +117,7 @@ impl NativeInjector {
     /// Lends up to `count` consecutive slots of `length` bytes as one ArrayBuffer: slot `i`
     /// starts at `i * stride` and holds `length` bytes. Null when the ring is full. One lend and
     /// one detach for the whole run is what makes zero-copy sending cheap per frame.
-    #[napi(ts_return_type = "{ first: number, count: number, stride: number, data: ArrayBuffer } | null")]
+    #[napi(ts_return_type = "{ first: number, count: number, stride: number, data: ArrayBuffer } | null", catch_unwind)]
     pub fn allocate_run<'env>(&mut self, env: &'env Env, count: u32, length: u32) -> Result<Option<Object<'env>>> {
         let force_copy = self.force_copy;
         let engine = self.engine()?;
@@ -144,7 +142,7 @@ impl NativeInjector {
     /// Queues the first `send` slots of a run and gives the rest back; the run's buffer is
     /// detached first. `lengths` holds one length for every slot, or one per queued slot (each
     /// at most the run's slot length).
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn commit_run(&mut self, env: &Env, first: u32, send: u32, lengths: Vec<u32>) -> Result<()> {
         let (count, lent_length) = self.take_back_run(env, first)?;
         let engine = self.engine()?;
@@ -185,7 +183,7 @@ impl NativeInjector {
 
     /// Queues a lent slot with `length` bytes (at most what was allocated); its buffer is
     /// detached first.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn commit(&mut self, env: &Env, index: u32, length: u32) -> Result<()> {
         let lent_length = self.take_back(env, index)?;
         if length > lent_length {
@@ -205,54 +203,54 @@ impl NativeInjector {
     }
 
     /// Gives a lent slot back unused; its buffer is detached.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn discard(&mut self, env: &Env, index: u32) -> Result<()> {
         self.take_back(env, index)?;
         self.engine()?.discard(index).or_throw()
     }
 
     /// Sends everything queued with one kick; returns how many frames the kernel took.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn flush(&mut self) -> Result<u32> {
         self.engine()?.flush().or_throw()
     }
 
     /// The last rejection (a frame the kernel marked WRONG_FORMAT) not yet reported, as the
     /// same JSON a thrown error carries, or null.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn take_rejection(&mut self) -> Result<Option<String>> {
         Ok(self.engine()?.take_rejection().map(error_json))
     }
 
     /// Blocks until everything queued was sent or `timeoutMs` passed; returns whether it all was.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn drain(&mut self, timeout_ms: Option<f64>) -> Result<bool> {
-        let timeout = timeout_ms.map(|ms| Duration::from_secs_f64(ms.max(0.0) / 1000.0));
+        let timeout = timeout_from_ms(timeout_ms);
         self.engine()?.drain(timeout).or_throw()
     }
 
     /// Resolves (with the epoll events, > 0) once the ring may have room, or with 0 when the
     /// wait is withdrawn. Waits on the engine's reactor thread.
-    #[napi(ts_return_type = "Promise<number>")]
+    #[napi(ts_return_type = "Promise<number>", catch_unwind)]
     pub fn wait_writable<'env>(&mut self, env: &'env Env) -> Result<Object<'env>> {
         let injector = self.engine()?;
         readiness_promise(env, |callback| injector.arm_wait(callback))
     }
 
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn cancel_wait(&mut self) {
         if let Some(callback) = self.engine.as_mut().and_then(Injector::disarm_wait) {
             callback(Readiness::Cancelled);
         }
     }
 
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn stats(&mut self) -> Result<NativeInjectorStats> {
         let s = self.engine()?.stats();
         Ok(NativeInjectorStats { sent: s.sent as f64, rejected: s.rejected as f64, pending: s.pending })
     }
 
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn info(&mut self) -> Result<NativeInjectorInfo> {
         let e = self.engine()?;
         let g = e.geometry();
@@ -268,18 +266,18 @@ impl NativeInjector {
         })
     }
 
-    #[napi(getter)]
+    #[napi(getter, catch_unwind)]
     pub fn fd(&self) -> i32 {
         self.engine.as_ref().map_or(-1, Injector::fd)
     }
 
-    #[napi(getter)]
+    #[napi(getter, catch_unwind)]
     pub fn closed(&self) -> bool {
         self.engine.is_none()
     }
 
     /// Detaches every lent slot and closes the socket (without flushing: the facade decides).
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn close(&mut self, env: &Env) -> Result<()> {
         for (lent, _) in self.lent.iter_mut().filter_map(Option::take) {
             lent.take_back(env)?;

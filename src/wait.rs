@@ -11,6 +11,18 @@ use netring_engine::{syscall, Error, Subject};
 
 use crate::error::{to_napi, OrThrow};
 
+/// A timeout in milliseconds from JavaScript as a wait's limit, total over every f64: `None`
+/// (no limit) when omitted, infinite or beyond what a `Duration` holds; NaN and negatives wait
+/// not at all. The facade refuses NaN and negatives with EINVAL first; this only guarantees
+/// that no number can make the conversion panic.
+pub fn timeout_from_ms(ms: Option<f64>) -> Option<Duration> {
+    let ms = ms?;
+    if ms.is_nan() || ms <= 0.0 {
+        return Some(Duration::ZERO);
+    }
+    Duration::try_from_secs_f64(ms / 1000.0).ok()
+}
+
 /// A `Promise<number>` that resolves with the epoll events (> 0) once `arm`'s wait fires, or
 /// with 0 when the wait is withdrawn. `arm` hands the callback to an engine object's `arm_wait`.
 pub fn readiness_promise<'env>(
@@ -32,12 +44,12 @@ pub fn readiness_promise<'env>(
 
 /// Blocks the calling thread until one of `fds` is readable or reports an error, or until
 /// `timeoutMs` passes. Returns whether one did.
-#[napi]
+#[napi(catch_unwind)]
 pub fn wait_any_readable(fds: Vec<i32>, timeout_ms: f64) -> Result<bool> {
     let mut pfds: Vec<libc::pollfd> =
         fds.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
-    let timeout = Duration::from_secs_f64(timeout_ms.max(0.0) / 1000.0);
-    let ready = syscall::poll_all(&mut pfds, Some(timeout))
+    let timeout = timeout_from_ms(Some(timeout_ms));
+    let ready = syscall::poll_all(&mut pfds, timeout)
         .map_err(|e| to_napi(Error::sys(e, "poll", Subject::None, "waiting for packets on several sockets")))?;
     Ok(ready > 0)
 }

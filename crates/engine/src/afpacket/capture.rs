@@ -173,7 +173,8 @@ impl Capture {
     /// batch is ready. Signals do not shorten or lengthen the wait.
     pub fn wait_ready(&mut self, timeout: Option<Duration>) -> Result<bool> {
         self.release();
-        let deadline = timeout.map(|t| Instant::now() + t);
+        // A deadline past what an Instant can hold is no deadline: checked_add, never a panic.
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         loop {
             if self.ring.is_user(self.next_block) {
                 return Ok(true);

@@ -377,7 +377,8 @@ impl Injector {
     /// Flushes and waits until the kernel has sent everything queued, or `timeout` passes.
     /// Returns whether everything was sent.
     pub fn drain(&mut self, timeout: Option<Duration>) -> Result<bool> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        // A deadline past what an Instant can hold is no deadline: checked_add, never a panic.
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         loop {
             self.flush()?;
             if self.pending() == 0 {
