@@ -35,8 +35,12 @@ export declare class NativeCapture {
   info(): NativeCaptureInfo
   get fd(): number
   get closed(): boolean
-  /** Detaches the lent block, withdraws the pending wait, closes the socket. Idempotent. */
-  close(): void
+  /**
+   * Detaches the lent block, withdraws the pending wait, closes the socket. Idempotent.
+   * `detach: false` leaves the lent block attached: for a buffer Node cannot detach (marked
+   * untransferable); its views keep reading the block, which the kernel no longer writes.
+   */
+  close(detach?: boolean | undefined | null): void
 }
 
 export declare class NativeInjector {

@@ -57,3 +57,46 @@ test('an async native job reading a batch survives close() and collection of the
   t.is(r.code, 0, r.stderr)
   t.deepEqual(lastJson(r), { rounds: 6 })
 })
+
+test('copy mode: a slot batch whose buffer was moved away and collected is refused, never read', async (t) => {
+  // NETRING_FORCE_COPY=1 is the Electron path: slots are copies written back at send. Before
+  // the fix, send() copied from the freed copy (SIGSEGV or garbage on the wire).
+  const r = await runNode(
+    `
+    const { Injector } = require('netring')
+    const result = {}
+    const tx = Injector.open('lo', { frameCount: 256 })
+    result.copyMode = tx.info.slotCapacity > 0
+    for (let round = 0; round < 10; round++) {
+      // 128 slots of 1500 bytes: a copy large enough to be unmapped when it is collected.
+      const run = tx.allocateBatch(128, 1500)
+      const view = run.slot(0)
+      structuredClone(view.buffer, { transfer: [view.buffer] })
+      globalThis.gc()
+      if (round % 2) {
+        run.discard()
+        result.discarded = (result.discarded ?? 0) + 1
+      } else {
+        try { run.send(); result.sent = true } catch (e) { result.code = e.code }
+      }
+      const slot = tx.allocate(1500)
+      structuredClone(slot.data.buffer, { transfer: [slot.data.buffer] })
+      globalThis.gc()
+      try { slot.send(); result.slotSent = true } catch (e) { result.slotCode = e.code }
+      tx.drain(5000)
+    }
+    // The ring goes on: the refused slots went back, a plain send still works.
+    const f = Buffer.alloc(60); f.writeUInt16BE(0x88b5, 12)
+    result.after = tx.send(f)
+    result.drained = tx.drain(5000)
+    result.pending = tx.stats().pending
+    tx.close()
+    console.log(JSON.stringify(result))
+    `,
+    { env: { NETRING_FORCE_COPY: '1' } },
+  )
+  t.is(r.signal, null, r.stderr)
+  t.false(r.timedOut)
+  t.is(r.code, 0, r.stderr)
+  t.deepEqual(lastJson(r), { copyMode: true, code: 'EPERM', discarded: 5, slotCode: 'EPERM', after: true, drained: true, pending: 0 })
+})

@@ -247,7 +247,7 @@ export class Capture extends EventEmitter<CaptureEvents> implements Disposable, 
   close(): void {
     if (this.closed) return
     this.#forgetBatch()
-    callNative(() => this.#native.close())
+    callNative(() => this.#native.close(true))
     this.emit('close')
   }
 

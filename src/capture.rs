@@ -7,7 +7,7 @@ use netring_engine::{BpfProgram, Capture, CaptureOptions, FanoutConfig, Profile,
 
 use crate::batch_table::BatchTable;
 use crate::error::{to_napi, OrThrow};
-use crate::lent_buffer::{force_copy_from_env, LentBuffer};
+use crate::lent_buffer::{force_copy_from_env, LentBuffer, TakenBack};
 use crate::wait::{readiness_promise, timeout_from_ms};
 
 /// Options as the facade passes them (already type-checked there; values are checked by the
@@ -213,11 +213,18 @@ impl NativeCapture {
     }
 
     /// Detaches the lent block, withdraws the pending wait, closes the socket. Idempotent.
+    /// `detach: false` leaves the lent block attached: for a buffer Node cannot detach (marked
+    /// untransferable); its views keep reading the block, which the kernel no longer writes.
     #[napi(catch_unwind)]
-    pub fn close(&mut self, env: &Env) -> Result<()> {
-        // A block whose memory escaped needs no error here: the socket closes either way.
+    pub fn close(&mut self, env: &Env, detach: Option<bool>) -> Result<()> {
+        // A block whose memory escaped, or that cannot be detached, needs no error here: the
+        // socket closes either way, so the kernel writes no more into what a view may see.
         if let Some(lent) = self.lent.take() {
-            lent.take_back(env)?;
+            if detach != Some(false) {
+                // SAFETY: nothing to write back on receive.
+                let _ = unsafe { lent.take_back(env, None) };
+            }
+            lent.forget(env.raw());
         }
         // Dropping the engine capture withdraws its wait (the promise resolves with 0), closes
         // the socket and drops its share of the mapping.
@@ -225,11 +232,19 @@ impl NativeCapture {
         Ok(())
     }
 
+    /// Takes the lent block back from JavaScript (detaches it) before the engine may hand it to
+    /// the kernel. Fails closed: if a Node-API call fails, or the memory escaped, the socket
+    /// closes instead, and the block is never handed back while a view may still see it.
     fn take_back(&mut self, env: &Env) -> Result<()> {
-        let Some(lent) = self.lent.take() else {
+        let Some(lent) = self.lent.as_ref() else {
             return Ok(());
         };
-        if lent.take_back(env)? {
+        // SAFETY: nothing to write back on receive.
+        let taken = unsafe { lent.take_back(env, None) }.inspect_err(|_| self.engine = None)?;
+        if let Some(lent) = self.lent.take() {
+            lent.forget(env.raw());
+        }
+        if taken != TakenBack::Escaped {
             return Ok(());
         }
         // The block's memory was transferred to an ArrayBuffer we cannot detach. Closing the

@@ -6,7 +6,7 @@ use netring_engine::reactor::Readiness;
 use netring_engine::{Errno, Error, Injector, InjectorOptions, Subject};
 
 use crate::error::{error_json, to_napi, OrThrow};
-use crate::lent_buffer::{force_copy_from_env, LentBuffer};
+use crate::lent_buffer::{force_copy_from_env, LentBuffer, TakenBack};
 use crate::wait::{readiness_promise, timeout_from_ms};
 
 #[napi(object)]
@@ -144,7 +144,7 @@ impl NativeInjector {
     /// at most the run's slot length).
     #[napi(catch_unwind)]
     pub fn commit_run(&mut self, env: &Env, first: u32, send: u32, lengths: Vec<u32>) -> Result<()> {
-        let (count, lent_length) = self.take_back_run(env, first)?;
+        let (count, lent_length) = self.take_back_run(env, first, send > 0)?;
         let engine = self.engine()?;
         let send = send.min(count);
         let length_of =
@@ -185,7 +185,7 @@ impl NativeInjector {
     /// detached first.
     #[napi(catch_unwind)]
     pub fn commit(&mut self, env: &Env, index: u32, length: u32) -> Result<()> {
-        let lent_length = self.take_back(env, index)?;
+        let lent_length = self.take_back(env, index, true)?;
         if length > lent_length {
             return Err(to_napi(Error::new(
                 Errno::EINVAL,
@@ -205,7 +205,7 @@ impl NativeInjector {
     /// Gives a lent slot back unused; its buffer is detached.
     #[napi(catch_unwind)]
     pub fn discard(&mut self, env: &Env, index: u32) -> Result<()> {
-        self.take_back(env, index)?;
+        self.take_back(env, index, false)?;
         self.engine()?.discard(index).or_throw()
     }
 
@@ -279,11 +279,17 @@ impl NativeInjector {
     /// Detaches every lent slot and closes the socket (without flushing: the facade decides).
     #[napi(catch_unwind)]
     pub fn close(&mut self, env: &Env) -> Result<()> {
+        // Failures need no error here: the socket closes either way, so the kernel reads nothing
+        // a view may still write.
         for (lent, _) in self.lent.iter_mut().filter_map(Option::take) {
-            lent.take_back(env)?;
+            // SAFETY: nothing is written back on close.
+            let _ = unsafe { lent.take_back(env, None) };
+            lent.forget(env.raw());
         }
         for run in self.runs.iter_mut().filter_map(Option::take) {
-            run.lent.take_back(env)?;
+            // SAFETY: as above.
+            let _ = unsafe { run.lent.take_back(env, None) };
+            run.lent.forget(env.raw());
         }
         self.engine = None;
         Ok(())
@@ -295,44 +301,82 @@ impl NativeInjector {
         })
     }
 
-    /// Detaches a run's buffer (in copy mode, after writing the copy back to the ring).
-    /// Returns the run's slot count and length.
-    fn take_back_run(&mut self, env: &Env, first: u32) -> Result<(u32, u32)> {
-        let Some(run) = self.runs.get_mut(first as usize).and_then(Option::take) else {
+    /// Takes a run's buffer back (in copy mode, writing the copy back to the ring first).
+    /// Returns the run's slot count and length. Fails closed like `take_back`.
+    fn take_back_run(&mut self, env: &Env, first: u32, sending: bool) -> Result<(u32, u32)> {
+        let Some(run) = self.runs.get(first as usize).and_then(Option::as_ref) else {
             return Err(to_napi(Error::new(
                 Errno::EINVAL,
                 Subject::None,
                 format!("no run of slots starts at {first}"),
             )));
         };
-        if let Some(engine) = self.engine.as_ref() {
-            let span = (run.count as usize - 1) * engine.frame_stride() + run.length as usize;
-            // SAFETY: the run is still lent (ours) and spans `span` bytes from its first slot.
-            unsafe { run.lent.write_back(engine.slot_ptr(first), span) };
+        let (count, length) = (run.count, run.length);
+        let dest = self
+            .engine
+            .as_ref()
+            .map(|engine| (engine.slot_ptr(first), (count as usize - 1) * engine.frame_stride() + length as usize));
+        // SAFETY: the run is still lent (ours) and spans that many bytes from its first slot.
+        let taken = unsafe { run.lent.take_back(env, dest) };
+        let taken = self.settle(taken)?;
+        if let Some(run) = self.runs[first as usize].take() {
+            run.lent.forget(env.raw());
         }
-        let Run { lent, count, length } = run;
-        if lent.take_back(env)? {
-            return Ok((count, length));
-        }
-        self.engine = None;
-        Err(transferred_error())
+        self.after_take_back(taken, first, count, sending)?;
+        Ok((count, length))
     }
 
-    /// Detaches slot `index`'s buffer (in copy mode, after writing the copy back to the ring)
-    /// and returns the length it was lent with.
-    fn take_back(&mut self, env: &Env, index: u32) -> Result<u32> {
-        let Some((lent, length)) = self.lent.get_mut(index as usize).and_then(Option::take) else {
+    /// Takes slot `index`'s buffer back (in copy mode, writing the copy back to the ring first)
+    /// and returns the length it was lent with. Fails closed: if a Node-API call fails the
+    /// socket closes, and the slot never reaches the kernel while a view may still write it.
+    fn take_back(&mut self, env: &Env, index: u32, sending: bool) -> Result<u32> {
+        let Some((lent, length)) = self.lent.get(index as usize).and_then(Option::as_ref) else {
             return Err(to_napi(Error::new(Errno::EINVAL, Subject::None, format!("slot {index} is not lent out"))));
         };
-        if let Some(engine) = self.engine.as_ref() {
-            // SAFETY: the slot is still lent (ours) and holds `length` bytes.
-            unsafe { lent.write_back(engine.slot_ptr(index), length as usize) };
+        let length = *length;
+        let dest = self.engine.as_ref().map(|engine| (engine.slot_ptr(index), length as usize));
+        // SAFETY: the slot is still lent (ours) and holds `length` bytes.
+        let taken = unsafe { lent.take_back(env, dest) };
+        let taken = self.settle(taken)?;
+        if let Some((lent, _)) = self.lent[index as usize].take() {
+            lent.forget(env.raw());
         }
-        if lent.take_back(env)? {
-            return Ok(length);
+        self.after_take_back(taken, index, 1, sending)?;
+        Ok(length)
+    }
+
+    /// A failed take-back closes the injector (fail closed) and passes the error on.
+    fn settle(&mut self, taken: Result<TakenBack>) -> Result<TakenBack> {
+        taken.inspect_err(|_| self.engine = None)
+    }
+
+    /// What a take-back found, acted on: escaped ring memory closes the injector; a moved copy
+    /// (copy mode) of slots about to be sent gives them back unsent, since what JavaScript
+    /// wrote went with it.
+    fn after_take_back(&mut self, taken: TakenBack, first: u32, count: u32, sending: bool) -> Result<()> {
+        match taken {
+            TakenBack::Detached => Ok(()),
+            TakenBack::CopyMoved if !sending => Ok(()),
+            TakenBack::Escaped => {
+                self.engine = None;
+                Err(transferred_error())
+            }
+            TakenBack::CopyMoved => {
+                let engine = self.engine()?;
+                for index in (first..first + count).rev() {
+                    engine.discard(index).or_throw()?;
+                }
+                Err(to_napi(
+                    Error::new(
+                        Errno::EPERM,
+                        Subject::None,
+                        "a slot's ArrayBuffer was transferred before it was sent: what was written into it went \
+                         with it, so nothing was sent",
+                    )
+                    .with_hint("write into the slot's Buffer and send() it; do not transfer it"),
+                ))
+            }
         }
-        self.engine = None;
-        Err(transferred_error())
     }
 }
 
