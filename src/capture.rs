@@ -8,7 +8,7 @@ use netring_engine::{BpfProgram, Capture, CaptureOptions, FanoutConfig, Profile,
 use crate::batch_table::BatchTable;
 use crate::error::{to_napi, OrThrow};
 use crate::lent_buffer::{force_copy_from_env, LentBuffer, TakenBack};
-use crate::wait::{readiness_promise, timeout_from_ms};
+use crate::wait::{interruptible, readiness_promise, timeout_from_ms};
 
 /// Options as the facade passes them (already type-checked there; values are checked by the
 /// engine).
@@ -140,8 +140,8 @@ impl NativeCapture {
         timeout_ms: Option<f64>,
     ) -> Result<Option<Object<'env>>> {
         self.take_back(env)?;
-        let timeout = timeout_from_ms(timeout_ms);
-        let ready = self.engine.as_mut().ok_or_else(closed)?.wait_ready(timeout).or_throw()?;
+        let capture = self.engine.as_mut().ok_or_else(closed)?;
+        let ready = interruptible(env, timeout_from_ms(timeout_ms), |slice| capture.wait_ready(slice).or_throw())?;
         if ready {
             self.next_batch(env)
         } else {

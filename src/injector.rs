@@ -7,7 +7,7 @@ use netring_engine::{Errno, Error, Injector, InjectorOptions, Subject};
 
 use crate::error::{error_json, to_napi, OrThrow};
 use crate::lent_buffer::{force_copy_from_env, LentBuffer, TakenBack};
-use crate::wait::{readiness_promise, timeout_from_ms};
+use crate::wait::{interruptible, readiness_promise, timeout_from_ms};
 
 #[napi(object)]
 pub struct NativeInjectorOptions {
@@ -224,9 +224,9 @@ impl NativeInjector {
 
     /// Blocks until everything queued was sent or `timeoutMs` passed; returns whether it all was.
     #[napi(catch_unwind)]
-    pub fn drain(&mut self, timeout_ms: Option<f64>) -> Result<bool> {
-        let timeout = timeout_from_ms(timeout_ms);
-        self.engine()?.drain(timeout).or_throw()
+    pub fn drain(&mut self, env: &Env, timeout_ms: Option<f64>) -> Result<bool> {
+        let injector = self.engine()?;
+        interruptible(env, timeout_from_ms(timeout_ms), |slice| injector.drain(slice).or_throw())
     }
 
     /// Resolves (with the epoll events, > 0) once the ring may have room, or with 0 when the

@@ -2,10 +2,10 @@
 //! the JavaScript thread), or blocking on several sockets at once for synchronous loops over
 //! more than one ring (`Bridge.runSync`).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use napi::bindgen_prelude::Object;
-use napi::{Env, Result};
+use napi::{sys, Env, Result};
 use netring_engine::reactor::{Callback, Readiness};
 use netring_engine::{syscall, Error, Subject};
 
@@ -21,6 +21,45 @@ pub fn timeout_from_ms(ms: Option<f64>) -> Option<Duration> {
         return Some(Duration::ZERO);
     }
     Duration::try_from_secs_f64(ms / 1000.0).ok()
+}
+
+/// The longest a blocking wait sleeps before it checks whether its thread is being stopped.
+const WAIT_SLICE: Duration = Duration::from_millis(50);
+
+/// Runs a blocking wait (`wait`: true once ready) in slices of at most `WAIT_SLICE`, for at
+/// most `timeout` (`None`: no limit), and gives up with `Ok(false)` as soon as Node is stopping
+/// the thread. `worker.terminate()` and `process.exit()` (which stops every worker first) wait
+/// for a blocked thread to come back, and no hook of Node runs on another thread to wake it:
+/// Node marks the environment as stopping, which we can only see from this thread.
+pub fn interruptible(
+    env: &Env,
+    timeout: Option<Duration>,
+    mut wait: impl FnMut(Option<Duration>) -> Result<bool>,
+) -> Result<bool> {
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    loop {
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let slice = left.map_or(WAIT_SLICE, |l| l.min(WAIT_SLICE));
+        if wait(Some(slice))? {
+            return Ok(true);
+        }
+        if left.is_some_and(|l| l <= slice) || stopping(env) {
+            return Ok(false);
+        }
+    }
+}
+
+/// Whether Node is stopping this thread's environment (worker.terminate(), process.exit()).
+/// Node-API calls that may run JavaScript refuse once it is (`can_call_into_js()` is false); a
+/// coercion of a boolean is the cheapest such call and runs no JavaScript.
+fn stopping(env: &Env) -> bool {
+    let mut value = std::ptr::null_mut();
+    let mut coerced = std::ptr::null_mut();
+    // SAFETY: plain Node-API calls on this thread's env.
+    unsafe {
+        sys::napi_get_boolean(env.raw(), true, &mut value) != sys::Status::napi_ok
+            || sys::napi_coerce_to_bool(env.raw(), value, &mut coerced) != sys::Status::napi_ok
+    }
 }
 
 /// A `Promise<number>` that resolves with the epoll events (> 0) once `arm`'s wait fires, or
