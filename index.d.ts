@@ -12,8 +12,9 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 export declare class NativeCapture {
   static open(interface: string, options?: NativeCaptureOptions | undefined | null): NativeCapture
   /**
-   * The next ready block as `{ block: ArrayBuffer, table: Uint32Array }`, or null. The block
-   * lent before is detached and handed back first.
+   * The next ready block as `{ block: ArrayBuffer, table: Uint32Array }`, or null: `block`
+   * covers the block's packets only (not its descriptor), and `table` gives each packet's
+   * header offset in it. The block lent before is detached and handed back first.
    */
   nextBatch(): { block: ArrayBuffer, table: Uint32Array } | null
   /**

@@ -100,3 +100,67 @@ test('copy mode: a slot batch whose buffer was moved away and collected is refus
   t.is(r.code, 0, r.stderr)
   t.deepEqual(lastJson(r), { copyMode: true, code: 'EPERM', discarded: 5, slotCode: 'EPERM', after: true, drained: true, pending: 0 })
 })
+
+test("a held batch's Buffers cannot reach the block descriptor: writing through them never hands the block back", async (t) => {
+  const { Capture } = await import('netring')
+  const dgram = await import('node:dgram')
+  const cap = Capture.open('lo', { blockSize: 1 << 16, blockCount: 4, blockTimeoutMs: 1 })
+  const s = dgram.createSocket('udp4')
+  t.teardown(() => {
+    cap.close()
+    s.close()
+  })
+  await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()))
+  const port = s.address().port
+  const send = async (n: number) => {
+    for (let i = 0; i < n; i++) await new Promise((r) => s.send(Buffer.alloc(1000, i & 0xff), port, '127.0.0.1', r))
+  }
+  await send(5)
+  const batch = cap.nextBatchBlocking(5000)
+  t.truthy(batch)
+  const packets = [...batch!]
+  const copies = packets.map((p) => Buffer.from(p.data))
+  // Before: word 2 of the block was its status; clearing it gave the held block to the kernel.
+  const words = new Uint32Array(packets[0]!.data.buffer)
+  words[2] = 0
+  // Cycle the ring many times over (4 blocks of 64 KiB; 600 datagrams of 1 KiB).
+  await send(600)
+  t.false(batch!.released)
+  packets.forEach((p, i) => t.deepEqual(p.data, copies[i], `packet ${i} is unchanged while its batch is held`))
+})
+
+test('header words a slot batch can reach never reach the kernel: discarded slots stay unsent', async (t) => {
+  const { Capture, Injector } = await import('netring')
+  const { localVethPair, frame } = await import('./helpers/net')
+  const { collect, seqOf } = await import('./helpers/collect')
+  const veth = localVethPair(t)
+  using rx = Capture.open(veth.b, { blockTimeoutMs: 1 })
+  using tx = Injector.open(veth.a, { frameCount: 64 })
+  const TX_DATA_OFFSET = 48 // tpacket3_hdr + sockaddr_ll - sizeof(sockaddr_ll) on x86_64
+  let seq = 0
+  const expected: number[] = []
+  for (let round = 0; round < 8; round++) {
+    const run = tx.allocateBatch(4, 100)!
+    t.truthy(run)
+    t.true(run.count >= 2, 'a run of at least two slots')
+    const whole = new DataView(run.slot(0).buffer)
+    for (let i = 0; i < run.count; i++) {
+      frame(veth.bMac, veth.aMac, 100, seq + i).copy(run.slot(i))
+      if (i === 0) continue
+      // The header of slot i sits just before its data, inside the run's memory: pretend to be
+      // the engine and ask the kernel to send it (tp_len, tp_snaplen, tp_status).
+      const h = run.slot(i).byteOffset - TX_DATA_OFFSET
+      if (h < 0) continue
+      whole.setUint32(h + 16, 100, true)
+      whole.setUint32(h + 12, 100, true)
+      whole.setUint32(h + 20, 1, true)
+    }
+    run.send(1)
+    expected.push(seq)
+    seq += run.count
+    t.true(tx.drain(5000))
+  }
+  const got = await collect(rx, expected.length + 1, { timeoutMs: 3000 })
+  t.deepEqual(got.map((p) => seqOf(p)), expected, 'only the slots sent, none of those discarded')
+  t.is(tx.stats().pending, 0)
+})

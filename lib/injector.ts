@@ -88,7 +88,8 @@ export class TxSlot implements Disposable {
  * Consecutive transmit slots lent as one buffer by `Injector.allocateBatch()`: write frame `i`
  * into `slot(i)`, then `send()` the first n of them (all by default); the rest go back to the
  * ring. One lend and one detach for the whole batch is what makes it cheap per frame. Write only
- * inside the `slot(i)` views: the buffer behind them also spans the ring's frame headers.
+ * inside the `slot(i)` views: the buffer behind them also spans the later frames' headers, which
+ * the engine rewrites in full before the kernel may read them (what is written there is lost).
  */
 export class TxSlotBatch implements Disposable {
   /** How many slots were lent (may be fewer than asked for). */

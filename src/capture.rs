@@ -91,8 +91,9 @@ impl NativeCapture {
         Ok(NativeCapture { engine: Some(engine), lent: None, force_copy: force_copy_from_env(), copied: false })
     }
 
-    /// The next ready block as `{ block: ArrayBuffer, table: Uint32Array }`, or null. The block
-    /// lent before is detached and handed back first.
+    /// The next ready block as `{ block: ArrayBuffer, table: Uint32Array }`, or null: `block`
+    /// covers the block's packets only (not its descriptor), and `table` gives each packet's
+    /// header offset in it. The block lent before is detached and handed back first.
     #[napi(ts_return_type = "{ block: ArrayBuffer, table: Uint32Array } | null", catch_unwind)]
     pub fn next_batch<'env>(&mut self, env: &'env Env) -> Result<Option<Object<'env>>> {
         self.take_back(env)?;
@@ -104,10 +105,13 @@ impl NativeCapture {
         };
 
         let info = *batch.info();
+        // Only the packets are lent, never the block descriptor the kernel reads: table offsets
+        // are from the start of the packet area.
+        let area = batch.packet_area();
         let mut table = BatchTable::new(env, info.num_packets as usize)?;
         while let Some(desc) = batch.next_packet() {
             match desc {
-                Ok(desc) => table.push(desc.header_offset),
+                Ok(desc) => table.push(desc.header_offset - area.start as u32),
                 Err(e) => {
                     capture.release();
                     return Err(to_napi(e));
@@ -115,10 +119,10 @@ impl NativeCapture {
             }
         }
         let table = table.finish(&info);
-        // SAFETY: the block lies inside the mapping, and the block lent before was taken back
-        // above, so no other lent buffer covers this memory.
+        // SAFETY: the packet area lies inside the block, inside the mapping, and the block lent
+        // before was taken back above, so no other lent buffer covers this memory.
         let (lent, block) =
-            unsafe { LentBuffer::lend(env, batch.block_ptr(), batch.block_len(), &mapping, force_copy)? };
+            unsafe { LentBuffer::lend(env, batch.block_ptr().add(area.start), area.len(), &mapping, force_copy)? };
         self.copied = lent.is_copy();
         self.lent = Some(lent);
 

@@ -331,13 +331,19 @@ impl Batch<'_> {
         self.index
     }
 
-    /// Start and length of the whole block.
+    /// Start of the whole block.
     pub fn block_ptr(&self) -> *mut u8 {
         self.block.as_ptr() as *mut u8
     }
 
-    pub fn block_len(&self) -> usize {
-        self.block.len()
+    /// The part of the block that holds packets (headers, addresses, frames): from the first
+    /// packet to the end of the used part. What may be lent to a reader: it leaves out the
+    /// block descriptor, whose status word hands the block back to the kernel, and the private
+    /// area (`tp_sizeof_priv`) before the first packet.
+    pub fn packet_area(&self) -> std::ops::Range<usize> {
+        let start = if self.info.num_packets > 0 { self.info.first_offset } else { ffi::BLOCK_DESC_LEN };
+        let start = start.min(self.block.len());
+        start..self.info.used_len.clamp(start, self.block.len())
     }
 
     /// The bytes of the block (after the VLAN tags of the packets walked so far were

@@ -269,6 +269,9 @@ impl Injector {
     /// Gives a lent slot back unused.
     pub fn discard(&mut self, index: u32) -> Result<()> {
         self.expect_lent(index)?;
+        // The header may have been written through a run's buffer while lent: the status word
+        // is ours again, so the kernel never takes a discarded frame for a send request.
+        self.ring.reset(index);
         self.slots[index as usize] = Slot::Free;
         let n = self.ring.frame_count();
         if (index + 1) % n == self.cursor {

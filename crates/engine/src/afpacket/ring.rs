@@ -300,7 +300,8 @@ impl TxRing {
         unsafe { self.map.status_word(self.frame_offset(index) + ffi::TP3_STATUS_OFFSET) }.load(Ordering::Acquire)
     }
 
-    /// Marks a frame we own AVAILABLE again (after the kernel rejected it).
+    /// Marks a frame we own AVAILABLE again (after the kernel rejected it, or when a lent frame
+    /// is given back: its header may have been written through a run's buffer).
     pub fn reset(&self, index: u32) {
         // SAFETY: as in `status`.
         unsafe { self.map.status_word(self.frame_offset(index) + ffi::TP3_STATUS_OFFSET) }
@@ -320,14 +321,17 @@ impl TxRing {
     /// The frame must be ours (AVAILABLE and not handed out elsewhere), `len <= capacity()`.
     pub unsafe fn submit(&self, index: u32, len: u32) {
         let hdr = self.map.as_ptr().add(self.frame_offset(index)).cast::<ffi::tpacket3_hdr>();
-        let mut h: ffi::tpacket3_hdr = std::ptr::read(hdr);
-        h.tp_next_offset = 0;
-        h.tp_len = len;
-        h.tp_snaplen = len;
-        h.tp_mac = TX_DATA_OFFSET as u16;
-        h.tp_net = 0;
-        // Everything but the status word, which is published last.
-        std::ptr::write(hdr, ffi::tpacket3_hdr { tp_status: ffi::TP_STATUS_AVAILABLE, ..h });
+        // The whole header is written, never read back: a run of slots lent as one buffer
+        // spans the headers of its later frames, so whatever JavaScript wrote there is replaced
+        // here before the kernel may read it. The status word is published last.
+        let h = ffi::tpacket3_hdr {
+            tp_len: len,
+            tp_snaplen: len,
+            tp_mac: TX_DATA_OFFSET as u16,
+            tp_status: ffi::TP_STATUS_AVAILABLE,
+            ..Default::default()
+        };
+        std::ptr::write(hdr, h);
         self.map
             .status_word(self.frame_offset(index) + ffi::TP3_STATUS_OFFSET)
             .store(ffi::TP_STATUS_SEND_REQUEST, Ordering::Release);
