@@ -9,12 +9,18 @@
 import { abortError } from './errors'
 import type { Packet, PacketBatch } from './packet'
 
-/** What the iterators need from a capture. */
+/**
+ * What the iterators need from a capture: its batches, and the capture's one reader slot, which
+ * an iterator claims when it first takes a batch (a second reader is refused with EBUSY) and
+ * gives up when it ends.
+ */
 export interface BatchSource {
   readonly closed: boolean
   nextBatch(): PacketBatch | null
   nextBatchBlocking(timeoutMs?: number): PacketBatch | null
   readable(signal?: AbortSignal): Promise<void>
+  claim(): void
+  unclaim(): void
 }
 
 const DONE: IteratorReturnResult<undefined> = Object.freeze({ value: undefined, done: true })
@@ -69,6 +75,7 @@ export class PacketIterator implements IterableIterator<Packet>, Disposable {
       if (this.#cursor.exhausted || this.#source.closed) break
       const remaining = this.#deadline === undefined ? undefined : this.#deadline - performance.now()
       if (remaining !== undefined && remaining <= 0) break
+      this.#source.claim()
       let batch: PacketBatch | null
       try {
         batch = this.#source.nextBatchBlocking(remaining)
@@ -85,6 +92,7 @@ export class PacketIterator implements IterableIterator<Packet>, Disposable {
   return(): IteratorReturnResult<undefined> {
     this.#done = true
     this.#cursor.drop()
+    this.#source.unclaim()
     return DONE
   }
 
@@ -137,6 +145,7 @@ export class AsyncPacketIterator implements AsyncIterableIterator<Packet>, Async
       for (;;) {
         if (this.#done || this.#cursor.exhausted || source.closed) return this.#finish()
         if (this.#signal?.aborted) throw abortError(this.#signal)
+        source.claim()
         const batch = source.nextBatch()
         if (batch === null) {
           await source.readable(this.#signal)
@@ -155,6 +164,7 @@ export class AsyncPacketIterator implements AsyncIterableIterator<Packet>, Async
   #finish(): IteratorReturnResult<undefined> {
     this.#done = true
     this.#cursor.drop()
+    this.#source.unclaim()
     return DONE
   }
 
