@@ -292,9 +292,12 @@ export class Capture extends EventEmitter<CaptureEvents> implements Disposable, 
    */
   close(): void {
     if (this.closed) return
-    this.#forgetBatch()
+    // A block Node cannot detach stays attached: the socket closes either way.
+    const batch = this.#batch
+    batch?.markReleased()
+    this.#batch = null
     this.#reader = null
-    callNative(() => this.#native.close(true))
+    callNative(() => this.#native.close(batch === null || batch.detachable))
     this.emit('close')
   }
 
@@ -319,10 +322,26 @@ export class Capture extends EventEmitter<CaptureEvents> implements Disposable, 
     return this.#batch
   }
 
-  /** Marks the held batch released; the native call that follows takes the block back. */
+  /**
+   * Marks the held batch released; the native call that follows takes the block back. A block
+   * Node cannot detach (marked with `markAsUntransferable`: on Node >= 22 the detach aborts the
+   * process) is never handed back: the capture closes instead, leaving it attached and no longer
+   * written by the kernel, and the caller gets EPERM.
+   */
   #forgetBatch(): void {
-    this.#batch?.markReleased()
+    const batch = this.#batch
+    if (batch === null) return
+    batch.markReleased()
     this.#batch = null
+    if (batch.detachable) return
+    this.#reader = null
+    callNative(() => this.#native.close(false))
+    this.emit('close')
+    throw NetringError.of(
+      'EPERM',
+      `a batch of the capture on '${this.interface}' was marked untransferable (markAsUntransferable): Node cannot detach it, so its block cannot go back to the kernel and the capture was closed`,
+      { interface: this.interface, hint: 'do not mark batch or packet memory untransferable; copy what you keep (packet.copy())' },
+    )
   }
 
   #releaseHeld(): void {

@@ -16,7 +16,7 @@ export interface NetringErrorFields {
 }
 
 // The codes the facade raises itself (everything else comes from the engine with its errno).
-const ERRNO = { EIO: 5, EBADF: 9, EBUSY: 16, EINVAL: 22 } as const
+const ERRNO = { EPERM: 1, EIO: 5, EBADF: 9, EBUSY: 16, EINVAL: 22 } as const
 
 export class NetringError extends Error implements NetringErrorFields {
   override name = 'NetringError'

@@ -6,6 +6,8 @@
 // looked at, and everything a packet shows lives in the ring: once the batch is released its
 // Buffers are detached (length 0) and its packets can no longer be read (copy() what you keep).
 
+import * as workerThreads from 'node:worker_threads'
+
 import { NetringError } from './errors'
 import { native } from './native'
 import { ringView } from './ring-view'
@@ -109,6 +111,10 @@ export interface PacketInfo {
 }
 
 const EMPTY = Buffer.alloc(0)
+
+// Node >= 21 only; older Node detaches marked buffers without complaint.
+const isMarkedAsUntransferable = (workerThreads as { isMarkedAsUntransferable?: (o: object) => boolean })
+  .isMarkedAsUntransferable
 
 function decodeStatus(raw: number, captured: number, original: number, blockLosing: boolean): PacketStatus {
   return {
@@ -280,6 +286,11 @@ export class PacketBatch implements Iterable<Packet>, Disposable {
 
   get released(): boolean {
     return this.#released
+  }
+
+  /** @internal Whether Node can detach the block (false once marked untransferable, Node >= 21). */
+  get detachable(): boolean {
+    return isMarkedAsUntransferable?.(this.#block) !== true
   }
 
   /** The packet at `index`, 0 ≤ index < length. */
