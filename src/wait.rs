@@ -2,14 +2,16 @@
 //! the JavaScript thread), or blocking on several sockets at once for synchronous loops over
 //! more than one ring (`Bridge.runSync`).
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use napi::bindgen_prelude::Object;
+use napi::JsDeferred;
 use napi::{sys, Env, Result};
 use netring_engine::reactor::{Callback, Readiness};
 use netring_engine::{syscall, Error, Subject};
 
-use crate::error::{to_napi, OrThrow};
+use crate::error::to_napi;
 
 /// A timeout in milliseconds from JavaScript as a wait's limit, total over every f64: `None`
 /// (no limit) when omitted, infinite or beyond what a `Duration` holds; NaN and negatives wait
@@ -70,14 +72,29 @@ pub fn readiness_promise<'env>(
 ) -> Result<Object<'env>> {
     type Resolver = Box<dyn FnOnce(Env) -> Result<u32> + Send>;
     let (deferred, promise) = env.create_deferred::<u32, Resolver>()?;
-    arm(Box::new(move |readiness| {
-        let events = match readiness {
-            Readiness::Ready(events) => events.max(1),
-            Readiness::Cancelled => 0,
-        };
-        deferred.resolve(Box::new(move |_| Ok(events)));
-    }))
-    .or_throw()?;
+    // Shared with the callback, so that a wait that could not be armed can still be settled:
+    // an unsettled deferred keeps its threadsafe function, and with it the event loop, alive.
+    let slot = Arc::new(Mutex::new(Some(deferred)));
+    let settle = |slot: &Mutex<Option<JsDeferred<u32, Resolver>>>, events: u32| {
+        if let Some(deferred) = slot.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            deferred.resolve(Box::new(move |_| Ok(events)) as Resolver);
+        }
+    };
+    let armed = {
+        let slot = slot.clone();
+        arm(Box::new(move |readiness| {
+            let events = match readiness {
+                Readiness::Ready(events) => events.max(1),
+                Readiness::Cancelled => 0,
+            };
+            settle(&slot, events);
+        }))
+    };
+    if let Err(e) = armed {
+        // Nobody holds this promise (the error is thrown instead): resolving it releases it.
+        settle(&slot, 0);
+        return Err(to_napi(e));
+    }
     Ok(promise)
 }
 

@@ -14,15 +14,18 @@ export interface ChildResult {
 
 /**
  * Runs `script` (CommonJS, `require('netring')` works) with `node --expose-gc` in the package
- * directory, and kills it with SIGKILL after `timeoutMs`.
+ * directory, and kills it with SIGKILL after `timeoutMs`; `maxFds` lowers its descriptor limit.
  */
 export function runNode(
   script: string,
-  options: { env?: Record<string, string>; timeoutMs?: number; execPath?: string } = {},
+  options: { env?: Record<string, string>; timeoutMs?: number; execPath?: string; maxFds?: number } = {},
 ): Promise<ChildResult> {
-  const { env = {}, timeoutMs = 30_000, execPath = process.execPath } = options
+  const { env = {}, timeoutMs = 30_000, execPath = process.execPath, maxFds } = options
+  const args = [execPath, '--expose-gc', '-e', script]
+  // prlimit (util-linux) starts the child with a lower RLIMIT_NOFILE.
+  if (maxFds !== undefined) args.unshift('prlimit', `--nofile=${maxFds}`)
   return new Promise((resolve, reject) => {
-    const child = spawn(execPath, ['--expose-gc', '-e', script], {
+    const child = spawn(args[0]!, args.slice(1), {
       cwd: new URL('..', import.meta.url).pathname + '..',
       env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
