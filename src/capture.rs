@@ -7,6 +7,7 @@ use netring_engine::{BpfProgram, Capture, CaptureOptions, FanoutConfig, Profile,
 
 use crate::batch_table::BatchTable;
 use crate::error::{to_napi, OrThrow};
+use crate::external_memory::ReportedMemory;
 use crate::lent_buffer::{force_copy_from_env, LentBuffer, TakenBack};
 use crate::wait::{interruptible, readiness_promise, timeout_from_ms};
 
@@ -74,6 +75,8 @@ pub struct NativeCaptureStats {
 #[napi(custom_finalize)]
 pub struct NativeCapture {
     engine: Option<Capture>,
+    /// The ring's size, reported to V8 while the capture is open.
+    reported: ReportedMemory,
     lent: Option<LentBuffer>,
     force_copy: bool,
     copied: bool,
@@ -82,13 +85,20 @@ pub struct NativeCapture {
 #[napi]
 impl NativeCapture {
     #[napi(factory, catch_unwind)]
-    pub fn open(interface: String, options: Option<NativeCaptureOptions>) -> Result<NativeCapture> {
+    pub fn open(env: Env, interface: String, options: Option<NativeCaptureOptions>) -> Result<NativeCapture> {
         let options = match options {
             Some(o) => engine_options(o).or_throw()?,
             None => CaptureOptions::default(),
         };
         let engine = Capture::open(&interface, options).or_throw()?;
-        Ok(NativeCapture { engine: Some(engine), lent: None, force_copy: force_copy_from_env(), copied: false })
+        let reported = ReportedMemory::report(&env, engine.mapping().len());
+        Ok(NativeCapture {
+            engine: Some(engine),
+            reported,
+            lent: None,
+            force_copy: force_copy_from_env(),
+            copied: false,
+        })
     }
 
     /// The next ready block as `{ block: ArrayBuffer, table: Uint32Array }`, or null: `block`
@@ -233,6 +243,7 @@ impl NativeCapture {
         // Dropping the engine capture withdraws its wait (the promise resolves with 0), closes
         // the socket and drops its share of the mapping.
         self.engine = None;
+        self.reported.withdraw(env);
         Ok(())
     }
 
@@ -275,6 +286,7 @@ impl ObjectFinalize for NativeCapture {
         if let Some(lent) = self.lent.take() {
             lent.forget(env.raw());
         }
+        self.reported.withdraw(&env);
         Ok(())
     }
 }

@@ -6,6 +6,7 @@ use netring_engine::reactor::Readiness;
 use netring_engine::{Errno, Error, Injector, InjectorOptions, Subject};
 
 use crate::error::{error_json, to_napi, OrThrow};
+use crate::external_memory::ReportedMemory;
 use crate::lent_buffer::{force_copy_from_env, LentBuffer, TakenBack};
 use crate::wait::{interruptible, readiness_promise, timeout_from_ms};
 
@@ -48,6 +49,8 @@ struct Run {
 #[napi(custom_finalize)]
 pub struct NativeInjector {
     engine: Option<Injector>,
+    /// The ring's size, reported to V8 while the injector is open.
+    reported: ReportedMemory,
     /// The slot lent for each frame index, if any, with its length.
     lent: Vec<Option<(LentBuffer, u32)>>,
     /// Runs of slots lent as one buffer, by their first frame index.
@@ -58,7 +61,7 @@ pub struct NativeInjector {
 #[napi]
 impl NativeInjector {
     #[napi(factory, catch_unwind)]
-    pub fn open(interface: String, options: Option<NativeInjectorOptions>) -> Result<NativeInjector> {
+    pub fn open(env: Env, interface: String, options: Option<NativeInjectorOptions>) -> Result<NativeInjector> {
         let options = options.map_or_else(InjectorOptions::default, |o| InjectorOptions {
             frame_size: o.frame_size,
             frame_count: o.frame_count,
@@ -67,6 +70,7 @@ impl NativeInjector {
         let engine = Injector::open(&interface, options).or_throw()?;
         let frames = engine.geometry().frame_count() as usize;
         Ok(NativeInjector {
+            reported: ReportedMemory::report(&env, engine.mapping().len()),
             engine: Some(engine),
             lent: (0..frames).map(|_| None).collect(),
             runs: (0..frames).map(|_| None).collect(),
@@ -292,6 +296,7 @@ impl NativeInjector {
             run.lent.forget(env.raw());
         }
         self.engine = None;
+        self.reported.withdraw(env);
         Ok(())
     }
 
@@ -401,6 +406,7 @@ impl ObjectFinalize for NativeInjector {
         for run in self.runs.iter_mut().filter_map(Option::take) {
             run.lent.forget(env.raw());
         }
+        self.reported.withdraw(&env);
         Ok(())
     }
 }
