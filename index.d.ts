@@ -25,6 +25,13 @@ export declare class NativeCapture {
   /** Detaches the lent block and hands it back to the kernel. */
   release(): void
   /**
+   * Takes back the lent block that the facade has just detached itself
+   * (`ArrayBuffer.prototype.transfer(0)`, which refuses, instead of aborting the process
+   * like `napi_detach_arraybuffer`, a buffer marked with `markAsUntransferable`). Refused
+   * unless the block really is detached.
+   */
+  takeBackDetached(): void
+  /**
    * Resolves once a block may be ready or the socket reports an error (with the epoll
    * events, > 0), or with 0 when the wait is withdrawn (`cancelWait`, `close`). Never blocks
    * the JavaScript thread: the wait happens on the engine's reactor thread.

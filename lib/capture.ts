@@ -297,7 +297,9 @@ export class Capture extends EventEmitter<CaptureEvents> implements Disposable, 
     batch?.markReleased()
     this.#batch = null
     this.#reader = null
-    callNative(() => this.#native.close(batch === null || batch.detachable))
+    const detached = batch?.detach()
+    if (detached === 'detached') callNative(() => this.#native.takeBackDetached())
+    callNative(() => this.#native.close(detached !== 'refused'))
     this.emit('close')
   }
 
@@ -323,17 +325,20 @@ export class Capture extends EventEmitter<CaptureEvents> implements Disposable, 
   }
 
   /**
-   * Marks the held batch released; the native call that follows takes the block back. A block
-   * Node cannot detach (marked with `markAsUntransferable`: on Node >= 22 the detach aborts the
-   * process) is never handed back: the capture closes instead, leaving it attached and no longer
-   * written by the kernel, and the caller gets EPERM.
+   * Marks the held batch released and detaches it (here where the runtime allows, else in the
+   * native call that follows, which then hands the block back). A block that cannot be detached
+   * (marked with `markAsUntransferable`: on Node >= 22 a Node-API detach aborts the process) is
+   * never handed back: the capture closes instead, leaving it attached and no longer written by
+   * the kernel, and the caller gets EPERM.
    */
   #forgetBatch(): void {
     const batch = this.#batch
     if (batch === null) return
     batch.markReleased()
     this.#batch = null
-    if (batch.detachable) return
+    const detached = batch.detach()
+    if (detached === 'detached') callNative(() => this.#native.takeBackDetached())
+    if (detached !== 'refused') return
     this.#reader = null
     callNative(() => this.#native.close(false))
     this.emit('close')

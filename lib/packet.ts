@@ -6,8 +6,6 @@
 // looked at, and everything a packet shows lives in the ring: once the batch is released its
 // Buffers are detached (length 0) and its packets can no longer be read (copy() what you keep).
 
-import * as workerThreads from 'node:worker_threads'
-
 import { NetringError } from './errors'
 import { native } from './native'
 import { ringView } from './ring-view'
@@ -111,10 +109,6 @@ export interface PacketInfo {
 }
 
 const EMPTY = Buffer.alloc(0)
-
-// Node >= 21 only; older Node detaches marked buffers without complaint.
-const isMarkedAsUntransferable = (workerThreads as { isMarkedAsUntransferable?: (o: object) => boolean })
-  .isMarkedAsUntransferable
 
 function decodeStatus(raw: number, captured: number, original: number, blockLosing: boolean): PacketStatus {
   return {
@@ -288,9 +282,24 @@ export class PacketBatch implements Iterable<Packet>, Disposable {
     return this.#released
   }
 
-  /** @internal Whether Node can detach the block (false once marked untransferable, Node >= 21). */
-  get detachable(): boolean {
-    return isMarkedAsUntransferable?.(this.#block) !== true
+  /**
+   * @internal Detaches the block from JavaScript where the runtime lets the facade do it
+   * (`ArrayBuffer.prototype.transfer`, Node >= 21): `'detached'`; `'moved'` when someone else
+   * detached it (transferred: the binding then refuses to hand it back); `'refused'` when it
+   * carries a detach key (`markAsUntransferable` on Node >= 22, where the binding's
+   * `napi_detach_arraybuffer` would abort the process); `'native'` on older Node, where the
+   * binding detaches it.
+   */
+  detach(): 'detached' | 'moved' | 'refused' | 'native' {
+    const block = this.#block as ArrayBuffer & { detached?: boolean; transfer?: (length: number) => ArrayBuffer }
+    if (typeof block.transfer !== 'function') return 'native'
+    if (block.detached) return 'moved'
+    try {
+      block.transfer(0)
+      return 'detached'
+    } catch {
+      return 'refused'
+    }
   }
 
   /** The packet at `index`, 0 ≤ index < length. */

@@ -173,6 +173,28 @@ impl NativeCapture {
         Ok(())
     }
 
+    /// Takes back the lent block that the facade has just detached itself
+    /// (`ArrayBuffer.prototype.transfer(0)`, which refuses, instead of aborting the process
+    /// like `napi_detach_arraybuffer`, a buffer marked with `markAsUntransferable`). Refused
+    /// unless the block really is detached.
+    #[napi(catch_unwind)]
+    pub fn take_back_detached(&mut self, env: &Env) -> Result<()> {
+        let Some(lent) = self.lent.as_ref() else {
+            return Ok(());
+        };
+        if !lent.is_detached(env)? {
+            return Err(to_napi(netring_engine::Error::new(
+                netring_engine::Errno::EINVAL,
+                netring_engine::Subject::None,
+                "the lent block is not detached",
+            )));
+        }
+        if let Some(lent) = self.lent.take() {
+            lent.forget(env.raw());
+        }
+        Ok(())
+    }
+
     /// Resolves once a block may be ready or the socket reports an error (with the epoll
     /// events, > 0), or with 0 when the wait is withdrawn (`cancelWait`, `close`). Never blocks
     /// the JavaScript thread: the wait happens on the engine's reactor thread.

@@ -132,6 +132,22 @@ impl LentBuffer {
         Ok(TakenBack::Detached)
     }
 
+    /// Whether the ArrayBuffer is detached already: the facade detaches lent blocks itself
+    /// where the runtime lets it (see `NativeCapture::take_back_detached`).
+    pub fn is_detached(&self, env: &Env) -> Result<bool> {
+        let mut value = ptr::null_mut();
+        let mut detached = false;
+        // SAFETY: our own reference, created in `lend`.
+        unsafe {
+            check_status!(sys::napi_get_reference_value(env.raw(), self.reference, &mut value))?;
+            if value.is_null() {
+                return Ok(true);
+            }
+            check_status!(sys::napi_is_detached_arraybuffer(env.raw(), value, &mut detached))?;
+        }
+        Ok(detached)
+    }
+
     /// Drops our reference: after a successful `take_back`, or without detaching in finalizers
     /// (where V8 may not be re-entered) and when the owner closes its socket instead of taking
     /// the memory back. Sound without a detach because the mapping outlives the ArrayBuffer and
