@@ -6,9 +6,15 @@ import { NetringError } from './errors'
 import { countLimit, describe, integer, timeoutMs } from './numbers'
 import type { Binding } from './native'
 
-export type Profile = 'default' | 'high-throughput' | 'low-latency' | 'low-memory' | 'jumbo'
-export type FanoutMode = 'hash' | 'lb' | 'cpu' | 'rollover' | 'random' | 'qm'
-export type FanoutFlag = 'defrag' | 'rollover' | 'uniqueId' | 'ignoreOutgoing'
+// Each vocabulary once: the list the checks use, and the type derived from it. The engine
+// parses the same names (Profile::parse, FanoutConfig::from_names) and names a refused one.
+const PROFILES = ['default', 'high-throughput', 'low-latency', 'low-memory', 'jumbo'] as const
+const FANOUT_MODES = ['hash', 'lb', 'cpu', 'rollover', 'random', 'qm'] as const
+const FANOUT_FLAGS = ['defrag', 'rollover', 'uniqueId', 'ignoreOutgoing'] as const
+const TIMESTAMP_SOURCES = ['software', 'hardware'] as const
+export type Profile = (typeof PROFILES)[number]
+export type FanoutMode = (typeof FANOUT_MODES)[number]
+export type FanoutFlag = (typeof FANOUT_FLAGS)[number]
 
 /** One classic BPF instruction, as `tcpdump -dd` prints it. */
 export interface BpfInstruction {
@@ -56,7 +62,7 @@ export interface CaptureOptions {
   /** Busy-poll the device for this many microseconds before sleeping (SO_BUSY_POLL). @default 0 */
   busyPollUs?: number
   /** Timestamp source: hardware timestamps only where the NIC and driver provide them. @default 'software' */
-  timestampSource?: 'software' | 'hardware'
+  timestampSource?: (typeof TIMESTAMP_SOURCES)[number]
   /** Join a fanout group (the socket is bound first, as the kernel requires). @default none */
   fanout?: FanoutOptions
   /** Classic BPF filter: instructions as printed by `tcpdump -dd`, or that text itself. @default accept all */
@@ -101,14 +107,14 @@ const oneOf =
 
 const fanout: Check = (v, o) => {
   if (!isObject(v)) throw NetringError.invalidOption(o, `must be an object { group, mode, flags? }, got ${describe(v)}`)
-  checkKeys(v, o, { group: u32, mode: oneOf('hash', 'lb', 'cpu', 'rollover', 'random', 'qm'), flags: fanoutFlags })
+  checkKeys(v, o, { group: u32, mode: oneOf(...FANOUT_MODES), flags: fanoutFlags })
   if (v.group === undefined) throw NetringError.invalidOption(`${o}.group`, 'is required')
   if (v.mode === undefined) throw NetringError.invalidOption(`${o}.mode`, 'is required')
 }
 
 const fanoutFlags: Check = (v, o) => {
   if (!Array.isArray(v)) throw NetringError.invalidOption(o, `must be an array of flag names, got ${describe(v)}`)
-  const flag = oneOf('defrag', 'rollover', 'uniqueId', 'ignoreOutgoing')
+  const flag = oneOf(...FANOUT_FLAGS)
   v.forEach((f, i) => flag(f, `${o}[${i}]`))
 }
 
@@ -129,7 +135,7 @@ const filter: Check = (v, o) => {
 }
 
 const CAPTURE_OPTIONS: Record<keyof CaptureOptions, Check> = {
-  profile: oneOf('default', 'high-throughput', 'low-latency', 'low-memory', 'jumbo'),
+  profile: oneOf(...PROFILES),
   promiscuous: boolean,
   blockSize: u32,
   blockCount: u32,
@@ -139,7 +145,7 @@ const CAPTURE_OPTIONS: Record<keyof CaptureOptions, Check> = {
   fillRxhash: boolean,
   ignoreOutgoing: boolean,
   busyPollUs: u32,
-  timestampSource: oneOf('software', 'hardware'),
+  timestampSource: oneOf(...TIMESTAMP_SOURCES),
   fanout,
   filter,
   reinsertVlan: boolean,

@@ -56,8 +56,9 @@ const W_IFINDEX = HDR_SLL_IFINDEX >> 2
 const FLAGS_SHIFT = (HDR_NETRING_FLAGS - HDR_VLAN_TPID) * 8
 
 /** Where the packet was going, from `sll_pkttype`. */
-export type Direction = 'host' | 'broadcast' | 'multicast' | 'otherhost' | 'outgoing'
-const DIRECTIONS: Direction[] = ['host', 'broadcast', 'multicast', 'otherhost', 'outgoing']
+// Indexed by sll_pkttype (PACKET_HOST = 0 ... PACKET_OUTGOING = 4).
+const DIRECTIONS = ['host', 'broadcast', 'multicast', 'otherhost', 'outgoing'] as const
+export type Direction = (typeof DIRECTIONS)[number]
 
 
 /** Per-packet status, decoded from `tp_status`. */
