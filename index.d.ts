@@ -12,8 +12,9 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 export declare class NativeCapture {
   static open(interface: string, options?: NativeCaptureOptions | undefined | null): NativeCapture
   /**
-   * The next ready block as `{ block: ArrayBuffer, table: Uint32Array }`, or null. The block
-   * lent before is detached and handed back first.
+   * The next ready block as `{ block: ArrayBuffer, table: Uint32Array }`, or null: `block`
+   * covers the block's packets only (not its descriptor), and `table` gives each packet's
+   * header offset in it. The block lent before is detached and handed back first.
    */
   nextBatch(): { block: ArrayBuffer, table: Uint32Array } | null
   /**
@@ -23,6 +24,13 @@ export declare class NativeCapture {
   nextBatchBlocking(timeoutMs?: number | undefined | null): { block: ArrayBuffer, table: Uint32Array } | null
   /** Detaches the lent block and hands it back to the kernel. */
   release(): void
+  /**
+   * Takes back the lent block that the facade has just detached itself
+   * (`ArrayBuffer.prototype.transfer(0)`, which refuses, instead of aborting the process
+   * like `napi_detach_arraybuffer`, a buffer marked with `markAsUntransferable`). Refused
+   * unless the block really is detached.
+   */
+  takeBackDetached(): void
   /**
    * Resolves once a block may be ready or the socket reports an error (with the epoll
    * events, > 0), or with 0 when the wait is withdrawn (`cancelWait`, `close`). Never blocks
@@ -35,8 +43,12 @@ export declare class NativeCapture {
   info(): NativeCaptureInfo
   get fd(): number
   get closed(): boolean
-  /** Detaches the lent block, withdraws the pending wait, closes the socket. Idempotent. */
-  close(): void
+  /**
+   * Detaches the lent block, withdraws the pending wait, closes the socket. Idempotent.
+   * `detach: false` leaves the lent block attached: for a buffer Node cannot detach (marked
+   * untransferable); its views keep reading the block, which the kernel no longer writes.
+   */
+  close(detach?: boolean | undefined | null): void
 }
 
 export declare class NativeInjector {

@@ -28,22 +28,18 @@ test('packets() iterates synchronously, with limit and an overall timeout', asyn
   t.is((error as { option?: string }).option, 'packets.limit')
 })
 
-test('close() ends every pending iteration cleanly', async (t) => {
+test('close() ends a pending iteration cleanly, and then any later one', async (t) => {
   const veth = vethPair(t)
   const cap = Capture.open(veth.near)
-  const ended = Promise.all([
-    (async () => {
-      for await (const p of cap) void p
-      return 'packets ended'
-    })(),
-    (async () => {
-      for await (const b of cap.batches()) void b
-      return 'batches ended'
-    })(),
-  ])
+  const ended = (async () => {
+    for await (const p of cap) void p
+    return 'packets ended'
+  })()
   await sleep(50)
   cap.close()
-  t.deepEqual(await ended, ['packets ended', 'batches ended'])
+  t.is(await ended, 'packets ended')
+  for await (const b of cap.batches()) void b
+  t.pass('batches() on a closed capture ends at once')
 })
 
 test('an AbortSignal ends the iteration with an AbortError; the capture stays usable', async (t) => {

@@ -70,3 +70,29 @@ test.serial('terminating a worker in the middle of a capture releases its socket
   using cap = Capture.open('lo')
   t.false(cap.closed, 'this thread still captures')
 })
+
+test('forgotten captures are collected for the ring memory they hold, not only their small objects', async (t) => {
+  // Each ring's size is reported to V8 as external memory, so opening capture after capture
+  // without closing them makes the collector run and their finalizers close them. Without the
+  // report the heap barely grows and every ring stays mapped. In a child: its own heap and fds.
+  const { runNode, lastJson } = await import('./helpers/child')
+  const r = await runNode(`
+    const { Capture } = require('netring')
+    const fs = require('node:fs')
+    const packetSockets = () => fs.readdirSync('/proc/self/fd').filter((fd) => {
+      try { return fs.readlinkSync('/proc/self/fd/' + fd).startsWith('socket:') } catch { return false }
+    }).length
+    ;(async () => {
+      const before = packetSockets()
+      for (let i = 0; i < 24; i++) {
+        Capture.open('lo', { blockSize: 1 << 22, blockCount: 4 })
+        await new Promise((r) => setImmediate(r))
+      }
+      for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r))
+      console.log(JSON.stringify({ open: packetSockets() - before }))
+    })()
+  `)
+  t.is(r.code, 0, r.stderr)
+  const { open } = lastJson<{ open: number }>(r)
+  t.true(open < 24, `${open} of 24 forgotten captures still open`)
+})

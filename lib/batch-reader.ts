@@ -46,6 +46,10 @@ export abstract class BatchReader<B extends HeldBatch<P>, P> extends EventEmitte
   /** A wait never lasts longer than this (0: no limit); the next `nextBatch()` re-checks. */
   protected readonly recheckMs: number = 0
 
+  /** The iterators' reader slot (see `BatchSource`). */
+  claim(): void {}
+  unclaim(): void {}
+
   /** Packets, synchronously, blocking between batches (see `Capture.packets`). */
   packets(options?: { limit?: number; timeoutMs?: number }): PacketIterator<P> {
     const { limit = Infinity, timeoutMs } = iterationOptions<{ limit?: number; timeoutMs?: number }>(options, 'packets', ['limit', 'timeoutMs'])

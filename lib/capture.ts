@@ -10,8 +10,9 @@ import { Readable } from 'node:stream'
 
 import { abortError, callNative, NetringError } from './errors'
 import { native, type Binding } from './native'
+import { timeoutMs as checkTimeout } from './numbers'
 import { captureOptions, interfaceName, iterationOptions, type CaptureOptions } from './options'
-import { AsyncPacketIterator, PacketIterator } from './packet-iterators'
+import { AsyncPacketIterator, type BatchSource, PacketIterator } from './packet-iterators'
 import { OwnedPacket, type Packet, PacketBatch } from './packet'
 
 export interface CaptureStats {
@@ -59,6 +60,11 @@ interface CaptureEvents {
   close: []
 }
 
+/** A consumer holding a capture's reader slot, by the name errors show. */
+interface Reader {
+  name: string
+}
+
 export class Capture extends EventEmitter<CaptureEvents> implements Disposable, AsyncDisposable {
   readonly #native: Binding.NativeCapture
   readonly interface: string
@@ -67,14 +73,30 @@ export class Capture extends EventEmitter<CaptureEvents> implements Disposable, 
   #paused = false
   #emitting = false
   #emitAbort: AbortController | null = null
+  /** The consumer reading the capture now (one at a time), or null. */
+  #reader: Reader | null = null
+  /** The reader slot held by the 'packet'/'batch' listeners while there are any. */
+  #listenersReader: Reader | null = null
 
   private constructor(iface: string, nativeCapture: Binding.NativeCapture) {
     super()
     this.interface = iface
     this.#native = nativeCapture
-    // A listener for packets or batches starts delivery.
+    // A listener for packets or batches starts delivery. The first one claims the reader slot,
+    // so on() throws EBUSY while another consumer reads (the listener is then not added).
     ;(this as EventEmitter).on('newListener', (event: string | symbol) => {
-      if (event === 'packet' || event === 'batch') queueMicrotask(() => this.#startEmitting())
+      if (event !== 'packet' && event !== 'batch') return
+      this.#listenersReader ??= this.#claim("'packet'/'batch' listeners")
+      queueMicrotask(() => this.#startEmitting())
+    })
+    ;(this as EventEmitter).on('removeListener', (event: string | symbol) => {
+      if ((event === 'packet' || event === 'batch') && this.#listenerTotal() === 0 && this.#listenersReader) {
+        // The delivery loop stops before the slot is free, so it never takes a batch from the
+        // next reader.
+        this.#emitAbort?.abort()
+        this.#unclaim(this.#listenersReader)
+        this.#listenersReader = null
+      }
     })
   }
 
@@ -113,20 +135,28 @@ export class Capture extends EventEmitter<CaptureEvents> implements Disposable, 
    * Releases the batch taken before (its Buffers are detached).
    */
   nextBatch(): PacketBatch | null {
+    this.#checkNoReader('nextBatch()')
+    return this.#nextBatch()
+  }
+
+  #nextBatch(): PacketBatch | null {
     this.#forgetBatch()
     return this.#adopt(callNative(() => this.#native.nextBatch()))
   }
 
   /**
    * Like `nextBatch()`, but blocks the thread until a batch is ready or `timeoutMs` passes
-   * (forever when omitted): for worker threads and scripts. `null` on timeout.
+   * (forever when omitted or `Infinity`): for worker threads and scripts. `null` on timeout.
    */
   nextBatchBlocking(timeoutMs?: number): PacketBatch | null {
-    if (timeoutMs !== undefined && (typeof timeoutMs !== 'number' || Number.isNaN(timeoutMs) || timeoutMs < 0)) {
-      throw NetringError.invalidOption('timeoutMs', `must be a non-negative number, got ${String(timeoutMs)}`)
-    }
+    this.#checkNoReader('nextBatchBlocking()')
+    return this.#nextBatchBlocking(timeoutMs)
+  }
+
+  #nextBatchBlocking(timeoutMs: number | undefined): PacketBatch | null {
+    const limit = checkTimeout(timeoutMs)
     this.#forgetBatch()
-    return this.#adopt(callNative(() => this.#native.nextBatchBlocking(timeoutMs)))
+    return this.#adopt(callNative(() => this.#native.nextBatchBlocking(limit)))
   }
 
   /**
@@ -136,7 +166,7 @@ export class Capture extends EventEmitter<CaptureEvents> implements Disposable, 
    */
   packets(options?: PacketsOptions): PacketIterator {
     const { limit = Infinity, timeoutMs } = iterationOptions<PacketsOptions>(options, 'packets', ['limit', 'timeoutMs'])
-    return new PacketIterator(this, limit, timeoutMs)
+    return new PacketIterator(this.#source('packets()'), limit, timeoutMs)
   }
 
   /**
@@ -146,11 +176,22 @@ export class Capture extends EventEmitter<CaptureEvents> implements Disposable, 
    */
   async *batches(options?: BatchesOptions): AsyncGenerator<PacketBatch, void, undefined> {
     const { signal } = iterationOptions<BatchesOptions>(options, 'batches', ['signal'])
+    if (this.closed) return
+    const reader = this.#claim('batches()')
+    try {
+      yield* this.#batches(signal)
+    } finally {
+      this.#unclaim(reader)
+    }
+  }
+
+  /** `batches()` for a consumer that already holds the reader slot. */
+  async *#batches(signal: AbortSignal | undefined): AsyncGenerator<PacketBatch, void, undefined> {
     try {
       for (;;) {
         if (signal?.aborted) throw abortError(signal)
         if (this.closed) return
-        const batch = this.nextBatch()
+        const batch = this.#nextBatch()
         if (batch) {
           yield batch
           continue
@@ -165,7 +206,7 @@ export class Capture extends EventEmitter<CaptureEvents> implements Disposable, 
   /** Packets as they come (see `batches()`); `for await (const pkt of capture)` uses this. */
   iterate(options?: IterateOptions): AsyncPacketIterator {
     const { limit = Infinity, signal } = iterationOptions<IterateOptions>(options, 'iterate', ['limit', 'signal'])
-    return new AsyncPacketIterator(this, limit, signal)
+    return new AsyncPacketIterator(this.#source('iterate() (for await)'), limit, signal)
   }
 
   [Symbol.asyncIterator](): AsyncPacketIterator {
@@ -178,16 +219,19 @@ export class Capture extends EventEmitter<CaptureEvents> implements Disposable, 
    */
   stream(options?: StreamOptions): Readable {
     const { signal, highWaterMark = 1024 } = iterationOptions<StreamOptions>(options, 'stream', ['signal', 'highWaterMark'])
+    const reader = this.#claim('stream()')
     // Destroying the stream must wake a pending wait, so the iterator gets a signal of its own.
     const stop = new AbortController()
-    const batches = this.batches({ signal: signal ? AbortSignal.any([signal, stop.signal]) : stop.signal })
+    const batches = this.#batches(signal ? AbortSignal.any([signal, stop.signal]) : stop.signal)
     let pumping = false
+    const capture = this
     const pump = async (): Promise<void> => {
       pumping = true
       try {
         for (;;) {
           const next = await batches.next()
           if (next.done) {
+            this.#unclaim(reader)
             readable.push(null)
             return
           }
@@ -213,6 +257,7 @@ export class Capture extends EventEmitter<CaptureEvents> implements Disposable, 
         signal?.removeEventListener('abort', onAbort)
         stop.abort()
         void batches.return()
+        capture.#unclaim(reader)
         callback(error)
       },
     })
@@ -247,8 +292,14 @@ export class Capture extends EventEmitter<CaptureEvents> implements Disposable, 
    */
   close(): void {
     if (this.closed) return
-    this.#forgetBatch()
-    callNative(() => this.#native.close())
+    // A block Node cannot detach stays attached: the socket closes either way.
+    const batch = this.#batch
+    batch?.markReleased()
+    this.#batch = null
+    this.#reader = null
+    const detached = batch?.detach()
+    if (detached === 'detached') callNative(() => this.#native.takeBackDetached())
+    callNative(() => this.#native.close(detached !== 'refused'))
     this.emit('close')
   }
 
@@ -273,10 +324,29 @@ export class Capture extends EventEmitter<CaptureEvents> implements Disposable, 
     return this.#batch
   }
 
-  /** Marks the held batch released; the native call that follows takes the block back. */
+  /**
+   * Marks the held batch released and detaches it (here where the runtime allows, else in the
+   * native call that follows, which then hands the block back). A block that cannot be detached
+   * (marked with `markAsUntransferable`: on Node >= 22 a Node-API detach aborts the process) is
+   * never handed back: the capture closes instead, leaving it attached and no longer written by
+   * the kernel, and the caller gets EPERM.
+   */
   #forgetBatch(): void {
-    this.#batch?.markReleased()
+    const batch = this.#batch
+    if (batch === null) return
+    batch.markReleased()
     this.#batch = null
+    const detached = batch.detach()
+    if (detached === 'detached') callNative(() => this.#native.takeBackDetached())
+    if (detached !== 'refused') return
+    this.#reader = null
+    callNative(() => this.#native.close(false))
+    this.emit('close')
+    throw NetringError.of(
+      'EPERM',
+      `a batch of the capture on '${this.interface}' was marked untransferable (markAsUntransferable): Node cannot detach it, so its block cannot go back to the kernel and the capture was closed`,
+      { interface: this.interface, hint: 'do not mark batch or packet memory untransferable; copy what you keep (packet.copy())' },
+    )
   }
 
   #releaseHeld(): void {
@@ -293,8 +363,62 @@ export class Capture extends EventEmitter<CaptureEvents> implements Disposable, 
     if (signal !== undefined && !(signal instanceof AbortSignal)) {
       throw NetringError.invalidOption('signal', 'must be an AbortSignal')
     }
+    this.#checkNoReader('readable()')
+    return this.#readableUnlessClosed(signal)
+  }
+
+  #readableUnlessClosed(signal: AbortSignal | undefined): Promise<void> {
     if (this.closed) return Promise.resolve()
     return this.#readable(signal)
+  }
+
+  /**
+   * Takes the reader slot for `name`. One consumer at a time: two would each get only some of
+   * the packets (the one batch held is handed back whenever the other takes the next), so a
+   * second is refused with EBUSY naming the first, never left to lose packets silently.
+   */
+  #claim(name: string): Reader {
+    this.#checkNoReader(name)
+    return (this.#reader = { name })
+  }
+
+  #unclaim(reader: Reader): void {
+    if (this.#reader === reader) this.#reader = null
+  }
+
+  /** Direct calls (`nextBatch()`, ...) take no slot, but are refused while a consumer reads. */
+  #checkNoReader(name: string): void {
+    const current = this.#reader
+    if (current === null) return
+    throw NetringError.of('EBUSY', `${name} cannot read capture on '${this.interface}': ${current.name} is reading it`, {
+      interface: this.interface,
+      hint: `one reader at a time (two would each miss packets): end ${current.name} first (leave its loop, remove its listeners or destroy its stream), or open a second capture in the same fanout group`,
+    })
+  }
+
+  /** What an iterator reads through: the capture's batches and a reader slot of its own. */
+  #source(name: string): BatchSource {
+    let reader: Reader | null = null
+    const capture = this
+    return {
+      get closed() {
+        return capture.closed
+      },
+      claim: () => {
+        reader ??= capture.#claim(name)
+      },
+      unclaim: () => {
+        if (reader) capture.#unclaim(reader)
+        reader = null
+      },
+      nextBatch: () => capture.#nextBatch(),
+      nextBatchBlocking: (timeoutMs) => capture.#nextBatchBlocking(timeoutMs),
+      readable: (signal) => capture.#readableUnlessClosed(signal),
+    }
+  }
+
+  #listenerTotal(): number {
+    return this.listenerCount('packet') + this.listenerCount('batch')
   }
 
   async #readable(signal: AbortSignal | undefined): Promise<void> {
@@ -325,12 +449,12 @@ export class Capture extends EventEmitter<CaptureEvents> implements Disposable, 
   }
 
   async #startEmitting(): Promise<void> {
-    if (this.#emitting || this.#paused || this.closed) return
-    if (this.listenerCount('packet') === 0 && this.listenerCount('batch') === 0) return
+    if (this.#emitting || this.#paused || this.closed || !this.#listenersReader) return
+    if (this.#listenerTotal() === 0) return
     this.#emitting = true
     const abort = (this.#emitAbort = new AbortController())
     try {
-      for await (const batch of this.batches({ signal: abort.signal })) {
+      for await (const batch of this.#batches(abort.signal)) {
         this.emit('batch', batch)
         if (this.listenerCount('packet') > 0) {
           // pause() sets #paused before it aborts: a plain field is cheaper to test per packet.

@@ -16,7 +16,7 @@ export interface NetringErrorFields {
 }
 
 // The codes the facade raises itself (everything else comes from the engine with its errno).
-const ERRNO = { EINVAL: 22, EBADF: 9, ENOENT: 2 } as const
+const ERRNO = { EPERM: 1, ENOENT: 2, EIO: 5, EBADF: 9, EBUSY: 16, EINVAL: 22 } as const
 
 export class NetringError extends Error implements NetringErrorFields {
   override name = 'NetringError'
@@ -47,11 +47,27 @@ export class NetringError extends Error implements NetringErrorFields {
     return new NetringError(message, { code, errno: ERRNO[code], ...fields })
   }
 
-  /** Reads back what the binding put in a native error; anything else passes through unchanged. */
+  /**
+   * Reads back what the binding put in a native error. A native error without netring's fields
+   * is one napi-rs raised itself: an argument of the wrong type (EINVAL), or a Rust panic the
+   * binding caught (EIO: a bug in netring, never a crash). Anything else passes through.
+   */
   static fromNative(error: unknown): unknown {
-    if (!(error instanceof Error) || !error.message.startsWith('{"netring":1')) return error
-    const f = JSON.parse(error.message) as NetringErrorFields & { message: string }
-    return new NetringError(f.message, f)
+    if (!(error instanceof Error)) return error
+    if (error.message.startsWith('{"netring":1')) {
+      const f = JSON.parse(error.message) as NetringErrorFields & { message: string }
+      return new NetringError(f.message, f)
+    }
+    const status = (error as { code?: unknown }).code
+    if (status === 'GenericFailure') {
+      return NetringError.of('EIO', `internal error in netring's native code: ${error.message}`, {
+        hint: 'this is a bug in netring; the object that raised it may be unusable, please report the message',
+      })
+    }
+    if (typeof status === 'string' && /Expected$|^InvalidArg$/.test(status)) {
+      return NetringError.of('EINVAL', `invalid argument: ${error.message}`)
+    }
+    return error
   }
 }
 

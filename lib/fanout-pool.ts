@@ -23,7 +23,6 @@ import {
   type CaptureOptions,
   type Check,
   checkOptions,
-  describe,
   type FanoutFlag,
   fanoutFlags,
   type FanoutMode,
@@ -33,6 +32,7 @@ import {
   oneOf,
   u32,
 } from './options'
+import { describe } from './numbers'
 
 export type { FanoutContext, FanoutHandler } from './fanout-worker'
 

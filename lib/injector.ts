@@ -9,6 +9,7 @@ import { Writable } from 'node:stream'
 
 import { callNative, NetringError } from './errors'
 import { native, type Binding } from './native'
+import { timeoutMs as checkTimeout } from './numbers'
 import { injectorOptions, interfaceName, type InjectorOptions } from './options'
 import { ringView } from './ring-view'
 
@@ -95,7 +96,8 @@ export class TxSlot implements Disposable {
  * Consecutive transmit slots lent as one buffer by `Injector.allocateBatch()`: write frame `i`
  * into `slot(i)`, then `send()` the first n of them (all by default); the rest go back to the
  * ring. One lend and one detach for the whole batch is what makes it cheap per frame. Write only
- * inside the `slot(i)` views: the buffer behind them also spans the ring's frame headers.
+ * inside the `slot(i)` views: the buffer behind them also spans the later frames' headers, which
+ * the engine rewrites in full before the kernel may read them (what is written there is lost).
  */
 export class TxSlotBatch implements Disposable {
   /** How many slots were lent (may be fewer than asked for). */
@@ -250,8 +252,9 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
 
   /** Flushes and blocks until everything was sent or `timeoutMs` passed; whether it all was. */
   drain(timeoutMs?: number): boolean {
+    const limit = checkTimeout(timeoutMs)
     this.flush()
-    return callNative(() => this.#native.drain(timeoutMs))
+    return callNative(() => this.#native.drain(limit))
   }
 
   /** Flushes and resolves once everything queued was sent, without blocking the event loop. */
@@ -319,6 +322,7 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
    * detaches lent slots and closes the socket; emits `'close'`. Idempotent.
    */
   close(drainTimeoutMs = 1000): void {
+    checkTimeout(drainTimeoutMs, 'drainTimeoutMs')
     if (this.closed) return
     try {
       this.drain(drainTimeoutMs)

@@ -3,11 +3,18 @@
 // sizes, group ranges, BPF programs, ...) are checked by the engine, so the rules live once.
 
 import { NetringError } from './errors'
+import { countLimit, describe, integer, timeoutMs } from './numbers'
 import type { Binding } from './native'
 
-export type Profile = 'default' | 'high-throughput' | 'low-latency' | 'low-memory' | 'jumbo'
-export type FanoutMode = 'hash' | 'lb' | 'cpu' | 'rollover' | 'random' | 'qm'
-export type FanoutFlag = 'defrag' | 'rollover' | 'uniqueId' | 'ignoreOutgoing'
+// Each vocabulary once: the list the checks use, and the type derived from it. The engine
+// parses the same names (Profile::parse, FanoutConfig::from_names) and names a refused one.
+const PROFILES = ['default', 'high-throughput', 'low-latency', 'low-memory', 'jumbo'] as const
+const FANOUT_MODES = ['hash', 'lb', 'cpu', 'rollover', 'random', 'qm'] as const
+const FANOUT_FLAGS = ['defrag', 'rollover', 'uniqueId', 'ignoreOutgoing'] as const
+const TIMESTAMP_SOURCES = ['software', 'hardware'] as const
+export type Profile = (typeof PROFILES)[number]
+export type FanoutMode = (typeof FANOUT_MODES)[number]
+export type FanoutFlag = (typeof FANOUT_FLAGS)[number]
 
 /** One classic BPF instruction, as `tcpdump -dd` prints it. */
 export interface BpfInstruction {
@@ -55,7 +62,7 @@ export interface CaptureOptions {
   /** Busy-poll the device for this many microseconds before sleeping (SO_BUSY_POLL). @default 0 */
   busyPollUs?: number
   /** Timestamp source: hardware timestamps only where the NIC and driver provide them. @default 'software' */
-  timestampSource?: 'software' | 'hardware'
+  timestampSource?: (typeof TIMESTAMP_SOURCES)[number]
   /** Join a fanout group (the socket is bound first, as the kernel requires). @default none */
   fanout?: FanoutOptions
   /** Classic BPF filter: instructions as printed by `tcpdump -dd`, or that text itself. @default accept all */
@@ -87,9 +94,7 @@ export const boolean: Check = (v, o) => {
 }
 
 export const u32: Check = (v, o) => {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xffff_ffff) {
-    throw NetringError.invalidOption(o, `must be an integer from 0 to 4294967295, got ${describe(v)}`)
-  }
+  integer(v, o)
 }
 
 export const oneOf =
@@ -102,14 +107,14 @@ export const oneOf =
 
 const fanout: Check = (v, o) => {
   if (!isObject(v)) throw NetringError.invalidOption(o, `must be an object { group, mode, flags? }, got ${describe(v)}`)
-  checkKeys(v, o, { group: u32, mode: oneOf('hash', 'lb', 'cpu', 'rollover', 'random', 'qm'), flags: fanoutFlags })
+  checkKeys(v, o, { group: u32, mode: oneOf(...FANOUT_MODES), flags: fanoutFlags })
   if (v.group === undefined) throw NetringError.invalidOption(`${o}.group`, 'is required')
   if (v.mode === undefined) throw NetringError.invalidOption(`${o}.mode`, 'is required')
 }
 
 export const fanoutFlags: Check = (v, o) => {
   if (!Array.isArray(v)) throw NetringError.invalidOption(o, `must be an array of flag names, got ${describe(v)}`)
-  const flag = oneOf('defrag', 'rollover', 'uniqueId', 'ignoreOutgoing')
+  const flag = oneOf(...FANOUT_FLAGS)
   v.forEach((f, i) => flag(f, `${o}[${i}]`))
 }
 
@@ -130,7 +135,7 @@ const filter: Check = (v, o) => {
 }
 
 const CAPTURE_OPTIONS: Record<keyof CaptureOptions, Check> = {
-  profile: oneOf('default', 'high-throughput', 'low-latency', 'low-memory', 'jumbo'),
+  profile: oneOf(...PROFILES),
   promiscuous: boolean,
   blockSize: u32,
   blockCount: u32,
@@ -140,7 +145,7 @@ const CAPTURE_OPTIONS: Record<keyof CaptureOptions, Check> = {
   fillRxhash: boolean,
   ignoreOutgoing: boolean,
   busyPollUs: u32,
-  timestampSource: oneOf('software', 'hardware'),
+  timestampSource: oneOf(...TIMESTAMP_SOURCES),
   fanout,
   filter,
   reinsertVlan: boolean,
@@ -159,13 +164,6 @@ function checkKeys(object: Record<string, unknown>, prefix: string, checks: Reco
     if (!check) throw NetringError.invalidOption(name, `unknown option (known: ${Object.keys(checks).join(', ')})`)
     if (value !== undefined) check(value, name)
   }
-}
-
-export function describe(v: unknown): string {
-  if (typeof v === 'string') return JSON.stringify(v)
-  if (Array.isArray(v)) return 'an array'
-  if (v === null) return 'null'
-  return typeof v === 'object' ? 'an object' : `${typeof v} ${String(v)}`
 }
 
 /** Checks an interface name argument. */
@@ -195,10 +193,12 @@ export function checkOptions(options: unknown, prefix: string, checks: Record<st
 /** Checks a plain options object of an iteration method (`{ limit, timeoutMs, signal }`). */
 export function iterationOptions<T extends object>(options: unknown, method: string, known: readonly (keyof T & string)[]): T {
   const checks: Record<string, Check> = {}
-  for (const key of known) checks[key] = key === 'signal' ? abortSignal : nonNegative
-  return checkOptions(options, method, checks) as T
+  for (const key of known) checks[key] = key === 'signal' ? abortSignal : key === 'timeoutMs' ? timeout : key === 'highWaterMark' ? u32 : count
+  const checked = { ...checkOptions(options, method, checks) }
+  // A timeout past any real wait is no timeout: the iterators see `undefined`.
+  if ('timeoutMs' in checked) checked.timeoutMs = timeoutMs(checked.timeoutMs, `${method}.timeoutMs`)
+  return checked as T
 }
-
 
 const abortSignal: Check = (v, o) => {
   if (!(v instanceof AbortSignal)) throw NetringError.invalidOption(o, `must be an AbortSignal, got ${describe(v)}`)
@@ -208,6 +208,14 @@ export const nonNegative: Check = (v, o) => {
   if (typeof v !== 'number' || Number.isNaN(v) || v < 0) {
     throw NetringError.invalidOption(o, `must be a non-negative number, got ${describe(v)}`)
   }
+}
+
+const timeout: Check = (v, o) => {
+  timeoutMs(v, o)
+}
+
+const count: Check = (v, o) => {
+  countLimit(v, o)
 }
 
 // ---- XdpSocket ----

@@ -17,12 +17,18 @@ export interface HeldBatch<P> {
   release(): void
 }
 
-/** What the iterators need from a capture (or an AF_XDP socket). */
+/**
+ * What the iterators need from a capture (or an AF_XDP socket): its batches, and the capture's one reader slot, which
+ * an iterator claims when it first takes a batch (a second reader is refused with EBUSY) and
+ * gives up when it ends.
+ */
 export interface BatchSource<P = Packet> {
   readonly closed: boolean
   nextBatch(): HeldBatch<P> | null
   nextBatchBlocking(timeoutMs?: number): HeldBatch<P> | null
   readable(signal?: AbortSignal): Promise<void>
+  claim(): void
+  unclaim(): void
 }
 
 const DONE: IteratorReturnResult<undefined> = Object.freeze({ value: undefined, done: true })
@@ -77,6 +83,7 @@ export class PacketIterator<P = Packet> implements IterableIterator<P>, Disposab
       if (this.#cursor.exhausted || this.#source.closed) break
       const remaining = this.#deadline === undefined ? undefined : this.#deadline - performance.now()
       if (remaining !== undefined && remaining <= 0) break
+      this.#source.claim()
       let batch: HeldBatch<P> | null
       try {
         batch = this.#source.nextBatchBlocking(remaining)
@@ -93,6 +100,7 @@ export class PacketIterator<P = Packet> implements IterableIterator<P>, Disposab
   return(): IteratorReturnResult<undefined> {
     this.#done = true
     this.#cursor.drop()
+    this.#source.unclaim()
     return DONE
   }
 
@@ -145,6 +153,7 @@ export class AsyncPacketIterator<P = Packet> implements AsyncIterableIterator<P>
       for (;;) {
         if (this.#done || this.#cursor.exhausted || source.closed) return this.#finish()
         if (this.#signal?.aborted) throw abortError(this.#signal)
+        source.claim()
         const batch = source.nextBatch()
         if (batch === null) {
           await source.readable(this.#signal)
@@ -163,6 +172,7 @@ export class AsyncPacketIterator<P = Packet> implements AsyncIterableIterator<P>
   #finish(): IteratorReturnResult<undefined> {
     this.#done = true
     this.#cursor.drop()
+    this.#source.unclaim()
     return DONE
   }
 

@@ -56,8 +56,9 @@ const W_IFINDEX = HDR_SLL_IFINDEX >> 2
 const FLAGS_SHIFT = (HDR_NETRING_FLAGS - HDR_VLAN_TPID) * 8
 
 /** Where the packet was going, from `sll_pkttype`. */
-export type Direction = 'host' | 'broadcast' | 'multicast' | 'otherhost' | 'outgoing'
-const DIRECTIONS: Direction[] = ['host', 'broadcast', 'multicast', 'otherhost', 'outgoing']
+// Indexed by sll_pkttype (PACKET_HOST = 0 ... PACKET_OUTGOING = 4).
+const DIRECTIONS = ['host', 'broadcast', 'multicast', 'otherhost', 'outgoing'] as const
+export type Direction = (typeof DIRECTIONS)[number]
 
 
 /** Per-packet status, decoded from `tp_status`. */
@@ -280,6 +281,26 @@ export class PacketBatch implements Iterable<Packet>, Disposable {
 
   get released(): boolean {
     return this.#released
+  }
+
+  /**
+   * @internal Detaches the block from JavaScript where the runtime lets the facade do it
+   * (`ArrayBuffer.prototype.transfer`, Node >= 21): `'detached'`; `'moved'` when someone else
+   * detached it (transferred: the binding then refuses to hand it back); `'refused'` when it
+   * carries a detach key (`markAsUntransferable` on Node >= 22, where the binding's
+   * `napi_detach_arraybuffer` would abort the process); `'native'` on older Node, where the
+   * binding detaches it.
+   */
+  detach(): 'detached' | 'moved' | 'refused' | 'native' {
+    const block = this.#block as ArrayBuffer & { detached?: boolean; transfer?: (length: number) => ArrayBuffer }
+    if (typeof block.transfer !== 'function') return 'native'
+    if (block.detached) return 'moved'
+    try {
+      block.transfer(0)
+      return 'detached'
+    } catch {
+      return 'refused'
+    }
   }
 
   /** The packet at `index`, 0 ≤ index < length. */

@@ -1,7 +1,5 @@
 //! `NativeCapture`: the engine's `Capture`, lent to JavaScript one block at a time.
 
-use std::time::Duration;
-
 use napi::bindgen_prelude::{Either, Object, ObjectFinalize, Unknown};
 use napi::{Env, Result};
 use netring_engine::reactor::Readiness;
@@ -9,8 +7,9 @@ use netring_engine::{BpfProgram, Capture, CaptureOptions, FanoutConfig, Profile,
 
 use crate::batch_table::BatchTable;
 use crate::error::{to_napi, OrThrow};
-use crate::lent_buffer::{force_copy_from_env, LentBuffer};
-use crate::wait::readiness_promise;
+use crate::external_memory::ReportedMemory;
+use crate::lent_buffer::{force_copy_from_env, LentBuffer, TakenBack};
+use crate::wait::{interruptible, readiness_promise, timeout_from_ms};
 
 /// Options as the facade passes them (already type-checked there; values are checked by the
 /// engine).
@@ -78,6 +77,8 @@ pub struct NativeCaptureStats {
 #[napi(custom_finalize)]
 pub struct NativeCapture {
     engine: Option<Capture>,
+    /// The ring's size, reported to V8 while the capture is open.
+    reported: ReportedMemory,
     lent: Option<LentBuffer>,
     force_copy: bool,
     copied: bool,
@@ -85,19 +86,27 @@ pub struct NativeCapture {
 
 #[napi]
 impl NativeCapture {
-    #[napi(factory)]
-    pub fn open(interface: String, options: Option<NativeCaptureOptions>) -> Result<NativeCapture> {
+    #[napi(factory, catch_unwind)]
+    pub fn open(env: Env, interface: String, options: Option<NativeCaptureOptions>) -> Result<NativeCapture> {
         let options = match options {
             Some(o) => engine_options(o).or_throw()?,
             None => CaptureOptions::default(),
         };
         let engine = Capture::open(&interface, options).or_throw()?;
-        Ok(NativeCapture { engine: Some(engine), lent: None, force_copy: force_copy_from_env(), copied: false })
+        let reported = ReportedMemory::report(&env, engine.mapping().len());
+        Ok(NativeCapture {
+            engine: Some(engine),
+            reported,
+            lent: None,
+            force_copy: force_copy_from_env(),
+            copied: false,
+        })
     }
 
-    /// The next ready block as `{ block: ArrayBuffer, table: Uint32Array }`, or null. The block
-    /// lent before is detached and handed back first.
-    #[napi(ts_return_type = "{ block: ArrayBuffer, table: Uint32Array } | null")]
+    /// The next ready block as `{ block: ArrayBuffer, table: Uint32Array }`, or null: `block`
+    /// covers the block's packets only (not its descriptor), and `table` gives each packet's
+    /// header offset in it. The block lent before is detached and handed back first.
+    #[napi(ts_return_type = "{ block: ArrayBuffer, table: Uint32Array } | null", catch_unwind)]
     pub fn next_batch<'env>(&mut self, env: &'env Env) -> Result<Option<Object<'env>>> {
         self.take_back(env)?;
         let force_copy = self.force_copy;
@@ -108,10 +117,13 @@ impl NativeCapture {
         };
 
         let info = *batch.info();
+        // Only the packets are lent, never the block descriptor the kernel reads: table offsets
+        // are from the start of the packet area.
+        let area = batch.packet_area();
         let mut table = BatchTable::new(env, info.num_packets as usize)?;
         while let Some(desc) = batch.next_packet() {
             match desc {
-                Ok(desc) => table.push(desc.header_offset),
+                Ok(desc) => table.push(desc.header_offset - area.start as u32),
                 Err(e) => {
                     capture.release();
                     return Err(to_napi(e));
@@ -119,10 +131,10 @@ impl NativeCapture {
             }
         }
         let table = table.finish(&info);
-        // SAFETY: the block lies inside the mapping, and the block lent before was taken back
-        // above, so no other lent buffer covers this memory.
+        // SAFETY: the packet area lies inside the block, inside the mapping, and the block lent
+        // before was taken back above, so no other lent buffer covers this memory.
         let (lent, block) =
-            unsafe { LentBuffer::lend(env, batch.block_ptr(), batch.block_len(), &mapping, force_copy)? };
+            unsafe { LentBuffer::lend(env, batch.block_ptr().add(area.start), area.len(), &mapping, force_copy)? };
         self.copied = lent.is_copy();
         self.lent = Some(lent);
 
@@ -137,15 +149,15 @@ impl NativeCapture {
 
     /// Blocks the calling thread until a block is ready or `timeoutMs` passes (no limit when
     /// omitted), then behaves like `nextBatch`. For worker threads and scripts.
-    #[napi(ts_return_type = "{ block: ArrayBuffer, table: Uint32Array } | null")]
+    #[napi(ts_return_type = "{ block: ArrayBuffer, table: Uint32Array } | null", catch_unwind)]
     pub fn next_batch_blocking<'env>(
         &mut self,
         env: &'env Env,
         timeout_ms: Option<f64>,
     ) -> Result<Option<Object<'env>>> {
         self.take_back(env)?;
-        let timeout = timeout_ms.map(|ms| Duration::from_secs_f64(ms.max(0.0) / 1000.0));
-        let ready = self.engine.as_mut().ok_or_else(closed)?.wait_ready(timeout).or_throw()?;
+        let capture = self.engine.as_mut().ok_or_else(closed)?;
+        let ready = interruptible(env, timeout_from_ms(timeout_ms), |slice| capture.wait_ready(slice).or_throw())?;
         if ready {
             self.next_batch(env)
         } else {
@@ -154,7 +166,7 @@ impl NativeCapture {
     }
 
     /// Detaches the lent block and hands it back to the kernel.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn release(&mut self, env: &Env) -> Result<()> {
         self.take_back(env)?;
         if let Some(capture) = self.engine.as_mut() {
@@ -163,10 +175,32 @@ impl NativeCapture {
         Ok(())
     }
 
+    /// Takes back the lent block that the facade has just detached itself
+    /// (`ArrayBuffer.prototype.transfer(0)`, which refuses, instead of aborting the process
+    /// like `napi_detach_arraybuffer`, a buffer marked with `markAsUntransferable`). Refused
+    /// unless the block really is detached.
+    #[napi(catch_unwind)]
+    pub fn take_back_detached(&mut self, env: &Env) -> Result<()> {
+        let Some(lent) = self.lent.as_ref() else {
+            return Ok(());
+        };
+        if !lent.is_detached(env)? {
+            return Err(to_napi(netring_engine::Error::new(
+                netring_engine::Errno::EINVAL,
+                netring_engine::Subject::None,
+                "the lent block is not detached",
+            )));
+        }
+        if let Some(lent) = self.lent.take() {
+            lent.forget(env.raw());
+        }
+        Ok(())
+    }
+
     /// Resolves once a block may be ready or the socket reports an error (with the epoll
     /// events, > 0), or with 0 when the wait is withdrawn (`cancelWait`, `close`). Never blocks
     /// the JavaScript thread: the wait happens on the engine's reactor thread.
-    #[napi(ts_return_type = "Promise<number>")]
+    #[napi(ts_return_type = "Promise<number>", catch_unwind)]
     pub fn wait_readable<'env>(&mut self, env: &'env Env) -> Result<Object<'env>> {
         self.take_back(env)?;
         let capture = self.engine.as_mut().ok_or_else(closed)?;
@@ -174,20 +208,20 @@ impl NativeCapture {
     }
 
     /// Withdraws a pending `waitReadable` (it resolves with 0).
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn cancel_wait(&mut self) {
         if let Some(callback) = self.engine.as_mut().and_then(Capture::disarm_wait) {
             callback(Readiness::Cancelled);
         }
     }
 
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn stats(&mut self) -> Result<NativeCaptureStats> {
         let s = self.engine.as_mut().ok_or_else(closed)?.stats().or_throw()?;
         Ok(NativeCaptureStats { packets: s.packets as f64, drops: s.drops as f64, freeze_count: s.freeze_count as f64 })
     }
 
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn info(&self) -> Result<NativeCaptureInfo> {
         let c = self.engine.as_ref().ok_or_else(closed)?;
         let cfg = c.config();
@@ -207,34 +241,50 @@ impl NativeCapture {
         })
     }
 
-    #[napi(getter)]
+    #[napi(getter, catch_unwind)]
     pub fn fd(&self) -> i32 {
         self.engine.as_ref().map_or(-1, Capture::fd)
     }
 
-    #[napi(getter)]
+    #[napi(getter, catch_unwind)]
     pub fn closed(&self) -> bool {
         self.engine.is_none()
     }
 
     /// Detaches the lent block, withdraws the pending wait, closes the socket. Idempotent.
-    #[napi]
-    pub fn close(&mut self, env: &Env) -> Result<()> {
-        // A block whose memory escaped needs no error here: the socket closes either way.
+    /// `detach: false` leaves the lent block attached: for a buffer Node cannot detach (marked
+    /// untransferable); its views keep reading the block, which the kernel no longer writes.
+    #[napi(catch_unwind)]
+    pub fn close(&mut self, env: &Env, detach: Option<bool>) -> Result<()> {
+        // A block whose memory escaped, or that cannot be detached, needs no error here: the
+        // socket closes either way, so the kernel writes no more into what a view may see.
         if let Some(lent) = self.lent.take() {
-            lent.take_back(env)?;
+            if detach != Some(false) {
+                // SAFETY: nothing to write back on receive.
+                let _ = unsafe { lent.take_back(env, None) };
+            }
+            lent.forget(env.raw());
         }
         // Dropping the engine capture withdraws its wait (the promise resolves with 0), closes
         // the socket and drops its share of the mapping.
         self.engine = None;
+        self.reported.withdraw(env);
         Ok(())
     }
 
+    /// Takes the lent block back from JavaScript (detaches it) before the engine may hand it to
+    /// the kernel. Fails closed: if a Node-API call fails, or the memory escaped, the socket
+    /// closes instead, and the block is never handed back while a view may still see it.
     fn take_back(&mut self, env: &Env) -> Result<()> {
-        let Some(lent) = self.lent.take() else {
+        let Some(lent) = self.lent.as_ref() else {
             return Ok(());
         };
-        if lent.take_back(env)? {
+        // SAFETY: nothing to write back on receive.
+        let taken = unsafe { lent.take_back(env, None) }.inspect_err(|_| self.engine = None)?;
+        if let Some(lent) = self.lent.take() {
+            lent.forget(env.raw());
+        }
+        if taken != TakenBack::Escaped {
             return Ok(());
         }
         // The block's memory was transferred to an ArrayBuffer we cannot detach. Closing the
@@ -261,6 +311,7 @@ impl ObjectFinalize for NativeCapture {
         if let Some(lent) = self.lent.take() {
             lent.forget(env.raw());
         }
+        self.reported.withdraw(&env);
         Ok(())
     }
 }

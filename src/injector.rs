@@ -1,15 +1,14 @@
 //! `NativeInjector`: the engine's `Injector`, with zero-copy slots lent to JavaScript.
 
-use std::time::Duration;
-
 use napi::bindgen_prelude::{Buffer, Object, ObjectFinalize};
 use napi::{Env, Result};
 use netring_engine::reactor::Readiness;
 use netring_engine::{Errno, Error, Injector, InjectorOptions, Subject};
 
 use crate::error::{error_json, to_napi, OrThrow};
-use crate::lent_buffer::{force_copy_from_env, LentBuffer};
-use crate::wait::readiness_promise;
+use crate::external_memory::ReportedMemory;
+use crate::lent_buffer::{force_copy_from_env, LentBuffer, TakenBack};
+use crate::wait::{interruptible, readiness_promise, timeout_from_ms};
 
 #[napi(object)]
 pub struct NativeInjectorOptions {
@@ -50,6 +49,8 @@ struct Run {
 #[napi(custom_finalize)]
 pub struct NativeInjector {
     engine: Option<Injector>,
+    /// The ring's size, reported to V8 while the injector is open.
+    reported: ReportedMemory,
     /// The slot lent for each frame index, if any, with its length.
     lent: Vec<Option<(LentBuffer, u32)>>,
     /// Runs of slots lent as one buffer, by their first frame index.
@@ -59,8 +60,8 @@ pub struct NativeInjector {
 
 #[napi]
 impl NativeInjector {
-    #[napi(factory)]
-    pub fn open(interface: String, options: Option<NativeInjectorOptions>) -> Result<NativeInjector> {
+    #[napi(factory, catch_unwind)]
+    pub fn open(env: Env, interface: String, options: Option<NativeInjectorOptions>) -> Result<NativeInjector> {
         let options = options.map_or_else(InjectorOptions::default, |o| InjectorOptions {
             frame_size: o.frame_size,
             frame_count: o.frame_count,
@@ -69,6 +70,7 @@ impl NativeInjector {
         let engine = Injector::open(&interface, options).or_throw()?;
         let frames = engine.geometry().frame_count() as usize;
         Ok(NativeInjector {
+            reported: ReportedMemory::report(&env, engine.mapping().len()),
             engine: Some(engine),
             lent: (0..frames).map(|_| None).collect(),
             runs: (0..frames).map(|_| None).collect(),
@@ -77,13 +79,13 @@ impl NativeInjector {
     }
 
     /// Copies `frame` into the ring and queues it; false when the ring is full.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn send(&mut self, frame: Buffer) -> Result<bool> {
         self.engine()?.send(&frame).or_throw()
     }
 
     /// Queues frames in order until the ring is full; returns how many were queued.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn send_batch(&mut self, frames: Vec<Buffer>) -> Result<u32> {
         let engine = self.engine()?;
         let mut queued = 0;
@@ -98,7 +100,7 @@ impl NativeInjector {
 
     /// Lends the next free slot as `{ index, data }` (`data`: an ArrayBuffer of `length` bytes
     /// over the ring frame), or null when the ring is full.
-    #[napi(ts_return_type = "{ index: number, data: ArrayBuffer } | null")]
+    #[napi(ts_return_type = "{ index: number, data: ArrayBuffer } | null", catch_unwind)]
     pub fn allocate<'env>(&mut self, env: &'env Env, length: u32) -> Result<Option<Object<'env>>> {
         let force_copy = self.force_copy;
         let engine = self.engine()?;
@@ -119,7 +121,7 @@ impl NativeInjector {
     /// Lends up to `count` consecutive slots of `length` bytes as one ArrayBuffer: slot `i`
     /// starts at `i * stride` and holds `length` bytes. Null when the ring is full. One lend and
     /// one detach for the whole run is what makes zero-copy sending cheap per frame.
-    #[napi(ts_return_type = "{ first: number, count: number, stride: number, data: ArrayBuffer } | null")]
+    #[napi(ts_return_type = "{ first: number, count: number, stride: number, data: ArrayBuffer } | null", catch_unwind)]
     pub fn allocate_run<'env>(&mut self, env: &'env Env, count: u32, length: u32) -> Result<Option<Object<'env>>> {
         let force_copy = self.force_copy;
         let engine = self.engine()?;
@@ -144,9 +146,9 @@ impl NativeInjector {
     /// Queues the first `send` slots of a run and gives the rest back; the run's buffer is
     /// detached first. `lengths` holds one length for every slot, or one per queued slot (each
     /// at most the run's slot length).
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn commit_run(&mut self, env: &Env, first: u32, send: u32, lengths: Vec<u32>) -> Result<()> {
-        let (count, lent_length) = self.take_back_run(env, first)?;
+        let (count, lent_length) = self.take_back_run(env, first, send > 0)?;
         let engine = self.engine()?;
         let send = send.min(count);
         let length_of =
@@ -185,9 +187,9 @@ impl NativeInjector {
 
     /// Queues a lent slot with `length` bytes (at most what was allocated); its buffer is
     /// detached first.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn commit(&mut self, env: &Env, index: u32, length: u32) -> Result<()> {
-        let lent_length = self.take_back(env, index)?;
+        let lent_length = self.take_back(env, index, true)?;
         if length > lent_length {
             return Err(to_napi(Error::new(
                 Errno::EINVAL,
@@ -205,54 +207,54 @@ impl NativeInjector {
     }
 
     /// Gives a lent slot back unused; its buffer is detached.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn discard(&mut self, env: &Env, index: u32) -> Result<()> {
-        self.take_back(env, index)?;
+        self.take_back(env, index, false)?;
         self.engine()?.discard(index).or_throw()
     }
 
     /// Sends everything queued with one kick; returns how many frames the kernel took.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn flush(&mut self) -> Result<u32> {
         self.engine()?.flush().or_throw()
     }
 
     /// The last rejection (a frame the kernel marked WRONG_FORMAT) not yet reported, as the
     /// same JSON a thrown error carries, or null.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn take_rejection(&mut self) -> Result<Option<String>> {
         Ok(self.engine()?.take_rejection().map(error_json))
     }
 
     /// Blocks until everything queued was sent or `timeoutMs` passed; returns whether it all was.
-    #[napi]
-    pub fn drain(&mut self, timeout_ms: Option<f64>) -> Result<bool> {
-        let timeout = timeout_ms.map(|ms| Duration::from_secs_f64(ms.max(0.0) / 1000.0));
-        self.engine()?.drain(timeout).or_throw()
+    #[napi(catch_unwind)]
+    pub fn drain(&mut self, env: &Env, timeout_ms: Option<f64>) -> Result<bool> {
+        let injector = self.engine()?;
+        interruptible(env, timeout_from_ms(timeout_ms), |slice| injector.drain(slice).or_throw())
     }
 
     /// Resolves (with the epoll events, > 0) once the ring may have room, or with 0 when the
     /// wait is withdrawn. Waits on the engine's reactor thread.
-    #[napi(ts_return_type = "Promise<number>")]
+    #[napi(ts_return_type = "Promise<number>", catch_unwind)]
     pub fn wait_writable<'env>(&mut self, env: &'env Env) -> Result<Object<'env>> {
         let injector = self.engine()?;
         readiness_promise(env, |callback| injector.arm_wait(callback))
     }
 
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn cancel_wait(&mut self) {
         if let Some(callback) = self.engine.as_mut().and_then(Injector::disarm_wait) {
             callback(Readiness::Cancelled);
         }
     }
 
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn stats(&mut self) -> Result<NativeInjectorStats> {
         let s = self.engine()?.stats();
         Ok(NativeInjectorStats { sent: s.sent as f64, rejected: s.rejected as f64, pending: s.pending })
     }
 
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn info(&mut self) -> Result<NativeInjectorInfo> {
         let e = self.engine()?;
         let g = e.geometry();
@@ -268,26 +270,33 @@ impl NativeInjector {
         })
     }
 
-    #[napi(getter)]
+    #[napi(getter, catch_unwind)]
     pub fn fd(&self) -> i32 {
         self.engine.as_ref().map_or(-1, Injector::fd)
     }
 
-    #[napi(getter)]
+    #[napi(getter, catch_unwind)]
     pub fn closed(&self) -> bool {
         self.engine.is_none()
     }
 
     /// Detaches every lent slot and closes the socket (without flushing: the facade decides).
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn close(&mut self, env: &Env) -> Result<()> {
+        // Failures need no error here: the socket closes either way, so the kernel reads nothing
+        // a view may still write.
         for (lent, _) in self.lent.iter_mut().filter_map(Option::take) {
-            lent.take_back(env)?;
+            // SAFETY: nothing is written back on close.
+            let _ = unsafe { lent.take_back(env, None) };
+            lent.forget(env.raw());
         }
         for run in self.runs.iter_mut().filter_map(Option::take) {
-            run.lent.take_back(env)?;
+            // SAFETY: as above.
+            let _ = unsafe { run.lent.take_back(env, None) };
+            run.lent.forget(env.raw());
         }
         self.engine = None;
+        self.reported.withdraw(env);
         Ok(())
     }
 
@@ -297,44 +306,82 @@ impl NativeInjector {
         })
     }
 
-    /// Detaches a run's buffer (in copy mode, after writing the copy back to the ring).
-    /// Returns the run's slot count and length.
-    fn take_back_run(&mut self, env: &Env, first: u32) -> Result<(u32, u32)> {
-        let Some(run) = self.runs.get_mut(first as usize).and_then(Option::take) else {
+    /// Takes a run's buffer back (in copy mode, writing the copy back to the ring first).
+    /// Returns the run's slot count and length. Fails closed like `take_back`.
+    fn take_back_run(&mut self, env: &Env, first: u32, sending: bool) -> Result<(u32, u32)> {
+        let Some(run) = self.runs.get(first as usize).and_then(Option::as_ref) else {
             return Err(to_napi(Error::new(
                 Errno::EINVAL,
                 Subject::None,
                 format!("no run of slots starts at {first}"),
             )));
         };
-        if let Some(engine) = self.engine.as_ref() {
-            let span = (run.count as usize - 1) * engine.frame_stride() + run.length as usize;
-            // SAFETY: the run is still lent (ours) and spans `span` bytes from its first slot.
-            unsafe { run.lent.write_back(engine.slot_ptr(first), span) };
+        let (count, length) = (run.count, run.length);
+        let dest = self
+            .engine
+            .as_ref()
+            .map(|engine| (engine.slot_ptr(first), (count as usize - 1) * engine.frame_stride() + length as usize));
+        // SAFETY: the run is still lent (ours) and spans that many bytes from its first slot.
+        let taken = unsafe { run.lent.take_back(env, dest) };
+        let taken = self.settle(taken)?;
+        if let Some(run) = self.runs[first as usize].take() {
+            run.lent.forget(env.raw());
         }
-        let Run { lent, count, length } = run;
-        if lent.take_back(env)? {
-            return Ok((count, length));
-        }
-        self.engine = None;
-        Err(transferred_error())
+        self.after_take_back(taken, first, count, sending)?;
+        Ok((count, length))
     }
 
-    /// Detaches slot `index`'s buffer (in copy mode, after writing the copy back to the ring)
-    /// and returns the length it was lent with.
-    fn take_back(&mut self, env: &Env, index: u32) -> Result<u32> {
-        let Some((lent, length)) = self.lent.get_mut(index as usize).and_then(Option::take) else {
+    /// Takes slot `index`'s buffer back (in copy mode, writing the copy back to the ring first)
+    /// and returns the length it was lent with. Fails closed: if a Node-API call fails the
+    /// socket closes, and the slot never reaches the kernel while a view may still write it.
+    fn take_back(&mut self, env: &Env, index: u32, sending: bool) -> Result<u32> {
+        let Some((lent, length)) = self.lent.get(index as usize).and_then(Option::as_ref) else {
             return Err(to_napi(Error::new(Errno::EINVAL, Subject::None, format!("slot {index} is not lent out"))));
         };
-        if let Some(engine) = self.engine.as_ref() {
-            // SAFETY: the slot is still lent (ours) and holds `length` bytes.
-            unsafe { lent.write_back(engine.slot_ptr(index), length as usize) };
+        let length = *length;
+        let dest = self.engine.as_ref().map(|engine| (engine.slot_ptr(index), length as usize));
+        // SAFETY: the slot is still lent (ours) and holds `length` bytes.
+        let taken = unsafe { lent.take_back(env, dest) };
+        let taken = self.settle(taken)?;
+        if let Some((lent, _)) = self.lent[index as usize].take() {
+            lent.forget(env.raw());
         }
-        if lent.take_back(env)? {
-            return Ok(length);
+        self.after_take_back(taken, index, 1, sending)?;
+        Ok(length)
+    }
+
+    /// A failed take-back closes the injector (fail closed) and passes the error on.
+    fn settle(&mut self, taken: Result<TakenBack>) -> Result<TakenBack> {
+        taken.inspect_err(|_| self.engine = None)
+    }
+
+    /// What a take-back found, acted on: escaped ring memory closes the injector; a moved copy
+    /// (copy mode) of slots about to be sent gives them back unsent, since what JavaScript
+    /// wrote went with it.
+    fn after_take_back(&mut self, taken: TakenBack, first: u32, count: u32, sending: bool) -> Result<()> {
+        match taken {
+            TakenBack::Detached => Ok(()),
+            TakenBack::CopyMoved if !sending => Ok(()),
+            TakenBack::Escaped => {
+                self.engine = None;
+                Err(transferred_error())
+            }
+            TakenBack::CopyMoved => {
+                let engine = self.engine()?;
+                for index in (first..first + count).rev() {
+                    engine.discard(index).or_throw()?;
+                }
+                Err(to_napi(
+                    Error::new(
+                        Errno::EPERM,
+                        Subject::None,
+                        "a slot's ArrayBuffer was transferred before it was sent: what was written into it went \
+                         with it, so nothing was sent",
+                    )
+                    .with_hint("write into the slot's Buffer and send() it; do not transfer it"),
+                ))
+            }
         }
-        self.engine = None;
-        Err(transferred_error())
     }
 }
 
@@ -359,6 +406,7 @@ impl ObjectFinalize for NativeInjector {
         for run in self.runs.iter_mut().filter_map(Option::take) {
             run.lent.forget(env.raw());
         }
+        self.reported.withdraw(&env);
         Ok(())
     }
 }

@@ -21,6 +21,18 @@ use std::sync::Arc;
 use napi::{check_status, sys, Env, Result};
 use netring_engine::Mapping;
 
+/// What `take_back` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TakenBack {
+    /// The buffer was attached; it is detached now (a copy was written back first).
+    Detached,
+    /// A copy (copy mode) was moved away by JavaScript: nothing to write back, nothing escaped.
+    CopyMoved,
+    /// Ring memory was moved to an ArrayBuffer we cannot reach: the owner must stop the kernel
+    /// writing into the ring (close its socket) instead of handing the memory back.
+    Escaped,
+}
+
 /// One lent ArrayBuffer.
 pub struct LentBuffer {
     reference: sys::napi_ref,
@@ -88,48 +100,58 @@ impl LentBuffer {
         self.copy.is_some()
     }
 
-    /// In copy mode, writes what JavaScript put into the copy back to the ring: `len` bytes
-    /// to `dest`. Does nothing for a buffer over the ring itself.
+    /// Takes the buffer back from JavaScript: if it is still attached, writes a copy back to
+    /// the ring (copy mode, `write_back`: `len` bytes to `dest`), then detaches it.
+    ///
+    /// Fails closed: this only reads and detaches, and the caller drops the `LentBuffer` (with
+    /// `forget`) only after it returned Ok, so when a Node-API call fails the buffer stays
+    /// recorded as lent and the caller must not hand the memory back to the kernel. The
+    /// detached state is checked before anything is read through the cached copy pointer: a
+    /// moved copy's memory may already be freed.
     ///
     /// # Safety
-    /// `len` must not exceed the lent length, and `dest` must hold `len` bytes.
-    pub unsafe fn write_back(&self, dest: *mut u8, len: usize) {
-        if let Some(copy) = self.copy {
-            ptr::copy_nonoverlapping(copy, dest, len);
-        }
-    }
-
-    /// Detaches the ArrayBuffer if JavaScript still has it, then drops our reference.
-    ///
-    /// Returns `Ok(false)` when the ring memory escaped: the ArrayBuffer was already detached
-    /// by someone else (`ArrayBuffer.prototype.transfer`, a transfer list), so a new
-    /// ArrayBuffer we cannot reach now owns the memory. The caller must then stop the kernel
-    /// from writing into the ring (close the socket) instead of handing the block back.
-    pub fn take_back(self, env: &Env) -> Result<bool> {
+    /// `write_back`, when given, must name `len` writable bytes with `len` at most the lent length.
+    pub unsafe fn take_back(&self, env: &Env, write_back: Option<(*mut u8, usize)>) -> Result<TakenBack> {
         let raw_env = env.raw();
         let mut value = ptr::null_mut();
-        let mut kept = true;
-        // SAFETY: our own reference, created in `lend`.
-        unsafe {
-            check_status!(sys::napi_get_reference_value(raw_env, self.reference, &mut value))?;
-            if !value.is_null() {
-                let mut detached = false;
-                check_status!(sys::napi_is_detached_arraybuffer(raw_env, value, &mut detached))?;
-                if detached {
-                    // Only we detach lent buffers; a copy may go wherever it likes.
-                    kept = self.copy.is_some();
-                } else {
-                    check_status!(sys::napi_detach_arraybuffer(raw_env, value), "detaching a lent ArrayBuffer")?;
-                }
-            }
-            check_status!(sys::napi_delete_reference(raw_env, self.reference))?;
+        check_status!(sys::napi_get_reference_value(raw_env, self.reference, &mut value))?;
+        if value.is_null() {
+            // Cannot happen while our reference is strong; treat it as moved, the safe reading.
+            return Ok(if self.copy.is_some() { TakenBack::CopyMoved } else { TakenBack::Escaped });
         }
-        Ok(kept)
+        let mut detached = false;
+        check_status!(sys::napi_is_detached_arraybuffer(raw_env, value, &mut detached))?;
+        if detached {
+            // Only we detach lent buffers: someone moved it (transfer, a transfer list).
+            return Ok(if self.copy.is_some() { TakenBack::CopyMoved } else { TakenBack::Escaped });
+        }
+        if let (Some(copy), Some((dest, len))) = (self.copy, write_back) {
+            ptr::copy_nonoverlapping(copy, dest, len);
+        }
+        check_status!(sys::napi_detach_arraybuffer(raw_env, value), "detaching a lent ArrayBuffer")?;
+        Ok(TakenBack::Detached)
     }
 
-    /// Drops our reference without detaching: for finalizers, where V8 may not be re-entered.
-    /// Sound because the mapping outlives the ArrayBuffer, and the socket is closed, so the
-    /// kernel no longer writes into what JavaScript may still read.
+    /// Whether the ArrayBuffer is detached already: the facade detaches lent blocks itself
+    /// where the runtime lets it (see `NativeCapture::take_back_detached`).
+    pub fn is_detached(&self, env: &Env) -> Result<bool> {
+        let mut value = ptr::null_mut();
+        let mut detached = false;
+        // SAFETY: our own reference, created in `lend`.
+        unsafe {
+            check_status!(sys::napi_get_reference_value(env.raw(), self.reference, &mut value))?;
+            if value.is_null() {
+                return Ok(true);
+            }
+            check_status!(sys::napi_is_detached_arraybuffer(env.raw(), value, &mut detached))?;
+        }
+        Ok(detached)
+    }
+
+    /// Drops our reference: after a successful `take_back`, or without detaching in finalizers
+    /// (where V8 may not be re-entered) and when the owner closes its socket instead of taking
+    /// the memory back. Sound without a detach because the mapping outlives the ArrayBuffer and
+    /// the socket is closed, so the kernel no longer writes into what JavaScript may still read.
     pub fn forget(self, env: sys::napi_env) {
         // SAFETY: our own reference; deleting references is allowed in finalizers.
         unsafe { sys::napi_delete_reference(env, self.reference) };

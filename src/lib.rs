@@ -12,6 +12,7 @@ mod affinity;
 mod batch_table;
 mod capture;
 mod error;
+mod external_memory;
 mod injector;
 mod lent_buffer;
 mod wait;

@@ -15,7 +15,7 @@ use netring_engine::{AttachMode, Errno, Error, ProgramChoice, Subject, XdpMode, 
 
 use crate::batch_table::u32_array;
 use crate::error::{to_napi, OrThrow};
-use crate::lent_buffer::{force_copy_from_env, LentBuffer};
+use crate::lent_buffer::{force_copy_from_env, LentBuffer, TakenBack};
 use crate::wait::readiness_promise;
 
 /// RX table: header words (packet count, run count, receive time sec, nsec), then per packet
@@ -379,11 +379,17 @@ impl NativeXdpSocket {
     /// (the program goes with the last socket on the interface). Idempotent.
     #[napi]
     pub fn close(&mut self, env: &Env) -> Result<()> {
+        // Failures need no error here: the socket closes either way, so the kernel writes no
+        // more into what a view may still see.
         for lent in self.rx_lent.drain(..) {
-            lent.take_back(env)?;
+            // SAFETY: nothing is written back on close.
+            let _ = unsafe { lent.take_back(env, None) };
+            lent.forget(env.raw());
         }
         for run in self.tx_lent.iter_mut().filter_map(Option::take) {
-            run.lent.take_back(env)?;
+            // SAFETY: as above.
+            let _ = unsafe { run.lent.take_back(env, None) };
+            run.lent.forget(env.raw());
         }
         self.engine = None;
         Ok(())
@@ -409,9 +415,16 @@ impl NativeXdpSocket {
     }
 
     fn take_back_rx(&mut self, env: &Env) -> Result<()> {
+        // Fails closed: every run is taken back before any is forgotten, and a failed Node-API
+        // call closes the socket instead of handing frames a view may see back to the kernel.
         let mut escaped = false;
+        for lent in &self.rx_lent {
+            // SAFETY: nothing to write back on receive.
+            let taken = unsafe { lent.take_back(env, None) }.inspect_err(|_| self.engine = None)?;
+            escaped |= taken == TakenBack::Escaped;
+        }
         for lent in self.rx_lent.drain(..) {
-            escaped |= !lent.take_back(env)?;
+            lent.forget(env.raw());
         }
         if !escaped {
             return Ok(());
@@ -426,16 +439,20 @@ impl NativeXdpSocket {
     }
 
     fn take_back_tx(&mut self, env: &Env, first: u32) -> Result<(u32, u32)> {
-        let Some(run) = self.tx_lent.get_mut(first as usize).and_then(Option::take) else {
+        let Some(run) = self.tx_lent.get(first as usize).and_then(Option::as_ref) else {
             return Err(to_napi(Error::new(Errno::EINVAL, Subject::None, format!("no slot is lent at frame {first}"))));
         };
-        if let Some(engine) = self.engine.as_ref() {
-            let span = (run.count as usize - 1) * engine.frame_size() as usize + run.length as usize;
-            // SAFETY: the run is still lent (ours) and spans `span` bytes from its first frame.
-            unsafe { run.lent.write_back(engine.frame_ptr(first), span) };
+        let (count, length) = (run.count, run.length);
+        let dest = self.engine.as_ref().map(|engine| {
+            (engine.frame_ptr(first), (count as usize - 1) * engine.frame_size() as usize + length as usize)
+        });
+        // SAFETY: the run is still lent (ours) and spans that many bytes from its first frame.
+        // Fails closed: the run stays recorded as lent until the take-back succeeded.
+        let taken = unsafe { run.lent.take_back(env, dest) }.inspect_err(|_| self.engine = None)?;
+        if let Some(run) = self.tx_lent[first as usize].take() {
+            run.lent.forget(env.raw());
         }
-        let TxRun { lent, count, length } = run;
-        if lent.take_back(env)? {
+        if taken == TakenBack::Detached {
             return Ok((count, length));
         }
         self.engine = None;

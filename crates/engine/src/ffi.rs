@@ -87,6 +87,10 @@ pub const BPF_K: u16 = 0x00;
 pub const BPF_CLASS_MASK: u16 = 0x07;
 pub const BPF_RVAL_MASK: u16 = 0x18;
 
+/// TPACKET_V3 pads each packet in a block, and the block's private area, to this
+/// (`V3_ALIGNMENT` in net/packet/af_packet.c): `blk_len` sums padded packets.
+pub const V3_ALIGNMENT: usize = 8;
+
 /// Every TPACKET header and frame is aligned to this (`TPACKET_ALIGNMENT`).
 pub const TPACKET_ALIGNMENT: usize = 16;
 

@@ -42,10 +42,21 @@ pub struct Reactor {
 }
 
 impl Reactor {
-    /// The process-wide reactor, started on first use.
+    /// The process-wide reactor, started on first use. A failed start is not remembered: it
+    /// fails for want of a resource (EMFILE under a low `ulimit -n`, no thread), so the next
+    /// call tries again once the resource may be back.
     pub fn global() -> Result<&'static Reactor> {
-        static GLOBAL: OnceLock<std::result::Result<&'static Reactor, Error>> = OnceLock::new();
-        GLOBAL.get_or_init(Reactor::start).clone()
+        static GLOBAL: OnceLock<&'static Reactor> = OnceLock::new();
+        static STARTING: Mutex<()> = Mutex::new(());
+        if let Some(reactor) = GLOBAL.get() {
+            return Ok(reactor);
+        }
+        let _starting = STARTING.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(reactor) = GLOBAL.get() {
+            return Ok(reactor);
+        }
+        let reactor = Reactor::start()?;
+        Ok(GLOBAL.get_or_init(|| reactor))
     }
 
     fn start() -> Result<&'static Reactor> {
@@ -56,13 +67,15 @@ impl Reactor {
         }
         // SAFETY: fresh descriptor.
         let epoll = unsafe { OwnedFd::from_raw_fd(fd) };
-        // Lives as long as the process: the thread below holds it forever.
+        // Lives as long as the process once the thread below runs: it holds it forever.
         let reactor: &'static Reactor =
             Box::leak(Box::new(Reactor { epoll, entries: Mutex::new(HashMap::new()), next_token: AtomicU64::new(1) }));
-        std::thread::Builder::new()
-            .name("netring-reactor".into())
-            .spawn(move || reactor.run())
-            .map_err(|e| Error::new(Errno::EAGAIN, Subject::None, format!("starting the wait thread: {e}")))?;
+        if let Err(e) = std::thread::Builder::new().name("netring-reactor".into()).spawn(move || reactor.run()) {
+            // SAFETY: the thread never started, so nothing else refers to the leaked box; taking
+            // it back closes the epoll descriptor.
+            drop(unsafe { Box::from_raw(reactor as *const Reactor as *mut Reactor) });
+            return Err(Error::new(Errno::EAGAIN, Subject::None, format!("starting the wait thread: {e}")));
+        }
         Ok(reactor)
     }
 

@@ -48,7 +48,8 @@ pub fn poll(fd: BorrowedFd<'_>, events: libc::c_short, timeout: Option<Duration>
 /// Waits for the events of any of `fds` (each `revents` is filled in); returns how many fds
 /// reported something, 0 on timeout. EINTR is retried on the remaining timeout.
 pub fn poll_all(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> Result<usize, Errno> {
-    let deadline = timeout.map(|t| Instant::now() + t);
+    // A deadline past what an Instant can hold is no deadline: checked_add, never a panic.
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     loop {
         let ms: libc::c_int = match deadline {
             None => -1,

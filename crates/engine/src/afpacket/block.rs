@@ -210,7 +210,8 @@ pub fn reinsert_vlan(block: &mut [u8], desc: &mut PacketDesc) -> bool {
     block[new_start + addrs + 2..new_start + addrs + 4].copy_from_slice(&desc.vlan_tci.to_be_bytes());
     desc.data_offset = new_start as u32;
     desc.captured_len += ffi::VLAN_HLEN as u32;
-    desc.original_len += ffi::VLAN_HLEN as u32;
+    // tp_len comes from the block unchecked (it may exceed what was captured): never overflow.
+    desc.original_len = desc.original_len.saturating_add(ffi::VLAN_HLEN as u32);
     desc.vlan_reinserted = true;
     // The header says so too, for readers of the block (JavaScript reads metadata from it). The
     // block is ours until released; the kernel rewrites every header when it fills it again.
@@ -471,6 +472,19 @@ pub(crate) mod tests {
         assert_eq!((h + hdr.tp_mac as usize, hdr.tp_snaplen, hdr.tp_len), (s, 64, 64));
         assert_eq!(hdr.hv1_tp_padding, layout::FLAG_VLAN_REINSERTED);
         assert!(!reinsert_vlan(&mut b.bytes, &mut d), "a second call must not insert twice");
+    }
+
+    #[test]
+    fn vlan_reinsertion_never_overflows_a_huge_original_length() {
+        // Found by the block_walker fuzz target: tp_len near u32::MAX overflowed on re-insertion.
+        let mut b = SyntheticBlock::new(4096, VLAN_HLEN);
+        b.push(&frame(60, 1), Meta { status: TP_STATUS_USER | TP_STATUS_VLAN_VALID, vlan_tci: 7, ..Meta::default() });
+        let h = b.offset_of(0);
+        b.set_u32(h + layout::LEN, u32::MAX - 1);
+        let info = read_block_header(&b.bytes).unwrap();
+        let mut d = Walker::new(&info).next(&b.bytes).unwrap().unwrap();
+        assert!(reinsert_vlan(&mut b.bytes, &mut d));
+        assert_eq!((d.captured_len, d.original_len), (64, u32::MAX));
     }
 
     #[test]

@@ -190,7 +190,8 @@ impl Capture {
     /// batch is ready. Signals do not shorten or lengthen the wait.
     pub fn wait_ready(&mut self, timeout: Option<Duration>) -> Result<bool> {
         self.release();
-        let deadline = timeout.map(|t| Instant::now() + t);
+        // A deadline past what an Instant can hold is no deadline: checked_add, never a panic.
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         loop {
             if self.ring.is_user(self.next_block) {
                 return Ok(true);
@@ -347,13 +348,19 @@ impl Batch<'_> {
         self.index
     }
 
-    /// Start and length of the whole block.
+    /// Start of the whole block.
     pub fn block_ptr(&self) -> *mut u8 {
         self.block.as_ptr() as *mut u8
     }
 
-    pub fn block_len(&self) -> usize {
-        self.block.len()
+    /// The part of the block that holds packets (headers, addresses, frames): from the first
+    /// packet to the end of the used part. What may be lent to a reader: it leaves out the
+    /// block descriptor, whose status word hands the block back to the kernel, and the private
+    /// area (`tp_sizeof_priv`) before the first packet.
+    pub fn packet_area(&self) -> std::ops::Range<usize> {
+        let start = if self.info.num_packets > 0 { self.info.first_offset } else { ffi::BLOCK_DESC_LEN };
+        let start = start.min(self.block.len());
+        start..self.info.used_len.clamp(start, self.block.len())
     }
 
     /// The bytes of the block (after the VLAN tags of the packets walked so far were

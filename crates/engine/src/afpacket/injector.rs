@@ -269,6 +269,9 @@ impl Injector {
     /// Gives a lent slot back unused.
     pub fn discard(&mut self, index: u32) -> Result<()> {
         self.expect_lent(index)?;
+        // The header may have been written through a run's buffer while lent: the status word
+        // is ours again, so the kernel never takes a discarded frame for a send request.
+        self.ring.reset(index);
         self.slots[index as usize] = Slot::Free;
         let n = self.ring.frame_count();
         if (index + 1) % n == self.cursor {
@@ -377,7 +380,8 @@ impl Injector {
     /// Flushes and waits until the kernel has sent everything queued, or `timeout` passes.
     /// Returns whether everything was sent.
     pub fn drain(&mut self, timeout: Option<Duration>) -> Result<bool> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        // A deadline past what an Instant can hold is no deadline: checked_add, never a panic.
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         loop {
             self.flush()?;
             if self.pending() == 0 {

@@ -7,4 +7,6 @@ pub mod fanout;
 pub mod filter;
 pub mod injector;
 pub mod ring;
+#[cfg(test)]
+mod ring_invariants;
 pub mod socket;

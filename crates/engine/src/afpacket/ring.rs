@@ -101,7 +101,8 @@ pub fn page_size() -> u32 {
 /// It is reference-counted on purpose: the engine holds one reference, and the binding hands
 /// one to every JavaScript buffer it creates over ring memory. The pages stay mapped until the
 /// last of them is gone, so no buffer can ever point at unmapped memory, whatever order the
-/// socket and the buffers are released in.
+/// socket and the buffers are released in; and after that, the range becomes an inert mapping
+/// rather than a hole (see `Drop`).
 pub struct Mapping {
     ptr: NonNull<u8>,
     len: usize,
@@ -187,9 +188,31 @@ impl Mapping {
 }
 
 impl Drop for Mapping {
+    /// Every reference we know of is gone, but a pointer may still be out there: a Buffer over
+    /// the ring handed to an asynchronous native API (zlib, fs, crypto on the thread pool) is
+    /// read after JavaScript let go of it. So the ring is never unmapped into a hole: one
+    /// `mmap(MAP_FIXED)` atomically replaces it with an inert, read-only, anonymous mapping of
+    /// the same range (reads see zeros, the kernel frees the ring), and that range stays
+    /// reserved for the life of the process. It costs address space only (no memory: the
+    /// pages are never touched, and adjacent ranges merge into one VMA); a late reader gets
+    /// zeros instead of SIGSEGV.
     fn drop(&mut self) {
-        // SAFETY: we own this mapping; every reference to it (engine or JS buffer) is gone.
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+        // SAFETY: we own this range; MAP_FIXED replaces exactly it, and nothing of ours uses it.
+        let inert = unsafe {
+            libc::mmap(
+                self.ptr.as_ptr().cast(),
+                self.len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if inert == libc::MAP_FAILED {
+            // Out of mappings (vm.max_map_count): unmapping is all that is left to free the ring.
+            // SAFETY: as above.
+            unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+        }
     }
 }
 
@@ -297,7 +320,8 @@ impl TxRing {
         unsafe { self.map.status_word(self.frame_offset(index) + ffi::TP3_STATUS_OFFSET) }.load(Ordering::Acquire)
     }
 
-    /// Marks a frame we own AVAILABLE again (after the kernel rejected it).
+    /// Marks a frame we own AVAILABLE again (after the kernel rejected it, or when a lent frame
+    /// is given back: its header may have been written through a run's buffer).
     pub fn reset(&self, index: u32) {
         // SAFETY: as in `status`.
         unsafe { self.map.status_word(self.frame_offset(index) + ffi::TP3_STATUS_OFFSET) }
@@ -317,14 +341,17 @@ impl TxRing {
     /// The frame must be ours (AVAILABLE and not handed out elsewhere), `len <= capacity()`.
     pub unsafe fn submit(&self, index: u32, len: u32) {
         let hdr = self.map.as_ptr().add(self.frame_offset(index)).cast::<ffi::tpacket3_hdr>();
-        let mut h: ffi::tpacket3_hdr = std::ptr::read(hdr);
-        h.tp_next_offset = 0;
-        h.tp_len = len;
-        h.tp_snaplen = len;
-        h.tp_mac = TX_DATA_OFFSET as u16;
-        h.tp_net = 0;
-        // Everything but the status word, which is published last.
-        std::ptr::write(hdr, ffi::tpacket3_hdr { tp_status: ffi::TP_STATUS_AVAILABLE, ..h });
+        // The whole header is written, never read back: a run of slots lent as one buffer
+        // spans the headers of its later frames, so whatever JavaScript wrote there is replaced
+        // here before the kernel may read it. The status word is published last.
+        let h = ffi::tpacket3_hdr {
+            tp_len: len,
+            tp_snaplen: len,
+            tp_mac: TX_DATA_OFFSET as u16,
+            tp_status: ffi::TP_STATUS_AVAILABLE,
+            ..Default::default()
+        };
+        std::ptr::write(hdr, h);
         self.map
             .status_word(self.frame_offset(index) + ffi::TP3_STATUS_OFFSET)
             .store(ffi::TP_STATUS_SEND_REQUEST, Ordering::Release);
@@ -337,6 +364,43 @@ mod tests {
 
     fn geo(block_size: u32, block_count: u32, frame_size: u32) -> RingGeometry {
         RingGeometry { block_size, block_count, frame_size }
+    }
+
+    #[test]
+    fn a_dropped_mapping_leaves_an_inert_readable_range_not_a_hole() {
+        let len = 4 * page_size() as usize;
+        // SAFETY: a fresh shared anonymous mapping stands in for a ring.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(p, libc::MAP_FAILED);
+        let ptr = p.cast::<u8>();
+        // SAFETY: inside the mapping just created.
+        unsafe { ptr.add(len - 1).write(0xab) };
+        drop(Mapping { ptr: NonNull::new(ptr).unwrap(), len, locked: false });
+        // A late reader (a thread-pool job holding the pointer) reads zeros instead of faulting.
+        // SAFETY: the range is still mapped, read-only: that is what is under test.
+        let last = unsafe { std::ptr::read_volatile(ptr.add(len - 1)) };
+        assert_eq!(last, 0);
+        let start = ptr as usize;
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let line = maps
+            .lines()
+            .find(|l| {
+                let (range, _) = l.split_once(' ').unwrap();
+                let (a, b) = range.split_once('-').unwrap();
+                let (a, b) = (usize::from_str_radix(a, 16).unwrap(), usize::from_str_radix(b, 16).unwrap());
+                a <= start && start < b
+            })
+            .expect("the range is still mapped");
+        assert!(line.split_whitespace().nth(1).unwrap().starts_with("r--"), "{line}");
     }
 
     #[test]

@@ -40,7 +40,21 @@ impl Interface {
         // SAFETY: a valid C string.
         let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
         if index == 0 {
-            return Err(Error::last("if_nametoindex", subject, format!("looking up interface '{name}'")));
+            let errno = Errno::last();
+            let doing = format!("looking up interface '{name}'");
+            // glibc's if_nametoindex needs a socket of its own, and when it cannot get one the
+            // errno it leaves is not the reason (ENOENT from its fallbacks): out of descriptors
+            // would read as "no such device". Open one ourselves to learn the real reason.
+            if errno != Errno::ENODEV {
+                // SAFETY: plain socket(); closed right away.
+                let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+                if fd < 0 {
+                    return Err(Error::last("socket", subject, doing));
+                }
+                // SAFETY: our own descriptor.
+                unsafe { libc::close(fd) };
+            }
+            return Err(Error::sys(errno, "if_nametoindex", subject, doing));
         }
         Ok(Interface { name: name.to_string(), index })
     }
