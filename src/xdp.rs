@@ -99,7 +99,7 @@ pub struct NativeXdpSocket {
 
 #[napi]
 impl NativeXdpSocket {
-    #[napi(factory)]
+    #[napi(factory, catch_unwind)]
     pub fn open(interface: String, options: Option<NativeXdpOptions>) -> Result<NativeXdpSocket> {
         let options = options.map(engine_options).transpose().or_throw()?.unwrap_or_default();
         let engine = XdpSocket::open(&interface, options).or_throw()?;
@@ -115,7 +115,7 @@ impl NativeXdpSocket {
 
     /// The next received packets as `{ runs: ArrayBuffer[], table: Uint32Array }`, or null.
     /// The batch lent before is detached and its frames returned to the kernel first.
-    #[napi(ts_return_type = "{ runs: ArrayBuffer[], table: Uint32Array } | null")]
+    #[napi(ts_return_type = "{ runs: ArrayBuffer[], table: Uint32Array } | null", catch_unwind)]
     pub fn next_batch<'env>(&mut self, env: &'env Env) -> Result<Option<Object<'env>>> {
         self.take_back_rx(env)?;
         let force_copy = self.force_copy;
@@ -167,7 +167,7 @@ impl NativeXdpSocket {
     }
 
     /// Blocks until packets are ready or `timeoutMs` passes, then behaves like `nextBatch`.
-    #[napi(ts_return_type = "{ runs: ArrayBuffer[], table: Uint32Array } | null")]
+    #[napi(ts_return_type = "{ runs: ArrayBuffer[], table: Uint32Array } | null", catch_unwind)]
     pub fn next_batch_blocking<'env>(
         &mut self,
         env: &'env Env,
@@ -183,7 +183,7 @@ impl NativeXdpSocket {
     }
 
     /// Detaches the held batch's buffers and gives its frames back to the kernel.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn release(&mut self, env: &Env) -> Result<()> {
         self.take_back_rx(env)?;
         if let Some(engine) = self.engine.as_mut() {
@@ -195,7 +195,7 @@ impl NativeXdpSocket {
     /// Resolves (events > 0) once packets may be ready, or with 0 when withdrawn. The held
     /// batch is released first. The facade also re-checks periodically: a deleted interface
     /// wakes no epoll waiter.
-    #[napi(ts_return_type = "Promise<number>")]
+    #[napi(ts_return_type = "Promise<number>", catch_unwind)]
     pub fn wait_readable<'env>(&mut self, env: &'env Env) -> Result<Object<'env>> {
         self.release(env)?;
         let engine = self.engine()?;
@@ -203,13 +203,13 @@ impl NativeXdpSocket {
     }
 
     /// Resolves once the TX ring may have room (POLLOUT), or with 0 when withdrawn.
-    #[napi(ts_return_type = "Promise<number>")]
+    #[napi(ts_return_type = "Promise<number>", catch_unwind)]
     pub fn wait_writable<'env>(&mut self, env: &'env Env) -> Result<Object<'env>> {
         let engine = self.engine()?;
         readiness_promise(env, |callback| engine.arm_wait(true, callback))
     }
 
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn cancel_wait(&mut self) {
         if let Some(callback) = self.engine.as_mut().and_then(XdpSocket::disarm_wait) {
             callback(Readiness::Cancelled);
@@ -217,13 +217,13 @@ impl NativeXdpSocket {
     }
 
     /// Copies `frame` into a TX frame and queues it; false when none is free.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn send(&mut self, frame: Buffer) -> Result<bool> {
         self.engine()?.send(&frame).or_throw()
     }
 
     /// Queues frames in order until none is free; returns how many.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn send_batch(&mut self, frames: Vec<Buffer>) -> Result<u32> {
         let engine = self.engine()?;
         let mut queued = 0;
@@ -237,7 +237,7 @@ impl NativeXdpSocket {
     }
 
     /// Lends one TX frame of `length` bytes: `{ index, data }`, or null when none is free.
-    #[napi(ts_return_type = "{ index: number, data: ArrayBuffer } | null")]
+    #[napi(ts_return_type = "{ index: number, data: ArrayBuffer } | null", catch_unwind)]
     pub fn allocate<'env>(&mut self, env: &'env Env, length: u32) -> Result<Option<Object<'env>>> {
         let Some((first, _, data)) = self.lend_run(env, 1, length)? else { return Ok(None) };
         let mut result = Object::new(env)?;
@@ -248,7 +248,7 @@ impl NativeXdpSocket {
     }
 
     /// Lends up to `count` consecutive TX frames as one buffer: slot `i` at `i * stride`.
-    #[napi(ts_return_type = "{ first: number, count: number, stride: number, data: ArrayBuffer } | null")]
+    #[napi(ts_return_type = "{ first: number, count: number, stride: number, data: ArrayBuffer } | null", catch_unwind)]
     pub fn allocate_run<'env>(&mut self, env: &'env Env, count: u32, length: u32) -> Result<Option<Object<'env>>> {
         let Some((first, n, data)) = self.lend_run(env, count, length)? else { return Ok(None) };
         let mut result = Object::new(env)?;
@@ -262,7 +262,7 @@ impl NativeXdpSocket {
 
     /// Queues the first `send` slots of a run (detached first) and gives the rest back.
     /// `lengths`: one for all, or one per queued slot.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn commit_run(&mut self, env: &Env, first: u32, send: u32, lengths: Vec<u32>) -> Result<()> {
         let (count, lent_length) = self.take_back_tx(env, first)?;
         let engine = self.engine()?;
@@ -298,30 +298,30 @@ impl NativeXdpSocket {
         failed.map_or(Ok(()), |e| Err(to_napi(e)))
     }
 
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn commit(&mut self, env: &Env, index: u32, length: u32) -> Result<()> {
         self.commit_run(env, index, 1, vec![length])
     }
 
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn discard(&mut self, env: &Env, index: u32) -> Result<()> {
         self.commit_run(env, index, 0, vec![0])
     }
 
     /// Publishes what was queued and kicks the kernel when it asks; returns how many frames.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn flush(&mut self) -> Result<u32> {
         self.engine()?.flush().or_throw()
     }
 
     /// Flushes and blocks until everything was sent or `timeoutMs` passed.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn drain(&mut self, timeout_ms: Option<f64>) -> Result<bool> {
         let timeout = timeout_ms.map(|ms| Duration::from_secs_f64(ms.max(0.0) / 1000.0));
         self.engine()?.drain(timeout).or_throw()
     }
 
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn stats(&mut self) -> Result<NativeXdpStats> {
         let engine = self.engine()?;
         let pending = engine.pending();
@@ -340,7 +340,7 @@ impl NativeXdpSocket {
         })
     }
 
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn info(&self) -> Result<NativeXdpInfo> {
         let e = self.engine.as_ref().ok_or_else(closed)?;
         let c = e.config();
@@ -365,19 +365,19 @@ impl NativeXdpSocket {
         })
     }
 
-    #[napi(getter)]
+    #[napi(getter, catch_unwind)]
     pub fn fd(&self) -> i32 {
         self.engine.as_ref().map_or(-1, XdpSocket::fd)
     }
 
-    #[napi(getter)]
+    #[napi(getter, catch_unwind)]
     pub fn closed(&self) -> bool {
         self.engine.is_none()
     }
 
     /// Detaches every lent buffer, withdraws the wait, unmaps the rings and closes the socket
     /// (the program goes with the last socket on the interface). Idempotent.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn close(&mut self, env: &Env) -> Result<()> {
         // Failures need no error here: the socket closes either way, so the kernel writes no
         // more into what a view may still see.
