@@ -95,6 +95,11 @@ export declare class NativeInjector {
   info(): NativeInjectorInfo
   get fd(): number
   get closed(): boolean
+  /**
+   * Takes back every slot and run still lent and gives them back unsent, so none holds back
+   * the frames queued after it (before a close, which drains first).
+   */
+  giveBackLent(): void
   /** Detaches every lent slot and closes the socket (without flushing: the facade decides). */
   close(): void
 }

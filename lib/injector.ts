@@ -407,13 +407,16 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
   }
 
   /**
-   * Flushes what was queued, waits up to `drainTimeoutMs` (1000 by default) for it to be sent,
-   * detaches lent slots and closes the socket; emits `'close'`. A `sendAsync` frame not sent by
+   * Gives back slots still lent (their buffers are detached, nothing of them is sent), flushes
+   * what was queued, waits up to `drainTimeoutMs` (1000 by default) for it to be sent and closes
+   * the socket; emits `'close'`. A `sendAsync` frame not sent by
    * then rejects with EBADF. Idempotent.
    */
   close(drainTimeoutMs = 1000): void {
     if (this.closed) return
     try {
+      // Slots still lent are abandoned now: given back, they no longer hold queued frames.
+      callNative(() => this.#native.giveBackLent())
       this.drain(drainTimeoutMs)
     } finally {
       callNative(() => this.#native.close())

@@ -254,6 +254,25 @@ impl NativeInjector {
         self.engine.is_none()
     }
 
+    /// Takes back every slot and run still lent and gives them back unsent, so none holds back
+    /// the frames queued after it (before a close, which drains first).
+    #[napi]
+    pub fn give_back_lent(&mut self, env: &Env) -> Result<()> {
+        for index in 0..self.lent.len() as u32 {
+            if self.lent[index as usize].is_some() {
+                self.take_back(env, index)?;
+                self.engine()?.discard(index).or_throw()?;
+            }
+        }
+        for first in 0..self.runs.len() as u32 {
+            if self.runs[first as usize].is_some() {
+                let (count, _) = self.take_back_run(env, first)?;
+                self.engine()?.commit_run(first, count, 0, &[0]).or_throw()?;
+            }
+        }
+        Ok(())
+    }
+
     /// Detaches every lent slot and closes the socket (without flushing: the facade decides).
     #[napi]
     pub fn close(&mut self, env: &Env) -> Result<()> {

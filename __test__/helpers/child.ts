@@ -1,0 +1,43 @@
+// Failures that kill or hang a process are tested in a child: it runs a CommonJS script that
+// loads netring, and the test asserts it exited cleanly, within a bound, and what it printed.
+
+import { spawn } from 'node:child_process'
+
+export interface ChildResult {
+  code: number | null
+  signal: NodeJS.Signals | null
+  stdout: string
+  stderr: string
+  /** The last line of stdout read as JSON (the script's result), or null. */
+  result: unknown
+}
+
+const root = new URL('../..', import.meta.url).pathname
+
+/** Runs `script` in a fresh Node process (killed after `timeoutMs`); `args` are its process.argv.slice(1). */
+export function runChild(script: string, args: string[] = [], { timeoutMs = 30_000, nodeArgs = [] as string[] } = {}): Promise<ChildResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [...nodeArgs, '-e', script, '--', ...args], {
+      cwd: root,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: timeoutMs,
+      killSignal: 'SIGKILL',
+    })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d) => (stdout += d))
+    child.stderr.on('data', (d) => (stderr += d))
+    child.on('error', reject)
+    // 'close', not 'exit': only then has all of stdout been read.
+    child.on('close', (code, signal) => {
+      const last = stdout.trim().split('\n').at(-1) ?? ''
+      let result: unknown = null
+      try {
+        result = JSON.parse(last)
+      } catch {
+        // no result printed: the assertions on code and signal say why
+      }
+      resolve({ code, signal, stdout, stderr, result })
+    })
+  })
+}
