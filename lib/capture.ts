@@ -67,6 +67,9 @@ export class Capture extends EventEmitter<CaptureEvents> implements Disposable, 
   #paused = false
   #emitting = false
   #emitAbort: AbortController | null = null
+  /** The batch 'packet' delivery is in, and the next packet to deliver: kept across pause(). */
+  #emitBatch: PacketBatch | null = null
+  #emitNext = 0
 
   private constructor(iface: string, nativeCapture: Binding.NativeCapture) {
     super()
@@ -223,14 +226,18 @@ export class Capture extends EventEmitter<CaptureEvents> implements Disposable, 
     return readable
   }
 
-  /** Stops `'packet'`/`'batch'` delivery; the batch being delivered is released. */
+  /**
+   * Stops `'packet'`/`'batch'` delivery after the current packet. The batch being delivered is
+   * kept, with the position in it, so nothing is lost: `resume()` goes on from the next packet.
+   */
   pause(): this {
     this.#paused = true
+    // Wakes a delivery loop that waits for the ring; one that is delivering stops by itself.
     this.#emitAbort?.abort()
     return this
   }
 
-  /** Starts delivery again (when there are listeners). */
+  /** Starts delivery again (when there are listeners), from where `pause()` stopped it. */
   resume(): this {
     this.#paused = false
     queueMicrotask(() => this.#startEmitting())
@@ -329,24 +336,55 @@ export class Capture extends EventEmitter<CaptureEvents> implements Disposable, 
     if (this.listenerCount('packet') === 0 && this.listenerCount('batch') === 0) return
     this.#emitting = true
     const abort = (this.#emitAbort = new AbortController())
+    let stopped = false
     try {
-      for await (const batch of this.batches({ signal: abort.signal })) {
-        this.emit('batch', batch)
-        if (this.listenerCount('packet') > 0) {
-          // pause() sets #paused before it aborts: a plain field is cheaper to test per packet.
-          for (let i = 0; i < batch.length && !batch.released && !this.#paused; i++) {
-            this.emit('packet', batch.packet(i))
+      for (;;) {
+        // A batch kept by pause() is finished first; any other read (nextBatch(), an
+        // iterator, close()) releases it, and then it is gone.
+        let batch = this.#emitBatch
+        if (!batch || batch.released) {
+          this.#emitBatch = null
+          if (this.closed) break
+          batch = this.nextBatch()
+          if (!batch) {
+            await this.#readable(abort.signal)
+            continue
           }
+          this.#emitBatch = batch
+          this.#emitNext = 0
+          this.emit('batch', batch)
         }
-        if (this.listenerCount('packet') === 0 && this.listenerCount('batch') === 0) break
+        if (this.listenerCount('packet') > 0) {
+          // pause() sets #paused: a plain field is cheaper to test per packet.
+          while (this.#emitNext < batch.length && !batch.released && !this.#paused) {
+            this.emit('packet', batch.packet(this.#emitNext++))
+          }
+        } else {
+          this.#emitNext = batch.length
+        }
+        if (this.#paused && this.#emitNext < batch.length && !batch.released) {
+          stopped = true // keep the batch and the position in it
+          return
+        }
+        this.#emitBatch = null
+        if (this.#paused) {
+          stopped = true
+          this.#releaseHeld()
+          return
+        }
+        if (this.listenerCount('packet') === 0 && this.listenerCount('batch') === 0) {
+          this.#releaseHeld()
+          break
+        }
       }
     } catch (e) {
-      if (!abort.signal.aborted) this.emit('error', e as Error)
+      if (abort.signal.aborted) stopped = true
+      else this.emit('error', e as Error)
     } finally {
       this.#emitting = false
       this.#emitAbort = null
     }
     // pause() then resume() while this loop was winding down: start again.
-    if (abort.signal.aborted && !this.#paused) this.#startEmitting()
+    if (stopped && !this.#paused) void this.#startEmitting()
   }
 }
