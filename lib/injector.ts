@@ -21,7 +21,7 @@ import { ringView } from './ring-view'
 export interface InjectorStats {
   /** Frames the kernel took from the ring and did not reject. */
   sent: number
-  /** Frames the kernel refused at flush (longer than the MTU by then); each is reported. */
+  /** Frames the kernel refused at flush (longer than the MTU by then); each is reported once. */
   rejected: number
   /** Frames withdrawn from the ring after their `sendAsync` promise rejected (say, ENETDOWN). */
   withdrawn: number
@@ -539,7 +539,8 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
         } else s.resolve()
       }
     }
-    if (rejection && owned < rejection.seqs.length) this.#report(error)
+    // One report per refused frame nobody owns (sent with send(), sendBatch() or a slot).
+    for (let i = owned; rejection && i < rejection.seqs.length; i++) this.#report(error)
   }
 
   /** An error with no owner: to 'error' listeners, or kept for the next call to throw. */

@@ -14,10 +14,25 @@ export interface ChildResult {
 
 const root = new URL('../..', import.meta.url).pathname
 
-/** Runs `script` in a fresh Node process (killed after `timeoutMs`); `args` are its process.argv.slice(1). */
-export function runChild(script: string, args: string[] = [], { timeoutMs = 30_000, nodeArgs = [] as string[] } = {}): Promise<ChildResult> {
+export interface ChildOptions {
+  /** Killed (SIGKILL) after this long. */
+  timeoutMs?: number
+  nodeArgs?: string[]
+}
+
+/** Runs `script` in a fresh Node process; `args` are its process.argv.slice(1). */
+export function runChild(script: string, args: string[] = [], options: ChildOptions = {}): Promise<ChildResult> {
+  return run([...(options.nodeArgs ?? []), '-e', script, '--', ...args], options)
+}
+
+/** Runs `__test__/fixtures/<name>`; `args` are its process.argv.slice(2). */
+export function runFixture(name: string, args: string[] = [], options: ChildOptions = {}): Promise<ChildResult> {
+  return run([...(options.nodeArgs ?? []), new URL(`../fixtures/${name}`, import.meta.url).pathname, ...args], options)
+}
+
+function run(nodeArgs: string[], { timeoutMs = 30_000 }: ChildOptions): Promise<ChildResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...nodeArgs, '-e', script, '--', ...args], {
+    const child = spawn(process.execPath, nodeArgs, {
       cwd: root,
       stdio: ['ignore', 'pipe', 'pipe'],
       timeout: timeoutMs,

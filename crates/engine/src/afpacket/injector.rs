@@ -518,16 +518,13 @@ impl Injector {
         self.stats.rejected += seqs.len() as u64;
         let mut all = self.rejection.take().map_or_else(Vec::new, |r| r.seqs);
         all.extend(seqs);
-        let n = all.len();
+        // Said of one frame: each refused frame is reported to its own owner.
         let error = Error::new(
             Errno::EMSGSIZE,
             self.iface.subject(),
             format!(
-                "the kernel refused {n} queued frame{} on '{}': longer than the MTU ({}) when it was flushed; {} dropped",
-                if n == 1 { "" } else { "s" },
-                self.iface.name,
-                self.mtu,
-                if n == 1 { "it was" } else { "they were" },
+                "the kernel refused a queued frame on '{}': longer than the MTU ({}) when it was flushed; it was dropped",
+                self.iface.name, self.mtu,
             ),
         )
         .with_syscall("sendto")
