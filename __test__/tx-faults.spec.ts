@@ -6,7 +6,7 @@
 import test from 'ava'
 import { Capture, Injector, NetringError } from 'netring'
 
-import { runChild } from './helpers/child'
+import { runChild, within } from './helpers/child'
 import { collect, seqOf } from './helpers/collect'
 import { frame, localVethPair, sh } from './helpers/net'
 
@@ -96,10 +96,6 @@ test('a refused frame nobody owns, with no error listener, is thrown by the next
   t.true(tx.send(frame(veth.bMac, veth.aMac, 100, 3)), 'reported once')
   t.true(tx.drain(2000))
 })
-
-/** Resolves with 'resolved', or 'hung' after `ms`. */
-const within = (p: Promise<unknown>, ms = 5000) =>
-  Promise.race([p.then(() => 'resolved'), new Promise((r) => setTimeout(() => r('hung'), ms).unref())])
 
 test('a slot discarded before a later one was sent does not hold it: drained() resolves, the frame leaves', async (t) => {
   const veth = localVethPair(t)

@@ -5,12 +5,9 @@
 import test from 'ava'
 import { Capture, Injector, NetringError } from 'netring'
 
+import { within } from './helpers/child'
 import { collect, seqOf } from './helpers/collect'
 import { frame, localVethPair } from './helpers/net'
-
-/** Resolves with 'resolved', or 'hung' after `ms`. */
-const within = (p: Promise<unknown>, ms = 5000) =>
-  Promise.race([p.then(() => 'resolved'), new Promise((r) => setTimeout(() => r('hung'), ms).unref())])
 
 test('bad lengths for a slot or a batch of slots are EINVAL naming the option; nothing is queued, the ring goes on', async (t) => {
   const veth = localVethPair(t)

@@ -4,7 +4,7 @@
 import test from 'ava'
 import { Capture, Injector } from 'netring'
 
-import { ours, seqOf } from './helpers/collect'
+import { collect, seqOf } from './helpers/collect'
 import { frame, localVethPair } from './helpers/net'
 
 test('5,000 sendAsync calls at once through a 16-frame ring arrive in call order', async (t) => {
@@ -12,20 +12,10 @@ test('5,000 sendAsync calls at once through a 16-frame ring arrive in call order
   using rx = Capture.open(veth.b, { profile: 'high-throughput' })
   using tx = Injector.open(veth.a, { frameCount: 16 })
   const total = 5000
-  const seqs: number[] = []
-  const received = (async () => {
-    try {
-      for await (const batch of rx.batches({ signal: AbortSignal.timeout(30_000) })) {
-        for (const p of batch) if (ours(p)) seqs.push(seqOf(p))
-        if (seqs.length >= total) break
-      }
-    } catch (e) {
-      if ((e as Error).name !== 'AbortError') throw e
-    }
-  })()
+  const received = collect(rx, total, { timeoutMs: 30_000 })
   await Promise.all(Array.from({ length: total }, (_, i) => tx.sendAsync(frame(veth.bMac, veth.aMac, 64, i))))
   await tx.drained()
-  await received
+  const seqs = (await received).map((p) => seqOf(p))
   t.is(seqs.length, total)
   const firstOutOfOrder = seqs.findIndex((s, i) => s !== i)
   t.is(firstOutOfOrder, -1, `frame ${seqs[firstOutOfOrder]} arrived at position ${firstOutOfOrder}`)

@@ -56,3 +56,9 @@ function run(nodeArgs: string[], { timeoutMs = 30_000 }: ChildOptions): Promise<
     })
   })
 }
+
+/** A promise that must settle but might hang: 'resolved', or 'hung' after `ms` (the test's
+ * assertion then fails instead of the test timing out). */
+export function within(p: Promise<unknown>, ms = 5000): Promise<'resolved' | 'hung'> {
+  return Promise.race([p.then(() => 'resolved' as const), new Promise<'hung'>((r) => setTimeout(() => r('hung'), ms).unref())])
+}
