@@ -682,56 +682,114 @@ mod tests {
         assert_eq!(MIN_TX_FRAME_SIZE, 64);
     }
 
-    /// Root only (CI runs as root): frames queued on one end of a veth pair arrive on the
-    /// other, counted there by a capture.
-    #[test]
-    fn frames_sent_arrive_on_the_peer() {
-        if unsafe { libc::geteuid() } != 0 {
-            assert!(std::env::var("CI").is_err(), "CI runs as root");
-            return;
-        }
-        let (a, b) = (format!("ntx{}a", std::process::id() % 100000), format!("ntx{}b", std::process::id() % 100000));
-        let ip = |args: &[&str]| assert!(std::process::Command::new("ip").args(args).status().unwrap().success());
-        ip(&["link", "add", &a, "type", "veth", "peer", "name", &b]);
-        struct Cleanup(String);
-        impl Drop for Cleanup {
-            fn drop(&mut self) {
-                let _ = std::process::Command::new("ip").args(["link", "del", &self.0]).status();
+    /// A veth pair (removed on drop) with a capture on its `b` end; `None` when not root (CI
+    /// runs as root, so there it never skips).
+    struct Link {
+        a: String,
+        capture: crate::Capture,
+    }
+
+    impl Link {
+        fn new(tag: &str) -> Option<Link> {
+            if unsafe { libc::geteuid() } != 0 {
+                assert!(std::env::var("CI").is_err(), "CI runs as root");
+                return None;
             }
+            let id = std::process::id() % 100000;
+            let (a, b) = (format!("n{tag}{id}a"), format!("n{tag}{id}b"));
+            let ip = |args: &[&str]| assert!(std::process::Command::new("ip").args(args).status().unwrap().success());
+            ip(&["link", "add", &a, "type", "veth", "peer", "name", &b]);
+            for dev in [&a, &b] {
+                let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{dev}/disable_ipv6"), "1");
+                ip(&["link", "set", dev, "up"]);
+            }
+            let capture = crate::Capture::open(&b, Default::default()).unwrap();
+            Some(Link { a, capture })
         }
-        let _cleanup = Cleanup(a.clone());
-        for dev in [&a, &b] {
-            let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{dev}/disable_ipv6"), "1");
-            ip(&["link", "set", dev, "up"]);
+
+        /// The first payload byte of each test frame arriving, until `want` arrived or 3 s passed.
+        fn received(&mut self, want: usize) -> Vec<u8> {
+            let mut seen = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while seen.len() < want && Instant::now() < deadline {
+                if let Some(mut batch) = self.capture.next_batch_blocking(Some(Duration::from_millis(50))).unwrap() {
+                    while let Some(p) = batch.next_packet() {
+                        let p = p.unwrap();
+                        let bytes = &batch.bytes()[p.data_offset as usize..][..p.captured_len as usize];
+                        if bytes[12..14] == 0x88b5u16.to_be_bytes() {
+                            seen.push(bytes[14]);
+                        }
+                    }
+                }
+            }
+            seen
         }
-        let mut capture = crate::Capture::open(&b, Default::default()).unwrap();
-        let mut tx = Injector::open(&a, InjectorOptions { frame_count: Some(8), ..Default::default() }).unwrap();
+    }
+
+    impl Drop for Link {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip").args(["link", "del", &self.a]).status();
+        }
+    }
+
+    fn test_frame(seq: u8) -> [u8; 60] {
         let mut frame = [0u8; 60];
         frame[..6].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
         frame[12..14].copy_from_slice(&0x88b5u16.to_be_bytes());
+        frame[14] = seq;
+        frame
+    }
+
+    /// Frames queued on one end of a veth pair arrive on the other, counted there by a capture.
+    #[test]
+    fn frames_sent_arrive_on_the_peer() {
+        let Some(mut link) = Link::new("tx") else { return };
+        let mut tx = Injector::open(&link.a, InjectorOptions { frame_count: Some(8), ..Default::default() }).unwrap();
         let mut queued = 0;
         for seq in 0..20u8 {
-            frame[14] = seq;
-            while tx.send(&frame).unwrap().is_none() {
+            while tx.send(&test_frame(seq)).unwrap().is_none() {
                 tx.drain(Some(Duration::from_secs(1))).unwrap();
             }
             queued += 1;
         }
         assert!(tx.drain(Some(Duration::from_secs(2))).unwrap());
         assert_eq!(tx.stats().sent, queued);
-        let mut seen = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while seen.len() < 20 && Instant::now() < deadline {
-            if let Some(mut batch) = capture.next_batch_blocking(Some(Duration::from_millis(50))).unwrap() {
-                while let Some(p) = batch.next_packet() {
-                    let p = p.unwrap();
-                    let bytes = &batch.bytes()[p.data_offset as usize..][..p.captured_len as usize];
-                    if bytes[12..14] == 0x88b5u16.to_be_bytes() {
-                        seen.push(bytes[14]);
-                    }
-                }
-            }
-        }
-        assert_eq!(seen, (0..20).collect::<Vec<u8>>());
+        assert_eq!(link.received(20), (0..20).collect::<Vec<u8>>());
+    }
+
+    /// A slot given back out of order, a commit refused, and a withdrawn frame all become skip
+    /// frames: none holds back the frames after it, and none leaves.
+    #[test]
+    fn slots_given_back_out_of_order_never_hold_later_frames() {
+        let Some(mut link) = Link::new("sk") else { return };
+        let mut tx = Injector::open(&link.a, InjectorOptions { frame_count: Some(8), ..Default::default() }).unwrap();
+        let discarded = tx.allocate(60).unwrap().unwrap();
+        let refused = tx.allocate(60).unwrap().unwrap();
+        let withdrawn = tx.send(&test_frame(9)).unwrap().unwrap();
+        let sent = tx.send(&test_frame(1)).unwrap().unwrap();
+        tx.discard(discarded).unwrap();
+        let e = tx.commit(refused, 61).unwrap_err();
+        assert_eq!((e.errno, e.subject), (Errno::EINVAL, crate::error::Subject::Option("length")));
+        assert!(tx.commit(refused, 60).is_err(), "the refused slot was given back");
+        assert!(tx.withdraw(withdrawn));
+        assert_eq!(tx.settled_before(), sent, "a withdrawn frame counts as settled");
+        assert!(tx.drain(Some(Duration::from_secs(2))).unwrap());
+        assert_eq!(tx.settled_before(), sent + 1);
+        assert_eq!((tx.stats().sent, tx.stats().withdrawn, tx.stats().rejected, tx.stats().pending), (1, 1, 0, 0));
+        // The withdrawn frame sat before it in the ring: had it left, it would have come first.
+        assert_eq!(link.received(1), vec![1]);
+    }
+
+    /// A batch with one bad frame queues none of it.
+    #[test]
+    fn send_batch_checks_every_frame_before_queueing_any() {
+        let Some(link) = Link::new("sb") else { return };
+        let mut tx = Injector::open(&link.a, InjectorOptions { frame_count: Some(8), ..Default::default() }).unwrap();
+        let frames: Vec<Vec<u8>> = vec![test_frame(0).to_vec(), test_frame(1).to_vec(), vec![0; 3000]];
+        let e = tx.send_batch(&frames).unwrap_err();
+        assert_eq!(e.errno, Errno::EMSGSIZE);
+        assert!(e.message.starts_with("frame 2 of the batch"), "{}", e.message);
+        assert_eq!(tx.pending(), 0);
+        assert_eq!(tx.send_batch(&frames[..2]).unwrap(), 2);
     }
 }
