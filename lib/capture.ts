@@ -66,10 +66,8 @@ export class Capture extends EventEmitter<CaptureEvents> implements Disposable, 
   #wait: Promise<number> | null = null
   #paused = false
   #emitting = false
-  #emitAbort: AbortController | null = null
-  /** The batch 'packet' delivery is in, and the next packet to deliver: kept across pause(). */
-  #emitBatch: PacketBatch | null = null
-  #emitNext = 0
+  /** Wakes the delivery loop that pause() stopped (resume() or close() calls it). */
+  #wakeDelivery: (() => void) | null = null
 
   private constructor(iface: string, nativeCapture: Binding.NativeCapture) {
     super()
@@ -232,14 +230,14 @@ export class Capture extends EventEmitter<CaptureEvents> implements Disposable, 
    */
   pause(): this {
     this.#paused = true
-    // Wakes a delivery loop that waits for the ring; one that is delivering stops by itself.
-    this.#emitAbort?.abort()
     return this
   }
 
   /** Starts delivery again (when there are listeners), from where `pause()` stopped it. */
   resume(): this {
     this.#paused = false
+    const wake = this.#wakeDelivery
+    wake?.()
     queueMicrotask(() => this.#startEmitting())
     return this
   }
@@ -335,56 +333,42 @@ export class Capture extends EventEmitter<CaptureEvents> implements Disposable, 
     if (this.#emitting || this.#paused || this.closed) return
     if (this.listenerCount('packet') === 0 && this.listenerCount('batch') === 0) return
     this.#emitting = true
-    const abort = (this.#emitAbort = new AbortController())
-    let stopped = false
     try {
-      for (;;) {
-        // A batch kept by pause() is finished first; any other read (nextBatch(), an
-        // iterator, close()) releases it, and then it is gone.
-        let batch = this.#emitBatch
-        if (!batch || batch.released) {
-          this.#emitBatch = null
-          if (this.closed) break
-          batch = this.nextBatch()
-          if (!batch) {
-            await this.#readable(abort.signal)
-            continue
-          }
-          this.#emitBatch = batch
-          this.#emitNext = 0
-          this.emit('batch', batch)
-        }
+      for await (const batch of this.batches()) {
+        // Paused (by a listener, or while the loop waited for the ring): the iterator holds the
+        // batch, and the loop the position in it, until resume().
+        if (this.#paused) await this.#whilePaused()
+        if (batch.released) continue
+        this.emit('batch', batch)
         if (this.listenerCount('packet') > 0) {
-          // pause() sets #paused: a plain field is cheaper to test per packet.
-          while (this.#emitNext < batch.length && !batch.released && !this.#paused) {
-            this.emit('packet', batch.packet(this.#emitNext++))
+          for (let i = 0; i < batch.length && !batch.released; ) {
+            // pause() sets #paused: a plain field is cheaper to test per packet.
+            if (this.#paused) await this.#whilePaused()
+            else this.emit('packet', batch.packet(i++))
           }
-        } else {
-          this.#emitNext = batch.length
         }
-        if (this.#paused && this.#emitNext < batch.length && !batch.released) {
-          stopped = true // keep the batch and the position in it
-          return
-        }
-        this.#emitBatch = null
-        if (this.#paused) {
-          stopped = true
-          this.#releaseHeld()
-          return
-        }
-        if (this.listenerCount('packet') === 0 && this.listenerCount('batch') === 0) {
-          this.#releaseHeld()
-          break
-        }
+        if (this.#paused) await this.#whilePaused()
+        if (this.listenerCount('packet') === 0 && this.listenerCount('batch') === 0) break
       }
     } catch (e) {
-      if (abort.signal.aborted) stopped = true
-      else this.emit('error', e as Error)
+      this.emit('error', e as Error)
     } finally {
       this.#emitting = false
-      this.#emitAbort = null
     }
-    // pause() then resume() while this loop was winding down: start again.
-    if (stopped && !this.#paused) void this.#startEmitting()
+  }
+
+  /** Resolves at once unless paused; then on resume() or close(). */
+  async #whilePaused(): Promise<void> {
+    while (this.#paused && !this.closed) {
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          this.off('close', wake)
+          this.#wakeDelivery = null
+          resolve()
+        }
+        this.#wakeDelivery = wake
+        this.once('close', wake)
+      })
+    }
   }
 }
