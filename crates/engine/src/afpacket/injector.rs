@@ -196,7 +196,7 @@ impl Injector {
         }
         if len > self.max_frame_len(tagged) as usize {
             // The MTU may have grown since we read it.
-            self.mtu = self.iface.mtu().unwrap_or(self.mtu);
+            self.mtu = self.read_mtu();
             if len > self.max_frame_len(tagged) as usize {
                 return Err(Error::new(
                     Errno::EMSGSIZE,
@@ -490,7 +490,7 @@ impl Injector {
         // skipped (or taken by an earlier kick that failed half-way): the MTU tells which.
         let all_sent = sent_bytes == Some(taken_bytes) && !marked_wrong;
         if !all_sent {
-            self.mtu = self.iface.mtu().unwrap_or(self.mtu);
+            self.mtu = self.read_mtu();
         }
         let mut rejected = Vec::new();
         for i in 0..self.taken.len() {
@@ -511,6 +511,26 @@ impl Injector {
             self.reject(rejected);
         }
         self.taken.len() as u32
+    }
+
+    /// The interface's MTU now (the last one read if the ioctl fails). An ioctl on our socket
+    /// with the request on the stack: called after kicks that met backpressure, so it must not
+    /// allocate.
+    fn read_mtu(&self) -> u32 {
+        // SAFETY: ifreq is plain data; all zeroes is a valid value.
+        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+        // The name fits: Interface::resolve checked it against IFNAMSIZ, and the last byte stays 0.
+        for (dst, &src) in req.ifr_name.iter_mut().zip(self.iface.name.as_bytes()) {
+            *dst = src as libc::c_char;
+        }
+        // SAFETY: SIOCGIFMTU reads ifr_name and writes ifr_mtu of the ifreq we own.
+        let rc = unsafe { libc::ioctl(self.socket.as_raw_fd(), ffi::SIOCGIFMTU as _, &mut req) };
+        // SAFETY: the kernel filled the union's mtu member.
+        if rc < 0 {
+            self.mtu
+        } else {
+            unsafe { req.ifr_ifru.ifru_mtu as u32 }
+        }
     }
 
     /// Records frames the kernel refused, to be reported to whoever queued them.
