@@ -53,9 +53,15 @@ export declare class NativeCapture {
 
 export declare class NativeInjector {
   static open(interface: string, options?: NativeInjectorOptions | undefined | null): NativeInjector
-  /** Copies `frame` into the ring and queues it; false when the ring is full. */
-  send(frame: Buffer): boolean
-  /** Queues frames in order until the ring is full; returns how many were queued. */
+  /**
+   * Copies `frame` into the ring and queues it; returns its sequence number, or -1 when the
+   * ring is full.
+   */
+  send(frame: Buffer): number
+  /**
+   * Queues frames in order until the ring is full; returns how many were queued (none when
+   * any frame is refused).
+   */
   sendBatch(frames: Array<Buffer>): number
   /**
    * Lends the next free slot as `{ index, data }` (`data`: an ArrayBuffer of `length` bytes
@@ -70,24 +76,25 @@ export declare class NativeInjector {
   allocateRun(count: number, length: number): { first: number, count: number, stride: number, data: ArrayBuffer } | null
   /**
    * Queues the first `send` slots of a run and gives the rest back; the run's buffer is
-   * detached first. `lengths` holds one length for every slot, or one per queued slot (each
-   * at most the run's slot length).
+   * detached first. `lengths` holds one length for every slot, or one per queued slot. On
+   * error nothing is queued and the whole run goes back.
    */
   commitRun(first: number, send: number, lengths: Array<number>): void
   /**
    * Queues a lent slot with `length` bytes (at most what was allocated); its buffer is
-   * detached first.
+   * detached first. Returns the frame's sequence number. On error the slot goes back.
    */
-  commit(index: number, length: number): void
+  commit(index: number, length: number): number
   /** Gives a lent slot back unused; its buffer is detached. */
   discard(index: number): void
   /** Sends everything queued with one kick; returns how many frames the kernel took. */
   flush(): number
-  /**
-   * The last rejection (a frame the kernel marked WRONG_FORMAT) not yet reported, as the
-   * same JSON a thrown error carries, or null.
-   */
-  takeRejection(): string | null
+  /** The frames the kernel refused since the last call, or null. */
+  takeRejection(): NativeRejection | null
+  /** Every frame with a smaller sequence number was sent, refused or withdrawn. */
+  settledBefore(): number
+  /** Withdraws queued frame `seq` if the kernel has not taken it yet; whether it was. */
+  withdraw(seq: number): boolean
   /** Blocks until everything queued was sent or `timeoutMs` passed; returns whether it all was. */
   drain(timeoutMs?: number | undefined | null): boolean
   /**
@@ -100,6 +107,11 @@ export declare class NativeInjector {
   info(): NativeInjectorInfo
   get fd(): number
   get closed(): boolean
+  /**
+   * Takes back every slot and run still lent and gives them back unsent, so none holds back
+   * the frames queued after it (before a close, which drains first).
+   */
+  giveBackLent(): void
   /** Detaches every lent slot and closes the socket (without flushing: the facade decides). */
   close(): void
 }
@@ -276,7 +288,17 @@ export interface NativeInjectorOptions {
 export interface NativeInjectorStats {
   sent: number
   rejected: number
+  withdrawn: number
   pending: number
+}
+
+/**
+ * Frames the kernel refused: their sequence numbers, and the error as the JSON a thrown
+ * error carries.
+ */
+export interface NativeRejection {
+  seqs: Array<number>
+  error: string
 }
 
 export interface NativeXdpInfo {

@@ -3,9 +3,10 @@
 // seen on the far side; the stats add up.
 
 import test, { type ExecutionContext } from 'ava'
-import { Bridge, type BridgeDirection, type Packet } from 'netring'
+import { Bridge, Capture, Injector, type BridgeDirection, type Packet } from 'netring'
 
-import { ownPacketSockets, runIn, sh, vethPair } from './helpers/net'
+import { collect, seqOf } from './helpers/collect'
+import { frame, localVethPair, ownPacketSockets, runIn, sh, vethPair } from './helpers/net'
 
 let subnet = 10 + (process.pid % 200)
 
@@ -119,7 +120,7 @@ test('TCP with a known payload and UDP both ways cross the bridge; the stats add
   for (const d of ['a->b', 'b->a'] as const) {
     const s = stats[d]
     t.true(s.forwarded > 0, `${d} forwarded traffic`)
-    t.is(s.forwarded + s.droppedByCallback + s.droppedTooLarge + s.droppedRingFull, calls[d], `${d}: every packet accounted for`)
+    t.is(s.forwarded + s.droppedByCallback + s.droppedTooLarge + s.droppedTruncated + s.droppedRingFull, calls[d], `${d}: every packet accounted for`)
     t.is(s.rxDrops, 0)
   }
   t.is(seen.outgoing, 0, 'what the bridge sent is never captured again (no forwarding loop)')
@@ -197,4 +198,56 @@ test('runSync forwards in a blocking loop, bounded by time', async (t) => {
   t.is((await reply).trim(), 'pong:ping-42')
   await echo
   t.throws(() => bridge.runSync(() => 'forward', {}), { code: 'EINVAL' })
+})
+
+/** Two local veth pairs: frames sent on `left.a` reach the bridge's side a (`left.b`); what the
+ * bridge sends on side b (`right.a`) arrives on `right.b`. */
+function twoLinks(t: ExecutionContext) {
+  const left = localVethPair(t)
+  const right = localVethPair(t)
+  return { left, right, a: left.b, b: right.a }
+}
+
+// Serial, as the two tests below: run beside the five above in one worker, they added enough
+// load that the TCP test's 5 s connect sometimes failed on a loaded 2-core machine.
+test.serial('a frame captured in part (snapLen below its size) is never forwarded: counted as truncated', async (t) => {
+  const net = twoLinks(t)
+  using sink = Capture.open(net.right.b)
+  using bridge = Bridge.open({ a: net.a, b: net.b, capture: { snapLen: 100 } })
+  using tx = Injector.open(net.left.a)
+  const controller = new AbortController()
+  const running = bridge.run((p) => (p.protocol === 0x88b5 ? 'forward' : 'drop'), { signal: controller.signal })
+  // Alternately 200 bytes (truncated to 100 by the capture) and 80 bytes (whole).
+  for (let i = 0; i < 20; i++) t.true(tx.send(frame(net.right.bMac, net.left.aMac, i % 2 ? 80 : 200, i)))
+  await tx.drained() // not drain(): blocking here would stall the other tests' bridges in this process
+  const got = await collect(sink, 10)
+  controller.abort()
+  const stats = (await running)['a->b']
+  t.deepEqual(
+    got.map((p) => seqOf(p)),
+    [1, 3, 5, 7, 9, 11, 13, 15, 17, 19],
+  )
+  t.true(got.every((p) => p.length === 80 && p.originalLength === 80))
+  t.is(stats.droppedTruncated, 10)
+  t.is(stats.forwarded, 10)
+  t.deepEqual(await collect(sink, 1, { timeoutMs: 300 }), [], 'no truncated frame went out')
+})
+
+test.serial('close() from inside the callback ends run() with its stats', async (t) => {
+  const net = twoLinks(t)
+  const bridge = Bridge.open({ a: net.a, b: net.b })
+  using tx = Injector.open(net.left.a)
+  let calls = 0
+  const running = bridge.run((p) => {
+    if (p.protocol !== 0x88b5) return 'drop'
+    calls++
+    if (calls === 3) bridge.close()
+    return 'forward'
+  })
+  for (let i = 0; i < 10; i++) t.true(tx.send(frame(net.right.bMac, net.left.aMac, 80, i)))
+  await tx.drained() // not drain(): blocking here would stall the other tests' bridges in this process
+  const stats = await Promise.race([running, new Promise((r) => setTimeout(() => r('hung'), 10_000).unref())])
+  t.not(stats, 'hung')
+  t.true(bridge.closed)
+  t.is((stats as Awaited<typeof running>)['a->b'].forwarded, 2, 'the two before the close')
 })

@@ -104,7 +104,7 @@ test('a frame the kernel rejects at flush is counted and emitted, and the ring g
   tx.flush()
   t.is(errors.length, 1)
   t.is(errors[0].code, 'EMSGSIZE')
-  t.regex(errors[0].message, /rejected/)
+  t.regex(errors[0].message, /refused/)
   t.is(tx.stats().rejected, 1)
   // The frame behind the rejected one, and new ones, still leave.
   t.true(tx.send(frame(veth.bMac, veth.aMac, 100, 3)))

@@ -50,6 +50,11 @@ export interface BridgeDirectionStats {
   droppedByCallback: number
   /** Larger than the other side's slot or MTU + 18. */
   droppedTooLarge: number
+  /** Captured only in part (the capture's `snapLen` is below the frame's size): a truncated
+   * frame is never forwarded. A Buffer the callback returns instead is sent as it is. */
+  droppedTruncated: number
+  /** Queued, then refused by the kernel (the other side's MTU shrank before the flush). */
+  droppedRejected: number
   /** The other side's TX ring stayed full. */
   droppedRingFull: number
   /** Dropped by the kernel because this side's RX ring was full. */
@@ -66,7 +71,10 @@ interface Side {
   capture: Capture
   injector: Injector
   direction: BridgeDirection
-  stats: Omit<BridgeDirectionStats, 'rxDrops'>
+  /** The ring counters as last read (kept for stats() after close()). */
+  rxDrops: number
+  rejected: number
+  stats: Omit<BridgeDirectionStats, 'rxDrops' | 'droppedRejected'>
 }
 
 const DEFAULT_CAPTURE: CaptureOptions = { profile: 'low-latency' }
@@ -78,8 +86,12 @@ export class Bridge extends EventEmitter<{ error: [Error]; close: [] }> implemen
   private constructor(from: { a: Side; b: Side }) {
     super()
     this.#from = from
-    // Rejected frames are counted in the injectors' stats; surface them here.
-    for (const side of [from.a, from.b]) side.injector.on('error', (e) => this.emit('error', e))
+    // Refused frames are counted (droppedRejected); surface them here when someone listens.
+    for (const side of [from.a, from.b]) {
+      side.injector.on('error', (e) => {
+        if (this.listenerCount('error') > 0) this.emit('error', e)
+      })
+    }
   }
 
   /** Opens both sides: a capture and an injector on each interface. */
@@ -109,10 +121,10 @@ export class Bridge extends EventEmitter<{ error: [Error]; close: [] }> implemen
       }
       const a = side('a')
       const b = side('b')
-      const fresh = () => ({ forwarded: 0, droppedByCallback: 0, droppedTooLarge: 0, droppedRingFull: 0 })
+      const fresh = () => ({ forwarded: 0, droppedByCallback: 0, droppedTooLarge: 0, droppedTruncated: 0, droppedRingFull: 0 })
       return new Bridge({
-        a: { capture: a.capture, injector: b.injector, direction: 'a->b', stats: fresh() },
-        b: { capture: b.capture, injector: a.injector, direction: 'b->a', stats: fresh() },
+        a: { capture: a.capture, injector: b.injector, direction: 'a->b', stats: fresh(), rxDrops: 0, rejected: 0 },
+        b: { capture: b.capture, injector: a.injector, direction: 'b->a', stats: fresh(), rxDrops: 0, rejected: 0 },
       })
     } catch (e) {
       for (const x of opened) x.close()
@@ -168,18 +180,26 @@ export class Bridge extends EventEmitter<{ error: [Error]; close: [] }> implemen
     return this.stats()
   }
 
-  /** Per direction: forwarded, dropped by the callback, too large, ring full, and RX drops. */
+  /**
+   * Per direction: forwarded, dropped by the callback, too large, truncated, refused by the
+   * kernel, ring full, and RX drops. After `close()` the ring counters read as they were last.
+   */
   stats(): Record<BridgeDirection, BridgeDirectionStats> {
-    const of = (side: Side): BridgeDirectionStats => ({
-      ...side.stats,
-      rxDrops: side.capture.closed ? 0 : side.capture.stats().drops,
-    })
+    const of = (side: Side): BridgeDirectionStats => {
+      if (!side.capture.closed) side.rxDrops = side.capture.stats().drops
+      if (!side.injector.closed) side.rejected = side.injector.stats().rejected
+      return { ...side.stats, droppedRejected: side.rejected, rxDrops: side.rxDrops }
+    }
     return { 'a->b': of(this.#from.a), 'b->a': of(this.#from.b) }
   }
 
-  /** Sends what was forwarded (briefly draining), closes all four rings, emits `'close'`. */
+  /**
+   * Sends what was forwarded (briefly draining), closes all four rings, emits `'close'`. From
+   * anywhere, the callback included: `run()` then resolves with the stats.
+   */
   close(): void {
     if (this.#closed) return
+    this.stats() // the ring counters, read while the rings are open
     this.#closed = true
     const { a, b } = this.#from
     for (const x of [a.capture, b.capture, a.injector, b.injector]) x.close()
@@ -198,11 +218,12 @@ export class Bridge extends EventEmitter<{ error: [Error]; close: [] }> implemen
   #turn(fn: BridgeCallback): number {
     let handled = 0
     for (const side of [this.#from.a, this.#from.b]) {
+      if (this.#closed) break
       const batch = side.capture.nextBatch()
       if (batch) {
         handled += batch.length
         this.#forward(side, batch, fn)
-        batch.release()
+        if (!this.#closed) batch.release()
       }
     }
     return handled
@@ -212,8 +233,14 @@ export class Bridge extends EventEmitter<{ error: [Error]; close: [] }> implemen
     const { injector, stats, direction } = side
     for (const packet of batch) {
       const verdict = fn(packet, direction)
+      // Closed by the callback: the rest of the batch is not forwarded, and nothing is counted.
+      if (this.#closed) return
       if (verdict === 'drop') {
         stats.droppedByCallback++
+        continue
+      }
+      if (verdict === 'forward' && packet.length < packet.originalLength) {
+        stats.droppedTruncated++
         continue
       }
       const frame = verdict === 'forward' ? packet.data : verdict

@@ -77,6 +77,8 @@ export class Capture extends EventEmitter<CaptureEvents> implements Disposable, 
   #reader: Reader | null = null
   /** The reader slot held by the 'packet'/'batch' listeners while there are any. */
   #listenersReader: Reader | null = null
+  /** Wakes the delivery loop that pause() stopped (resume() or close() calls it). */
+  #wakeDelivery: (() => void) | null = null
 
   private constructor(iface: string, nativeCapture: Binding.NativeCapture) {
     super()
@@ -94,6 +96,7 @@ export class Capture extends EventEmitter<CaptureEvents> implements Disposable, 
         // The delivery loop stops before the slot is free, so it never takes a batch from the
         // next reader.
         this.#emitAbort?.abort()
+        this.#wakeDelivery?.()
         this.#unclaim(this.#listenersReader)
         this.#listenersReader = null
       }
@@ -268,16 +271,20 @@ export class Capture extends EventEmitter<CaptureEvents> implements Disposable, 
     return readable
   }
 
-  /** Stops `'packet'`/`'batch'` delivery; the batch being delivered is released. */
+  /**
+   * Stops `'packet'`/`'batch'` delivery after the current packet. The batch being delivered is
+   * kept, with the position in it, so nothing is lost: `resume()` goes on from the next packet.
+   */
   pause(): this {
     this.#paused = true
-    this.#emitAbort?.abort()
     return this
   }
 
-  /** Starts delivery again (when there are listeners). */
+  /** Starts delivery again (when there are listeners), from where `pause()` stopped it. */
   resume(): this {
     this.#paused = false
+    const wake = this.#wakeDelivery
+    wake?.()
     queueMicrotask(() => this.#startEmitting())
     return this
   }
@@ -452,17 +459,24 @@ export class Capture extends EventEmitter<CaptureEvents> implements Disposable, 
     if (this.#emitting || this.#paused || this.closed || !this.#listenersReader) return
     if (this.#listenerTotal() === 0) return
     this.#emitting = true
+    // Aborted when the last listener goes: the loop ends before the reader slot is free.
     const abort = (this.#emitAbort = new AbortController())
     try {
       for await (const batch of this.#batches(abort.signal)) {
+        // Paused (by a listener, or while the loop waited for the ring): the iterator holds the
+        // batch, and the loop the position in it, until resume().
+        if (this.#paused) await this.#whilePaused(abort.signal)
+        if (batch.released) continue
         this.emit('batch', batch)
         if (this.listenerCount('packet') > 0) {
-          // pause() sets #paused before it aborts: a plain field is cheaper to test per packet.
-          for (let i = 0; i < batch.length && !batch.released && !this.#paused; i++) {
-            this.emit('packet', batch.packet(i))
+          for (let i = 0; i < batch.length && !batch.released; ) {
+            // pause() sets #paused: a plain field is cheaper to test per packet.
+            if (this.#paused) await this.#whilePaused(abort.signal)
+            else this.emit('packet', batch.packet(i++))
           }
         }
-        if (this.listenerCount('packet') === 0 && this.listenerCount('batch') === 0) break
+        if (this.#paused) await this.#whilePaused(abort.signal)
+        if (this.#listenerTotal() === 0) break
       }
     } catch (e) {
       if (!abort.signal.aborted) this.emit('error', e as Error)
@@ -470,7 +484,20 @@ export class Capture extends EventEmitter<CaptureEvents> implements Disposable, 
       this.#emitting = false
       this.#emitAbort = null
     }
-    // pause() then resume() while this loop was winding down: start again.
-    if (abort.signal.aborted && !this.#paused) this.#startEmitting()
+  }
+
+  /** Resolves at once unless paused; then on resume(), close() or the loop's abort. */
+  async #whilePaused(signal: AbortSignal): Promise<void> {
+    while (this.#paused && !this.closed && !signal.aborted) {
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          this.off('close', wake)
+          this.#wakeDelivery = null
+          resolve()
+        }
+        this.#wakeDelivery = wake
+        this.once('close', wake)
+      })
+    }
   }
 }

@@ -3,6 +3,12 @@
 // Frames are queued into ring slots (`send` copies, `allocate` lends a slot to write in place)
 // and leave when `flush()` kicks the kernel, one sendto() for everything queued. `sendAsync`
 // and `writable()` wait for room without blocking the event loop and flush for you.
+//
+// The contract: every frame handed over either leaves, or is reported to whoever handed it over
+// (the call throws before anything is queued, or its promise rejects), and is counted in
+// `stats()`. Background work never throws: an error with an owner (a `sendAsync` promise, a
+// write callback) goes to that owner; one with no owner goes to `'error'` if someone listens,
+// and is otherwise kept and thrown by the next call.
 
 import { EventEmitter } from 'node:events'
 import { Writable } from 'node:stream'
@@ -16,8 +22,10 @@ import { ringView } from './ring-view'
 export interface InjectorStats {
   /** Frames the kernel took from the ring and did not reject. */
   sent: number
-  /** Frames the kernel rejected (TP_STATUS_WRONG_FORMAT); each is also an `'error'` event. */
+  /** Frames the kernel refused at flush (longer than the MTU by then); each is reported once. */
   rejected: number
+  /** Frames withdrawn from the ring after their `sendAsync` promise rejected (say, ENETDOWN). */
+  withdrawn: number
   /** Frames queued and not yet sent, or still in flight. */
   pending: number
 }
@@ -33,6 +41,52 @@ interface InjectorEvents {
  * need a new kick, and the kernel does not announce when that would succeed. */
 const RETRY_MS = 2
 
+/** A `sendAsync` loop on a ring with room never waits for anything: at least this often it
+ * gives timers and I/O a turn (one setImmediate), so a timer can still stop it. */
+const YIELD_MS = 4
+
+/** A count or length the binding takes as a u32. */
+const isU32 = (v: unknown): v is number => Number.isInteger(v) && (v as number) >= 0 && (v as number) <= 0xffff_ffff
+
+/** A frame handed to `sendAsync`, until it is settled: `seq` once it is queued. */
+interface Sender {
+  frame: Buffer
+  seq: number
+  resolve: () => void
+  reject: (error: unknown) => void
+}
+
+/** A first-in first-out queue without Array.shift()'s copying (thousands of senders may wait). */
+class Fifo<T> {
+  #items: T[] = []
+  #head = 0
+  get length(): number {
+    return this.#items.length - this.#head
+  }
+  peek(): T | undefined {
+    return this.#items[this.#head]
+  }
+  push(item: T): void {
+    this.#items.push(item)
+  }
+  shift(): T | undefined {
+    const item = this.#items[this.#head]
+    this.#items[this.#head++] = undefined as T
+    if (this.#head === this.#items.length) {
+      this.#items = []
+      this.#head = 0
+    }
+    return item
+  }
+  /** Empties the queue; returns what it held, in order. */
+  takeAll(): T[] {
+    const all = this.#items.slice(this.#head)
+    this.#items = []
+    this.#head = 0
+    return all
+  }
+}
+
 // A slot dropped without send() or discard() would hold back every frame allocated after it
 // (the kernel sends in ring order), so a collected slot or batch of slots is given back.
 const abandoned = new FinalizationRegistry<() => void>((giveBack) => giveBack())
@@ -43,6 +97,8 @@ export interface SlotOwner {
   /** @internal */ _commit(index: number, length: number): void
   /** @internal */ _discard(index: number): void
   /** @internal */ _commitRun(first: number, count: number, lengths: number[]): void
+  /** @internal Gives back a collected slot: background work, so an error is reported, never thrown. */
+  _giveBack(giveBack: () => void): void
 }
 
 /**
@@ -61,16 +117,23 @@ export class TxSlot implements Disposable {
     this.#injector = injector
     this.#index = index
     this.data = ringView(data, 0, data.byteLength)
-    abandoned.register(this, () => injector.closed || injector._discard(index), this)
+    abandoned.register(this, () => injector._giveBack(() => injector._discard(index)), this)
   }
 
   get length(): number {
     return this.data.length
   }
 
-  /** Queues the frame (its first `length` bytes, all of them by default). */
+  /**
+   * Queues the frame (its first `length` bytes, all of them by default). A bad length throws
+   * (EINVAL, or EMSGSIZE for the interface) and the slot goes back unsent.
+   */
   send(length: number = this.data.length): void {
     this.#settle()
+    if (!isU32(length)) {
+      this.#injector._discard(this.#index)
+      throw NetringError.invalidOption('length', `must be a non-negative integer, got ${String(length)}`)
+    }
     this.#injector._commit(this.#index, length)
   }
 
@@ -119,7 +182,7 @@ export class TxSlotBatch implements Disposable {
     this.count = run.count
     this.length = length
     const first = run.first
-    abandoned.register(this, () => injector.closed || injector._commitRun(first, 0, [length]), this)
+    abandoned.register(this, () => injector._giveBack(() => injector._commitRun(first, 0, [length])), this)
   }
 
   /** Slot `i` (0 ≤ i < count): a Buffer of `length` bytes over the ring frame; empty once sent. */
@@ -133,13 +196,25 @@ export class TxSlotBatch implements Disposable {
 
   /**
    * Queues the first `count` slots (all by default) and gives back the rest. `lengths`: bytes to
-   * send from each slot, one number for all (the slot length by default) or one per slot.
+   * send from each slot, one number for all (the slot length by default) or one per slot. All
+   * of it is checked first: on a bad argument nothing is queued, every slot goes back, and the
+   * call throws.
    */
   send(count: number = this.count, lengths: number | readonly number[] = this.length): void {
     if (this.#done) throw NetringError.of('EINVAL', 'this batch of slots was already sent or discarded')
     this.#done = true
     abandoned.unregister(this)
-    this.#injector._commitRun(this.#first, count, typeof lengths === 'number' ? [lengths] : [...lengths])
+    const refuse = (option: string, why: string): NetringError => {
+      this.#injector._commitRun(this.#first, 0, [this.length])
+      return NetringError.invalidOption(option, why)
+    }
+    if (!isU32(count)) throw refuse('count', `must be an integer from 0 to ${this.count}, got ${String(count)}`)
+    // Array.from reads holes of a sparse array as undefined, which the check below refuses.
+    const list = typeof lengths === 'number' ? [lengths] : Array.isArray(lengths) ? Array.from(lengths) : null
+    if (!list) throw refuse('lengths', `must be a number or an array of numbers, got ${String(lengths)}`)
+    const bad = list.findIndex((l) => !isU32(l))
+    if (bad >= 0) throw refuse('lengths', `lengths[${bad}] must be a non-negative integer, got ${String(list[bad])}`)
+    this.#injector._commitRun(this.#first, count, list)
   }
 
   /** Gives every slot back unsent. */
@@ -156,7 +231,15 @@ export class TxSlotBatch implements Disposable {
 export class Injector extends EventEmitter<InjectorEvents> implements Disposable, AsyncDisposable {
   readonly #native: Binding.NativeInjector
   readonly interface: string
-  #flushScheduled = false
+  /** `sendAsync` frames waiting for ring room, in call order. */
+  #waiting = new Fifo<Sender>()
+  /** `sendAsync` frames queued in the ring, by sequence number, until the kernel takes them. */
+  #queued = new Fifo<Sender>()
+  #driving = false
+  #roomWait: Promise<void> | null = null
+  #lastYield = performance.now()
+  /** An error nobody could be told of yet (no owner, no 'error' listener): the next call throws it. */
+  #kept: unknown = null
 
   private constructor(iface: string, nativeInjector: Binding.NativeInjector) {
     super()
@@ -193,18 +276,28 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
    * or use `sendAsync`). A frame larger than the slot or the interface MTU + 18 is EMSGSIZE.
    */
   send(frame: Uint8Array): boolean {
-    return callNative(() => this.#native.send(asBuffer(frame)))
+    this.#throwKept()
+    const buffer = asBuffer(frame)
+    return callNative(() => this.#native.send(buffer)) >= 0
   }
 
-  /** Queues frames in order until the ring is full; returns how many were queued. */
+  /**
+   * Queues frames in order until the ring is full; returns how many were queued. Every frame is
+   * checked first: if one is refused the call throws and nothing is queued (a retry cannot send
+   * a frame twice).
+   */
   sendBatch(frames: readonly Uint8Array[]): number {
+    this.#throwKept()
     if (!Array.isArray(frames)) throw NetringError.invalidOption('frames', 'must be an array of Buffers')
-    return callNative(() => this.#native.sendBatch(frames.map(asBuffer)))
+    // Array.from reads holes of a sparse array as undefined, which asBuffer refuses.
+    const buffers = Array.from(frames as unknown[], (f, i) => asBuffer(f, `frames[${i}]`))
+    return callNative(() => this.#native.sendBatch(buffers))
   }
 
   /** Lends a slot of `length` bytes to write a frame into, without a copy; `null` when full. */
   allocate(length: number): TxSlot | null {
-    if (!Number.isInteger(length) || length < 0) {
+    this.#throwKept()
+    if (!isU32(length)) {
       throw NetringError.invalidOption('length', `must be a non-negative integer, got ${String(length)}`)
     }
     const lent = callNative(() => this.#native.allocate(length))
@@ -216,8 +309,9 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
    * frame); fewer at the end of the ring or where frames are still in flight; `null` when full.
    */
   allocateBatch(count: number, length: number): TxSlotBatch | null {
+    this.#throwKept()
     for (const [name, value] of [['count', count], ['length', length]] as const) {
-      if (!Number.isInteger(value) || value < 0) throw NetringError.invalidOption(name, `must be a non-negative integer, got ${String(value)}`)
+      if (!isU32(value)) throw NetringError.invalidOption(name, `must be a non-negative integer, got ${String(value)}`)
     }
     const run = callNative(() => this.#native.allocateRun(count, length))
     return run && new TxSlotBatch(this, run, length)
@@ -238,51 +332,69 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
     callNative(() => this.#native.discard(index))
   }
 
+  /** @internal Gives back a collected slot: background work, so an error is reported, never thrown. */
+  _giveBack(giveBack: () => void): void {
+    if (this.closed) return
+    try {
+      giveBack()
+    } catch (e) {
+      this.#report(e)
+    }
+  }
+
   /**
    * Sends everything queued with one kick; returns how many frames the kernel took (the rest
-   * met backpressure and stay queued). A frame the kernel rejects is counted in `stats()` and
-   * emitted as `'error'`.
+   * met backpressure and stay queued). A frame the kernel refuses is counted in `stats()` and
+   * reported: to its `sendAsync` promise, else as `'error'` if someone listens, else thrown by
+   * the next call.
    */
   flush(): number {
-    const taken = callNative(() => this.#native.flush())
-    const rejection = this.#native.takeRejection()
-    if (rejection) this.emit('error', NetringError.fromNative(new Error(rejection)) as Error)
-    return taken
+    this.#throwKept()
+    return this.#flushNow()
   }
 
   /** Flushes and blocks until everything was sent or `timeoutMs` passed; whether it all was. */
   drain(timeoutMs?: number): boolean {
     const limit = checkTimeout(timeoutMs)
-    this.flush()
-    return callNative(() => this.#native.drain(limit))
+    this.#flushNow()
+    try {
+      return callNative(() => this.#native.drain(limit))
+    } finally {
+      this.#settle()
+    }
   }
 
   /** Flushes and resolves once everything queued was sent, without blocking the event loop. */
   async drained(): Promise<void> {
+    this.#throwKept()
     for (;;) {
-      this.flush()
+      this.#flushNow()
       if (this.stats().pending === 0) return
       await this.#room()
     }
   }
 
   /**
-   * Queues `frame`, waiting for room if the ring is full, and flushes soon after (frames
-   * queued in the same tick leave with one kick).
+   * Queues `frame`, waiting for room if the ring is full, and flushes soon after (frames queued
+   * in the same tick leave with one kick). Resolves once the kernel has taken the frame;
+   * rejects if it refused it (EMSGSIZE) or the send failed (ENETDOWN, ENXIO, EBADF): a frame
+   * whose promise rejected never leaves later. Frames go out in call order.
    */
-  async sendAsync(frame: Uint8Array): Promise<void> {
-    const buffer = asBuffer(frame)
-    while (!callNative(() => this.#native.send(buffer))) {
-      this.flush()
-      await this.#room()
-    }
-    this.#scheduleFlush()
+  sendAsync(frame: Uint8Array): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.#throwKept()
+      const sender: Sender = { frame: asBuffer(frame), seq: -1, resolve, reject }
+      // Behind frames already waiting for room, never ahead of them.
+      if (this.#waiting.length > 0 || !this.#queue(sender)) this.#waiting.push(sender)
+      void this.#drive()
+    })
   }
 
   /**
    * A Writable (object mode) of frames: Buffers, Uint8Arrays, or packets (`{ data }`, as
    * `Capture.stream()` yields). It waits for ring room (backpressure) and flushes and drains on
-   * end, so `pipeline(capture.stream(), transform, injector.writable())` loses nothing.
+   * end, so `pipeline(capture.stream(), transform, injector.writable())` loses nothing; a frame
+   * that fails fails the stream.
    */
   writable(options?: { highWaterMark?: number }): Writable {
     const frameOf = (chunk: unknown): Buffer => {
@@ -291,43 +403,39 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
       if (data instanceof Uint8Array) return asBuffer(data)
       throw NetringError.invalidOption('chunk', 'must be a Buffer, a Uint8Array or a packet with data')
     }
+    const settle = (sent: () => Promise<unknown>, callback: (error?: Error | null) => void) => {
+      sent().then(() => callback(), callback)
+    }
     return new Writable({
       objectMode: true,
       highWaterMark: options?.highWaterMark ?? 256,
-      write: (chunk, _encoding, callback) => {
-        this.sendAsync(frameOf(chunk)).then(() => callback(), callback)
-      },
-      writev: (chunks, callback) => {
-        void (async () => {
+      write: (chunk, _encoding, callback) => settle(async () => this.sendAsync(frameOf(chunk)), callback),
+      writev: (chunks, callback) =>
+        settle(async () => {
           const frames = chunks.map((c) => frameOf(c.chunk))
-          for (let i = 0; i < frames.length; ) {
-            const queued = callNative(() => this.#native.sendBatch(frames.slice(i)))
-            i += queued
-            if (i < frames.length) {
-              this.flush()
-              await this.#room()
-            }
-          }
-          this.#scheduleFlush()
-        })().then(() => callback(), callback)
-      },
-      final: (callback) => {
-        this.drained().then(() => callback(), callback)
-      },
+          return Promise.all(frames.map((f) => this.sendAsync(f)))
+        }, callback),
+      final: (callback) => settle(() => this.drained(), callback),
     })
   }
 
   /**
-   * Flushes what was queued, waits up to `drainTimeoutMs` (1000 by default) for it to be sent,
-   * detaches lent slots and closes the socket; emits `'close'`. Idempotent.
+   * Gives back slots still lent (their buffers are detached, nothing of them is sent), flushes
+   * what was queued, waits up to `drainTimeoutMs` (1000 by default) for it to be sent and closes
+   * the socket; emits `'close'`. A `sendAsync` frame not sent by
+   * then rejects with EBADF. Idempotent.
    */
   close(drainTimeoutMs = 1000): void {
     checkTimeout(drainTimeoutMs, 'drainTimeoutMs')
     if (this.closed) return
     try {
+      // Slots still lent are abandoned now: given back, they no longer hold queued frames.
+      callNative(() => this.#native.giveBackLent())
       this.drain(drainTimeoutMs)
     } finally {
       callNative(() => this.#native.close())
+      const error = NetringError.of('EBADF', 'the injector was closed before this frame was sent', { syscall: 'sendto' })
+      for (const sender of [...this.#queued.takeAll(), ...this.#waiting.takeAll()]) sender.reject(error)
       this.emit('close')
     }
   }
@@ -338,21 +446,141 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
 
   async [Symbol.asyncDispose](): Promise<void> {
     if (this.closed) return
-    await Promise.race([this.drained(), new Promise((r) => setTimeout(r, 1000))])
-    this.close(0)
+    try {
+      await Promise.race([this.drained(), new Promise((r) => setTimeout(r, 1000))])
+    } finally {
+      this.close(0)
+    }
   }
 
-  #scheduleFlush(): void {
-    if (this.#flushScheduled) return
-    this.#flushScheduled = true
-    queueMicrotask(() => {
-      this.#flushScheduled = false
-      if (!this.closed) this.flush()
+  /** Queues a sender's frame if there is room (then it waits to be settled); false when full. */
+  #queue(sender: Sender): boolean {
+    const seq = callNative(() => this.#native.send(sender.frame))
+    if (seq < 0) return false
+    sender.seq = seq
+    this.#queued.push(sender)
+    return true
+  }
+
+  /**
+   * Runs while `sendAsync` frames wait for room or for the kernel: queues waiting frames in
+   * call order, flushes, settles, waits for room. One loop, so waiters never race each other.
+   */
+  async #drive(): Promise<void> {
+    if (this.#driving) return
+    this.#driving = true
+    try {
+      for (;;) {
+        // Frames sent in the same tick leave with one kick.
+        await this.#yield()
+        if (this.closed) return
+        for (let sender = this.#waiting.peek(); sender; sender = this.#waiting.peek()) {
+          try {
+            if (!this.#queue(sender)) break
+          } catch (e) {
+            sender.reject(e)
+          }
+          this.#waiting.shift()
+        }
+        this.#flushForOwners()
+        if (this.#waiting.length === 0 && this.#queued.length === 0) return
+        await this.#room()
+      }
+    } finally {
+      this.#driving = false
+    }
+  }
+
+  /** A microtask usually; a full turn of the event loop once YIELD_MS have passed without one. */
+  #yield(): Promise<void> {
+    if (performance.now() - this.#lastYield < YIELD_MS) return Promise.resolve()
+    return new Promise((resolve) =>
+      setImmediate(() => {
+        this.#lastYield = performance.now()
+        resolve()
+      }),
+    )
+  }
+
+  /** Flushes, then settles what the kernel took. Throws what the flush threw. */
+  #flushNow(): number {
+    try {
+      return callNative(() => this.#native.flush())
+    } finally {
+      this.#settle()
+    }
+  }
+
+  /**
+   * The background flush: never throws. A failed kick (ENETDOWN, ENXIO, ...) is the error of
+   * every `sendAsync` frame still queued or waiting: those queued are withdrawn from the ring,
+   * so a frame whose promise rejected never leaves later.
+   */
+  #flushForOwners(): void {
+    let error: unknown
+    try {
+      this.#flushNow()
+      return
+    } catch (e) {
+      error = e
+    }
+    if (this.closed) return
+    const owners = this.#queued.length + this.#waiting.length
+    const taken: Sender[] = []
+    for (const sender of this.#queued.takeAll()) {
+      if (this.#native.withdraw(sender.seq)) sender.reject(error)
+      else taken.push(sender) // the kernel has it: settled by a later flush
+    }
+    for (const sender of taken) this.#queued.push(sender)
+    for (const sender of this.#waiting.takeAll()) sender.reject(error)
+    if (owners === 0) this.#report(error)
+  }
+
+  /** Settles the `sendAsync` frames the kernel took; reports refused frames to their owners. */
+  #settle(): void {
+    if (this.closed) return
+    const rejection = this.#native.takeRejection()
+    const error = rejection && NetringError.fromNative(new Error(rejection.error))
+    const refused = rejection && new Set(rejection.seqs)
+    let owned = 0
+    if (this.#queued.length > 0) {
+      const before = this.#native.settledBefore()
+      for (let s = this.#queued.peek(); s && s.seq < before; s = this.#queued.peek()) {
+        this.#queued.shift()
+        if (refused?.has(s.seq)) {
+          owned++
+          s.reject(error)
+        } else s.resolve()
+      }
+    }
+    // One report per refused frame nobody owns (sent with send(), sendBatch() or a slot).
+    for (let i = owned; rejection && i < rejection.seqs.length; i++) this.#report(error)
+  }
+
+  /** An error with no owner: to 'error' listeners, or kept for the next call to throw. */
+  #report(error: unknown): void {
+    if (this.listenerCount('error') > 0) this.emit('error', error as Error)
+    else this.#kept ??= error
+  }
+
+  #throwKept(): void {
+    if (this.#kept === null) return
+    const error = this.#kept
+    this.#kept = null
+    throw error
+  }
+
+  /** Resolves when the ring may have room: POLLOUT from the reactor, or a short retry timer.
+   * One wait serves every caller (a second native wait would withdraw the first). */
+  #room(): Promise<void> {
+    this.#roomWait ??= this.#waitForRoom().finally(() => {
+      this.#roomWait = null
     })
+    return this.#roomWait
   }
 
-  /** Resolves when the ring may have room: POLLOUT from the reactor, or a short retry timer. */
-  async #room(): Promise<void> {
+  async #waitForRoom(): Promise<void> {
+    if (this.closed) return
     let timer: NodeJS.Timeout | undefined
     const retry = new Promise<void>((resolve) => (timer = setTimeout(resolve, RETRY_MS)))
     const writable = callNative(() => this.#native.waitWritable())
@@ -365,9 +593,9 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
   }
 }
 
-/** A frame argument as a Buffer (no copy), or EINVAL. */
-export function asBuffer(frame: unknown): Buffer {
+/** A frame argument as a Buffer (no copy), or EINVAL naming `option`. */
+export function asBuffer(frame: unknown, option = 'frame'): Buffer {
   if (Buffer.isBuffer(frame)) return frame
   if (frame instanceof Uint8Array) return Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength)
-  throw NetringError.invalidOption('frame', 'must be a Buffer or a Uint8Array')
+  throw NetringError.invalidOption(option, `must be a Buffer or a Uint8Array, got ${frame === null ? 'null' : typeof frame}`)
 }

@@ -279,7 +279,7 @@ export class XdpSocket extends BatchReader<XdpBatch, XdpPacket> implements SlotO
   /** Queues frames in order until no TX frame is free; returns how many were queued. */
   sendBatch(frames: readonly Uint8Array[]): number {
     if (!Array.isArray(frames)) throw NetringError.invalidOption('frames', 'must be an array of Buffers')
-    return callNative(() => this.#native.sendBatch(frames.map(asBuffer)))
+    return callNative(() => this.#native.sendBatch(frames.map((f, i) => asBuffer(f, `frames[${i}]`))))
   }
 
   /** Lends a TX frame of `length` bytes to write in place (zero-copy); `null` when none is free. */
@@ -310,6 +310,16 @@ export class XdpSocket extends BatchReader<XdpBatch, XdpPacket> implements SlotO
   /** @internal */
   _commitRun(first: number, count: number, lengths: number[]): void {
     callNative(() => this.#native.commitRun(first, count, lengths))
+  }
+
+  /** @internal Gives back a collected slot: background work, so an error goes to 'error' listeners, never thrown. */
+  _giveBack(giveBack: () => void): void {
+    if (this.closed) return
+    try {
+      giveBack()
+    } catch (e) {
+      if (this.listenerCount('error') > 0) this.emit('error', e as Error)
+    }
   }
 
   /** Hands everything queued to the kernel, kicking it only when it asks (always in copy mode); returns how many frames. */

@@ -36,7 +36,16 @@ pub struct NativeInjectorInfo {
 pub struct NativeInjectorStats {
     pub sent: f64,
     pub rejected: f64,
+    pub withdrawn: f64,
     pub pending: u32,
+}
+
+/// Frames the kernel refused: their sequence numbers, and the error as the JSON a thrown
+/// error carries.
+#[napi(object)]
+pub struct NativeRejection {
+    pub seqs: Vec<f64>,
+    pub error: String,
 }
 
 /// Consecutive slots lent as one ArrayBuffer: frame data `stride` bytes apart.
@@ -78,24 +87,18 @@ impl NativeInjector {
         })
     }
 
-    /// Copies `frame` into the ring and queues it; false when the ring is full.
+    /// Copies `frame` into the ring and queues it; returns its sequence number, or -1 when the
+    /// ring is full.
     #[napi(catch_unwind)]
-    pub fn send(&mut self, frame: Buffer) -> Result<bool> {
-        self.engine()?.send(&frame).or_throw()
+    pub fn send(&mut self, frame: Buffer) -> Result<f64> {
+        Ok(self.engine()?.send(&frame).or_throw()?.map_or(-1.0, |seq| seq as f64))
     }
 
-    /// Queues frames in order until the ring is full; returns how many were queued.
+    /// Queues frames in order until the ring is full; returns how many were queued (none when
+    /// any frame is refused).
     #[napi(catch_unwind)]
     pub fn send_batch(&mut self, frames: Vec<Buffer>) -> Result<u32> {
-        let engine = self.engine()?;
-        let mut queued = 0;
-        for frame in &frames {
-            if !engine.send(frame).or_throw()? {
-                break;
-            }
-            queued += 1;
-        }
-        Ok(queued)
+        self.engine()?.send_batch(&frames).or_throw()
     }
 
     /// Lends the next free slot as `{ index, data }` (`data`: an ArrayBuffer of `length` bytes
@@ -144,66 +147,20 @@ impl NativeInjector {
     }
 
     /// Queues the first `send` slots of a run and gives the rest back; the run's buffer is
-    /// detached first. `lengths` holds one length for every slot, or one per queued slot (each
-    /// at most the run's slot length).
+    /// detached first. `lengths` holds one length for every slot, or one per queued slot. On
+    /// error nothing is queued and the whole run goes back.
     #[napi(catch_unwind)]
     pub fn commit_run(&mut self, env: &Env, first: u32, send: u32, lengths: Vec<u32>) -> Result<()> {
-        let (count, lent_length) = self.take_back_run(env, first, send > 0)?;
-        let engine = self.engine()?;
-        let send = send.min(count);
-        let length_of =
-            |i: u32| if lengths.len() == 1 { lengths[0] } else { lengths.get(i as usize).copied().unwrap_or(u32::MAX) };
-        let mut failed = None;
-        if lengths.len() != 1 && lengths.len() < send as usize {
-            failed = Some(Error::new(
-                Errno::EINVAL,
-                Subject::None,
-                format!("{send} slots to send but {} lengths", lengths.len()),
-            ));
-        }
-        let mut queued = 0;
-        while failed.is_none() && queued < send {
-            let length = length_of(queued);
-            let result = if length > lent_length {
-                Err(Error::new(
-                    Errno::EINVAL,
-                    Subject::None,
-                    format!("cannot send {length} bytes from slots of {lent_length}"),
-                ))
-            } else {
-                engine.commit(first + queued, length as usize)
-            };
-            match result {
-                Ok(()) => queued += 1,
-                Err(e) => failed = Some(e),
-            }
-        }
-        // Give back what was not queued, last first, so the ring's cursor steps back over it.
-        for index in (first + queued..first + count).rev() {
-            engine.discard(index).or_throw()?;
-        }
-        failed.map_or(Ok(()), |e| Err(to_napi(e)))
+        let (count, _) = self.take_back_run(env, first, send > 0)?;
+        self.engine()?.commit_run(first, count, send, &lengths).or_throw()
     }
 
     /// Queues a lent slot with `length` bytes (at most what was allocated); its buffer is
-    /// detached first.
+    /// detached first. Returns the frame's sequence number. On error the slot goes back.
     #[napi(catch_unwind)]
-    pub fn commit(&mut self, env: &Env, index: u32, length: u32) -> Result<()> {
-        let lent_length = self.take_back(env, index, true)?;
-        if length > lent_length {
-            return Err(to_napi(Error::new(
-                Errno::EINVAL,
-                Subject::None,
-                format!("cannot send {length} bytes from a slot of {lent_length}"),
-            )));
-        }
-        let engine = self.engine()?;
-        if let Err(e) = engine.commit(index, length as usize) {
-            // The buffer is already detached: the slot cannot be written again, so give it back.
-            engine.discard(index).or_throw()?;
-            return Err(to_napi(e));
-        }
-        Ok(())
+    pub fn commit(&mut self, env: &Env, index: u32, length: u32) -> Result<f64> {
+        self.take_back(env, index, true)?;
+        Ok(self.engine()?.commit(index, length as usize).or_throw()? as f64)
     }
 
     /// Gives a lent slot back unused; its buffer is detached.
@@ -219,11 +176,25 @@ impl NativeInjector {
         self.engine()?.flush().or_throw()
     }
 
-    /// The last rejection (a frame the kernel marked WRONG_FORMAT) not yet reported, as the
-    /// same JSON a thrown error carries, or null.
+    /// The frames the kernel refused since the last call, or null.
     #[napi(catch_unwind)]
-    pub fn take_rejection(&mut self) -> Result<Option<String>> {
-        Ok(self.engine()?.take_rejection().map(error_json))
+    pub fn take_rejection(&mut self) -> Result<Option<NativeRejection>> {
+        Ok(self
+            .engine()?
+            .take_rejection()
+            .map(|r| NativeRejection { seqs: r.seqs.iter().map(|&s| s as f64).collect(), error: error_json(r.error) }))
+    }
+
+    /// Every frame with a smaller sequence number was sent, refused or withdrawn.
+    #[napi(catch_unwind)]
+    pub fn settled_before(&mut self) -> Result<f64> {
+        Ok(self.engine()?.settled_before() as f64)
+    }
+
+    /// Withdraws queued frame `seq` if the kernel has not taken it yet; whether it was.
+    #[napi(catch_unwind)]
+    pub fn withdraw(&mut self, seq: f64) -> Result<bool> {
+        Ok(self.engine()?.withdraw(seq as u64))
     }
 
     /// Blocks until everything queued was sent or `timeoutMs` passed; returns whether it all was.
@@ -251,7 +222,12 @@ impl NativeInjector {
     #[napi(catch_unwind)]
     pub fn stats(&mut self) -> Result<NativeInjectorStats> {
         let s = self.engine()?.stats();
-        Ok(NativeInjectorStats { sent: s.sent as f64, rejected: s.rejected as f64, pending: s.pending })
+        Ok(NativeInjectorStats {
+            sent: s.sent as f64,
+            rejected: s.rejected as f64,
+            withdrawn: s.withdrawn as f64,
+            pending: s.pending,
+        })
     }
 
     #[napi(catch_unwind)]
@@ -278,6 +254,25 @@ impl NativeInjector {
     #[napi(getter, catch_unwind)]
     pub fn closed(&self) -> bool {
         self.engine.is_none()
+    }
+
+    /// Takes back every slot and run still lent and gives them back unsent, so none holds back
+    /// the frames queued after it (before a close, which drains first).
+    #[napi(catch_unwind)]
+    pub fn give_back_lent(&mut self, env: &Env) -> Result<()> {
+        for index in 0..self.lent.len() as u32 {
+            if self.lent[index as usize].is_some() {
+                self.take_back(env, index, false)?;
+                self.engine()?.discard(index).or_throw()?;
+            }
+        }
+        for first in 0..self.runs.len() as u32 {
+            if self.runs[first as usize].is_some() {
+                let (count, _) = self.take_back_run(env, first, false)?;
+                self.engine()?.commit_run(first, count, 0, &[0]).or_throw()?;
+            }
+        }
+        Ok(())
     }
 
     /// Detaches every lent slot and closes the socket (without flushing: the facade decides).

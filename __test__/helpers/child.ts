@@ -1,5 +1,6 @@
-// Running a script in a child Node process, for cases where the failure under test is a crash
-// (a signal) or a hang: the child dies or is killed at the deadline, the suite reports it.
+// Failures that kill or hang a process are tested in a child: it runs a script that loads
+// netring (CommonJS: `require('netring')` works), is killed with SIGKILL at the deadline, and the
+// test asserts it exited cleanly, within the bound, and what it printed.
 
 import { spawn } from 'node:child_process'
 
@@ -10,23 +11,45 @@ export interface ChildResult {
   stderr: string
   /** The child was still running at the deadline and was killed. */
   timedOut: boolean
+  /** The last line of stdout read as JSON (the script's result), or null. */
+  result: unknown
 }
 
-/**
- * Runs `script` (CommonJS, `require('netring')` works) with `node --expose-gc` in the package
- * directory, and kills it with SIGKILL after `timeoutMs`; `maxFds` lowers its descriptor limit.
- */
-export function runNode(
-  script: string,
-  options: { env?: Record<string, string>; timeoutMs?: number; execPath?: string; maxFds?: number } = {},
-): Promise<ChildResult> {
-  const { env = {}, timeoutMs = 30_000, execPath = process.execPath, maxFds } = options
-  const args = [execPath, '--expose-gc', '-e', script]
-  // prlimit (util-linux) starts the child with a lower RLIMIT_NOFILE.
-  if (maxFds !== undefined) args.unshift('prlimit', `--nofile=${maxFds}`)
+const root = new URL('../..', import.meta.url).pathname
+
+export interface ChildOptions {
+  /** Killed (SIGKILL) after this long. @default 30000 */
+  timeoutMs?: number
+  /** Arguments for node itself, before the script. */
+  nodeArgs?: string[]
+  env?: Record<string, string>
+  /** Another Node binary (e.g. Node 24 beside the one running the suite). */
+  execPath?: string
+  /** A lower RLIMIT_NOFILE for the child (through prlimit, util-linux). */
+  maxFds?: number
+}
+
+/** Runs `script` with `node --expose-gc` in the package directory. */
+export function runNode(script: string, options: ChildOptions = {}): Promise<ChildResult> {
+  return run(['--expose-gc', ...(options.nodeArgs ?? []), '-e', script], options)
+}
+
+/** Runs `script` in a fresh Node process; `args` are its process.argv.slice(1). */
+export function runChild(script: string, args: string[] = [], options: ChildOptions = {}): Promise<ChildResult> {
+  return run([...(options.nodeArgs ?? []), '-e', script, '--', ...args], options)
+}
+
+/** Runs `__test__/fixtures/<name>`; `args` are its process.argv.slice(2). */
+export function runFixture(name: string, args: string[] = [], options: ChildOptions = {}): Promise<ChildResult> {
+  return run([...(options.nodeArgs ?? []), new URL(`../fixtures/${name}`, import.meta.url).pathname, ...args], options)
+}
+
+function run(nodeArgs: string[], options: ChildOptions): Promise<ChildResult> {
+  const { timeoutMs = 30_000, env = {}, execPath = process.execPath, maxFds } = options
+  const command = maxFds === undefined ? [execPath, ...nodeArgs] : ['prlimit', `--nofile=${maxFds}`, execPath, ...nodeArgs]
   return new Promise((resolve, reject) => {
-    const child = spawn(args[0]!, args.slice(1), {
-      cwd: new URL('..', import.meta.url).pathname + '..',
+    const child = spawn(command[0]!, command.slice(1), {
+      cwd: root,
       env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     })
@@ -40,9 +63,17 @@ export function runNode(
       child.kill('SIGKILL')
     }, timeoutMs)
     child.on('error', reject)
+    // 'close', not 'exit': only then has all of stdout been read.
     child.on('close', (code, signal) => {
       clearTimeout(timer)
-      resolve({ code, signal, stdout, stderr, timedOut })
+      const last = stdout.trim().split('\n').at(-1) ?? ''
+      let result: unknown = null
+      try {
+        result = JSON.parse(last)
+      } catch {
+        // no result printed: the assertions on code and signal say why
+      }
+      resolve({ code, signal, stdout, stderr, timedOut, result })
     })
   })
 }
@@ -51,4 +82,10 @@ export function runNode(
 export function lastJson<T = unknown>(r: ChildResult): T {
   const lines = r.stdout.trim().split('\n')
   return JSON.parse(lines[lines.length - 1]!) as T
+}
+
+/** A promise that must settle but might hang: 'resolved', or 'hung' after `ms` (the test's
+ * assertion then fails instead of the test timing out). */
+export function within(p: Promise<unknown>, ms = 5000): Promise<'resolved' | 'hung'> {
+  return Promise.race([p.then(() => 'resolved' as const), new Promise<'hung'>((r) => setTimeout(() => r('hung'), ms).unref())])
 }

@@ -169,7 +169,9 @@ export function runIn(ns: string, command: string[], timeoutMs = 20_000): Promis
     child.stdout.on('data', (d) => (out += d))
     child.stderr.on('data', (d) => (err += d))
     child.on('error', reject)
-    child.on('exit', (code, signal) =>
+    // 'close', not 'exit': 'exit' may come before the last of stdout was read (seen as an empty
+    // answer from a client that had printed one, on a loaded machine).
+    child.on('close', (code, signal) =>
       code === 0 ? resolve(out) : reject(new Error(`${command.join(' ')} in ${ns} failed (${code ?? signal}): ${err}`)),
     )
   })

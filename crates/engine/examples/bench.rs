@@ -188,7 +188,7 @@ fn tx(iface: &str, count: u64, size: usize, dst: &[u8; 6]) {
     let mut sent = 0u64;
     while sent < count {
         f[14..18].copy_from_slice(&(sent as u32).to_be_bytes());
-        if inj.send(&f).expect("send") {
+        if inj.send(&f).expect("send").is_some() {
             sent += 1;
         } else {
             inj.flush().expect("flush");

@@ -21,6 +21,9 @@ pub const PACKET_QDISC_BYPASS: libc::c_int = 20;
 pub const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 
 pub const SO_ATTACH_FILTER: libc::c_int = 26;
+
+/// `include/uapi/linux/sockios.h`: read an interface's MTU into `struct ifreq`.
+pub const SIOCGIFMTU: libc::c_ulong = 0x8921;
 pub const SO_BUSY_POLL: libc::c_int = 46;
 
 pub const PACKET_MR_PROMISC: u16 = 1;

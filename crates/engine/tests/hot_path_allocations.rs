@@ -114,7 +114,7 @@ fn transmitting_allocates_nothing_per_frame() {
                 continue;
             }
         }
-        if !tx.send(&frame).unwrap() {
+        if tx.send(&frame).unwrap().is_none() {
             tx.flush().unwrap();
         }
         sent += 2;

@@ -145,10 +145,12 @@ impl CaptureConfig {
             return Err(Error::invalid_option("snap_len", "must be at least 1 (leave it out to keep whole packets)"));
         }
         let block_timeout_ms = o.block_timeout_ms.unwrap_or(d.block_timeout_ms);
-        if block_timeout_ms > MAX_BLOCK_TIMEOUT_MS {
+        // 0 would not mean "never": the kernel picks a timeout of its own from the link speed
+        // (prb_calc_retire_blk_tmo()), so it is refused like any value out of range.
+        if !(1..=MAX_BLOCK_TIMEOUT_MS).contains(&block_timeout_ms) {
             return Err(Error::invalid_option(
                 "block_timeout_ms",
-                format!("must be at most {MAX_BLOCK_TIMEOUT_MS}, got {block_timeout_ms}"),
+                format!("must be from 1 to {MAX_BLOCK_TIMEOUT_MS}, got {block_timeout_ms}"),
             ));
         }
         if let Some(us) = o.busy_poll_us {
@@ -237,6 +239,7 @@ mod tests {
         };
         assert_eq!(opt(CaptureOptions { snap_len: Some(0), ..Default::default() }), "snap_len");
         assert_eq!(opt(CaptureOptions { block_timeout_ms: Some(70_000), ..Default::default() }), "block_timeout_ms");
+        assert_eq!(opt(CaptureOptions { block_timeout_ms: Some(0), ..Default::default() }), "block_timeout_ms");
         assert_eq!(opt(CaptureOptions { block_size: Some(1000), ..Default::default() }), "block_size");
         assert!(Profile::parse("fast").is_err());
         assert!(TimestampSource::parse("ptp").is_err());

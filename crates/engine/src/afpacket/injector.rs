@@ -8,9 +8,21 @@
 //!
 //! Order: the kernel walks the ring from its head and stops at the first frame that is not
 //! SEND_REQUEST (`tpacket_snd()`). So frames are allocated strictly in ring order from a
-//! cursor, and leave in the order they were allocated. A frame that is discarded, or rejected
-//! by the kernel, leaves a hole the kernel would stop at; holes are remembered and the next
-//! allocation fills the earliest one, so the ring never stalls behind it.
+//! cursor, and leave in the order they were allocated.
+//!
+//! No slot may hold back the frames after it. The socket has PACKET_LOSS set, so the kernel
+//! skips a frame it cannot send (marks it AVAILABLE and moves on) instead of stopping there
+//! with WRONG_FORMAT. A slot given back out of order (discarded, or a failed commit) becomes a
+//! skip frame: zero bytes long, shorter than any link-layer header, so `tpacket_fill_skb()`
+//! refuses it (`dev_validate_header()`) and the kernel steps over it at the next kick. A frame
+//! queued but withdrawn (its sender was told it failed) becomes a skip frame the same way.
+//!
+//! Every queued frame gets a sequence number, in commit order, so the caller can tell which
+//! frames were settled (`settled_before`) and which of them the kernel refused (`take_rejection`).
+//! With PACKET_LOSS a refused frame is not marked: `sendto()` returns the bytes of the frames it
+//! sent, so a shortfall says some were skipped, and the frames too long for the MTU read again
+//! are the ones (frames are checked against the MTU when queued; only a shrinking MTU gets one
+//! refused).
 
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
@@ -44,8 +56,10 @@ const MIN_TX_FRAME_SIZE: u32 = ffi::tpacket_align(TX_DATA_OFFSET + ffi::ETH_HLEN
 pub struct InjectorStats {
     /// Frames the kernel took from the ring and did not reject.
     pub sent: u64,
-    /// Frames the kernel marked WRONG_FORMAT.
+    /// Frames the kernel refused (too long for the MTU at the time of the flush).
     pub rejected: u64,
+    /// Frames queued, then withdrawn before the kernel took them (their sender was told).
+    pub withdrawn: u64,
     /// Frames queued and not yet taken by the kernel, or taken and still in flight.
     pub pending: u32,
 }
@@ -53,8 +67,22 @@ pub struct InjectorStats {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Slot {
     Free,
-    Lent,
-    Queued,
+    /// Handed out for a frame of up to this many bytes.
+    Lent(u32),
+    /// SEND_REQUEST with a frame of `len` bytes, the `seq`-th queued.
+    Queued {
+        seq: u64,
+        len: u32,
+    },
+    /// SEND_REQUEST with a zero-length frame the kernel skips (see the module comment).
+    Skip,
+}
+
+/// Frames the kernel refused, by sequence number, and the error that says why.
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    pub seqs: Vec<u64>,
+    pub error: Error,
 }
 
 pub struct Injector {
@@ -64,14 +92,16 @@ pub struct Injector {
     geometry: RingGeometry,
     qdisc_bypass: bool,
     slots: Vec<Slot>,
-    /// Queued frames in the order they were queued; the kernel walks them in ring order.
+    /// Queued frames (and skip frames) in the order they were queued; the kernel walks them in
+    /// ring order.
     queue: VecDeque<u32>,
-    /// Free frames between the kernel's head and `cursor` that must be filled next.
-    holes: Vec<u32>,
+    /// The frames the last collection found taken (kept to avoid an allocation per flush).
+    taken: Vec<u32>,
     cursor: u32,
+    next_seq: u64,
     mtu: u32,
     stats: InjectorStats,
-    rejection: Option<Error>,
+    rejection: Option<Rejection>,
     wait: Option<Token>,
 }
 
@@ -87,6 +117,9 @@ impl Injector {
         if qdisc_bypass {
             socket.set(ffi::SOL_PACKET, ffi::PACKET_QDISC_BYPASS, &1i32, "PACKET_QDISC_BYPASS")?;
         }
+        // The kernel skips a frame it cannot send instead of stopping the ring on it; it must be
+        // set before the ring exists (EBUSY after).
+        socket.set(ffi::SOL_PACKET, ffi::PACKET_LOSS, &1i32, "PACKET_LOSS")?;
         // V3 TX takes no retire timeout, private area or feature word (packet_set_ring()).
         socket.set_ring(ffi::PACKET_TX_RING, &geometry.to_req3(0, 0)).map_err(|e| {
             Error::sys(
@@ -108,8 +141,9 @@ impl Injector {
             qdisc_bypass,
             slots: vec![Slot::Free; frames],
             queue: VecDeque::with_capacity(frames),
-            holes: Vec::with_capacity(frames),
+            taken: Vec::with_capacity(frames),
             cursor: 0,
+            next_seq: 0,
             mtu,
             stats: InjectorStats::default(),
             rejection: None,
@@ -162,7 +196,7 @@ impl Injector {
         }
         if len > self.max_frame_len(tagged) as usize {
             // The MTU may have grown since we read it.
-            self.mtu = self.iface.mtu().unwrap_or(self.mtu);
+            self.mtu = self.read_mtu();
             if len > self.max_frame_len(tagged) as usize {
                 return Err(Error::new(
                     Errno::EMSGSIZE,
@@ -183,45 +217,34 @@ impl Injector {
         Ok(())
     }
 
-    /// Takes a free slot for a frame of `len` bytes and lends it out; `None` when the ring is
-    /// full (flush, wait, and try again).
+    /// Takes a free slot for a frame of up to `len` bytes and lends it out; `None` when the
+    /// ring is full (flush, wait, and try again).
     pub fn allocate(&mut self, len: usize) -> Result<Option<u32>> {
         // The content is not known yet: allow for a tag, and check again at commit.
         self.check_len(len, true)?;
-        Ok(self.next_free())
+        Ok(self.next_free(len as u32))
     }
 
-    /// Lends the next frame in ring order (or the earliest hole); `None` when the ring is full.
-    fn next_free(&mut self) -> Option<u32> {
-        let n = self.ring.frame_count();
-        // The earliest hole in ring order (the farthest behind the cursor) comes first.
-        if let Some(pos) = (0..self.holes.len()).max_by_key(|&i| (self.cursor + n - 1 - self.holes[i]) % n) {
-            let index = self.holes.swap_remove(pos);
-            self.slots[index as usize] = Slot::Lent;
-            return Some(index);
-        }
+    /// Lends the frame at the cursor; `None` when the ring is full.
+    fn next_free(&mut self, len: u32) -> Option<u32> {
         let index = self.cursor;
         if self.slots[index as usize] != Slot::Free || self.ring.status(index) != ffi::TP_STATUS_AVAILABLE {
             return None;
         }
-        self.slots[index as usize] = Slot::Lent;
-        self.cursor = (index + 1) % n;
+        self.slots[index as usize] = Slot::Lent(len);
+        self.cursor = (index + 1) % self.ring.frame_count();
         Some(index)
     }
 
     /// Lends up to `max` consecutive frames for frames of up to `len` bytes, adjacent in memory
     /// (`frame_stride()` bytes apart), as `(first, count)`; `None` when the ring is full. Fewer
     /// than `max` at the end of the ring, at the end of a block whose size is not a multiple of
-    /// the frame size, or where frames are still in flight; one frame while holes wait to be
-    /// filled (they come first, to keep the ring moving).
+    /// the frame size, or where frames are still in flight.
     pub fn allocate_run(&mut self, max: u32, len: usize) -> Result<Option<(u32, u32)>> {
         self.check_len(len, true)?;
-        if !self.holes.is_empty() || max <= 1 {
-            return Ok(self.next_free().map(|i| (i, 1)));
-        }
         let first = self.cursor;
         let n = self.ring.frame_count();
-        let mut end = n.min(first.saturating_add(max));
+        let mut end = n.min(first.saturating_add(max.max(1)));
         let g = self.geometry;
         if !g.block_size.is_multiple_of(g.frame_size) {
             // Frames are contiguous only inside one block.
@@ -234,7 +257,7 @@ impl Injector {
             return Ok(None);
         }
         for i in first..first + count {
-            self.slots[i as usize] = Slot::Lent;
+            self.slots[i as usize] = Slot::Lent(len as u32);
         }
         self.cursor = (first + count) % n;
         Ok(Some((first, count)))
@@ -250,54 +273,175 @@ impl Injector {
         self.ring.data_ptr(index)
     }
 
-    /// Queues a lent slot holding `len` bytes. On error the slot stays lent.
-    pub fn commit(&mut self, index: u32, len: usize) -> Result<()> {
-        self.expect_lent(index)?;
-        if len > self.slot_capacity() as usize {
-            return Err(Error::new(Errno::EMSGSIZE, self.iface.subject(), format!("{len} bytes do not fit a slot")));
+    /// Checks that a lent slot may be sent with `len` bytes: at most what was lent, and a
+    /// frame the interface takes (its content decides whether it is tagged).
+    fn check_commit(&mut self, index: u32, len: usize) -> Result<()> {
+        let lent = self.lent_len(index)?;
+        if len > lent as usize {
+            return Err(Error::invalid_option("length", format!("cannot send {len} bytes from a slot of {lent}")));
         }
-        // SAFETY: the slot is ours and holds at least len bytes.
+        // SAFETY: the slot is ours and holds at least `lent` >= len bytes.
         let frame = unsafe { std::slice::from_raw_parts(self.ring.data_ptr(index), len) };
-        self.check_len(len, is_vlan_tagged(frame))?;
-        // SAFETY: the slot is ours (Lent), and len fits.
+        self.check_len(len, is_vlan_tagged(frame))
+    }
+
+    /// Queues a lent, checked slot; returns its sequence number.
+    fn queue_frame(&mut self, index: u32, len: usize) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        // SAFETY: the slot is ours (Lent), and len fits (checked).
         unsafe { self.ring.submit(index, len as u32) };
-        self.slots[index as usize] = Slot::Queued;
+        self.slots[index as usize] = Slot::Queued { seq, len: len as u32 };
         self.queue.push_back(index);
+        seq
+    }
+
+    /// Queues a lent slot holding `len` bytes; returns its sequence number. On error the slot
+    /// is given back (its buffer is gone by then), so a bad call never holds the ring up.
+    pub fn commit(&mut self, index: u32, len: usize) -> Result<u64> {
+        if let Err(e) = self.check_commit(index, len) {
+            if self.lent_len(index).is_ok() {
+                self.discard(index)?;
+            }
+            return Err(e);
+        }
+        Ok(self.queue_frame(index, len))
+    }
+
+    /// Queues the first `send` slots of the run of `count` lent slots at `first`, with
+    /// `lengths` bytes each (one length for all, or one per slot sent), and gives the rest back.
+    /// Everything is checked first: on error nothing is queued and the whole run goes back.
+    pub fn commit_run(&mut self, first: u32, count: u32, send: u32, lengths: &[u32]) -> Result<()> {
+        let checked = self.check_run(first, count, send, lengths);
+        let queued = if checked.is_ok() { send } else { 0 };
+        for i in 0..queued {
+            let len = if lengths.len() == 1 { lengths[0] } else { lengths[i as usize] };
+            self.queue_frame(first + i, len as usize);
+        }
+        // Give back what was not queued, last first, so the cursor steps back over it.
+        for index in (first + queued..first + count).rev() {
+            if self.lent_len(index).is_ok() {
+                self.discard(index)?;
+            }
+        }
+        checked
+    }
+
+    fn check_run(&mut self, first: u32, count: u32, send: u32, lengths: &[u32]) -> Result<()> {
+        if send > count {
+            return Err(Error::invalid_option("count", format!("must be at most the {count} slots lent, got {send}")));
+        }
+        if lengths.is_empty() || (lengths.len() != 1 && lengths.len() < send as usize) {
+            return Err(Error::invalid_option(
+                "lengths",
+                format!("needs one length for all slots or one per slot sent ({send}), got {}", lengths.len()),
+            ));
+        }
+        for i in 0..count {
+            self.lent_len(first + i)?;
+        }
+        for i in 0..send {
+            let len = if lengths.len() == 1 { lengths[0] } else { lengths[i as usize] };
+            self.check_commit(first + i, len as usize).map_err(|mut e| {
+                e.message = format!("slot {i} of the batch: {}", e.message);
+                e
+            })?;
+        }
         Ok(())
     }
 
-    /// Gives a lent slot back unused.
+    /// Gives a lent slot back unused. The latest allocation steps the cursor back; any other
+    /// becomes a skip frame, so the frames allocated after it are not held back.
     pub fn discard(&mut self, index: u32) -> Result<()> {
-        self.expect_lent(index)?;
+        self.lent_len(index)?;
         // The header may have been written through a run's buffer while lent: the status word
         // is ours again, so the kernel never takes a discarded frame for a send request.
         self.ring.reset(index);
-        self.slots[index as usize] = Slot::Free;
         let n = self.ring.frame_count();
         if (index + 1) % n == self.cursor {
-            // The latest allocation: step back as if it never happened.
+            self.slots[index as usize] = Slot::Free;
             self.cursor = index;
         } else {
-            self.holes.push(index);
+            // SAFETY: the slot is ours (Lent); zero bytes fit.
+            unsafe { self.ring.submit(index, 0) };
+            self.slots[index as usize] = Slot::Skip;
+            self.queue.push_back(index);
         }
         Ok(())
     }
 
-    fn expect_lent(&self, index: u32) -> Result<()> {
+    /// The length a slot was lent with; EINVAL when it is not lent out.
+    fn lent_len(&self, index: u32) -> Result<u32> {
         match self.slots.get(index as usize) {
-            Some(Slot::Lent) => Ok(()),
+            Some(Slot::Lent(len)) => Ok(*len),
             _ => Err(Error::new(Errno::EINVAL, self.iface.subject(), format!("slot {index} is not lent out"))),
         }
     }
 
-    /// Copies `frame` into the next free slot and queues it. `false` when the ring is full.
-    pub fn send(&mut self, frame: &[u8]) -> Result<bool> {
+    /// Copies `frame` into the next free slot and queues it; returns its sequence number, or
+    /// `None` when the ring is full.
+    pub fn send(&mut self, frame: &[u8]) -> Result<Option<u64>> {
         self.check_len(frame.len(), is_vlan_tagged(frame))?;
-        let Some(index) = self.next_free() else { return Ok(false) };
-        // SAFETY: the slot is ours and holds at least frame.len() bytes (checked by allocate).
+        Ok(self.copy_in(frame))
+    }
+
+    /// Queues a checked frame; `None` when the ring is full.
+    fn copy_in(&mut self, frame: &[u8]) -> Option<u64> {
+        let index = self.next_free(frame.len() as u32)?;
+        // SAFETY: the slot is ours and holds at least frame.len() bytes (checked by the caller).
         unsafe { std::ptr::copy_nonoverlapping(frame.as_ptr(), self.ring.data_ptr(index), frame.len()) };
-        self.commit(index, frame.len())?;
-        Ok(true)
+        Some(self.queue_frame(index, frame.len()))
+    }
+
+    /// Queues frames in order until the ring is full; returns how many were queued. Every
+    /// frame is checked first: on error nothing is queued, so a retry never sends one twice.
+    pub fn send_batch<F: AsRef<[u8]>>(&mut self, frames: &[F]) -> Result<u32> {
+        for (i, frame) in frames.iter().enumerate() {
+            let frame = frame.as_ref();
+            self.check_len(frame.len(), is_vlan_tagged(frame)).map_err(|mut e| {
+                e.message = format!("frame {i} of the batch: {}", e.message);
+                e
+            })?;
+        }
+        let mut queued = 0;
+        for frame in frames {
+            if self.copy_in(frame.as_ref()).is_none() {
+                break;
+            }
+            queued += 1;
+        }
+        Ok(queued)
+    }
+
+    /// Turns the queued frame `seq` into a skip frame, if the kernel has not taken it yet: its
+    /// sender was told it failed, so it must not leave later. Returns whether it was withdrawn.
+    pub fn withdraw(&mut self, seq: u64) -> bool {
+        let Some(&index) =
+            self.queue.iter().find(|&&i| matches!(self.slots[i as usize], Slot::Queued { seq: s, .. } if s == seq))
+        else {
+            return false;
+        };
+        if self.ring.status(index) != ffi::TP_STATUS_SEND_REQUEST {
+            return false;
+        }
+        // SAFETY: still SEND_REQUEST, and the kernel reads the ring only inside our own sendto()
+        // (tpacket_snd()), which cannot run while we hold &mut self.
+        unsafe { self.ring.submit(index, 0) };
+        self.slots[index as usize] = Slot::Skip;
+        self.stats.withdrawn += 1;
+        true
+    }
+
+    /// Every frame with a smaller sequence number has been settled: sent, refused or withdrawn.
+    pub fn settled_before(&self) -> u64 {
+        // The queue is in commit order, so its first real frame has the smallest number.
+        self.queue
+            .iter()
+            .find_map(|&i| match self.slots[i as usize] {
+                Slot::Queued { seq, .. } => Some(seq),
+                _ => None,
+            })
+            .unwrap_or(self.next_seq)
     }
 
     /// Kicks the kernel to send everything queued; returns how many queued frames it took.
@@ -307,11 +451,9 @@ impl Injector {
             return Ok(0);
         }
         let kicked = syscall::kick(self.socket.as_fd(), libc::MSG_DONTWAIT);
-        let taken = self.collect_taken();
+        let taken = self.collect_taken(kicked.ok());
         match kicked {
             Ok(_) | Err(Errno::EAGAIN | Errno::ENOBUFS) => Ok(taken),
-            // A rejected frame makes sendto() fail; collect_taken has counted it.
-            Err(_) if self.rejection.is_some() => Ok(taken),
             Err(e) => {
                 let what = format!("sending on '{}'", self.iface.name);
                 let err = Error::sys(e, "sendto", self.iface.subject(), what);
@@ -324,44 +466,97 @@ impl Injector {
         }
     }
 
-    /// Pops the queued frames the kernel has taken, in order, counting sent and rejected ones.
-    fn collect_taken(&mut self) -> u32 {
-        let mut taken = 0;
+    /// Pops the queued frames the kernel has taken, in order, counting sent and refused ones.
+    /// `sent_bytes` is what the kick returned: the bytes of the frames it sent.
+    fn collect_taken(&mut self, sent_bytes: Option<usize>) -> u32 {
+        self.taken.clear();
+        let mut taken_bytes = 0;
+        let mut marked_wrong = false;
         while let Some(&index) = self.queue.front() {
             let status = self.ring.status(index);
             if status == ffi::TP_STATUS_SEND_REQUEST {
                 break;
             }
-            self.queue.pop_front();
-            self.slots[index as usize] = Slot::Free;
-            taken += 1;
             if status & ffi::TP_STATUS_WRONG_FORMAT != 0 {
-                self.stats.rejected += 1;
+                // Not with PACKET_LOSS set; kept so that a kernel that marks it anyway cannot
+                // stop the ring on it.
                 self.ring.reset(index);
-                // The kernel's head stays on a rejected frame: it is a hole, filled next.
-                self.holes.push(index);
-                self.mtu = self.iface.mtu().unwrap_or(self.mtu);
-                self.rejection = Some(
-                    Error::new(
-                        Errno::EMSGSIZE,
-                        self.iface.subject(),
-                        format!(
-                            "the kernel rejected a queued frame (TP_STATUS_WRONG_FORMAT) on '{}'; it was dropped",
-                            self.iface.name
-                        ),
-                    )
-                    .with_syscall("sendto")
-                    .with_hint("frames must fit the interface MTU when they are flushed, not only when queued"),
-                );
-            } else {
-                self.stats.sent += 1;
+                marked_wrong = true;
             }
+            self.queue.pop_front();
+            if let Slot::Queued { len, .. } = self.slots[index as usize] {
+                taken_bytes += len as usize;
+            }
+            self.taken.push(index);
         }
-        taken
+        // The common case: the kick sent exactly what it took. Otherwise some frame was
+        // skipped (or taken by an earlier kick that failed half-way): the MTU tells which.
+        let all_sent = sent_bytes == Some(taken_bytes) && !marked_wrong;
+        if !all_sent {
+            self.mtu = self.read_mtu();
+        }
+        let mut rejected = Vec::new();
+        for i in 0..self.taken.len() {
+            let index = self.taken[i];
+            if let Slot::Queued { seq, len } = self.slots[index as usize] {
+                // SAFETY: the frame is no longer the kernel's to read or write (it was taken and
+                // is either sent, in flight with its data copied into the skb, or skipped).
+                let frame = unsafe { std::slice::from_raw_parts(self.ring.data_ptr(index), len as usize) };
+                if !all_sent && len > self.max_frame_len(is_vlan_tagged(frame)) {
+                    rejected.push(seq);
+                } else {
+                    self.stats.sent += 1;
+                }
+            }
+            self.slots[index as usize] = Slot::Free;
+        }
+        if !rejected.is_empty() {
+            self.reject(rejected);
+        }
+        self.taken.len() as u32
     }
 
-    /// The last rejection not yet reported, if any.
-    pub fn take_rejection(&mut self) -> Option<Error> {
+    /// The interface's MTU now (the last one read if the ioctl fails). An ioctl on our socket
+    /// with the request on the stack: called after kicks that met backpressure, so it must not
+    /// allocate.
+    fn read_mtu(&self) -> u32 {
+        // SAFETY: ifreq is plain data; all zeroes is a valid value.
+        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+        // The name fits: Interface::resolve checked it against IFNAMSIZ, and the last byte stays 0.
+        for (dst, &src) in req.ifr_name.iter_mut().zip(self.iface.name.as_bytes()) {
+            *dst = src as libc::c_char;
+        }
+        // SAFETY: SIOCGIFMTU reads ifr_name and writes ifr_mtu of the ifreq we own.
+        let rc = unsafe { libc::ioctl(self.socket.as_raw_fd(), ffi::SIOCGIFMTU as _, &mut req) };
+        // SAFETY: the kernel filled the union's mtu member.
+        if rc < 0 {
+            self.mtu
+        } else {
+            unsafe { req.ifr_ifru.ifru_mtu as u32 }
+        }
+    }
+
+    /// Records frames the kernel refused, to be reported to whoever queued them.
+    fn reject(&mut self, seqs: Vec<u64>) {
+        self.stats.rejected += seqs.len() as u64;
+        let mut all = self.rejection.take().map_or_else(Vec::new, |r| r.seqs);
+        all.extend(seqs);
+        // Said of one frame: each refused frame is reported to its own owner.
+        let error = Error::new(
+            Errno::EMSGSIZE,
+            self.iface.subject(),
+            format!(
+                "the kernel refused a queued frame on '{}': longer than the MTU ({}) when it was flushed; it was dropped",
+                self.iface.name, self.mtu,
+            ),
+        )
+        .with_syscall("sendto")
+        .with_hint("frames must fit the interface MTU when they are flushed, not only when queued");
+        self.rejection = Some(Rejection { seqs: all, error });
+    }
+
+    /// The frames refused since the last call, if any.
+    pub fn take_rejection(&mut self) -> Option<Rejection> {
         self.rejection.take()
     }
 
@@ -511,56 +706,114 @@ mod tests {
         assert_eq!(MIN_TX_FRAME_SIZE, 64);
     }
 
-    /// Root only (CI runs as root): frames queued on one end of a veth pair arrive on the
-    /// other, counted there by a capture.
-    #[test]
-    fn frames_sent_arrive_on_the_peer() {
-        if unsafe { libc::geteuid() } != 0 {
-            assert!(std::env::var("CI").is_err(), "CI runs as root");
-            return;
-        }
-        let (a, b) = (format!("ntx{}a", std::process::id() % 100000), format!("ntx{}b", std::process::id() % 100000));
-        let ip = |args: &[&str]| assert!(std::process::Command::new("ip").args(args).status().unwrap().success());
-        ip(&["link", "add", &a, "type", "veth", "peer", "name", &b]);
-        struct Cleanup(String);
-        impl Drop for Cleanup {
-            fn drop(&mut self) {
-                let _ = std::process::Command::new("ip").args(["link", "del", &self.0]).status();
+    /// A veth pair (removed on drop) with a capture on its `b` end; `None` when not root (CI
+    /// runs as root, so there it never skips).
+    struct Link {
+        a: String,
+        capture: crate::Capture,
+    }
+
+    impl Link {
+        fn new(tag: &str) -> Option<Link> {
+            if unsafe { libc::geteuid() } != 0 {
+                assert!(std::env::var("CI").is_err(), "CI runs as root");
+                return None;
             }
+            let id = std::process::id() % 100000;
+            let (a, b) = (format!("n{tag}{id}a"), format!("n{tag}{id}b"));
+            let ip = |args: &[&str]| assert!(std::process::Command::new("ip").args(args).status().unwrap().success());
+            ip(&["link", "add", &a, "type", "veth", "peer", "name", &b]);
+            for dev in [&a, &b] {
+                let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{dev}/disable_ipv6"), "1");
+                ip(&["link", "set", dev, "up"]);
+            }
+            let capture = crate::Capture::open(&b, Default::default()).unwrap();
+            Some(Link { a, capture })
         }
-        let _cleanup = Cleanup(a.clone());
-        for dev in [&a, &b] {
-            let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{dev}/disable_ipv6"), "1");
-            ip(&["link", "set", dev, "up"]);
+
+        /// The first payload byte of each test frame arriving, until `want` arrived or 3 s passed.
+        fn received(&mut self, want: usize) -> Vec<u8> {
+            let mut seen = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while seen.len() < want && Instant::now() < deadline {
+                if let Some(mut batch) = self.capture.next_batch_blocking(Some(Duration::from_millis(50))).unwrap() {
+                    while let Some(p) = batch.next_packet() {
+                        let p = p.unwrap();
+                        let bytes = &batch.bytes()[p.data_offset as usize..][..p.captured_len as usize];
+                        if bytes[12..14] == 0x88b5u16.to_be_bytes() {
+                            seen.push(bytes[14]);
+                        }
+                    }
+                }
+            }
+            seen
         }
-        let mut capture = crate::Capture::open(&b, Default::default()).unwrap();
-        let mut tx = Injector::open(&a, InjectorOptions { frame_count: Some(8), ..Default::default() }).unwrap();
+    }
+
+    impl Drop for Link {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip").args(["link", "del", &self.a]).status();
+        }
+    }
+
+    fn test_frame(seq: u8) -> [u8; 60] {
         let mut frame = [0u8; 60];
         frame[..6].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
         frame[12..14].copy_from_slice(&0x88b5u16.to_be_bytes());
+        frame[14] = seq;
+        frame
+    }
+
+    /// Frames queued on one end of a veth pair arrive on the other, counted there by a capture.
+    #[test]
+    fn frames_sent_arrive_on_the_peer() {
+        let Some(mut link) = Link::new("tx") else { return };
+        let mut tx = Injector::open(&link.a, InjectorOptions { frame_count: Some(8), ..Default::default() }).unwrap();
         let mut queued = 0;
         for seq in 0..20u8 {
-            frame[14] = seq;
-            while !tx.send(&frame).unwrap() {
+            while tx.send(&test_frame(seq)).unwrap().is_none() {
                 tx.drain(Some(Duration::from_secs(1))).unwrap();
             }
             queued += 1;
         }
         assert!(tx.drain(Some(Duration::from_secs(2))).unwrap());
         assert_eq!(tx.stats().sent, queued);
-        let mut seen = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while seen.len() < 20 && Instant::now() < deadline {
-            if let Some(mut batch) = capture.next_batch_blocking(Some(Duration::from_millis(50))).unwrap() {
-                while let Some(p) = batch.next_packet() {
-                    let p = p.unwrap();
-                    let bytes = &batch.bytes()[p.data_offset as usize..][..p.captured_len as usize];
-                    if bytes[12..14] == 0x88b5u16.to_be_bytes() {
-                        seen.push(bytes[14]);
-                    }
-                }
-            }
-        }
-        assert_eq!(seen, (0..20).collect::<Vec<u8>>());
+        assert_eq!(link.received(20), (0..20).collect::<Vec<u8>>());
+    }
+
+    /// A slot given back out of order, a commit refused, and a withdrawn frame all become skip
+    /// frames: none holds back the frames after it, and none leaves.
+    #[test]
+    fn slots_given_back_out_of_order_never_hold_later_frames() {
+        let Some(mut link) = Link::new("sk") else { return };
+        let mut tx = Injector::open(&link.a, InjectorOptions { frame_count: Some(8), ..Default::default() }).unwrap();
+        let discarded = tx.allocate(60).unwrap().unwrap();
+        let refused = tx.allocate(60).unwrap().unwrap();
+        let withdrawn = tx.send(&test_frame(9)).unwrap().unwrap();
+        let sent = tx.send(&test_frame(1)).unwrap().unwrap();
+        tx.discard(discarded).unwrap();
+        let e = tx.commit(refused, 61).unwrap_err();
+        assert_eq!((e.errno, e.subject), (Errno::EINVAL, crate::error::Subject::Option("length")));
+        assert!(tx.commit(refused, 60).is_err(), "the refused slot was given back");
+        assert!(tx.withdraw(withdrawn));
+        assert_eq!(tx.settled_before(), sent, "a withdrawn frame counts as settled");
+        assert!(tx.drain(Some(Duration::from_secs(2))).unwrap());
+        assert_eq!(tx.settled_before(), sent + 1);
+        assert_eq!((tx.stats().sent, tx.stats().withdrawn, tx.stats().rejected, tx.stats().pending), (1, 1, 0, 0));
+        // The withdrawn frame sat before it in the ring: had it left, it would have come first.
+        assert_eq!(link.received(1), vec![1]);
+    }
+
+    /// A batch with one bad frame queues none of it.
+    #[test]
+    fn send_batch_checks_every_frame_before_queueing_any() {
+        let Some(link) = Link::new("sb") else { return };
+        let mut tx = Injector::open(&link.a, InjectorOptions { frame_count: Some(8), ..Default::default() }).unwrap();
+        let frames: Vec<Vec<u8>> = vec![test_frame(0).to_vec(), test_frame(1).to_vec(), vec![0; 3000]];
+        let e = tx.send_batch(&frames).unwrap_err();
+        assert_eq!(e.errno, Errno::EMSGSIZE);
+        assert!(e.message.starts_with("frame 2 of the batch"), "{}", e.message);
+        assert_eq!(tx.pending(), 0);
+        assert_eq!(tx.send_batch(&frames[..2]).unwrap(), 2);
     }
 }
