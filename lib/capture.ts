@@ -15,6 +15,8 @@ import { captureOptions, interfaceName, iterationOptions, type CaptureOptions } 
 import { AsyncPacketIterator, type BatchSource, PacketIterator } from './packet-iterators'
 import { OwnedPacket, type Packet, PacketBatch } from './packet'
 
+/** How long a blocking wait with an interrupt check runs between two checks. */
+const INTERRUPT_SLICE_MS = 100
 export interface CaptureStats {
   /** Packets that reached the ring since the capture was opened (the kernel's count minus drops). */
   packets: number
@@ -159,8 +161,24 @@ export class Capture extends EventEmitter<CaptureEvents> implements Disposable, 
   #nextBatchBlocking(timeoutMs: number | undefined): PacketBatch | null {
     const limit = checkTimeout(timeoutMs)
     this.#forgetBatch()
-    return this.#adopt(callNative(() => this.#native.nextBatchBlocking(limit)))
+    const interrupt = this._interruptBlockingWait
+    if (interrupt === null) return this.#adopt(callNative(() => this.#native.nextBatchBlocking(limit)))
+    // A thread blocked here runs no event loop, so a message cannot stop it: the wait is cut into
+    // slices, and the check runs between them (whatever reads through packets() too).
+    const deadline = limit === undefined ? Infinity : performance.now() + limit
+    for (;;) {
+      if (interrupt() || this.closed) return null
+      const slice = Math.max(0, Math.min(INTERRUPT_SLICE_MS, deadline - performance.now()))
+      const batch = this.#adopt(callNative(() => this.#native.nextBatchBlocking(slice)))
+      if (batch || performance.now() >= deadline) return batch
+    }
   }
+
+  /**
+   * @internal Set by a FanoutPool worker: runs between slices of every blocking wait on this
+   * capture; `true` ends the wait with `null` (the pool is closing).
+   */
+  _interruptBlockingWait: (() => boolean) | null = null
 
   /**
    * Packets, synchronously, blocking between batches. Ends after `limit` packets, when

@@ -37,8 +37,6 @@ export type FanoutHandler<T = unknown> = (capture: Capture, context: FanoutConte
 
 /** How often a running worker refreshes its row of `pool.stats()`. */
 const PUBLISH_EVERY_MS = 100
-/** Longest single blocking wait, so that a blocked handler notices the pool closing. */
-const WAIT_SLICE_MS = 100
 
 const init = workerData as WorkerInit
 const port = parentPort!
@@ -89,25 +87,17 @@ function noticeClosing(): boolean {
 /** Hooks the pool needs into the handler's capture: stats refreshes and close-aware waits. */
 function instrument(cap: Capture): void {
   const take = cap.nextBatch
-  const takeBlocking = cap.nextBatchBlocking
   cap.nextBatch = function (this: Capture): PacketBatch | null {
     const batch = take.call(this)
     publishSometimes()
     return batch
   }
-  cap.nextBatchBlocking = function (this: Capture, timeoutMs?: number): PacketBatch | null {
-    const deadline = timeoutMs === undefined ? Infinity : Date.now() + timeoutMs
-    for (;;) {
-      if (noticeClosing()) {
-        // A blocked handler holds no batch in use while it asks for the next one.
-        closeCapture()
-        return null
-      }
-      const slice = Math.max(0, Math.min(WAIT_SLICE_MS, deadline - Date.now()))
-      const batch = takeBlocking.call(this, slice)
-      publishSometimes()
-      if (batch || Date.now() >= deadline) return batch
-    }
+  cap._interruptBlockingWait = () => {
+    publishSometimes()
+    if (!noticeClosing()) return false
+    // A blocked handler holds no batch in use while it asks for the next one.
+    closeCapture()
+    return true
   }
 }
 
