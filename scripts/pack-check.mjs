@@ -14,7 +14,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 import { installCheck } from './install-check.mjs'
-import { mainPackageProblems, platformPackageProblems, restoreBinModes, targetDir } from './packages.mjs'
+import { mainPackageProblems, platformPackageProblems, targetDir } from './packages.mjs'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'))
@@ -50,7 +50,6 @@ try {
   // `prepare` builds from source in a clone; users get binaries and must never run it.
   published.scripts = Object.fromEntries(Object.entries(pkg.scripts).filter(([name]) => name !== 'prepare'))
   writeFileSync(join(mainDir, 'package.json'), `${JSON.stringify(published, null, 2)}\n`)
-  restoreBinModes(mainDir)
   const mainProblems = mainPackageProblems(mainDir)
   if (mainProblems.length) fail(`the main package: ${mainProblems.join('; ')}`)
   console.log('main package: only what users need, no Rust sources, tests or binaries')

@@ -164,7 +164,7 @@ async function publishAndCheck(version, expectedTag) {
   check(publishes.every((p) => JSON.stringify(p.distTags) === JSON.stringify({ [expectedTag]: version })), `${version}: published under the dist-tag ${expectedTag} only`)
   const main = publishes.at(-1)
   check(platformNames.every((n) => main.manifest.optionalDependencies?.[n] === version), `${version}: optionalDependencies pinned to ${version}`)
-  check(main.manifest.repository?.url === `git+https://github.com/${REPOSITORY}.git`, `${version}: repository field for provenance`)
+  check(publishes.every((p) => p.manifest.repository?.url === `git+https://github.com/${REPOSITORY}.git`), `${version}: every package names the repository that built it (provenance needs it)`)
   const out = join(work, `published-${version}`)
   mkdirSync(out, { recursive: true })
   const tarballs = {}
