@@ -30,7 +30,7 @@ import { installCheck } from './install-check.mjs'
 import { mainPackageProblems, targetDir } from './packages.mjs'
 import { startRegistry } from './prove/registry.mjs'
 import { loadWorkflow, matrixFor, runJob } from './prove/runner.mjs'
-import { chownToUser, createSandbox, notOwnedByUser } from './prove/sandbox.mjs'
+import { chownToUser, createSandbox, notOwnedByUser, stopAll } from './prove/sandbox.mjs'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'))
@@ -69,6 +69,14 @@ const sandbox = createSandbox({ work, node24 })
 const artifacts = join(work, 'artifacts')
 let registry
 let jobs = 0
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.on(signal, () => {
+    console.error(`\nprove:workflows: ${signal}, removing the user ${sandbox.user} and its files`)
+    stopAll()
+    sandbox.cleanup()
+    process.exit(130)
+  })
+}
 
 /**
  * A fresh checkout for a job: the repository's files as they are here, owned by the user, in a

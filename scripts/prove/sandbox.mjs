@@ -3,7 +3,7 @@
 // and Node from a tool cache. Its toolchain is this machine's, linked read-only (the files stay
 // root's); the cargo registry, npm cache and napi-rs cross toolchain are copies it owns, as
 // actions/cache and setup-node's npm cache would restore them.
-import { execFileSync, spawn } from 'node:child_process'
+import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import { existsSync, linkSync, mkdirSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { homedir } from 'node:os'
 import { basename, join } from 'node:path'
@@ -26,10 +26,10 @@ export function createSandbox({ work, node24 }) {
   const sandbox = { user, uid, gid, home, work, toolcache: join(work, 'toolcache') }
   sandbox.cleanup = () => {
     rmSync(sudoers, { force: true })
-    try {
-      execFileSync('userdel', [user], { stdio: 'ignore' })
-    } catch {
-      // already gone
+    // userdel refuses while a process of the user is still exiting: try for a few seconds.
+    const exists = () => spawnSync('id', ['-u', user], { stdio: 'ignore' }).status === 0
+    for (let attempt = 0; attempt < 20 && exists(); attempt++) {
+      if (spawnSync('userdel', [user], { stdio: 'ignore' }).status !== 0) spawnSync('sleep', ['0.25'])
     }
     rmSync(work, { recursive: true, force: true })
   }
@@ -95,16 +95,38 @@ export function userEnv(sandbox, extra = {}) {
   }
 }
 
-/** Runs `command args` as the sandbox user (or as root with `asRoot`); resolves with the exit status, never rejects. */
+const running = new Set()
+
+/**
+ * Runs `command args` as the sandbox user (or as root with `asRoot`) in a process group of its
+ * own, so that stopAll() can end it with everything it started; resolves with the exit status,
+ * never rejects.
+ */
 export function runAs(sandbox, command, args, { cwd, env, asRoot = false }) {
   return new Promise((resolve) => {
-    const child = spawn(command, args, { cwd, env, stdio: 'inherit', ...(asRoot ? {} : { uid: sandbox.uid, gid: sandbox.gid }) })
+    const child = spawn(command, args, { cwd, env, stdio: 'inherit', detached: true, ...(asRoot ? {} : { uid: sandbox.uid, gid: sandbox.gid }) })
+    running.add(child)
     child.on('error', (e) => {
+      running.delete(child)
       console.error(`${command}: ${e.message}`)
       resolve(127)
     })
-    child.on('exit', (code, signal) => resolve(code ?? (signal ? 128 : 1)))
+    child.on('exit', (code, signal) => {
+      running.delete(child)
+      resolve(code ?? (signal ? 128 : 1))
+    })
   })
+}
+
+/** Kills the process groups of the steps still running (on Ctrl-C or SIGTERM). */
+export function stopAll() {
+  for (const child of running) {
+    try {
+      process.kill(-child.pid, 'SIGKILL')
+    } catch {
+      // already gone
+    }
+  }
 }
 
 /** Gives `path` (recursively) to the sandbox user. */
