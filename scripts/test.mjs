@@ -22,6 +22,7 @@ const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm'
 const ava = fileURLToPath(new URL('../node_modules/ava/entrypoints/cli.mjs', import.meta.url))
 const node24 = process.env.NETRING_NODE24 ?? fileURLToPath(new URL('../.ci/tools/node_modules/.bin/node', import.meta.url))
 
+run('system packages', process.execPath, [fileURLToPath(new URL('system-packages.mjs', import.meta.url))])
 run('cargo test', 'cargo', ['test', '--workspace', '--quiet'])
 run('build', npm, ['run', '--silent', 'build'])
 // The tests run through tsx, which strips types without checking them: check them here, so that
