@@ -24,6 +24,11 @@ export declare class NativeCapture {
   /** Detaches the lent block and hands it back to the kernel. */
   release(): void
   /**
+   * Replaces the filter (null: accept all). The lent block is taken back first; packets
+   * already in the ring are filtered with the new program as they are read.
+   */
+  setFilter(filter?: string | Array<NativeBpfInstruction> | undefined | null): void
+  /**
    * Resolves once a block may be ready or the socket reports an error (with the epoll
    * events, > 0), or with 0 when the wait is withdrawn (`cancelWait`, `close`). Never blocks
    * the JavaScript thread: the wait happens on the engine's reactor thread.
@@ -92,6 +97,12 @@ export declare class NativeInjector {
   close(): void
 }
 
+/**
+ * Compiles a pcap-filter expression with the system's libpcap (Ethernet, `snapLen` or
+ * libpcap's maximum), as `tcpdump -dd -s <snapLen>` prints it.
+ */
+export declare function compileFilter(expression: string, snapLen?: number | undefined | null): Array<NativeBpfInstruction>
+
 export declare const FLAG_VLAN_REINSERTED: number
 
 export declare const HDR_LEN: number
@@ -125,6 +136,9 @@ export declare const HDR_STATUS: number
 export declare const HDR_VLAN_TCI: number
 
 export declare const HDR_VLAN_TPID: number
+
+/** Whether the system's libpcap can be loaded (string filters need it). */
+export declare function libpcapAvailable(): boolean
 
 export interface NativeBpfInstruction {
   code: number

@@ -10,7 +10,7 @@ import { Readable } from 'node:stream'
 
 import { abortError, callNative, NetringError } from './errors'
 import { native, type Binding } from './native'
-import { captureOptions, interfaceName, iterationOptions, type CaptureOptions } from './options'
+import { captureOptions, filterOption, interfaceName, iterationOptions, type CaptureOptions } from './options'
 import { AsyncPacketIterator, PacketIterator } from './packet-iterators'
 import { OwnedPacket, type Packet, PacketBatch } from './packet'
 
@@ -106,6 +106,18 @@ export class Capture extends EventEmitter<CaptureEvents> implements Disposable, 
   /** Cumulative counters since the capture was opened. */
   stats(): CaptureStats {
     return callNative(() => this.#native.stats())
+  }
+
+  /**
+   * Replaces the filter (a pcap-filter expression, `tcpdump -dd` text or instructions; `null`
+   * accepts all). Releases the held batch. After it returns no packet the new filter rejects
+   * is delivered: packets that reached the ring under the old filter are filtered in user
+   * space with the new program as they are read (what libpcap does), not discarded.
+   */
+  setFilter(filter: CaptureOptions['filter'] | null): void {
+    const checked = filterOption(filter)
+    this.#releaseHeld()
+    callNative(() => this.#native.setFilter(checked))
   }
 
   /**

@@ -12,6 +12,7 @@ export type {
   BridgeSideOptions,
   BridgeVerdict,
 } from './bridge'
+export { compileFilter, libpcapAvailable } from './filter'
 export { NetringError } from './errors'
 export { Injector, TxSlot, TxSlotBatch } from './injector'
 export type { InjectorInfo, InjectorStats } from './injector'

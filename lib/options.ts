@@ -58,7 +58,11 @@ export interface CaptureOptions {
   timestampSource?: 'software' | 'hardware'
   /** Join a fanout group (the socket is bound first, as the kernel requires). @default none */
   fanout?: FanoutOptions
-  /** Classic BPF filter: instructions as printed by `tcpdump -dd`, or that text itself. @default accept all */
+  /**
+   * A pcap-filter expression (`'tcp port 443'`, compiled by the system's libpcap for Ethernet
+   * with `snapLen`), or a classic BPF program: instructions as printed by `tcpdump -dd`, or that
+   * text itself. @default accept all
+   */
   filter?: BpfInstruction[] | string
   /**
    * Write the 802.1Q tag the kernel strips into metadata back into `data`, so frames read as
@@ -113,10 +117,16 @@ const fanoutFlags: Check = (v, o) => {
   v.forEach((f, i) => flag(f, `${o}[${i}]`))
 }
 
+/** Checks a filter in any of its forms (for `setFilter`, whose `null` means accept all). */
+export function filterOption(v: unknown): string | BpfInstruction[] | null {
+  if (v !== null) filter(v, 'filter')
+  return v as string | BpfInstruction[] | null
+}
+
 const filter: Check = (v, o) => {
   if (typeof v === 'string') return
   if (!Array.isArray(v)) {
-    throw NetringError.invalidOption(o, `must be an array of { code, jt, jf, k } or the text of \`tcpdump -dd\`, got ${describe(v)}`)
+    throw NetringError.invalidOption(o, `must be a pcap-filter expression, the text of \`tcpdump -dd\` or an array of { code, jt, jf, k }, got ${describe(v)}`)
   }
   v.forEach((insn, i) => {
     if (!isObject(insn)) throw NetringError.invalidOption(`${o}[${i}]`, `must be an object { code, jt, jf, k }, got ${describe(insn)}`)

@@ -11,6 +11,7 @@ extern crate napi_derive;
 mod batch_table;
 mod capture;
 mod error;
+mod filter;
 mod injector;
 mod lent_buffer;
 mod wait;

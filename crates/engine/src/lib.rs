@@ -7,6 +7,7 @@
 pub mod afpacket;
 pub mod error;
 pub mod ffi;
+pub mod libpcap;
 pub mod reactor;
 pub mod syscall;
 

@@ -8,3 +8,4 @@ pub mod filter;
 pub mod injector;
 pub mod ring;
 pub mod socket;
+pub mod user_filter;
