@@ -97,6 +97,22 @@ export declare class NativeInjector {
   close(): void
 }
 
+export declare class NativePcapWriter {
+  /** Creates or truncates `path` and writes the file header. */
+  static create(path: string, options: NativePcapWriterOptions): NativePcapWriter
+  /** Writes to a copy of descriptor `fd` (1 for standard output). */
+  static fromFd(fd: number, options: NativePcapWriterOptions): NativePcapWriter
+  /** Copies one packet in; written when the buffer fills or on `flush`. */
+  writePacket(data: Uint8Array, sec: number, nsec: number, originalLen: number, pkttype: number): void
+  /** Writes every packet of a lent batch (its block and table) straight from the block. */
+  writeBlock(block: Uint8Array, table: Uint32Array): void
+  flush(): void
+  /** Writes the statistics (pcapng) and what is buffered, and closes the file. Idempotent. */
+  close(received?: number | undefined | null, dropped?: number | undefined | null): void
+  get bytesWritten(): number
+  get packetsWritten(): number
+}
+
 /**
  * Compiles a pcap-filter expression with the system's libpcap (Ethernet, `snapLen` or
  * libpcap's maximum), as `tcpdump -dd -s <snapLen>` prints it.
@@ -224,6 +240,13 @@ export interface NativeInjectorStats {
   sent: number
   rejected: number
   pending: number
+}
+
+export interface NativePcapWriterOptions {
+  /** `'pcap'`, `'pcap-ns'` or `'pcapng'`. */
+  format: string
+  interface: string
+  snapLen: number
 }
 
 export declare const TABLE_FLAG_LOSING: number

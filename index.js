@@ -837,6 +837,7 @@ module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __n
 module.exports = nativeBinding
 module.exports.NativeCapture = nativeBinding.NativeCapture
 module.exports.NativeInjector = nativeBinding.NativeInjector
+module.exports.NativePcapWriter = nativeBinding.NativePcapWriter
 module.exports.compileFilter = nativeBinding.compileFilter
 module.exports.FLAG_VLAN_REINSERTED = nativeBinding.FLAG_VLAN_REINSERTED
 module.exports.HDR_LEN = nativeBinding.HDR_LEN

@@ -57,7 +57,8 @@ const FLAGS_SHIFT = (HDR_NETRING_FLAGS - HDR_VLAN_TPID) * 8
 
 /** Where the packet was going, from `sll_pkttype`. */
 export type Direction = 'host' | 'broadcast' | 'multicast' | 'otherhost' | 'outgoing'
-const DIRECTIONS: Direction[] = ['host', 'broadcast', 'multicast', 'otherhost', 'outgoing']
+/** @internal Indexed by `sll_pkttype`. */
+export const DIRECTIONS: readonly Direction[] = ['host', 'broadcast', 'multicast', 'otherhost', 'outgoing']
 
 
 /** Per-packet status, decoded from `tp_status`. */
@@ -311,6 +312,12 @@ export class PacketBatch implements Iterable<Packet>, Disposable {
    */
   get bytes(): Uint8Array {
     return this.#bytes
+  }
+
+  /** @internal The table of header offsets, for the native file writer. */
+  get table(): Uint32Array {
+    if (this.#released) throw releasedError()
+    return this.#table
   }
 
   /** Offset of packet `index`'s first byte in `bytes`. */

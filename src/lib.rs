@@ -14,4 +14,5 @@ mod error;
 mod filter;
 mod injector;
 mod lent_buffer;
+mod pcap_writer;
 mod wait;

@@ -290,3 +290,6 @@ pub const SKF_AD_IFINDEX: u32 = 8;
 pub const SKF_AD_VLAN_TAG: u32 = 44;
 pub const SKF_AD_VLAN_TAG_PRESENT: u32 = 48;
 pub const SKF_AD_VLAN_TPID: u32 = 60;
+
+/// Most iovecs one `writev` takes (`UIO_MAXIOV` in include/uapi/linux/uio.h).
+pub const UIO_MAXIOV: usize = 1024;
