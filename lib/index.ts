@@ -25,3 +25,5 @@ export type { BpfInstruction, CaptureOptions, FanoutFlag, FanoutMode, FanoutOpti
 export { OwnedPacket, Packet, PacketBatch } from './packet'
 export type { AsyncPacketIterator, PacketIterator } from './packet-iterators'
 export type { Direction, PacketInfo, PacketStatus } from './packet'
+export { interfaces } from './interfaces'
+export type { InterfaceCounters, InterfaceInfo } from './interfaces'
