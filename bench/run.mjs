@@ -12,6 +12,7 @@ import { cpus, release, totalmem } from 'node:os'
 import { fileURLToPath } from 'node:url'
 
 import { benchNetwork, onConsumerCore, run, senderCpu, sh, sleep, start, twoCores } from './lib.mjs'
+import { fileBench, fileReport, fileTargets } from './files.mjs'
 import { capPeer } from './peers.mjs'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
@@ -39,7 +40,7 @@ if (!existsSync(new URL('../dist/index.js', import.meta.url)) || !readdirSync(ro
 }
 execFileSync('cargo', ['build', '--quiet', '--release', '-p', 'netring-engine', '--example', 'bench'], { cwd: root, stdio: 'inherit' })
 const BENCH = `${root}target/release/examples/bench`
-const { Capture, Injector } = await import('netring')
+const { Capture, Injector, PcapWriter, compileFilter } = await import('netring')
 
 // This process consumes on core 0; senders run on core 1.
 if (twoCores) sh('taskset', ['-cp', '0', String(process.pid)])
@@ -445,6 +446,8 @@ async function liveTcpdump() {
   }
 }
 
+results.files = await fileBench({ Capture, PcapWriter, compileFilter, net, sender, N, LIVE_S, FRAME, DRAIN_OPTIONS, RETIRED_AFTER_MS, root, progress, now, quick })
+
 // ---- 3. transmit: counted on the receiving side ----
 
 function template(seq) {
@@ -631,6 +634,7 @@ const targets = [
   ['transmit: allocateBatch (zero-copy) ≥ 0.8× native TX', txOf('Injector.allocateBatch (zero-copy, 256)') / nativeTx, 0.8],
   ['transmit: sendBatch ≥ 0.8× native TX', txOf('Injector.sendBatch (256)') / nativeTx, 0.8],
   ['memory: RSS growth < 16 MiB (figure: growth in MiB)', results.memory.rssGrowthMiB, (v) => v < 16],
+  ...fileTargets(results.files, results.drain.find((r) => r.path === 'tcpdump -w (tmpfs)')),
 ].map(([target, value, need]) => ({
   target,
   value,
@@ -713,6 +717,7 @@ lines.push(
   `**Churn**: ${results.churn.captures} captures opened and closed in ${fmt(results.churn.ms / 1000, 1)} s: fd growth ${results.churn.fdGrowth}, RSS growth ${fmt(results.churn.rssGrowthMiB, 1)} MiB.`,
   '',
 )
+fileReport(results.files, { tcpdumpDrain: results.drain.find((r) => r.path === 'tcpdump -w (tmpfs)'), fmt, table, lines })
 if (results.peers.cap?.reason) lines.push(`**cap** (npm): ${results.peers.cap.reason}`, '')
 if (results.peers.cap?.drain) lines.push(`**cap** drain: ${capNote}`, '')
 if (quick) lines.push('Peers (cap, tcpdump) are measured in the full run only.', '')

@@ -70,6 +70,7 @@ export async function captureCommand(argv: string[]): Promise<number> {
 
   let captured = 0
   let bytes = 0
+  const countBytes = process.stderr.isTTY
   let stats: CaptureStats = { packets: 0, drops: 0, freezeCount: 0 }
   const files = path !== undefined ? new RotatingFile(path, format, iface, declaredSnap, rotateSeconds, rotateMb) : undefined
   const stopStatus = startStatusLine({
@@ -81,7 +82,8 @@ export async function captureCommand(argv: string[]): Promise<number> {
   try {
     for await (const batch of cap.batches({ signal: abort.signal })) {
       const take = count === undefined ? batch.length : Math.min(batch.length, count - captured)
-      for (let i = 0; i < take; i++) bytes += batch.lengthAt(i)
+      // Bytes only feed the status line: no JavaScript per packet otherwise.
+      if (countBytes) for (let i = 0; i < take; i++) bytes += batch.lengthAt(i)
       if (files) {
         files.rotateIfDue(() => cap.stats())
         if (take === batch.length) files.current.write(batch)

@@ -159,6 +159,8 @@ impl PcapWriter {
     /// packets the caller was handed, in order), straight from the block.
     pub fn write_block(&mut self, block: &[u8], header_offsets: &[u32]) -> Result<()> {
         self.flush()?;
+        // Records are never larger than the ring's own headers: one reservation per block.
+        self.buf.reserve(block.len());
         for &h in header_offsets {
             let r = record_at(block, h as usize).ok_or_else(|| {
                 Error::new(Errno::EINVAL, Subject::None, format!("no packet header at offset {h} of the block"))
@@ -252,24 +254,20 @@ impl PcapWriter {
         result
     }
 
+    // Each record header and trailer goes in with one copy of a stack array: this runs once per
+    // packet on the capture-to-disk path.
     fn put_record_header(&mut self, r: &Record<'_>) {
         let caplen = r.data.len() as u32;
         match self.format {
             FileFormat::Pcap { nanos } => {
-                self.put_u32(r.sec);
-                self.put_u32(if nanos { r.nsec } else { r.nsec / 1000 });
-                self.put_u32(caplen);
-                self.put_u32(r.original_len);
+                let frac = if nanos { r.nsec } else { r.nsec / 1000 };
+                self.buf.extend_from_slice(&words::<4, 16>([r.sec, frac, caplen, r.original_len]));
             }
             FileFormat::PcapNg => {
                 let ts = u64::from(r.sec) * 1_000_000_000 + u64::from(r.nsec);
-                self.put_u32(PCAPNG_EPB);
-                self.put_u32(epb_len(r.data.len()));
-                self.put_u32(0); // interface
-                self.put_u32((ts >> 32) as u32);
-                self.put_u32(ts as u32);
-                self.put_u32(caplen);
-                self.put_u32(r.original_len);
+                let len = epb_len(r.data.len());
+                let (high, low) = ((ts >> 32) as u32, ts as u32);
+                self.buf.extend_from_slice(&words::<7, 28>([PCAPNG_EPB, len, 0, high, low, caplen, r.original_len]));
             }
         }
     }
@@ -277,11 +275,10 @@ impl PcapWriter {
     fn put_record_trailer(&mut self, r: &Record<'_>) {
         if self.format == FileFormat::PcapNg {
             self.buf.extend_from_slice(&ZEROS[..pad4(r.data.len())]);
-            self.put_u16(OPT_EPB_FLAGS);
-            self.put_u16(4);
-            self.put_u32(epb_flags(r.pkttype));
-            self.put_u32(0); // opt_endofopt
-            self.put_u32(epb_len(r.data.len()));
+            // epb_flags (code 2, length 4), its value, opt_endofopt, the block length again.
+            let option = u32::from(OPT_EPB_FLAGS) | (4 << 16);
+            let option = if cfg!(target_endian = "little") { option } else { option.rotate_left(16) };
+            self.buf.extend_from_slice(&words::<4, 16>([option, epb_flags(r.pkttype), 0, epb_len(r.data.len())]));
         }
     }
 
@@ -312,6 +309,15 @@ impl PcapWriter {
     fn put_u32(&mut self, v: u32) {
         self.buf.extend_from_slice(&v.to_ne_bytes());
     }
+}
+
+/// Host-order bytes of `N` words.
+fn words<const N: usize, const B: usize>(w: [u32; N]) -> [u8; B] {
+    let mut out = [0u8; B];
+    for (chunk, v) in out.chunks_exact_mut(4).zip(w) {
+        chunk.copy_from_slice(&v.to_ne_bytes());
+    }
+    out
 }
 
 /// Bytes of an Enhanced Packet Block with `len` bytes of frame and the `epb_flags` option.
