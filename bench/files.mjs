@@ -8,7 +8,7 @@
 // - Filter cost: live, a 20-instruction filter against none, in host CPU per packet (every core:
 //   on veth the socket filter runs in the sender's softirq, not in the consumer).
 
-import { readFileSync, rmSync, statSync } from 'node:fs'
+import { closeSync, openSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs'
 
 import { onConsumerCore, sleep, start } from './lib.mjs'
 
@@ -66,6 +66,22 @@ export async function fileBench(ctx) {
       cap.close()
       rmSync(file, { force: true })
     }
+  }
+
+  progress('files: tmpfs write bandwidth')
+  {
+    // Not netring: the same number of bytes written to a new tmpfs file in 4 MiB writes, the
+    // bound of every drain-to-file path here (tmpfs allocates and zeroes each page it fills).
+    const file = `${SHM}/netring-bench-bandwidth-${process.pid}`
+    const chunk = Buffer.alloc(4 << 20, 1)
+    const total = ctx.N * epbBytes(FRAME)
+    const fd = openSync(file, 'w')
+    const t0 = now()
+    for (let left = total; left > 0; left -= chunk.length) writeSync(fd, chunk, 0, Math.min(left, chunk.length))
+    const ms = now() - t0
+    closeSync(fd)
+    rmSync(file, { force: true })
+    out.drain.push({ path: '(reference, not netring) the same bytes written to tmpfs, 4 MiB at a time', packets: ctx.N, expected: ctx.N, ms })
   }
 
   progress('files: drain into netring capture -w')
