@@ -2,7 +2,7 @@
 // nanosecond timestamps, direction, interface name and kernel counts; what they write, netring
 // reads back the same; broken files are typed errors.
 
-import { execFileSync, spawn, spawnSync } from 'node:child_process'
+import { execFileSync, spawnSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -13,6 +13,7 @@ import test, { type ExecutionContext } from 'ava'
 import { Capture, NetringError, type OwnedPacket, PcapWriter, readCaptureFile, type FileFormat } from 'netring'
 
 import { frame, sendFrames, vethPair } from './helpers/net'
+import { tcpdump } from './helpers/pcap'
 import { epochOf, tsharkFrames, tsharkInterfaceStats } from './helpers/tshark'
 import { mixedTraffic } from './helpers/traffic'
 
@@ -122,21 +123,15 @@ for (const format of ['pcap', 'pcap-ns'] as FileFormat[]) {
 test('netring reads what tcpdump and tshark wrote: pcap µs and ns, pcapng, big-endian pcap', async (t) => {
   const dir = tempDir(t)
   const veth = vethPair(t)
-  const micro = join(dir, 'micro.pcap')
-  const nano = join(dir, 'nano.pcap')
-  const children = [
-    ['-w', micro],
-    ['--time-stamp-precision=nano', '-w', nano],
-  ].map((args) => startTcpdump(veth.near, args))
-  await Promise.all(children.map((c) => c.ready))
+  const [micro, nano] = await Promise.all([tcpdump(t, veth.near, ''), tcpdump(t, veth.near, '', ['--time-stamp-precision=nano'])])
   const traffic = mixedTraffic(veth.nearMac, veth.farMac)
   await veth.send(traffic)
-  for (const c of children) await c.stop(traffic.length)
+  for (const c of [micro, nano]) t.is((await c.stop(traffic.length)).length, traffic.length)
   const ng = join(dir, 'tshark.pcapng')
-  execFileSync('tshark', ['-r', nano, '-F', 'pcapng', '-w', ng], { stdio: 'ignore' })
+  execFileSync('tshark', ['-r', nano.file, '-F', 'pcapng', '-w', ng], { stdio: 'ignore' })
   const big = join(dir, 'big-endian.pcap')
-  writeFileSync(big, swapPcap(readFileSync(nano)))
-  for (const file of [micro, nano, ng, big]) {
+  writeFileSync(big, swapPcap(readFileSync(nano.file)))
+  for (const file of [micro.file, nano.file, ng, big]) {
     const frames = tsharkFrames(file)
     t.is(frames.length, traffic.length, file)
     const back = await readAll(file)
@@ -147,7 +142,7 @@ test('netring reads what tcpdump and tshark wrote: pcap µs and ns, pcapng, big-
     )
   }
   t.deepEqual(
-    (await readAll(nano)).map((p) => p.data),
+    (await readAll(nano.file)).map((p) => p.data),
     traffic,
   )
 })
@@ -206,39 +201,6 @@ test('a killed writer leaves a file readable up to its last flushed write', (t) 
   t.is(frames.length, 1000)
   t.deepEqual(frames[999].bytes, Buffer.alloc(60 + (999 % 40), 999 & 255))
 })
-
-/** tcpdump writing a file; `stop()` waits until tshark reads `expected` frames in it. */
-function startTcpdump(iface: string, args: string[]) {
-  const child = spawn('tcpdump', ['-i', iface, '-U', '-n', '-s', '0', ...args], { stdio: ['ignore', 'ignore', 'pipe'] })
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
-  let err = ''
-  const ready = new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`tcpdump did not start: ${err}`)), 10_000)
-    child.stderr.on('data', (d) => {
-      err += d
-      if (err.includes('listening on')) {
-        clearTimeout(timer)
-        resolve()
-      }
-    })
-  })
-  const file = args[args.indexOf('-w') + 1]
-  return {
-    ready,
-    async stop(expected: number) {
-      for (let waited = 0; waited < 5000; waited += 50) {
-        try {
-          if (tsharkFrames(file).length >= expected) break
-        } catch {
-          // not readable yet
-        }
-        await new Promise((r) => setTimeout(r, 50))
-      }
-      child.kill('SIGINT')
-      await exited
-    },
-  }
-}
 
 /** The same pcap file in the other byte order. */
 function swapPcap(le: Buffer): Buffer {

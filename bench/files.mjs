@@ -124,12 +124,9 @@ export async function fileBench(ctx) {
   }
 
   // ---- live ----
-  progress('files: live into PcapWriter')
-  {
-    const file = `${SHM}/netring-bench-live-${process.pid}.pcapng`
-    const cap = Capture.open(net.near, { profile: 'high-throughput' })
-    const w = PcapWriter.open(file, { interface: net.near })
-    const before = net.nearStats()
+
+  /** Receives while the sender runs at its maximum rate (and half a second more). */
+  async function receiveLive(cap, onBatch) {
     const cpu0 = process.cpuUsage()
     const sending = sender(1e12, LIVE_S)
     const until = now() + LIVE_S * 1000 + 500
@@ -137,11 +134,20 @@ export async function fileBench(ctx) {
     while (now() < until) {
       const b = cap.nextBatchBlocking(Math.max(1, until - now()))
       if (!b) continue
-      w.write(b)
+      onBatch(b)
       n += b.length
     }
     const cpu = process.cpuUsage(cpu0)
-    const sent = await sending
+    return { n, cpu, sent: await sending }
+  }
+
+  progress('files: live into PcapWriter')
+  {
+    const file = `${SHM}/netring-bench-live-${process.pid}.pcapng`
+    const cap = Capture.open(net.near, { profile: 'high-throughput' })
+    const w = PcapWriter.open(file, { interface: net.near })
+    const before = net.nearStats()
+    const { n, cpu, sent } = await receiveLive(cap, (b) => w.write(b))
     const stats = cap.stats()
     w.close(stats)
     cap.close()
@@ -206,17 +212,8 @@ export async function fileBench(ctx) {
     progress(`files: filter cost, ${name}`)
     const cap = Capture.open(net.near, { profile: 'high-throughput', ...(filter ? { filter } : {}) })
     const busy0 = hostBusyNs()
-    const cpu0 = process.cpuUsage()
-    const sending = sender(1e12, LIVE_S)
-    const until = now() + LIVE_S * 1000 + 500
-    let n = 0
-    while (now() < until) {
-      const b = cap.nextBatchBlocking(Math.max(1, until - now()))
-      if (b) n += b.length
-    }
-    const cpu = process.cpuUsage(cpu0)
+    const { n, cpu, sent } = await receiveLive(cap, () => {})
     const busy = hostBusyNs() - busy0
-    const sent = await sending
     const stats = cap.stats()
     cap.close()
     out.filter.push({
