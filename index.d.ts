@@ -44,6 +44,17 @@ export declare class NativeCapture {
   close(): void
 }
 
+/**
+ * A filter run in user space on frames that did not come from a socket (a capture file), with
+ * the kernel's semantics.
+ */
+export declare class NativeFilterProgram {
+  /** Any of the three filter forms; an expression is compiled for `snapLen`. */
+  constructor(filter: string | Array<NativeBpfInstruction>, snapLen?: number | undefined | null)
+  /** Whether the filter accepts `frame`, which was `wireLen` bytes on the wire. */
+  matches(frame: Uint8Array, wireLen: number): boolean
+}
+
 export declare class NativeInjector {
   static open(interface: string, options?: NativeInjectorOptions | undefined | null): NativeInjector
   /** Copies `frame` into the ring and queues it; false when the ring is full. */

@@ -836,6 +836,7 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.NativeCapture = nativeBinding.NativeCapture
+module.exports.NativeFilterProgram = nativeBinding.NativeFilterProgram
 module.exports.NativeInjector = nativeBinding.NativeInjector
 module.exports.NativePcapWriter = nativeBinding.NativePcapWriter
 module.exports.compileFilter = nativeBinding.compileFilter

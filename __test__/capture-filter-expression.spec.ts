@@ -2,14 +2,17 @@
 // the one tcpdump prints, and on live traffic a capture gets exactly what tcpdump gets.
 
 import { execFileSync } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 
 import test from 'ava'
-import { Capture, compileFilter, NetringError, type BpfInstruction } from 'netring'
+import { Capture, compileFilter, FilterProgram, NetringError, PcapWriter, type BpfInstruction } from 'netring'
 
 import { FILTER_CORPUS } from './fixtures/filter-corpus'
 import { collect } from './helpers/collect'
 import { tcpdumpDd, udpFrame, vethPair } from './helpers/net'
-import { tcpdump } from './helpers/pcap'
+import { readPcap, tcpdump } from './helpers/pcap'
 import { mixedTraffic } from './helpers/traffic'
 
 /** `tcpdump -dd -s <snapLen>` without an interface compiles for Ethernet, as netring does. */
@@ -155,4 +158,28 @@ test('setFilter with a bad filter throws and keeps the filter it had', async (t)
   )
   cap.close()
   t.throws(() => cap.setFilter('udp'), { instanceOf: NetringError, code: 'EBADF' })
+})
+
+test('FilterProgram in user space accepts exactly what tcpdump -r accepts from a file', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'netring-userfilter-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const mac = Buffer.from('020000000001', 'hex')
+  const traffic = mixedTraffic(mac, Buffer.from('020000000002', 'hex'))
+  const file = join(dir, 'mixed.pcap')
+  const w = PcapWriter.open(file, { format: 'pcap' })
+  traffic.forEach((data, i) => w.write({ data, timestamp: { sec: 1, nsec: i * 1000 }, originalLength: data.length, direction: 'host' } as never))
+  w.close()
+  for (const expression of [...LIVE, 'vlan', 'vlan 100 and udp', 'icmp6', 'arp']) {
+    const out = join(dir, 'out.pcap')
+    execFileSync('tcpdump', ['-r', file, '-w', out, expression], { stdio: 'ignore' })
+    const want = readPcap(readFileSync(out))
+    const program = new FilterProgram(expression)
+    t.true(want.length > 0, expression)
+    t.deepEqual(
+      traffic.filter((data) => program.matches({ data, originalLength: data.length })),
+      want,
+      expression,
+    )
+  }
+  t.throws(() => new FilterProgram('tcp port'), { instanceOf: NetringError, code: 'EINVAL' })
 })

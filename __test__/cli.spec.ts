@@ -258,3 +258,20 @@ test('bridge A B EXPRESSION forwards what the expression accepts, and nothing el
   )
   t.regex(r.stderr, /a->b: 10 forwarded/)
 })
+
+test('capture -r FILE EXPRESSION prints the packets of the file the expression accepts', async (t) => {
+  const file = join(tempDir(t), 'read.pcapng')
+  const traffic = mixedTraffic(Buffer.from('020000000001', 'hex'), Buffer.from('020000000002', 'hex'))
+  const w = PcapWriter.open(file)
+  traffic.forEach((data, i) => w.write({ data, timestamp: { sec: 1_700_000_000, nsec: i * 1000 }, originalLength: data.length, direction: 'host' } as never))
+  w.close()
+  const want = execFileSync('tcpdump', ['-n', '-r', file, 'udp dst port 7777 or vlan'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
+    .split('\n')
+    .filter((l) => /^\S/.test(l))
+  const r = await netring(t, ['capture', '-r', file, '-tttt', 'udp', 'dst', 'port', '7777', 'or', 'vlan']).done
+  t.is(r.code, 0, r.stderr)
+  const lines = r.stdout.trim().split('\n')
+  t.is(lines.length, want.length)
+  t.is(lines.length, 24) // 8 to port 7777 and 16 tagged (`vlan` last: it shifts what follows it)
+  t.true(lines.every((l) => /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6} In (vlan|IP 10\.99\.0\.1\.\d+ > 10\.99\.0\.2\.7777: UDP)/.test(l)), lines.join('\n'))
+})

@@ -12,7 +12,7 @@ export type {
   BridgeSideOptions,
   BridgeVerdict,
 } from './bridge'
-export { compileFilter, libpcapAvailable } from './filter'
+export { compileFilter, FilterProgram, libpcapAvailable } from './filter'
 export { NetringError } from './errors'
 export { PcapWriter } from './pcap-writer'
 export type { FileFormat, FileStats, PcapWriterOptions } from './pcap-writer'

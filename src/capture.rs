@@ -316,7 +316,7 @@ fn engine_options(o: NativeCaptureOptions) -> crate::error::Result<CaptureOption
 }
 
 /// A filter in any of its three forms: an expression, `tcpdump -dd` text, or instructions.
-fn engine_filter(
+pub fn engine_filter(
     filter: Either<String, Vec<NativeBpfInstruction>>,
     snap_len: Option<u32>,
 ) -> crate::error::Result<BpfProgram> {

@@ -2,6 +2,7 @@
 // file (optionally rotated by time or size), and prints tcpdump's summary at the end.
 
 import { Capture, type CaptureStats } from '../capture'
+import { FilterProgram } from '../filter'
 import type { FanoutMode } from '../options'
 import { PcapWriter, type FileFormat } from '../pcap-writer'
 import { readCaptureFile } from '../pcap-reader'
@@ -12,7 +13,7 @@ import { onInterrupt, startStatusLine } from './status'
 export const CAPTURE_USAGE =
   'usage: netring capture -i IFACE [-c COUNT] [-w FILE] [-s SNAPLEN] [-G SECONDS | -C MB] [--format pcap|pcap-ns|pcapng]\n' +
   '                       [--fanout MODE:GROUP] [-p] [-n] [-e] [-tttt] [EXPRESSION...]\n' +
-  '       netring capture -r FILE [-c COUNT] [-e] [-tttt]'
+  '       netring capture -r FILE [-c COUNT] [-e] [-tttt] [EXPRESSION...]'
 
 const SPECS: Record<string, OptionSpec> = {
   '-i': { value: true, name: 'interface' },
@@ -40,8 +41,7 @@ export async function captureCommand(argv: string[]): Promise<number> {
   const lines: LineOptions = { link: p.options.has('link'), date: p.options.has('date') }
   const read = stringOption(p, 'read')
   if (read !== undefined) {
-    if (expression) throw new UsageError('a filter expression cannot be used with -r yet: filter when capturing')
-    return readFile(read, count, lines)
+    return readFile(read, count, lines, expression ? new FilterProgram(expression) : undefined)
   }
   const iface = stringOption(p, 'interface')
   if (!iface) throw new UsageError('-i IFACE is required (see `netring list`)')
@@ -118,12 +118,14 @@ export async function captureCommand(argv: string[]): Promise<number> {
   return 0
 }
 
-async function readFile(path: string, count: number | undefined, lines: LineOptions): Promise<number> {
+/** `-r FILE`: prints the file's packets that `filter` accepts (run in user space). */
+async function readFile(path: string, count: number | undefined, lines: LineOptions, filter: FilterProgram | undefined): Promise<number> {
   let n = 0
   const abort = new AbortController()
   onInterrupt(() => abort.abort())
   for await (const pkt of readCaptureFile(path)) {
     if (abort.signal.aborted || (count !== undefined && n >= count)) break
+    if (filter && !filter.matches(pkt)) continue
     if (!process.stdout.write(`${formatPacket(pkt, lines)}\n`)) await drained(process.stdout)
     n++
   }
