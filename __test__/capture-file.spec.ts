@@ -228,3 +228,36 @@ function giantPcap(): Buffer {
   h.writeUInt32LE(0xfffffff0, 24 + 8)
   return h
 }
+
+test('stream({ batches: true }) gives owned batches (one copy per block) that pipeline into a file', async (t) => {
+  const file = join(tempDir(t), 'owned.pcapng')
+  const veth = vethPair(t)
+  using cap = Capture.open(veth.near)
+  const traffic = mixedTraffic(veth.nearMac, veth.farMac)
+  await veth.send(traffic)
+  const owned: import('netring').PacketBatch[] = []
+  let count = 0
+  const signal = AbortSignal.timeout(10_000)
+  for await (const b of cap.stream({ batches: true, signal })) {
+    owned.push(b)
+    if ((count += b.length) >= traffic.length) break
+  }
+  // Owned: still readable after the ring moved on and the capture closed.
+  cap.close()
+  t.deepEqual(
+    owned.flatMap((b) => [...b].map((p) => Buffer.from(p.data))),
+    traffic,
+  )
+  t.deepEqual(
+    owned.flatMap((b) => Array.from({ length: b.length }, (_, i) => Buffer.from(b.bytes.subarray(b.offsetAt(i), b.offsetAt(i) + b.lengthAt(i))))),
+    traffic,
+  )
+  await pipeline(Readable.from(owned), PcapWriter.open(file, { interface: veth.near }).writable())
+  t.deepEqual(
+    tsharkFrames(file).map((f) => f.bytes),
+    traffic,
+  )
+  owned[0].release()
+  t.true(owned[0].released)
+  t.throws(() => owned[0].at(0)!.length, { instanceOf: NetringError, code: 'EBADF' })
+})

@@ -154,6 +154,17 @@ const drainPaths = {
     }
     return { packets: n, ms: now() - t0, sum }
   },
+  'stream({ batches: true }) (owned batches), indexed': async (cap, expected) => {
+    let n = 0
+    let sum = 0
+    const t0 = now()
+    for await (const b of cap.stream({ batches: true })) {
+      const bytes = b.bytes
+      for (let i = 0; i < b.length; i++) sum += bytes[b.offsetAt(i)] + b.lengthAt(i)
+      if ((n += b.length) >= expected) break
+    }
+    return { packets: n, ms: now() - t0, sum }
+  },
 }
 
 // Each path drains a full ring at least three times: the first run is reported as "first run"
@@ -633,6 +644,7 @@ const targets = [
   ['transmit: allocate, one slot at a time ≥ 0.8× native TX', txOf('Injector.allocate (zero-copy)') / nativeTx, 0.8],
   ['transmit: allocateBatch (zero-copy) ≥ 0.8× native TX', txOf('Injector.allocateBatch (zero-copy, 256)') / nativeTx, 0.8],
   ['transmit: sendBatch ≥ 0.8× native TX', txOf('Injector.sendBatch (256)') / nativeTx, 0.8],
+  ['drain: stream({ batches: true }) ≥ 10× stream() (owned packets)', drainOf('stream({ batches: true }) (owned batches), indexed') / drainOf('stream() (owned copies)'), 10],
   ['memory: RSS growth < 16 MiB (figure: growth in MiB)', results.memory.rssGrowthMiB, (v) => v < 16],
   ...fileTargets(results.files, results.drain.find((r) => r.path === 'tcpdump -w (tmpfs)')),
 ].map(([target, value, need]) => ({

@@ -48,8 +48,13 @@ export interface BatchesOptions {
 export interface StreamOptions {
   /** Destroys the stream with an AbortError. */
   signal?: AbortSignal
-  /** Owned packets buffered ahead of the consumer. @default 1024 */
+  /** Owned packets (or batches) buffered ahead of the consumer. @default 1024 (16 with `batches`) */
   highWaterMark?: number
+  /**
+   * Push owned batches (`batch.copy()`: one copy per block) instead of owned packets: a
+   * pipeline then pays per block, not per packet. @default false
+   */
+  batches?: boolean
 }
 
 interface CaptureEvents {
@@ -185,11 +190,13 @@ export class Capture extends EventEmitter<CaptureEvents> implements Disposable, 
   }
 
   /**
-   * A Readable in object mode of owned packets (copies, safe to keep), for `pipeline`.
+   * A Readable in object mode of owned packets (copies, safe to keep), or with `batches: true`
+   * of owned batches, for `pipeline`.
    * Destroying the stream stops reading; closing the capture ends it.
    */
   stream(options?: StreamOptions): Readable {
-    const { signal, highWaterMark = 1024 } = iterationOptions<StreamOptions>(options, 'stream', ['signal', 'highWaterMark'])
+    const o = iterationOptions<StreamOptions>(options, 'stream', ['signal', 'highWaterMark', 'batches'])
+    const { signal, batches: ownedBatches = false, highWaterMark = ownedBatches ? 16 : 1024 } = o
     // Destroying the stream must wake a pending wait, so the iterator gets a signal of its own.
     const stop = new AbortController()
     const batches = this.batches({ signal: signal ? AbortSignal.any([signal, stop.signal]) : stop.signal })
@@ -204,7 +211,8 @@ export class Capture extends EventEmitter<CaptureEvents> implements Disposable, 
             return
           }
           let wantMore = true
-          for (const packet of next.value) wantMore = readable.push(new OwnedPacket(packet))
+          if (ownedBatches) wantMore = readable.push(next.value.copy())
+          else for (const packet of next.value) wantMore = readable.push(new OwnedPacket(packet))
           // Everything is copied: the block can go back to the kernel while the consumer reads.
           next.value.release()
           if (!wantMore) return

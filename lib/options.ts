@@ -205,7 +205,7 @@ export function checkOptions(options: unknown, prefix: string, checks: Record<st
 /** Checks a plain options object of an iteration method (`{ limit, timeoutMs, signal }`). */
 export function iterationOptions<T extends object>(options: unknown, method: string, known: readonly (keyof T & string)[]): T {
   const checks: Record<string, Check> = {}
-  for (const key of known) checks[key] = key === 'signal' ? abortSignal : nonNegative
+  for (const key of known) checks[key] = key === 'signal' ? abortSignal : key === 'batches' ? boolean : nonNegative
   return checkOptions(options, method, checks) as T
 }
 

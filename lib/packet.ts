@@ -349,6 +349,21 @@ export class PacketBatch implements Iterable<Packet>, Disposable {
     return ringView(this.#block, h + (this.#words[w + W_MAC] & 0xffff), this.#words[w + W_SNAPLEN])
   }
 
+  /**
+   * An owned copy of the batch: its packets copied once, with their headers, into memory of
+   * its own (one copy per block, not per packet). Readable for as long as you keep it, with the
+   * same API; its `release()` only marks it released. For streams and file writers.
+   */
+  copy(): PacketBatch {
+    if (this.#released) throw releasedError()
+    const last = this.length - 1
+    // Packets lie in order in the block: the last one ends the used part. Word-aligned, as the
+    // header reads need.
+    const end = last < 0 ? 4 : this.offsetAt(last) + this.lengthAt(last)
+    const block = this.#block.slice(0, Math.min(this.#block.byteLength, (end + 3) & ~3))
+    return new PacketBatch({ block, table: this.#table.slice() }, (owned) => owned.markReleased())
+  }
+
   /** Hands the block back to the kernel; every Buffer over it is detached. Idempotent. */
   release(): void {
     if (this.#released) return
