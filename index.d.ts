@@ -164,6 +164,9 @@ export declare const HDR_VLAN_TCI: number
 
 export declare const HDR_VLAN_TPID: number
 
+/** The driver behind an interface (`ethtool -i`), or null when the device does not say. */
+export declare function interfaceDriver(name: string): string | null
+
 /** Whether the system's libpcap can be loaded (string filters need it). */
 export declare function libpcapAvailable(): boolean
 

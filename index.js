@@ -856,6 +856,7 @@ module.exports.HDR_SNAPLEN = nativeBinding.HDR_SNAPLEN
 module.exports.HDR_STATUS = nativeBinding.HDR_STATUS
 module.exports.HDR_VLAN_TCI = nativeBinding.HDR_VLAN_TCI
 module.exports.HDR_VLAN_TPID = nativeBinding.HDR_VLAN_TPID
+module.exports.interfaceDriver = nativeBinding.interfaceDriver
 module.exports.libpcapAvailable = nativeBinding.libpcapAvailable
 module.exports.TABLE_FLAG_LOSING = nativeBinding.TABLE_FLAG_LOSING
 module.exports.TABLE_FLAG_TIMED_OUT = nativeBinding.TABLE_FLAG_TIMED_OUT

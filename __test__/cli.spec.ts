@@ -206,6 +206,7 @@ test('list --json matches ip -d -s link', async (t) => {
   t.is(ours.flags.up, ip.flags.includes('UP'))
   t.is(ours.flags.loopback, ip.flags.includes('LOOPBACK'))
   t.is(ours.flags.promiscuous, ip.flags.includes('PROMISC'))
+  t.is(ours.driver, ip.linkinfo.info_kind) // 'veth', as ethtool -i says too
   t.is(ours.rxQueues, ip.num_rx_queues)
   t.is(ours.txQueues, ip.num_tx_queues)
   t.deepEqual(

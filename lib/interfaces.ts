@@ -1,8 +1,11 @@
 // The host's network interfaces, read from sysfs (/sys/class/net), which the kernel fills from
-// the same netdev structures `ip -d -s link` reads over netlink.
+// the same netdev structures `ip -d -s link` reads over netlink; the driver is asked of the
+// device (ETHTOOL_GDRVINFO), since virtual devices have no driver link in sysfs.
 
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs'
-import { basename, join } from 'node:path'
+import { readdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+
+import { native } from './native'
 
 export interface InterfaceCounters {
   packets: number
@@ -20,7 +23,7 @@ export interface InterfaceInfo {
   flags: { up: boolean; running: boolean; promiscuous: boolean; loopback: boolean }
   /** RFC 2863 state as the kernel reports it: 'up', 'down', 'unknown', ... */
   operstate: string
-  /** The kernel driver (module) behind the device, when it has one (`veth`, `virtio_net`). */
+  /** The driver behind the device as `ethtool -i` names it (`veth`, `virtio_net`), when it says. */
   driver: string | undefined
   rxQueues: number
   txQueues: number
@@ -49,17 +52,13 @@ function num(dir: string, file: string): number {
   return Number(read(dir, file) ?? 0)
 }
 
-function driverOf(dir: string): string | undefined {
-  for (const link of ['device/driver/module', 'device/driver']) {
-    try {
-      return basename(readlinkSync(join(dir, link)))
-    } catch {
-      // no such link
-    }
+/** The driver, asked of the device itself (`ETHTOOL_GDRVINFO`, as `ethtool -i`). */
+function driverOf(name: string): string | undefined {
+  try {
+    return native.interfaceDriver(name) ?? undefined
+  } catch {
+    return undefined // went away meanwhile
   }
-  // Virtual devices have no device/ link; their kind is in the uevent (DEVTYPE) or the name of
-  // the rtnl link type, which sysfs does not show: fall back to DEVTYPE.
-  return /^DEVTYPE=(.*)$/m.exec(read(dir, 'uevent') ?? '')?.[1]
 }
 
 /** Every interface of this network namespace, in index order. */
@@ -106,7 +105,7 @@ function describeInterface(name: string): InterfaceInfo | undefined {
       loopback: (flags & IFF_LOOPBACK) !== 0,
     },
     operstate,
-    driver: driverOf(dir),
+    driver: driverOf(name),
     rxQueues: queues.filter((q) => q.startsWith('rx-')).length,
     txQueues: queues.filter((q) => q.startsWith('tx-')).length,
     speedMbps: Number.isFinite(speed) && speed > 0 ? speed : undefined,

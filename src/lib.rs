@@ -14,5 +14,6 @@ mod error;
 mod filter;
 mod injector;
 mod lent_buffer;
+mod netdev;
 mod pcap_writer;
 mod wait;

@@ -293,3 +293,36 @@ pub const SKF_AD_VLAN_TPID: u32 = 60;
 
 /// Most iovecs one `writev` takes (`UIO_MAXIOV` in include/uapi/linux/uio.h).
 pub const UIO_MAXIOV: usize = 1024;
+
+/// `SIOCETHTOOL` (include/uapi/linux/sockios.h) and `ETHTOOL_GDRVINFO`
+/// (include/uapi/linux/ethtool.h): the driver behind an interface, as `ethtool -i` shows it.
+pub const SIOCETHTOOL: libc::c_ulong = 0x8946;
+pub const ETHTOOL_GDRVINFO: u32 = 0x0000_0003;
+
+/// `struct ethtool_drvinfo`.
+#[repr(C)]
+pub struct ethtool_drvinfo {
+    pub cmd: u32,
+    pub driver: [u8; 32],
+    pub version: [u8; 32],
+    pub fw_version: [u8; 32],
+    pub bus_info: [u8; 32],
+    pub erom_version: [u8; 32],
+    pub reserved2: [u8; 12],
+    pub n_priv_flags: u32,
+    pub n_stats: u32,
+    pub testinfo_len: u32,
+    pub eedump_len: u32,
+    pub regdump_len: u32,
+}
+
+/// `struct ifreq` with its `ifr_data` member, as SIOCETHTOOL reads it.
+#[repr(C)]
+pub struct ifreq_data {
+    pub ifr_name: [u8; libc::IFNAMSIZ],
+    pub ifr_data: *mut libc::c_void,
+    pub _pad: [u8; 16],
+}
+
+const _: () = assert!(size_of::<ethtool_drvinfo>() == 196);
+const _: () = assert!(size_of::<ifreq_data>() == 40);

@@ -8,6 +8,7 @@ pub mod afpacket;
 pub mod error;
 pub mod ffi;
 pub mod libpcap;
+pub mod netdev;
 pub mod pcapfile;
 pub mod reactor;
 pub mod syscall;
