@@ -276,3 +276,17 @@ test('capture -r FILE EXPRESSION prints the packets of the file the expression a
   t.is(lines.length, 24) // 8 to port 7777 and 16 tagged (`vlan` last: it shifts what follows it)
   t.true(lines.every((l) => /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6} In (vlan|IP 10\.99\.0\.1\.\d+ > 10\.99\.0\.2\.7777: UDP)/.test(l)), lines.join('\n'))
 })
+
+test('a reader that goes away (| head) ends the command quietly', async (t) => {
+  const file = join(tempDir(t), 'many.pcapng')
+  const w = PcapWriter.open(file)
+  const f = ipv4Frame(Buffer.alloc(6, 2), Buffer.alloc(6, 4), '10.0.0.1', '10.0.0.2', 17, udp(1, 2, Buffer.alloc(20)))
+  for (let i = 0; i < 50_000; i++) w.write({ data: f, timestamp: { sec: 1, nsec: i }, originalLength: f.length, direction: 'host' } as never)
+  w.close()
+  const out = execFileSync('bash', ['-c', `set -o pipefail; ${JSON.stringify(CLI)} capture -r ${JSON.stringify(file)} | head -n 3`], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+    timeout: 60_000,
+  })
+  t.is(out.trim().split('\n').length, 3)
+})

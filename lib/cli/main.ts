@@ -35,6 +35,11 @@ function oneLine(text: string): string {
   return text.replace(/\s*\n\s*/g, ' ').trim()
 }
 
+// `netring capture ... | head`: a reader that goes away ends the command quietly, as tcpdump does.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code === 'EPIPE') process.exit(0)
+})
+
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (e: unknown) => {
