@@ -32,6 +32,11 @@ export declare class NativeCapture {
    */
   takeBackDetached(): void
   /**
+   * Replaces the filter (null: accept all). The lent block is taken back first; packets
+   * already in the ring are filtered with the new program as they are read.
+   */
+  setFilter(filter?: string | Array<NativeBpfInstruction> | undefined | null): void
+  /**
    * Resolves once a block may be ready or the socket reports an error (with the epoll
    * events, > 0), or with 0 when the wait is withdrawn (`cancelWait`, `close`). Never blocks
    * the JavaScript thread: the wait happens on the engine's reactor thread.
@@ -49,6 +54,17 @@ export declare class NativeCapture {
    * untransferable); its views keep reading the block, which the kernel no longer writes.
    */
   close(detach?: boolean | undefined | null): void
+}
+
+/**
+ * A filter run in user space on frames that did not come from a socket (a capture file), with
+ * the kernel's semantics.
+ */
+export declare class NativeFilterProgram {
+  /** Any of the three filter forms; an expression is compiled for `snapLen`. */
+  constructor(filter: string | Array<NativeBpfInstruction>, snapLen?: number | undefined | null)
+  /** Whether the filter accepts `frame`, which was `wireLen` bytes on the wire. */
+  matches(frame: Uint8Array, wireLen: number): boolean
 }
 
 export declare class NativeInjector {
@@ -116,6 +132,22 @@ export declare class NativeInjector {
   close(): void
 }
 
+export declare class NativePcapWriter {
+  /** Creates or truncates `path` and writes the file header. */
+  static create(path: string, options: NativePcapWriterOptions): NativePcapWriter
+  /** Writes to a copy of descriptor `fd` (1 for standard output). */
+  static fromFd(fd: number, options: NativePcapWriterOptions): NativePcapWriter
+  /** Copies one packet in; written when the buffer fills or on `flush`. */
+  writePacket(data: Uint8Array, sec: number, nsec: number, originalLen: number, pkttype: number): void
+  /** Writes every packet of a lent batch (its block and table) straight from the block. */
+  writeBlock(block: Uint8Array, table: Uint32Array): void
+  flush(): void
+  /** Writes the statistics (pcapng) and what is buffered, and closes the file. Idempotent. */
+  close(received?: number | undefined | null, dropped?: number | undefined | null): void
+  get bytesWritten(): number
+  get packetsWritten(): number
+}
+
 export declare class NativeXdpSocket {
   static open(interface: string, options?: NativeXdpOptions | undefined | null): NativeXdpSocket
   /**
@@ -169,6 +201,12 @@ export declare class NativeXdpSocket {
 /** The CPUs the calling thread may run on. */
 export declare function allowedCpus(): Array<number>
 
+/**
+ * Compiles a pcap-filter expression with the system's libpcap (Ethernet, `snapLen` or
+ * libpcap's maximum), as `tcpdump -dd -s <snapLen>` prints it.
+ */
+export declare function compileFilter(expression: string, snapLen?: number | undefined | null): Array<NativeBpfInstruction>
+
 export declare const FLAG_VLAN_REINSERTED: number
 
 export declare const HDR_LEN: number
@@ -202,6 +240,12 @@ export declare const HDR_STATUS: number
 export declare const HDR_VLAN_TCI: number
 
 export declare const HDR_VLAN_TPID: number
+
+/** The driver behind an interface (`ethtool -i`), or null when the device does not say. */
+export declare function interfaceDriver(name: string): string | null
+
+/** Whether the system's libpcap can be loaded (string filters need it). */
+export declare function libpcapAvailable(): boolean
 
 export interface NativeBpfInstruction {
   code: number
@@ -290,6 +334,13 @@ export interface NativeInjectorStats {
   rejected: number
   withdrawn: number
   pending: number
+}
+
+export interface NativePcapWriterOptions {
+  /** `'pcap'`, `'pcap-ns'` or `'pcapng'`. */
+  format: string
+  interface: string
+  snapLen: number
 }
 
 /**

@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url'
 
 import { afxdpBench, afxdpReport } from './afxdp.mjs'
 import { benchNetwork, onConsumerCore, run, senderCpu, sh, sleep, start, twoCores } from './lib.mjs'
+import { fileBench, fileReport, fileTargets } from './files.mjs'
 import { capPeer } from './peers.mjs'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
@@ -40,7 +41,7 @@ if (!existsSync(new URL('../dist/index.js', import.meta.url)) || !readdirSync(ro
 }
 execFileSync('cargo', ['build', '--quiet', '--release', '-p', 'netring-engine', '--example', 'bench'], { cwd: root, stdio: 'inherit' })
 const BENCH = `${root}target/release/examples/bench`
-const { Capture, FanoutPool, Injector, XdpSocket } = await import('netring')
+const { Capture, FanoutPool, Injector, PcapWriter, XdpSocket, compileFilter } = await import('netring')
 
 // This process consumes on core 0; senders run on core 1.
 if (twoCores) sh('taskset', ['-cp', '0', String(process.pid)])
@@ -151,6 +152,17 @@ const drainPaths = {
     for await (const p of cap.stream({ highWaterMark: 4096 })) {
       sum += p.data[0] + p.length
       if (++n === expected) break
+    }
+    return { packets: n, ms: now() - t0, sum }
+  },
+  'stream({ batches: true }) (owned batches), indexed': async (cap, expected) => {
+    let n = 0
+    let sum = 0
+    const t0 = now()
+    for await (const b of cap.stream({ batches: true })) {
+      const bytes = b.bytes
+      for (let i = 0; i < b.length; i++) sum += bytes[b.offsetAt(i)] + b.lengthAt(i)
+      if ((n += b.length) >= expected) break
     }
     return { packets: n, ms: now() - t0, sum }
   },
@@ -535,6 +547,7 @@ async function fanoutPoolBench() {
 }
 
 await fanoutPoolBench()
+results.files = await fileBench({ Capture, PcapWriter, compileFilter, net, sender, N, LIVE_S, FRAME, DRAIN_OPTIONS, RETIRED_AFTER_MS, root, progress, now, quick })
 
 // ---- 3. transmit: counted on the receiving side ----
 
@@ -726,9 +739,11 @@ const targets = [
   ['transmit: allocate, one slot at a time ≥ 0.8× native TX', txOf('Injector.allocate (zero-copy)') / nativeTx, 0.8],
   ['transmit: allocateBatch (zero-copy) ≥ 0.8× native TX', txOf('Injector.allocateBatch (zero-copy, 256)') / nativeTx, 0.8],
   ['transmit: sendBatch ≥ 0.8× native TX', txOf('Injector.sendBatch (256)') / nativeTx, 0.8],
+  ['drain: stream({ batches: true }) ≥ 10× stream() (owned packets)', drainOf('stream({ batches: true }) (owned batches), indexed') / drainOf('stream() (owned copies)'), 10],
   ['memory: RSS growth < 16 MiB (figure: growth in MiB)', results.memory.rssGrowthMiB, (v) => v < 16],
   ['fanout pool: 2 workers drain ≥ 1.7× 1 worker', fanoutDrain(2) / fanoutDrain(1), 1.7],
   ...results.afxdp.targets,
+  ...fileTargets(results.files, results.drain.find((r) => r.path === 'tcpdump -w (tmpfs)')),
 ].map(([target, value, need]) => ({
   target,
   value,
@@ -836,6 +851,7 @@ lines.push(
   `**Churn**: ${results.churn.captures} captures opened and closed in ${fmt(results.churn.ms / 1000, 1)} s: fd growth ${results.churn.fdGrowth}, RSS growth ${fmt(results.churn.rssGrowthMiB, 1)} MiB.`,
   '',
 )
+fileReport(results.files, { tcpdumpDrain: results.drain.find((r) => r.path === 'tcpdump -w (tmpfs)'), fmt, table, lines })
 if (results.peers.cap?.reason) lines.push(`**cap** (npm): ${results.peers.cap.reason}`, '')
 if (results.peers.cap?.drain) lines.push(`**cap** drain: ${capNote}`, '')
 if (quick) lines.push('Peers (cap, tcpdump) are measured in the full run only.', '')

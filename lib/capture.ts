@@ -11,7 +11,7 @@ import { Readable } from 'node:stream'
 import { abortError, callNative, NetringError } from './errors'
 import { native, type Binding } from './native'
 import { timeoutMs as checkTimeout } from './numbers'
-import { captureOptions, interfaceName, iterationOptions, type CaptureOptions } from './options'
+import { captureOptions, filterOption, interfaceName, iterationOptions, type CaptureOptions } from './options'
 import { AsyncPacketIterator, type BatchSource, PacketIterator } from './packet-iterators'
 import { OwnedPacket, type Packet, PacketBatch } from './packet'
 
@@ -51,8 +51,13 @@ export interface BatchesOptions {
 export interface StreamOptions {
   /** Destroys the stream with an AbortError. */
   signal?: AbortSignal
-  /** Owned packets buffered ahead of the consumer. @default 1024 */
+  /** Owned packets (or batches) buffered ahead of the consumer. @default 1024 (16 with `batches`) */
   highWaterMark?: number
+  /**
+   * Push owned batches (`batch.copy()`: one copy per block) instead of owned packets: a
+   * pipeline then pays per block, not per packet. @default false
+   */
+  batches?: boolean
 }
 
 interface CaptureEvents {
@@ -133,6 +138,18 @@ export class Capture extends EventEmitter<CaptureEvents> implements Disposable, 
   /** Cumulative counters since the capture was opened. */
   stats(): CaptureStats {
     return callNative(() => this.#native.stats())
+  }
+
+  /**
+   * Replaces the filter (a pcap-filter expression, `tcpdump -dd` text or instructions; `null`
+   * accepts all). Releases the held batch. After it returns no packet the new filter rejects
+   * is delivered: packets that reached the ring under the old filter are filtered in user
+   * space with the new program as they are read (what libpcap does), not discarded.
+   */
+  setFilter(filter: CaptureOptions['filter'] | null): void {
+    const checked = filterOption(filter)
+    this.#releaseHeld()
+    callNative(() => this.#native.setFilter(checked))
   }
 
   /**
@@ -235,11 +252,13 @@ export class Capture extends EventEmitter<CaptureEvents> implements Disposable, 
   }
 
   /**
-   * A Readable in object mode of owned packets (copies, safe to keep), for `pipeline`.
+   * A Readable in object mode of owned packets (copies, safe to keep), or with `batches: true`
+   * of owned batches, for `pipeline`.
    * Destroying the stream stops reading; closing the capture ends it.
    */
   stream(options?: StreamOptions): Readable {
-    const { signal, highWaterMark = 1024 } = iterationOptions<StreamOptions>(options, 'stream', ['signal', 'highWaterMark'])
+    const o = iterationOptions<StreamOptions>(options, 'stream', ['signal', 'highWaterMark', 'batches'])
+    const { signal, batches: ownedBatches = false, highWaterMark = ownedBatches ? 16 : 1024 } = o
     const reader = this.#claim('stream()')
     // Destroying the stream must wake a pending wait, so the iterator gets a signal of its own.
     const stop = new AbortController()
@@ -257,7 +276,8 @@ export class Capture extends EventEmitter<CaptureEvents> implements Disposable, 
             return
           }
           let wantMore = true
-          for (const packet of next.value) wantMore = readable.push(new OwnedPacket(packet))
+          if (ownedBatches) wantMore = readable.push(next.value.copy())
+          else for (const packet of next.value) wantMore = readable.push(new OwnedPacket(packet))
           // Everything is copied: the block can go back to the kernel while the consumer reads.
           next.value.release()
           if (!wantMore) return

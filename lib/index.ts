@@ -12,7 +12,12 @@ export type {
   BridgeSideOptions,
   BridgeVerdict,
 } from './bridge'
+export { compileFilter, FilterProgram, libpcapAvailable } from './filter'
 export { NetringError } from './errors'
+export { PcapWriter } from './pcap-writer'
+export type { FileFormat, FileStats, PcapWriterOptions } from './pcap-writer'
+export { readCaptureFile } from './pcap-reader'
+export type { CaptureFileInterface } from './pcap-reader'
 export { Injector, TxSlot, TxSlotBatch } from './injector'
 export type { InjectorInfo, InjectorStats } from './injector'
 export type { NetringErrorFields } from './errors'
@@ -22,3 +27,5 @@ export type { AsyncPacketIterator, PacketIterator } from './packet-iterators'
 export type { Direction, PacketInfo, PacketStatus } from './packet'
 export { FanoutPool, type FanoutContext, type FanoutHandler, type FanoutPoolOptions, type FanoutPoolStats, type FanoutWorkerInfo, type FanoutWorkerStats } from './fanout-pool'
 export { OwnedXdpPacket, XdpBatch, XdpPacket, XdpSocket, type XdpAttachMode, type XdpInfo, type XdpMode, type XdpOptions, type XdpPacketInfo, type XdpStats } from './xdp'
+export { interfaces } from './interfaces'
+export type { InterfaceCounters, InterfaceInfo } from './interfaces'

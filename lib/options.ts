@@ -65,7 +65,11 @@ export interface CaptureOptions {
   timestampSource?: (typeof TIMESTAMP_SOURCES)[number]
   /** Join a fanout group (the socket is bound first, as the kernel requires). @default none */
   fanout?: FanoutOptions
-  /** Classic BPF filter: instructions as printed by `tcpdump -dd`, or that text itself. @default accept all */
+  /**
+   * A pcap-filter expression (`'tcp port 443'`, compiled by the system's libpcap for Ethernet
+   * with `snapLen`), or a classic BPF program: instructions as printed by `tcpdump -dd`, or that
+   * text itself. @default accept all
+   */
   filter?: BpfInstruction[] | string
   /**
    * Write the 802.1Q tag the kernel strips into metadata back into `data`, so frames read as
@@ -118,10 +122,16 @@ export const fanoutFlags: Check = (v, o) => {
   v.forEach((f, i) => flag(f, `${o}[${i}]`))
 }
 
+/** Checks a filter in any of its forms (for `setFilter`, whose `null` means accept all). */
+export function filterOption(v: unknown): string | BpfInstruction[] | null {
+  if (v !== null) filter(v, 'filter')
+  return v as string | BpfInstruction[] | null
+}
+
 const filter: Check = (v, o) => {
   if (typeof v === 'string') return
   if (!Array.isArray(v)) {
-    throw NetringError.invalidOption(o, `must be an array of { code, jt, jf, k } or the text of \`tcpdump -dd\`, got ${describe(v)}`)
+    throw NetringError.invalidOption(o, `must be a pcap-filter expression, the text of \`tcpdump -dd\` or an array of { code, jt, jf, k }, got ${describe(v)}`)
   }
   v.forEach((insn, i) => {
     if (!isObject(insn)) throw NetringError.invalidOption(`${o}[${i}]`, `must be an object { code, jt, jf, k }, got ${describe(insn)}`)
@@ -193,7 +203,7 @@ export function checkOptions(options: unknown, prefix: string, checks: Record<st
 /** Checks a plain options object of an iteration method (`{ limit, timeoutMs, signal }`). */
 export function iterationOptions<T extends object>(options: unknown, method: string, known: readonly (keyof T & string)[]): T {
   const checks: Record<string, Check> = {}
-  for (const key of known) checks[key] = key === 'signal' ? abortSignal : key === 'timeoutMs' ? timeout : key === 'highWaterMark' ? u32 : count
+  for (const key of known) checks[key] = key === 'signal' ? abortSignal : key === 'timeoutMs' ? timeout : key === 'highWaterMark' ? u32 : key === 'batches' ? boolean : count
   const checked = { ...checkOptions(options, method, checks) }
   // A timeout past any real wait is no timeout: the iterators see `undefined`.
   if ('timeoutMs' in checked) checked.timeoutMs = timeoutMs(checked.timeoutMs, `${method}.timeoutMs`)

@@ -56,8 +56,8 @@ const W_IFINDEX = HDR_SLL_IFINDEX >> 2
 const FLAGS_SHIFT = (HDR_NETRING_FLAGS - HDR_VLAN_TPID) * 8
 
 /** Where the packet was going, from `sll_pkttype`. */
-// Indexed by sll_pkttype (PACKET_HOST = 0 ... PACKET_OUTGOING = 4).
-const DIRECTIONS = ['host', 'broadcast', 'multicast', 'otherhost', 'outgoing'] as const
+/** The directions, indexed by `sll_pkttype` (PACKET_HOST = 0 ... PACKET_OUTGOING = 4). */
+export const DIRECTIONS = ['host', 'broadcast', 'multicast', 'otherhost', 'outgoing'] as const
 export type Direction = (typeof DIRECTIONS)[number]
 
 
@@ -334,6 +334,12 @@ export class PacketBatch implements Iterable<Packet>, Disposable {
     return this.#bytes
   }
 
+  /** @internal The table of header offsets, for the native file writer. */
+  get table(): Uint32Array {
+    if (this.#released) throw releasedError()
+    return this.#table
+  }
+
   /** Offset of packet `index`'s first byte in `bytes`. */
   offsetAt(index: number): number {
     const h = this.#table[HEADER + index]
@@ -361,6 +367,21 @@ export class PacketBatch implements Iterable<Packet>, Disposable {
   bufferAt(h: number): Buffer {
     const w = h >> 2
     return ringView(this.#block, h + (this.#words[w + W_MAC] & 0xffff), this.#words[w + W_SNAPLEN])
+  }
+
+  /**
+   * An owned copy of the batch: its packets copied once, with their headers, into memory of
+   * its own (one copy per block, not per packet). Readable for as long as you keep it, with the
+   * same API; its `release()` only marks it released. For streams and file writers.
+   */
+  copy(): PacketBatch {
+    if (this.#released) throw releasedError()
+    const last = this.length - 1
+    // Packets lie in order in the block: the last one ends the used part. Word-aligned, as the
+    // header reads need.
+    const end = last < 0 ? 4 : this.offsetAt(last) + this.lengthAt(last)
+    const block = this.#block.slice(0, Math.min(this.#block.byteLength, (end + 3) & ~3))
+    return new PacketBatch({ block, table: this.#table.slice() }, (owned) => owned.markReleased())
   }
 
   /** Hands the block back to the kernel; every Buffer over it is detached. Idempotent. */

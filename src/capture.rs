@@ -197,6 +197,16 @@ impl NativeCapture {
         Ok(())
     }
 
+    /// Replaces the filter (null: accept all). The lent block is taken back first; packets
+    /// already in the ring are filtered with the new program as they are read.
+    #[napi(catch_unwind)]
+    pub fn set_filter(&mut self, env: &Env, filter: Option<Either<String, Vec<NativeBpfInstruction>>>) -> Result<()> {
+        self.take_back(env)?;
+        let capture = self.engine.as_mut().ok_or_else(closed)?;
+        let program = filter.map(|f| engine_filter(f, capture.config().snap_len)).transpose().or_throw()?;
+        capture.set_filter(program).or_throw()
+    }
+
     /// Resolves once a block may be ready or the socket reports an error (with the epoll
     /// events, > 0), or with 0 when the wait is withdrawn (`cancelWait`, `close`). Never blocks
     /// the JavaScript thread: the wait happens on the engine's reactor thread.
@@ -339,6 +349,7 @@ fn profile_name(p: Profile) -> &'static str {
 
 fn engine_options(o: NativeCaptureOptions) -> crate::error::Result<CaptureOptions> {
     Ok(CaptureOptions {
+        filter: o.filter.map(|f| engine_filter(f, o.snap_len)).transpose()?,
         profile: o.profile.as_deref().map(Profile::parse).transpose()?,
         promiscuous: o.promiscuous,
         block_size: o.block_size,
@@ -354,17 +365,21 @@ fn engine_options(o: NativeCaptureOptions) -> crate::error::Result<CaptureOption
             .fanout
             .map(|f| FanoutConfig::from_names(f.group, &f.mode, f.flags.as_deref().unwrap_or_default()))
             .transpose()?,
-        filter: o
-            .filter
-            .map(|f| match f {
-                Either::A(text) => BpfProgram::parse(&text),
-                Either::B(insns) => insns
-                    .iter()
-                    .map(|i| BpfProgram::instruction_from(i.code, i.jt, i.jf, i.k))
-                    .collect::<netring_engine::Result<Vec<_>>>()
-                    .and_then(BpfProgram::new),
-            })
-            .transpose()?,
         reinsert_vlan: o.reinsert_vlan,
     })
+}
+
+/// A filter in any of its three forms: an expression, `tcpdump -dd` text, or instructions.
+pub fn engine_filter(
+    filter: Either<String, Vec<NativeBpfInstruction>>,
+    snap_len: Option<u32>,
+) -> crate::error::Result<BpfProgram> {
+    match filter {
+        Either::A(text) => BpfProgram::from_text(&text, snap_len),
+        Either::B(insns) => insns
+            .iter()
+            .map(|i| BpfProgram::instruction_from(i.code, i.jt, i.jf, i.k))
+            .collect::<netring_engine::Result<Vec<_>>>()
+            .and_then(BpfProgram::new),
+    }
 }

@@ -7,11 +7,14 @@ import { join } from 'node:path'
 
 import type { ExecutionContext } from 'ava'
 
-/** Starts tcpdump on `iface` for `filter`; `stop()` ends it and returns the frames it wrote. */
-export async function tcpdump(t: ExecutionContext, iface: string, filter: string) {
+/**
+ * Starts tcpdump on `iface` for `filter` (with `extraArgs`, e.g. a timestamp precision);
+ * `stop()` ends it and returns the frames it wrote to `file`.
+ */
+export async function tcpdump(t: ExecutionContext, iface: string, filter: string, extraArgs: string[] = []) {
   const dir = mkdtempSync(join(tmpdir(), 'netring-pcap-'))
   const file = join(dir, 'capture.pcap')
-  const child = spawn('tcpdump', ['-i', iface, '-w', file, '-U', '-B', '32768', '-s', '0', '-n', filter], {
+  const child = spawn('tcpdump', ['-i', iface, '-w', file, '-U', '-B', '32768', '-s', '0', '-n', ...extraArgs, filter], {
     stdio: ['ignore', 'ignore', 'pipe'],
   })
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
@@ -41,6 +44,7 @@ export async function tcpdump(t: ExecutionContext, iface: string, filter: string
     }
   }
   return {
+    file,
     /** Waits (up to 5 s) until tcpdump has written `expected` frames, then stops it. */
     async stop(expected = 0): Promise<Buffer[]> {
       for (let waited = 0; frames().length < expected && waited < 5000; waited += 20) {

@@ -481,3 +481,89 @@ const _: () = assert!(size_of::<bpf_attr_map_elem>() == 32);
 const _: () = assert!(std::mem::offset_of!(bpf_attr_prog_load, prog_name) == 48);
 const _: () = assert!(std::mem::offset_of!(bpf_attr_prog_load, expected_attach_type) == 68);
 const _: () = assert!(std::mem::offset_of!(bpf_attr_map_create, map_name) == 28);
+/// `BPF_LD | BPF_W | BPF_ABS` and friends, for the user-space filter (`include/uapi/linux/bpf_common.h`).
+pub const BPF_LD: u16 = 0x00;
+pub const BPF_LDX: u16 = 0x01;
+pub const BPF_ST: u16 = 0x02;
+pub const BPF_STX: u16 = 0x03;
+pub const BPF_ALU: u16 = 0x04;
+pub const BPF_JMP: u16 = 0x05;
+pub const BPF_MISC: u16 = 0x07;
+pub const BPF_SIZE_MASK: u16 = 0x18;
+pub const BPF_W: u16 = 0x00;
+pub const BPF_H: u16 = 0x08;
+pub const BPF_B: u16 = 0x10;
+pub const BPF_MODE_MASK: u16 = 0xe0;
+pub const BPF_IMM: u16 = 0x00;
+pub const BPF_ABS: u16 = 0x20;
+pub const BPF_IND: u16 = 0x40;
+pub const BPF_MEM: u16 = 0x60;
+pub const BPF_LEN: u16 = 0x80;
+pub const BPF_MSH: u16 = 0xa0;
+pub const BPF_OP_MASK: u16 = 0xf0;
+pub const BPF_ADD: u16 = 0x00;
+pub const BPF_SUB: u16 = 0x10;
+pub const BPF_MUL: u16 = 0x20;
+pub const BPF_DIV: u16 = 0x30;
+pub const BPF_OR: u16 = 0x40;
+pub const BPF_AND: u16 = 0x50;
+pub const BPF_LSH: u16 = 0x60;
+pub const BPF_RSH: u16 = 0x70;
+pub const BPF_NEG: u16 = 0x80;
+pub const BPF_MOD: u16 = 0x90;
+pub const BPF_XOR: u16 = 0xa0;
+pub const BPF_JA: u16 = 0x00;
+pub const BPF_JEQ: u16 = 0x10;
+pub const BPF_JGT: u16 = 0x20;
+pub const BPF_JGE: u16 = 0x30;
+pub const BPF_JSET: u16 = 0x40;
+pub const BPF_X: u16 = 0x08;
+pub const BPF_A: u16 = 0x10;
+pub const BPF_TAX: u16 = 0x00;
+pub const BPF_TXA: u16 = 0x80;
+/// Scratch memory words of a classic BPF program (`BPF_MEMWORDS`).
+pub const BPF_MEMWORDS: usize = 16;
+/// Loads at `SKF_AD_OFF + n` read socket-buffer metadata (`include/uapi/linux/filter.h`).
+pub const SKF_AD_OFF: u32 = (-0x1000i32) as u32;
+pub const SKF_AD_PROTOCOL: u32 = 0;
+pub const SKF_AD_PKTTYPE: u32 = 4;
+pub const SKF_AD_IFINDEX: u32 = 8;
+pub const SKF_AD_VLAN_TAG: u32 = 44;
+pub const SKF_AD_VLAN_TAG_PRESENT: u32 = 48;
+pub const SKF_AD_VLAN_TPID: u32 = 60;
+
+/// Most iovecs one `writev` takes (`UIO_MAXIOV` in include/uapi/linux/uio.h).
+pub const UIO_MAXIOV: usize = 1024;
+
+/// `SIOCETHTOOL` (include/uapi/linux/sockios.h) and `ETHTOOL_GDRVINFO`
+/// (include/uapi/linux/ethtool.h): the driver behind an interface, as `ethtool -i` shows it.
+pub const SIOCETHTOOL: libc::c_ulong = 0x8946;
+pub const ETHTOOL_GDRVINFO: u32 = 0x0000_0003;
+
+/// `struct ethtool_drvinfo`.
+#[repr(C)]
+pub struct ethtool_drvinfo {
+    pub cmd: u32,
+    pub driver: [u8; 32],
+    pub version: [u8; 32],
+    pub fw_version: [u8; 32],
+    pub bus_info: [u8; 32],
+    pub erom_version: [u8; 32],
+    pub reserved2: [u8; 12],
+    pub n_priv_flags: u32,
+    pub n_stats: u32,
+    pub testinfo_len: u32,
+    pub eedump_len: u32,
+    pub regdump_len: u32,
+}
+
+/// `struct ifreq` with its `ifr_data` member, as SIOCETHTOOL reads it.
+#[repr(C)]
+pub struct ifreq_data {
+    pub ifr_name: [u8; libc::IFNAMSIZ],
+    pub ifr_data: *mut libc::c_void,
+    pub _pad: [u8; 16],
+}
+
+const _: () = assert!(size_of::<ethtool_drvinfo>() == 196);
+const _: () = assert!(size_of::<ifreq_data>() == 40);

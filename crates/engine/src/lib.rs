@@ -10,6 +10,9 @@ pub mod afpacket;
 pub mod afxdp;
 pub mod error;
 pub mod ffi;
+pub mod libpcap;
+pub mod netdev;
+pub mod pcapfile;
 pub mod reactor;
 pub mod syscall;
 

@@ -93,6 +93,33 @@ pub fn kick(fd: BorrowedFd<'_>, flags: libc::c_int) -> Result<usize, Errno> {
     }
 }
 
+/// Writes every byte of `iov` (at most `UIO_MAXIOV` entries), retrying on EINTR and after
+/// short writes. The entries are advanced in place past what was written.
+pub fn writev_all(fd: BorrowedFd<'_>, mut iov: &mut [libc::iovec]) -> Result<(), Errno> {
+    while !iov.is_empty() {
+        // SAFETY: every iovec points at memory the caller keeps alive for this call.
+        let rc = unsafe { libc::writev(fd.as_raw_fd(), iov.as_ptr(), iov.len() as libc::c_int) };
+        if rc < 0 {
+            match Errno::last() {
+                Errno::EINTR => continue,
+                e => return Err(e),
+            }
+        }
+        let mut done = rc as usize;
+        while let Some(first) = iov.first_mut() {
+            if done < first.iov_len {
+                // SAFETY: stays inside the same buffer.
+                first.iov_base = unsafe { first.iov_base.cast::<u8>().add(done) }.cast();
+                first.iov_len -= done;
+                break;
+            }
+            done -= first.iov_len;
+            iov = &mut iov[1..];
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

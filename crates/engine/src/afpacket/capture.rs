@@ -14,8 +14,10 @@ use crate::syscall;
 use super::block::{read_block_header, reinsert_vlan, BlockInfo, CorruptBlock, PacketDesc, Walker};
 use super::config::{CaptureConfig, CaptureOptions, TimestampSource};
 use super::fanout::FanoutConfig;
+use super::filter::BpfProgram;
 use super::ring::{Mapping, RingGeometry, RxRing};
 use super::socket::{Interface, PacketSocket};
+use super::user_filter::{self, PacketMeta};
 
 /// Cumulative counters. The kernel's `tp_packets` counts drops too; `packets` here is what
 /// reached the ring (`tp_packets - tp_drops`).
@@ -39,6 +41,9 @@ pub struct Capture {
     /// reports it again after the blocks already captured have been read.
     failed: Option<Error>,
     wait: Option<Token>,
+    /// After `set_filter`: the new program and how many more blocks may hold packets that
+    /// arrived under the old one (see user_filter.rs).
+    user_filter: Option<(BpfProgram, u32)>,
 }
 
 impl Capture {
@@ -126,6 +131,7 @@ impl Capture {
             stats: CaptureStats::default(),
             failed: None,
             wait: None,
+            user_filter: None,
         })
     }
 
@@ -156,6 +162,10 @@ impl Capture {
     /// before (if any) goes back to the kernel first: one batch is held at a time.
     pub fn next_batch(&mut self) -> Result<Option<Batch<'_>>> {
         self.release();
+        // Every block that could hold packets from before `set_filter` was read.
+        if matches!(self.user_filter, Some((_, 0))) {
+            self.user_filter = None;
+        }
         if !self.ring.is_user(self.next_block) {
             self.check_socket()?;
             return Ok(None);
@@ -174,8 +184,16 @@ impl Capture {
                 return Err(corrupt_error(&self.iface.name, index, corrupt));
             }
         };
+        let filter = match &mut self.user_filter {
+            Some((program, blocks_left)) => {
+                *blocks_left -= 1;
+                Some(program.instructions())
+            }
+            None => None,
+        };
         Ok(Some(Batch {
             walker: Walker::new(&info),
+            filter,
             info,
             // SAFETY: as above; the block stays ours until `release`, which needs `&mut self`,
             // so not while the batch lives.
@@ -184,6 +202,20 @@ impl Capture {
             reinsert_vlan: self.config.reinsert_vlan,
             subject: &self.iface.name,
         }))
+    }
+
+    /// Replaces the filter of the open socket. The kernel applies it to packets that arrive from
+    /// now on; the packets already in the ring (every block up to the one the kernel is
+    /// filling) are filtered in user space with the new program as they are read, as libpcap
+    /// does, so no packet the new filter rejects is delivered after this returns. The held
+    /// block is released first.
+    pub fn set_filter(&mut self, program: Option<BpfProgram>) -> Result<()> {
+        self.release();
+        self.config.filter = program;
+        let effective = self.config.effective_filter().unwrap_or_else(|| BpfProgram::accept_all(u32::MAX));
+        self.socket.attach_filter(&effective)?;
+        self.user_filter = Some((effective, self.ring.geometry().block_count));
+        Ok(())
     }
 
     /// Blocks until a batch is ready or `timeout` passes (`None`: no limit). Returns whether a
@@ -333,6 +365,8 @@ pub struct Batch<'a> {
     block: &'a mut [u8],
     info: BlockInfo,
     walker: Walker,
+    /// A program the packets must pass first (after `set_filter`).
+    filter: Option<&'a [ffi::sock_filter]>,
     index: u32,
     reinsert_vlan: bool,
     subject: &'a str,
@@ -371,15 +405,34 @@ impl Batch<'_> {
 
     /// The next packet of the block, with its VLAN tag back in the frame if configured.
     pub fn next_packet(&mut self) -> Option<Result<PacketDesc>> {
-        let mut desc = match self.walker.next(self.block)? {
-            Ok(d) => d,
-            Err(c) => return Some(Err(corrupt_error(self.subject, self.index, c))),
+        let mut desc = loop {
+            let desc = match self.walker.next(self.block)? {
+                Ok(d) => d,
+                Err(c) => return Some(Err(corrupt_error(self.subject, self.index, c))),
+            };
+            // The frame as the kernel's filter saw it: before the VLAN tag goes back in.
+            if self.filter.is_none_or(|program| passes(program, self.block, &desc)) {
+                break desc;
+            }
         };
         if self.reinsert_vlan {
             reinsert_vlan(self.block, &mut desc);
         }
         Some(Ok(desc))
     }
+}
+
+fn passes(program: &[ffi::sock_filter], block: &[u8], desc: &PacketDesc) -> bool {
+    let start = desc.data_offset as usize;
+    let Some(frame) = block.get(start..start + desc.captured_len as usize) else { return false };
+    let meta = PacketMeta {
+        protocol: desc.protocol,
+        pkttype: desc.pkttype,
+        ifindex: desc.ifindex as u32,
+        vlan_tci: (desc.status & ffi::TP_STATUS_VLAN_VALID != 0).then_some(desc.vlan_tci),
+        vlan_tpid: desc.vlan_tpid,
+    };
+    user_filter::run(program, frame, desc.original_len, &meta) != 0
 }
 
 #[cfg(test)]

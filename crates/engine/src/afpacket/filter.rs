@@ -18,6 +18,28 @@ impl BpfProgram {
         Ok(BpfProgram(instructions))
     }
 
+    /// A filter given as text: the output of `tcpdump -dd` / `-ddd`, or else a pcap-filter
+    /// expression, compiled by the system's libpcap for Ethernet with `snap_len` (libpcap's
+    /// maximum when `None`, as tcpdump does).
+    pub fn from_text(text: &str, snap_len: Option<u32>) -> Result<Self> {
+        if Self::is_program_text(text) {
+            Self::parse(text)
+        } else {
+            crate::libpcap::compile(text, snap_len.unwrap_or(crate::libpcap::MAXIMUM_SNAPLEN))
+        }
+    }
+
+    /// `tcpdump -dd` text starts with `{`; `-ddd` text is lines of numbers only. No
+    /// pcap-filter expression looks like either (a lone number is not an expression).
+    fn is_program_text(text: &str) -> bool {
+        let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty()).peekable();
+        match lines.peek() {
+            Some(first) if first.starts_with('{') => true,
+            Some(_) => lines.all(|l| l.split_whitespace().all(|w| w.bytes().all(|b| b.is_ascii_digit()))),
+            None => false,
+        }
+    }
+
     /// Parses the output of `tcpdump -dd` (`{ 0x28, 0, 0, 0x0000000c },` per line) or of
     /// `tcpdump -ddd` (a count, then `40 0 0 12` per line).
     pub fn parse(text: &str) -> Result<Self> {
@@ -163,6 +185,25 @@ mod tests {
         assert_eq!(p.instructions()[10].k, 96);
         assert_eq!(p.instructions()[11].k, 0);
         assert_eq!(p.instructions()[0].k, 12, "loads are untouched");
+    }
+
+    #[test]
+    fn text_is_a_program_or_an_expression() {
+        assert!(BpfProgram::is_program_text(UDP_DD));
+        assert!(BpfProgram::is_program_text("2\n40 0 0 12\n6 0 0 262144\n"));
+        assert!(!BpfProgram::is_program_text("tcp port 80"));
+        assert!(!BpfProgram::is_program_text("len <= 100"));
+        assert!(!BpfProgram::is_program_text(""));
+    }
+
+    #[test]
+    #[cfg_attr(all(target_env = "musl", target_feature = "crt-static"), ignore)]
+    fn an_expression_compiles_with_the_snap_length() {
+        let p = BpfProgram::from_text("udp", Some(96)).unwrap();
+        let returns: Vec<u32> =
+            p.instructions().iter().filter(|i| i.code == ffi::BPF_RET | ffi::BPF_K).map(|i| i.k).collect();
+        assert_eq!(returns, [96, 0]);
+        assert_eq!(BpfProgram::from_text(UDP_DD, Some(96)).unwrap(), BpfProgram::parse(UDP_DD).unwrap());
     }
 
     #[test]

@@ -10,3 +10,4 @@ pub mod ring;
 #[cfg(test)]
 mod ring_invariants;
 pub mod socket;
+pub mod user_filter;

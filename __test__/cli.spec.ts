@@ -1,0 +1,292 @@
+// The `netring` command, run as a user runs it: a child process on real interfaces, its files
+// checked with tshark, its output lines, summaries and exit codes checked as text.
+
+import { execFileSync, spawn } from 'node:child_process'
+import { accessSync, constants, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+
+import test, { type ExecutionContext } from 'ava'
+import { Capture, PcapWriter, readCaptureFile } from 'netring'
+
+import { collect } from './helpers/collect'
+import { localVethPair, sendFrames, sh, vethPair } from './helpers/net'
+import { tsharkFrames, tsharkInterfaceStats } from './helpers/tshark'
+import { ipv4Frame, mixedTraffic, udp } from './helpers/traffic'
+
+const CLI = join(process.cwd(), 'dist/cli/main.js')
+
+function tempDir(t: ExecutionContext): string {
+  const dir = mkdtempSync(join(tmpdir(), 'netring-cli-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  return dir
+}
+
+interface Run {
+  /** Resolves once stderr contains `text`. */
+  saw(text: string | RegExp): Promise<void>
+  signal(name: NodeJS.Signals): void
+  done: Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>
+}
+
+/** Runs the command (killed after `timeoutMs`, so a hang fails the test instead of the suite). */
+function netring(t: ExecutionContext, args: string[], timeoutMs = 30_000): Run {
+  const child = spawn(CLI, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  const waiters: { text: string | RegExp; resolve: () => void }[] = []
+  child.stdout.on('data', (d) => (stdout += d))
+  child.stderr.on('data', (d) => {
+    stderr += d
+    for (const w of waiters.splice(0)) {
+      if (typeof w.text === 'string' ? stderr.includes(w.text) : w.text.test(stderr)) w.resolve()
+      else waiters.push(w)
+    }
+  })
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
+  const done = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>((resolve) =>
+    child.once('close', (code, signal) => {
+      clearTimeout(timer)
+      resolve({ code, signal, stdout, stderr })
+    }),
+  )
+  t.teardown(() => {
+    child.kill('SIGKILL')
+    return done.then(() => undefined)
+  })
+  return {
+    saw: (text) =>
+      new Promise<void>((resolve, reject) => {
+        if (typeof text === 'string' ? stderr.includes(text) : text.test(stderr)) return resolve()
+        waiters.push({ text, resolve })
+        void done.then((r) => reject(new Error(`netring exited (${r.code ?? r.signal}) before printing ${String(text)}: ${r.stderr}`)))
+      }),
+    signal: (name) => child.kill(name),
+    done,
+  }
+}
+
+async function readAll(path: string) {
+  const out = []
+  for await (const p of readCaptureFile(path)) out.push(p)
+  return out
+}
+
+test('the bin is an executable script with a shebang, as npm installs it', (t) => {
+  const pkg = JSON.parse(readFileSync('package.json', 'utf8')) as { bin: Record<string, string> }
+  t.is(pkg.bin.netring, 'dist/cli/main.js')
+  accessSync(CLI, constants.X_OK)
+  t.true(readFileSync(CLI, 'utf8').startsWith('#!/usr/bin/env node\n'))
+})
+
+test('capture -c -w EXPRESSION: exactly COUNT matching frames in a file tshark reads, and the summary', async (t) => {
+  const veth = vethPair(t)
+  const file = join(tempDir(t), 'out.pcapng')
+  const run = netring(t, ['capture', '-i', veth.near, '-c', '5', '-w', file, 'udp', 'dst', 'port', '7777'])
+  await run.saw('listening on')
+  const traffic = mixedTraffic(veth.nearMac, veth.farMac)
+  await veth.send(traffic)
+  const r = await run.done
+  t.is(r.code, 0, r.stderr)
+  const want = traffic.filter((f) => f.length > 37 && f.readUInt16BE(12) === 0x0800 && f[23] === 17 && f.readUInt16BE(36) === 7777)
+  t.true(want.length > 5)
+  const frames = tsharkFrames(file)
+  t.deepEqual(
+    frames.map((f) => f.bytes),
+    want.slice(0, 5),
+  )
+  t.is(frames[0].interfaceName, veth.near)
+  t.regex(r.stderr, /^5 packets captured$/m)
+  t.regex(r.stderr, /^\d+ packets received by filter$/m)
+  t.regex(r.stderr, /^0 packets dropped by kernel$/m)
+})
+
+test('capture without -w prints a line per packet like tcpdump', async (t) => {
+  const veth = vethPair(t)
+  const traffic = mixedTraffic(veth.nearMac, veth.farMac)
+  const run = netring(t, ['capture', '-i', veth.near, '-c', String(traffic.length), '-n'])
+  await run.saw('listening on')
+  await veth.send(traffic)
+  const r = await run.done
+  t.is(r.code, 0, r.stderr)
+  const lines = r.stdout.trim().split('\n')
+  t.is(lines.length, traffic.length)
+  const time = String.raw`\d\d:\d\d:\d\d\.\d{6}`
+  const expect = [
+    String.raw`^${time} In IP 10\.99\.0\.1\.5000 > 10\.99\.0\.2\.7777: UDP, length 20$`,
+    String.raw`^${time} In IP 192\.168\.1\.7\.40000 > 10\.0\.0\.1\.443: Flags \[S\], length 0$`,
+    String.raw`^${time} In IP 10\.99\.0\.1 > 10\.99\.0\.2: ICMP echo request, id 1, seq 1, length 64$`,
+    String.raw`^${time} In IP6 fe80::1\.5000 > 2001:db8::2\.53: UDP, length 40$`,
+    String.raw`^${time} In ARP, Request who-has 10\.99\.0\.2 tell 10\.99\.0\.1, length 28$`,
+    String.raw`^${time} In vlan 100, p 0, IP 10\.99\.0\.1\.5000 > 10\.99\.0\.2\.53: UDP, length 12$`,
+    String.raw`^${time} In ethertype Unknown \(0x88b5\), length 60$`,
+  ]
+  for (const e of expect) t.true(lines.some((l) => new RegExp(e).test(l)), `a line like ${e}`)
+  // The same UDP and ICMP lines as tcpdump prints for the same frames (less the direction; UDP to
+  // ports tcpdump decodes further, like DNS, aside).
+  const dir = tempDir(t)
+  const file = join(dir, 'same.pcap')
+  const w = PcapWriter.open(file, { format: 'pcap' })
+  for (const f of traffic) w.write({ data: f, timestamp: { sec: 0, nsec: 0 }, originalLength: f.length, direction: 'host' } as never)
+  w.close()
+  const theirs = execFileSync('tcpdump', ['-n', '-r', file], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
+    .split('\n')
+    .filter((l) => /^\S/.test(l)) // not the hex dumps tcpdump adds for unknown ethertypes
+    .map((l) => l.replace(/^\S+ /, ''))
+  const ours = lines.map((l) => l.replace(/^\S+ \S+ /, ''))
+  ours.forEach((l, i) => {
+    if (/^IP \S+ > \S+\.7777: UDP|ICMP echo/.test(l)) t.is(l, theirs[i])
+  })
+  t.true(ours.filter((l) => /\.7777: UDP|ICMP echo/.test(l)).length >= 16)
+})
+
+test('a bad expression, an unknown interface or option: one line on stderr, exit 1, no stack', async (t) => {
+  const cases: [string[], RegExp][] = [
+    [['capture', '-i', 'lo', 'tcp', 'port'], /syntax error/],
+    [['capture', '-i', 'nosuchif0'], /nosuchif0.*No such device/],
+    [['capture', '-i', 'lo', '--bogus'], /unknown option --bogus/],
+    [['capture', '-i', 'lo', '-c', 'many'], /-c needs an integer/],
+    [['frobnicate'], /unknown command 'frobnicate'/],
+    [['replay', '-i', 'lo', '/nonexistent.pcap'], /ENOENT|no such file/i],
+  ]
+  for (const [args, why] of cases) {
+    const r = await netring(t, args).done
+    t.is(r.code, 1, args.join(' '))
+    t.is(r.signal, null)
+    const first = r.stderr.split('\n')[0]
+    t.regex(first, /^netring: /)
+    t.regex(first, why)
+    t.notRegex(r.stderr, /^\s+at /m, 'no stack trace')
+  }
+})
+
+test('Ctrl-C delivered twice finishes the file and prints the summary, exit 0', async (t) => {
+  const veth = vethPair(t)
+  const file = join(tempDir(t), 'interrupted.pcapng')
+  const run = netring(t, ['capture', '-i', veth.near, '-w', file])
+  await run.saw('listening on')
+  const traffic = mixedTraffic(veth.nearMac, veth.farMac)
+  await veth.send(traffic)
+  // Wait until every frame is in the file, so the count below is exact.
+  for (let waited = 0; waited < 10_000; waited += 50) {
+    const n = await readAll(file).then(
+      (p) => p.length,
+      () => 0,
+    )
+    if (n >= traffic.length) break
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  // A terminal and a parent both send one.
+  run.signal('SIGINT')
+  run.signal('SIGINT')
+  const r = await run.done
+  t.is(r.signal, null, 'not killed by the second SIGINT')
+  t.is(r.code, 0, r.stderr)
+  t.regex(r.stderr, new RegExp(`^${traffic.length} packets captured$`, 'm'))
+  t.deepEqual(
+    tsharkFrames(file).map((f) => f.bytes),
+    traffic,
+  )
+  const stats = tsharkInterfaceStats(file)
+  t.is(stats.dropped, 0)
+  t.true(stats.received >= traffic.length)
+})
+
+test('list --json matches ip -d -s link', async (t) => {
+  const veth = vethPair(t)
+  await veth.send(mixedTraffic(veth.nearMac, veth.farMac).slice(0, 10))
+  const r = await netring(t, ['list', '--json']).done
+  t.is(r.code, 0, r.stderr)
+  const ours = (JSON.parse(r.stdout) as { name: string }[]).find((i) => i.name === veth.near) as Record<string, any>
+  const ip = JSON.parse(sh('ip', ['-d', '-s', '-j', 'link', 'show', veth.near]))[0]
+  t.is(ours.index, ip.ifindex)
+  t.is(ours.mtu, ip.mtu)
+  t.is(ours.mac, ip.address)
+  t.is(ours.operstate, ip.operstate.toLowerCase())
+  t.is(ours.flags.up, ip.flags.includes('UP'))
+  t.is(ours.flags.loopback, ip.flags.includes('LOOPBACK'))
+  t.is(ours.flags.promiscuous, ip.flags.includes('PROMISC'))
+  t.is(ours.driver, ip.linkinfo.info_kind) // 'veth', as ethtool -i says too
+  t.is(ours.rxQueues, ip.num_rx_queues)
+  t.is(ours.txQueues, ip.num_tx_queues)
+  t.deepEqual(
+    [ours.rx.packets, ours.rx.bytes, ours.rx.errors, ours.rx.drops],
+    [ip.stats64.rx.packets, ip.stats64.rx.bytes, ip.stats64.rx.errors, ip.stats64.rx.dropped],
+  )
+  t.deepEqual([ours.tx.packets, ours.tx.bytes], [ip.stats64.tx.packets, ip.stats64.tx.bytes])
+  t.true(ours.rx.packets >= 10)
+  const table = await netring(t, ['list']).done
+  t.regex(table.stdout, new RegExp(`^${ip.ifindex}\\s+${veth.near}\\s+up\\s+1500\\s`, 'm'))
+})
+
+for (const pace of [['--top', '--loop', '2'], [], ['--pps', '2000'], ['--speed', '4']]) {
+  test(`replay ${pace.join(' ') || '(at the file’s pace)'} sends the file’s frames in order`, async (t) => {
+    const link = localVethPair(t)
+    const file = join(tempDir(t), 'replay.pcapng')
+    const frames = mixedTraffic(link.bMac, link.aMac).slice(0, 40)
+    const w = PcapWriter.open(file)
+    frames.forEach((f, i) => w.write({ data: f, timestamp: { sec: 100, nsec: i * 1_000_000 }, originalLength: f.length, direction: 'host' } as never))
+    w.close()
+    using cap = Capture.open(link.b)
+    const loops = pace.includes('--loop') ? 2 : 1
+    const r = await netring(t, ['replay', '-i', link.a, file, ...pace]).done
+    t.is(r.code, 0, r.stderr)
+    t.regex(r.stderr, new RegExp(`^Actual: ${frames.length * loops} packets`, 'm'))
+    const got = await collect(cap, frames.length * loops, { match: (p) => p.direction !== 'outgoing' })
+    t.deepEqual(
+      got.map((p) => p.data),
+      Array.from({ length: loops }, () => frames).flat(),
+    )
+  })
+}
+
+test('bridge A B EXPRESSION forwards what the expression accepts, and nothing else', async (t) => {
+  const x = localVethPair(t)
+  const y = localVethPair(t)
+  const run = netring(t, ['bridge', x.b, y.a, 'udp', 'dst', 'port', '7777'])
+  await run.saw('bridging')
+  using cap = Capture.open(y.b)
+  const pass = Array.from({ length: 10 }, (_, i) => ipv4Frame(y.bMac, x.aMac, '10.99.0.1', '10.99.0.2', 17, udp(5000, 7777, Buffer.from(`pass ${i}`))))
+  const stop = Array.from({ length: 10 }, (_, i) => ipv4Frame(y.bMac, x.aMac, '10.99.0.1', '10.99.0.2', 17, udp(5000, 7778, Buffer.from(`stop ${i}`))))
+  await sendFrames(undefined, x.a, pass.flatMap((f, i) => [f, stop[i]]))
+  const got = await collect(cap, Infinity, { timeoutMs: 2000, match: () => true })
+  run.signal('SIGINT')
+  const r = await run.done
+  t.is(r.code, 0, r.stderr)
+  t.deepEqual(
+    got.map((p) => p.data),
+    pass,
+  )
+  t.regex(r.stderr, /a->b: 10 forwarded/)
+})
+
+test('capture -r FILE EXPRESSION prints the packets of the file the expression accepts', async (t) => {
+  const file = join(tempDir(t), 'read.pcapng')
+  const traffic = mixedTraffic(Buffer.from('020000000001', 'hex'), Buffer.from('020000000002', 'hex'))
+  const w = PcapWriter.open(file)
+  traffic.forEach((data, i) => w.write({ data, timestamp: { sec: 1_700_000_000, nsec: i * 1000 }, originalLength: data.length, direction: 'host' } as never))
+  w.close()
+  const want = execFileSync('tcpdump', ['-n', '-r', file, 'udp dst port 7777 or vlan'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
+    .split('\n')
+    .filter((l) => /^\S/.test(l))
+  const r = await netring(t, ['capture', '-r', file, '-tttt', 'udp', 'dst', 'port', '7777', 'or', 'vlan']).done
+  t.is(r.code, 0, r.stderr)
+  const lines = r.stdout.trim().split('\n')
+  t.is(lines.length, want.length)
+  t.is(lines.length, 24) // 8 to port 7777 and 16 tagged (`vlan` last: it shifts what follows it)
+  t.true(lines.every((l) => /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6} In (vlan|IP 10\.99\.0\.1\.\d+ > 10\.99\.0\.2\.7777: UDP)/.test(l)), lines.join('\n'))
+})
+
+test('a reader that goes away (| head) ends the command quietly', async (t) => {
+  const file = join(tempDir(t), 'many.pcapng')
+  const w = PcapWriter.open(file)
+  const f = ipv4Frame(Buffer.alloc(6, 2), Buffer.alloc(6, 4), '10.0.0.1', '10.0.0.2', 17, udp(1, 2, Buffer.alloc(20)))
+  for (let i = 0; i < 50_000; i++) w.write({ data: f, timestamp: { sec: 1, nsec: i }, originalLength: f.length, direction: 'host' } as never)
+  w.close()
+  const out = execFileSync('bash', ['-c', `set -o pipefail; ${JSON.stringify(CLI)} capture -r ${JSON.stringify(file)} | head -n 3`], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+    timeout: 60_000,
+  })
+  t.is(out.trim().split('\n').length, 3)
+})

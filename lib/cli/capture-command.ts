@@ -1,0 +1,212 @@
+// `netring capture`: tcpdump's everyday job. Prints a line per packet, or writes a pcap/pcapng
+// file (optionally rotated by time or size), and prints tcpdump's summary at the end.
+
+import { Capture, type CaptureStats } from '../capture'
+import { FilterProgram } from '../filter'
+import type { FanoutMode } from '../options'
+import { PcapWriter, type FileFormat } from '../pcap-writer'
+import { readCaptureFile } from '../pcap-reader'
+import { intOption, parseArgs, stringOption, UsageError, type OptionSpec } from './args'
+import { formatPacket, type LineOptions } from './format-packet'
+import { onInterrupt, startStatusLine } from './status'
+
+export const CAPTURE_USAGE =
+  'usage: netring capture -i IFACE [-c COUNT] [-w FILE] [-s SNAPLEN] [-G SECONDS | -C MB] [--format pcap|pcap-ns|pcapng]\n' +
+  '                       [--fanout MODE:GROUP] [-p] [-n] [-e] [-tttt] [EXPRESSION...]\n' +
+  '       netring capture -r FILE [-c COUNT] [-e] [-tttt] [EXPRESSION...]'
+
+const SPECS: Record<string, OptionSpec> = {
+  '-i': { value: true, name: 'interface' },
+  '-c': { value: true, name: 'count' },
+  '-w': { value: true, name: 'write' },
+  '-r': { value: true, name: 'read' },
+  '-s': { value: true, name: 'snaplen' },
+  '-G': { value: true, name: 'rotateSeconds' },
+  '-C': { value: true, name: 'rotateMb' },
+  '--format': { value: true, name: 'format' },
+  '--fanout': { value: true, name: 'fanout' },
+  '-p': { value: false, name: 'noPromiscuous' },
+  '-n': { value: false, name: 'numeric' },
+  '-e': { value: false, name: 'link' },
+  '-tttt': { value: false, name: 'date' },
+}
+
+const FANOUT_MODES: readonly FanoutMode[] = ['hash', 'lb', 'cpu', 'rollover', 'random', 'qm']
+const FORMATS: readonly FileFormat[] = ['pcap', 'pcap-ns', 'pcapng']
+
+export async function captureCommand(argv: string[]): Promise<number> {
+  const p = parseArgs(argv, SPECS)
+  const expression = p.rest.join(' ').trim()
+  const count = intOption(p, 'count', '-c', 1)
+  const lines: LineOptions = { link: p.options.has('link'), date: p.options.has('date') }
+  const read = stringOption(p, 'read')
+  if (read !== undefined) {
+    return readFile(read, count, lines, expression ? new FilterProgram(expression) : undefined)
+  }
+  const iface = stringOption(p, 'interface')
+  if (!iface) throw new UsageError('-i IFACE is required (see `netring list`)')
+  const snapLen = intOption(p, 'snaplen', '-s', 0) || undefined
+  const rotateSeconds = intOption(p, 'rotateSeconds', '-G', 1)
+  const rotateMb = intOption(p, 'rotateMb', '-C', 1)
+  const path = stringOption(p, 'write')
+  if ((rotateSeconds || rotateMb) && (path === undefined || path === '-')) throw new UsageError('-G and -C need -w FILE')
+  const format = (stringOption(p, 'format') ?? 'pcapng') as FileFormat
+  if (!FORMATS.includes(format)) throw new UsageError(`--format must be one of ${FORMATS.join(', ')}, got '${format}'`)
+  const fanout = parseFanout(stringOption(p, 'fanout'))
+
+  const cap = Capture.open(iface, {
+    profile: path !== undefined ? 'high-throughput' : 'default',
+    promiscuous: !p.options.has('noPromiscuous'),
+    ...(snapLen ? { snapLen } : {}),
+    ...(expression ? { filter: expression } : {}),
+    ...(fanout ? { fanout } : {}),
+  })
+  const declaredSnap = snapLen ?? 262144
+  const abort = new AbortController()
+  onInterrupt(() => abort.abort())
+  process.stderr.write(
+    `netring: listening on ${iface}, link-type EN10MB (Ethernet), snapshot length ${declaredSnap} bytes${path !== undefined ? `, writing ${format} to ${path}` : ''}\n`,
+  )
+
+  let captured = 0
+  let bytes = 0
+  const countBytes = process.stderr.isTTY
+  let stats: CaptureStats = { packets: 0, drops: 0, freezeCount: 0 }
+  const files = path !== undefined ? new RotatingFile(path, format, iface, declaredSnap, rotateSeconds, rotateMb) : undefined
+  const stopStatus = startStatusLine({
+    packets: () => captured,
+    bytes: () => bytes,
+    drops: () => (cap.closed ? stats : (stats = cap.stats())).drops,
+    fileBytes: () => files?.totalBytes(),
+  })
+  try {
+    for await (const batch of cap.batches({ signal: abort.signal })) {
+      const take = count === undefined ? batch.length : Math.min(batch.length, count - captured)
+      // Bytes only feed the status line: no JavaScript per packet otherwise.
+      if (countBytes) for (let i = 0; i < take; i++) bytes += batch.lengthAt(i)
+      if (files) {
+        files.rotateIfDue(() => cap.stats())
+        if (take === batch.length) files.current.write(batch)
+        else for (let i = 0; i < take; i++) files.current.write(batch.at(i)!)
+      } else {
+        let out = ''
+        for (let i = 0; i < take; i++) out += `${formatPacket(batch.at(i)!, lines)}\n`
+        process.stdout.write(out)
+      }
+      captured += take
+      if (count !== undefined && captured >= count) break
+    }
+  } catch (e) {
+    if ((e as Error).name !== 'AbortError') throw e
+  } finally {
+    stopStatus()
+    stats = cap.closed ? stats : cap.stats()
+    try {
+      files?.close(stats)
+    } finally {
+      cap.close()
+    }
+  }
+  await drained(process.stdout)
+  // tcpdump's summary: "received by filter" counts what the kernel's filter accepted,
+  // dropped ones included.
+  process.stderr.write(
+    `\n${captured} packet${captured === 1 ? '' : 's'} captured\n` +
+      `${stats.packets + stats.drops} packets received by filter\n` +
+      `${stats.drops} packets dropped by kernel\n`,
+  )
+  return 0
+}
+
+/** `-r FILE`: prints the file's packets that `filter` accepts (run in user space). */
+async function readFile(path: string, count: number | undefined, lines: LineOptions, filter: FilterProgram | undefined): Promise<number> {
+  let n = 0
+  const abort = new AbortController()
+  onInterrupt(() => abort.abort())
+  for await (const pkt of readCaptureFile(path)) {
+    if (abort.signal.aborted || (count !== undefined && n >= count)) break
+    if (filter && !filter.matches(pkt)) continue
+    if (!process.stdout.write(`${formatPacket(pkt, lines)}\n`)) await drained(process.stdout)
+    n++
+  }
+  await drained(process.stdout)
+  return 0
+}
+
+function parseFanout(v: string | undefined) {
+  if (v === undefined) return undefined
+  const [mode, group] = v.split(':')
+  if (!FANOUT_MODES.includes(mode as FanoutMode) || !/^\d+$/.test(group ?? '')) {
+    throw new UsageError(`--fanout must be MODE:GROUP with MODE one of ${FANOUT_MODES.join(', ')}, got '${v}'`)
+  }
+  return { mode: mode as FanoutMode, group: Number(group) }
+}
+
+function drained(stream: NodeJS.WriteStream): Promise<void> {
+  if (!stream.writableNeedDrain) return Promise.resolve()
+  return new Promise((resolve) => {
+    stream.once('drain', resolve)
+    stream.once('error', resolve)
+  })
+}
+
+/** `-w FILE` with tcpdump's rotation: `-C` starts FILE1, FILE2, ...; `-G` expands strftime fields. */
+class RotatingFile {
+  current: PcapWriter
+  #index = 0
+  #openedAt = Date.now()
+  #closedBytes = 0
+
+  constructor(
+    private readonly path: string,
+    private readonly format: FileFormat,
+    private readonly iface: string,
+    private readonly snapLen: number,
+    private readonly seconds: number | undefined,
+    private readonly mb: number | undefined,
+  ) {
+    this.current = this.#open()
+  }
+
+  totalBytes(): number {
+    return this.#closedBytes + this.current.bytesWritten
+  }
+
+  rotateIfDue(stats: () => CaptureStats): void {
+    const bySize = this.mb !== undefined && this.current.bytesWritten >= this.mb * 1_000_000
+    const byTime = this.seconds !== undefined && Date.now() - this.#openedAt >= this.seconds * 1000
+    if (!bySize && !byTime) return
+    this.close(stats())
+    this.#index++
+    this.#openedAt = Date.now()
+    this.current = this.#open()
+  }
+
+  close(stats: CaptureStats): void {
+    this.current.close(stats)
+    this.#closedBytes += this.current.bytesWritten
+  }
+
+  #open(): PcapWriter {
+    const options = { format: this.format, interface: this.iface, snapLen: this.snapLen }
+    if (this.path === '-') return PcapWriter.open(1, options)
+    let name = this.seconds !== undefined && this.path.includes('%') ? strftime(this.path, new Date()) : this.path
+    if (this.#index > 0 && name === this.path) name = `${this.path}${this.#index}`
+    return PcapWriter.open(name, options)
+  }
+}
+
+function strftime(pattern: string, d: Date): string {
+  const p2 = (n: number) => String(n).padStart(2, '0')
+  const fields: Record<string, string> = {
+    Y: String(d.getFullYear()),
+    m: p2(d.getMonth() + 1),
+    d: p2(d.getDate()),
+    H: p2(d.getHours()),
+    M: p2(d.getMinutes()),
+    S: p2(d.getSeconds()),
+    s: String(Math.floor(d.getTime() / 1000)),
+    '%': '%',
+  }
+  return pattern.replace(/%(.)/g, (m, c: string) => fields[c] ?? m)
+}

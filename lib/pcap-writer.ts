@@ -1,0 +1,133 @@
+// Capture files (pcap and pcapng) that tcpdump, tshark and Wireshark read. The format is
+// written by the engine: whole batches straight from the ring with writev, single packets
+// copied in.
+
+import { Writable } from 'node:stream'
+
+import { callNative, NetringError } from './errors'
+import { native, type Binding } from './native'
+import { DIRECTIONS, PacketBatch, type PacketInfo } from './packet'
+
+/** `'pcap'` (microseconds), `'pcap-ns'` (nanoseconds) or `'pcapng'` (nanoseconds, direction, statistics). */
+export type FileFormat = 'pcap' | 'pcap-ns' | 'pcapng'
+
+export interface PcapWriterOptions {
+  /** @default 'pcapng' */
+  format?: FileFormat
+  /** The interface name written in pcapng's Interface Description Block. @default '' */
+  interface?: string
+  /** The snap length the file declares. @default 262144 */
+  snapLen?: number
+}
+
+/** The kernel's counts written at close (pcapng's Interface Statistics Block). */
+export interface FileStats {
+  packets: number
+  drops: number
+}
+
+const FORMATS: readonly FileFormat[] = ['pcap', 'pcap-ns', 'pcapng']
+
+/**
+ * Writes a capture file. `write()` takes a `PacketBatch` (written whole from the ring, in Rust,
+ * no JavaScript per packet), a `Packet` or an `OwnedPacket` (copied in at once, so a ring view
+ * never waits for I/O). Everything is on its way to the file when `flush()` or `close()`
+ * returns, and every batch as soon as it is written. A failing write (a full disk: `ENOSPC`)
+ * throws a `NetringError`.
+ */
+export class PcapWriter implements Disposable {
+  readonly #native: Binding.NativePcapWriter
+
+  private constructor(n: Binding.NativePcapWriter) {
+    this.#native = n
+  }
+
+  /** Creates (or truncates) `target`, a path, or writes to a copy of descriptor `target` (1: stdout). */
+  static open(target: string | number, options: PcapWriterOptions = {}): PcapWriter {
+    const o = writerOptions(options)
+    if (typeof target === 'number') return new PcapWriter(callNative(() => native.NativePcapWriter.fromFd(target, o)))
+    if (typeof target !== 'string' || target === '') throw NetringError.invalidOption('path', 'must be a file path or a descriptor')
+    return new PcapWriter(callNative(() => native.NativePcapWriter.create(target, o)))
+  }
+
+  /** Bytes written to the file so far. */
+  get bytesWritten(): number {
+    return this.#native.bytesWritten
+  }
+
+  /** Packets written (or buffered) so far. */
+  get packetsWritten(): number {
+    return this.#native.packetsWritten
+  }
+
+  /** Writes a batch whole, or one packet (copied). */
+  write(item: PacketBatch | PacketInfo): void {
+    if (item instanceof PacketBatch) {
+      const table = item.table
+      callNative(() => this.#native.writeBlock(item.bytes, table))
+      return
+    }
+    const pkttype = Math.max(0, DIRECTIONS.indexOf(item.direction))
+    const { sec, nsec } = item.timestamp
+    callNative(() => this.#native.writePacket(item.data, sec, nsec, item.originalLength, pkttype))
+  }
+
+  /** Writes what is buffered. */
+  flush(): void {
+    callNative(() => this.#native.flush())
+  }
+
+  /** Writes the kernel's counts (pcapng) and everything buffered, and closes the file. Idempotent. */
+  close(stats?: FileStats): void {
+    callNative(() => this.#native.close(stats?.packets, stats?.drops))
+  }
+
+  [Symbol.dispose](): void {
+    this.close()
+  }
+
+  /**
+   * A Writable (object mode) for `pipeline()`: batches, packets or owned packets in; closes the
+   * file when the stream ends, with `stats()` (e.g. `() => cap.stats()`) as the kernel's counts.
+   */
+  writable(options: { stats?: () => FileStats } = {}): Writable {
+    return new Writable({
+      objectMode: true,
+      highWaterMark: 64,
+      write: (item: PacketBatch | PacketInfo, _encoding, callback) => {
+        try {
+          this.write(item)
+          callback()
+        } catch (e) {
+          callback(e as Error)
+        }
+      },
+      final: (callback) => {
+        try {
+          this.close(options.stats?.())
+          callback()
+        } catch (e) {
+          callback(e as Error)
+        }
+      },
+    })
+  }
+}
+
+function writerOptions(options: PcapWriterOptions): Binding.NativePcapWriterOptions {
+  if (typeof options !== 'object' || options === null) throw NetringError.invalidOption('options', 'must be an object')
+  for (const key of Object.keys(options)) {
+    if (!['format', 'interface', 'snapLen'].includes(key)) {
+      throw NetringError.invalidOption(key, 'unknown option (known: format, interface, snapLen)')
+    }
+  }
+  const format = options.format ?? 'pcapng'
+  if (!FORMATS.includes(format)) throw NetringError.invalidOption('format', `must be one of ${FORMATS.join(', ')}, got ${String(format)}`)
+  const snapLen = options.snapLen ?? 262144
+  if (!Number.isInteger(snapLen) || snapLen < 1 || snapLen > 0xffffffff) {
+    throw NetringError.invalidOption('snapLen', `must be an integer from 1, got ${String(snapLen)}`)
+  }
+  const iface = options.interface ?? ''
+  if (typeof iface !== 'string') throw NetringError.invalidOption('interface', 'must be a string')
+  return { format, interface: iface, snapLen }
+}
