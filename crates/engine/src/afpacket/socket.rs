@@ -64,9 +64,16 @@ impl Interface {
     }
 
     /// Whether the interface still exists under the same index (it may have been deleted, or
-    /// deleted and re-created).
+    /// deleted and re-created). Allocates nothing: the AF_XDP socket asks this from its receive and send paths.
     pub fn still_exists(&self) -> bool {
-        Interface::resolve(&self.name).is_ok_and(|i| i.index == self.index)
+        let mut c_name = [0u8; libc::IFNAMSIZ + 1];
+        let bytes = self.name.as_bytes();
+        if bytes.len() >= c_name.len() || bytes.contains(&0) {
+            return false;
+        }
+        c_name[..bytes.len()].copy_from_slice(bytes);
+        // SAFETY: a NUL-terminated name in a local buffer.
+        unsafe { libc::if_nametoindex(c_name.as_ptr().cast()) == self.index }
     }
 
     /// The interface MTU, from sysfs.
