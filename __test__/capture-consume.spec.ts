@@ -73,7 +73,7 @@ test('next() called again before the last call settled answers in order, like an
   // One burst into one block (a 200 ms retire timeout), so that answering the later calls does
   // not move on to another batch, which would release the packets handed out before.
   using cap = Capture.open(veth.near, { blockTimeoutMs: 200 })
-  const it = cap.iterate({ limit: 4, signal: AbortSignal.timeout(5000) })
+  const it = cap.iterate({ limit: 4, signal: AbortSignal.timeout(30_000) })
   const calls = Array.from({ length: 4 }, () => it.next().then((r) => (r.done ? 'done' : seqOf(r.value))))
   await sleep(20)
   await veth.send(frames(veth, 4))

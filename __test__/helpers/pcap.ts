@@ -26,7 +26,7 @@ export async function tcpdump(t: ExecutionContext, iface: string, filter: string
   // tcpdump says "listening on ..." once its socket is open.
   await new Promise<void>((resolve, reject) => {
     let err = ''
-    const timer = setTimeout(() => reject(new Error(`tcpdump did not start: ${err}`)), 10_000)
+    const timer = setTimeout(() => reject(new Error(`tcpdump did not start: ${err}`)), 30_000)
     child.stderr.on('data', (d) => {
       err += d
       if (err.includes('listening on')) {
