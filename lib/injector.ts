@@ -15,7 +15,7 @@ import { Writable } from 'node:stream'
 
 import { callNative, NetringError } from './errors'
 import { native, type Binding } from './native'
-import { injectorOptions, interfaceName, type InjectorOptions } from './options'
+import { injectorOptions, interfaceName, nonNegative, type InjectorOptions } from './options'
 import { ringView } from './ring-view'
 
 export interface InjectorStats {
@@ -341,8 +341,10 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
     return this.#flushNow()
   }
 
-  /** Flushes and blocks until everything was sent or `timeoutMs` passed; whether it all was. */
+  /** Flushes and blocks until everything was sent or `timeoutMs` passed (no limit when omitted
+   * or Infinity); whether it all was. */
   drain(timeoutMs?: number): boolean {
+    if (timeoutMs !== undefined) nonNegative(timeoutMs, 'timeoutMs')
     this.#flushNow()
     try {
       return callNative(() => this.#native.drain(timeoutMs))
@@ -414,6 +416,7 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
    */
   close(drainTimeoutMs = 1000): void {
     if (this.closed) return
+    nonNegative(drainTimeoutMs, 'timeoutMs')
     try {
       // Slots still lent are abandoned now: given back, they no longer hold queued frames.
       callNative(() => this.#native.giveBackLent())

@@ -1,7 +1,5 @@
 //! `NativeCapture`: the engine's `Capture`, lent to JavaScript one block at a time.
 
-use std::time::Duration;
-
 use napi::bindgen_prelude::{Either, Object, ObjectFinalize, Unknown};
 use napi::{Env, Result};
 use netring_engine::reactor::Readiness;
@@ -10,7 +8,7 @@ use netring_engine::{BpfProgram, Capture, CaptureOptions, FanoutConfig, Profile,
 use crate::batch_table::BatchTable;
 use crate::error::{to_napi, OrThrow};
 use crate::lent_buffer::{force_copy_from_env, LentBuffer};
-use crate::wait::readiness_promise;
+use crate::wait::{readiness_promise, timeout_from_ms};
 
 /// Options as the facade passes them (already type-checked there; values are checked by the
 /// engine).
@@ -142,7 +140,7 @@ impl NativeCapture {
         timeout_ms: Option<f64>,
     ) -> Result<Option<Object<'env>>> {
         self.take_back(env)?;
-        let timeout = timeout_ms.map(|ms| Duration::from_secs_f64(ms.max(0.0) / 1000.0));
+        let timeout = timeout_ms.and_then(timeout_from_ms);
         let ready = self.engine.as_mut().ok_or_else(closed)?.wait_ready(timeout).or_throw()?;
         if ready {
             self.next_batch(env)

@@ -1,7 +1,5 @@
 //! `NativeInjector`: the engine's `Injector`, with zero-copy slots lent to JavaScript.
 
-use std::time::Duration;
-
 use napi::bindgen_prelude::{Buffer, Object, ObjectFinalize};
 use napi::{Env, Result};
 use netring_engine::reactor::Readiness;
@@ -9,7 +7,7 @@ use netring_engine::{Errno, Error, Injector, InjectorOptions, Subject};
 
 use crate::error::{error_json, to_napi, OrThrow};
 use crate::lent_buffer::{force_copy_from_env, LentBuffer};
-use crate::wait::readiness_promise;
+use crate::wait::{readiness_promise, timeout_from_ms};
 
 #[napi(object)]
 pub struct NativeInjectorOptions {
@@ -198,7 +196,7 @@ impl NativeInjector {
     /// Blocks until everything queued was sent or `timeoutMs` passed; returns whether it all was.
     #[napi]
     pub fn drain(&mut self, timeout_ms: Option<f64>) -> Result<bool> {
-        let timeout = timeout_ms.map(|ms| Duration::from_secs_f64(ms.max(0.0) / 1000.0));
+        let timeout = timeout_ms.and_then(timeout_from_ms);
         self.engine()?.drain(timeout).or_throw()
     }
 

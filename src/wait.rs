@@ -30,14 +30,19 @@ pub fn readiness_promise<'env>(
     Ok(promise)
 }
 
+/// A timeout in milliseconds from JavaScript: negative or NaN is 0; Infinity, or anything too
+/// large for a Duration, is no limit (converting it would panic and abort the process).
+pub fn timeout_from_ms(ms: f64) -> Option<Duration> {
+    Duration::try_from_secs_f64(ms.max(0.0) / 1000.0).ok()
+}
+
 /// Blocks the calling thread until one of `fds` is readable or reports an error, or until
 /// `timeoutMs` passes. Returns whether one did.
 #[napi]
 pub fn wait_any_readable(fds: Vec<i32>, timeout_ms: f64) -> Result<bool> {
     let mut pfds: Vec<libc::pollfd> =
         fds.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
-    let timeout = Duration::from_secs_f64(timeout_ms.max(0.0) / 1000.0);
-    let ready = syscall::poll_all(&mut pfds, Some(timeout))
+    let ready = syscall::poll_all(&mut pfds, timeout_from_ms(timeout_ms))
         .map_err(|e| to_napi(Error::sys(e, "poll", Subject::None, "waiting for packets on several sockets")))?;
     Ok(ready > 0)
 }
