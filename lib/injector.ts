@@ -228,6 +228,8 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
   #lastYield = performance.now()
   /** An error nobody could be told of yet (no owner, no 'error' listener): the next call throws it. */
   #kept: unknown = null
+  /** close() is under way: a close() from a listener it runs (an 'error' while draining) waits for it. */
+  #closing = false
 
   private constructor(iface: string, nativeInjector: Binding.NativeInjector) {
     super()
@@ -415,8 +417,9 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
    * then rejects with EBADF. Idempotent.
    */
   close(drainTimeoutMs = 1000): void {
-    if (this.closed) return
+    if (this.closed || this.#closing) return
     nonNegative(drainTimeoutMs, 'timeoutMs')
+    this.#closing = true
     try {
       // Slots still lent are abandoned now: given back, they no longer hold queued frames.
       callNative(() => this.#native.giveBackLent())
@@ -435,9 +438,11 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
 
   async [Symbol.asyncDispose](): Promise<void> {
     if (this.closed) return
+    let timer: NodeJS.Timeout | undefined
     try {
-      await Promise.race([this.drained(), new Promise((r) => setTimeout(r, 1000))])
+      await Promise.race([this.drained(), new Promise((r) => (timer = setTimeout(r, 1000)))])
     } finally {
+      clearTimeout(timer)
       this.close(0)
     }
   }
