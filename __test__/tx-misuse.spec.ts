@@ -28,6 +28,7 @@ test('bad lengths for a slot or a batch of slots are EINVAL naming the option; n
     ["run.send(2, '60')", (tx) => tx.allocateBatch(4, 60)!.send(2, '60' as never), 'lengths'],
     ['allocate(null)', (tx) => tx.allocate(null as never), 'length'],
     ["allocateBatch('4', 60)", (tx) => tx.allocateBatch('4' as never, 60), 'count'],
+    ['allocateBatch(0, 60)', (tx) => tx.allocateBatch(0, 60), 'count'],
   ]
   for (const [what, misuse, option] of misuses) {
     const e = t.throws(() => misuse(tx), { instanceOf: NetringError }, what)
@@ -113,4 +114,14 @@ test('drain() and close() take Infinity as no limit and refuse other non-numbers
     captured: true,
     closed: true,
   })
+})
+
+test("writable()'s options are checked: a bad highWaterMark or options value is EINVAL, not Node's TypeError", (t) => {
+  const veth = localVethPair(t)
+  using tx = Injector.open(veth.a)
+  for (const options of [{ highWaterMark: NaN }, { highWaterMark: -1 }, { highWaterMark: '3' }, { highWaterMark: Infinity }, { hwm: 3 }, 5, 'x', null]) {
+    const e = t.throws(() => tx.writable(options as never), { instanceOf: NetringError }, JSON.stringify(options))
+    t.is(e?.code, 'EINVAL')
+  }
+  t.is(tx.writable({ highWaterMark: 0 }).writableHighWaterMark, 0)
 })

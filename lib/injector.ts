@@ -15,7 +15,7 @@ import { Writable } from 'node:stream'
 
 import { callNative, NetringError } from './errors'
 import { native, type Binding } from './native'
-import { injectorOptions, interfaceName, nonNegative, type InjectorOptions } from './options'
+import { checkOptions, injectorOptions, interfaceName, nonNegative, type InjectorOptions } from './options'
 import { ringView } from './ring-view'
 
 export interface InjectorStats {
@@ -300,9 +300,9 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
    */
   allocateBatch(count: number, length: number): TxSlotBatch | null {
     this.#throwKept()
-    for (const [name, value] of [['count', count], ['length', length]] as const) {
-      if (!isU32(value)) throw NetringError.invalidOption(name, `must be a non-negative integer, got ${String(value)}`)
-    }
+    // The engine lends at least one slot: a count of 0 would come back as 1.
+    if (!isU32(count) || count === 0) throw NetringError.invalidOption('count', `must be a positive integer, got ${String(count)}`)
+    if (!isU32(length)) throw NetringError.invalidOption('length', `must be a non-negative integer, got ${String(length)}`)
     const run = callNative(() => this.#native.allocateRun(count, length))
     return run && new TxSlotBatch(this, run, length)
   }
@@ -388,6 +388,11 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
    * that fails fails the stream.
    */
   writable(options?: { highWaterMark?: number }): Writable {
+    const { highWaterMark = 256 } = checkOptions(options, 'writable', {
+      highWaterMark: (v, o) => {
+        if (!isU32(v)) throw NetringError.invalidOption(o, `must be a non-negative integer, got ${String(v)}`)
+      },
+    }) as { highWaterMark?: number }
     const frameOf = (chunk: unknown): Buffer => {
       if (chunk instanceof Uint8Array) return asBuffer(chunk)
       const data = (chunk as { data?: unknown } | null)?.data
@@ -399,7 +404,7 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
     }
     return new Writable({
       objectMode: true,
-      highWaterMark: options?.highWaterMark ?? 256,
+      highWaterMark,
       write: (chunk, _encoding, callback) => settle(async () => this.sendAsync(frameOf(chunk)), callback),
       writev: (chunks, callback) =>
         settle(async () => {
