@@ -178,7 +178,8 @@ export class TxSlotBatch implements Disposable {
     if (!Number.isInteger(i) || i < 0 || i >= this.count) {
       throw NetringError.invalidOption('index', `must be an integer from 0 to ${this.count - 1}, got ${String(i)}`)
     }
-    if (this.#done) return Buffer.alloc(0)
+    // Detached (byteLength 0) once sent, discarded, or given back by the injector's close().
+    if (this.#done || this.#data.byteLength === 0) return Buffer.alloc(0)
     return ringView(this.#data, i * this.#stride, this.length)
   }
 

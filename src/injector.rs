@@ -294,11 +294,7 @@ impl NativeInjector {
     /// Returns the run's slot count and length.
     fn take_back_run(&mut self, env: &Env, first: u32) -> Result<(u32, u32)> {
         let Some(run) = self.runs.get_mut(first as usize).and_then(Option::take) else {
-            return Err(to_napi(Error::new(
-                Errno::EINVAL,
-                Subject::None,
-                format!("no run of slots starts at {first}"),
-            )));
+            return Err(self.not_lent(format!("no run of slots starts at {first}")));
         };
         if let Some(engine) = self.engine.as_ref() {
             let span = (run.count as usize - 1) * engine.frame_stride() + run.length as usize;
@@ -313,11 +309,20 @@ impl NativeInjector {
         Err(transferred_error())
     }
 
+    /// A slot or run used after it went back: EBADF once the injector is closed (close() gave
+    /// every lent slot back), else EINVAL.
+    fn not_lent(&mut self, what: String) -> napi::Error {
+        match self.engine() {
+            Err(closed) => closed,
+            Ok(_) => to_napi(Error::new(Errno::EINVAL, Subject::None, what)),
+        }
+    }
+
     /// Detaches slot `index`'s buffer (in copy mode, after writing the copy back to the ring)
     /// and returns the length it was lent with.
     fn take_back(&mut self, env: &Env, index: u32) -> Result<u32> {
         let Some((lent, length)) = self.lent.get_mut(index as usize).and_then(Option::take) else {
-            return Err(to_napi(Error::new(Errno::EINVAL, Subject::None, format!("slot {index} is not lent out"))));
+            return Err(self.not_lent(format!("slot {index} is not lent out")));
         };
         if let Some(engine) = self.engine.as_ref() {
             // SAFETY: the slot is still lent (ours) and holds `length` bytes.
