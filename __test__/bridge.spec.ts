@@ -6,7 +6,7 @@ import test, { type ExecutionContext } from 'ava'
 import { Bridge, Capture, Injector, type BridgeDirection, type Packet } from 'netring'
 
 import { collect, seqOf } from './helpers/collect'
-import { frame, localVethPair, ownPacketSockets, runIn, sh, vethPair } from './helpers/net'
+import { frame, localVethPair, ownPacketSockets, runIn, sh, sleep, vethPair } from './helpers/net'
 
 let subnet = 10 + (process.pid % 200)
 
@@ -250,4 +250,45 @@ test.serial('close() from inside the callback ends run() with its stats', async 
   t.not(stats, 'hung')
   t.true(bridge.closed)
   t.is((stats as Awaited<typeof running>)['a->b'].forwarded, 2, 'the two before the close')
+})
+
+test.serial('a callback that throws rejects run(); what it forwarded still leaves, the rest counts as dropped, the bridge goes on', async (t) => {
+  const net = twoLinks(t)
+  using sink = Capture.open(net.right.b)
+  using bridge = Bridge.open({ a: net.a, b: net.b })
+  using tx = Injector.open(net.left.a)
+  let seen = 0 // our frames handed to a callback that did not throw
+  let foreign = 0
+  const ours = (p: Packet) => p.protocol === 0x88b5 || (foreign++, false)
+  let calls = 0
+  const first = bridge.run((p) => {
+    if (!ours(p)) return 'drop'
+    if (++calls === 5) throw new Error('boom')
+    seen++
+    return 'forward'
+  })
+  for (let i = 0; i < 10; i++) t.true(tx.send(frame(net.right.bMac, net.left.aMac, 80, i)))
+  await tx.drained() // not drain(): blocking here would stall the other tests' bridges in this process
+  await t.throwsAsync(first, { message: 'boom' })
+  t.deepEqual(
+    (await collect(sink, 4)).map((p) => seqOf(p)),
+    [0, 1, 2, 3],
+    'forwarded before the throw, sent without another turn',
+  )
+  // The batch was given back: a new run() forwards what was not handed to the callback yet.
+  const controller = new AbortController()
+  let last = -1
+  const second = bridge.run((p) => (ours(p) ? (seen++, (last = seqOf(p)), 'forward') : 'drop'), { signal: controller.signal })
+  for (let i = 10; i < 13; i++) t.true(tx.send(frame(net.right.bMac, net.left.aMac, 80, i)))
+  await tx.drained()
+  for (const deadline = Date.now() + 10_000; last !== 12 && Date.now() < deadline; ) await sleep(10)
+  controller.abort()
+  const rest = (await collect(sink, seen - 4)).map((p) => seqOf(p))
+  const stats = (await second)['a->b']
+  t.deepEqual(rest.slice(-3), [10, 11, 12], 'the bridge goes on')
+  t.deepEqual(rest, [...rest].sort((x, y) => x - y), 'in order')
+  t.is(stats.forwarded, seen)
+  t.is(4 + rest.length, seen, 'every frame counted as forwarded left')
+  // Each of our 13 frames was forwarded or counted as dropped by the callback (the one that threw included).
+  t.is(seen + stats.droppedByCallback - foreign, 13)
 })

@@ -156,3 +156,45 @@ test('slots dropped without send() or discard() are given back when collected: t
   t.like(child.result, { drained: true, stats: { sent: 1, pending: 0 } }, child.stdout)
   t.is((await collect(rx, 1)).length, 1)
 })
+
+test("close() from an 'error' listener while close() drains: one 'close', no throw, the good frames leave", async (t) => {
+  const veth = localVethPair(t)
+  using rx = Capture.open(veth.b)
+  const tx = Injector.open(veth.a)
+  let closes = 0
+  tx.on('close', () => closes++)
+  const errors: string[] = []
+  tx.on('error', (e) => {
+    errors.push((e as NetringError).code)
+    tx.close()
+  })
+  t.true(tx.send(frame(veth.bMac, veth.aMac, 1000, 1)))
+  t.true(tx.send(frame(veth.bMac, veth.aMac, 100, 2)))
+  sh('ip', ['link', 'set', veth.a, 'mtu', '500'])
+  t.notThrows(() => tx.close())
+  t.true(tx.closed)
+  t.is(closes, 1)
+  t.deepEqual(errors, ['EMSGSIZE'])
+  t.deepEqual(
+    (await collect(rx, 1)).map((p) => seqOf(p)),
+    [2],
+  )
+})
+
+// The fallback timer of the drain used to stay armed for a second after the injector closed.
+const DISPOSED = `
+  const { Injector } = require('.')
+  ;(async () => {
+    const tx = Injector.open(process.argv[1])
+    await tx[Symbol.asyncDispose]()
+    const timers = process.getActiveResourcesInfo().filter((r) => r === 'Timeout')
+    console.log(JSON.stringify({ closed: tx.closed, timers: timers.length }))
+  })()
+`
+
+test('[Symbol.asyncDispose]() leaves no timer behind to keep the process alive', async (t) => {
+  const veth = localVethPair(t)
+  const child = await runChild(DISPOSED, [veth.a])
+  t.is(child.code, 0, child.stderr)
+  t.deepEqual(child.result, { closed: true, timers: 0 })
+})

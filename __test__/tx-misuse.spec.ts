@@ -5,7 +5,7 @@
 import test from 'ava'
 import { Capture, Injector, NetringError } from 'netring'
 
-import { within } from './helpers/child'
+import { runChild, within } from './helpers/child'
 import { collect, seqOf } from './helpers/collect'
 import { frame, localVethPair } from './helpers/net'
 
@@ -28,6 +28,7 @@ test('bad lengths for a slot or a batch of slots are EINVAL naming the option; n
     ["run.send(2, '60')", (tx) => tx.allocateBatch(4, 60)!.send(2, '60' as never), 'lengths'],
     ['allocate(null)', (tx) => tx.allocate(null as never), 'length'],
     ["allocateBatch('4', 60)", (tx) => tx.allocateBatch('4' as never, 60), 'count'],
+    ['allocateBatch(0, 60)', (tx) => tx.allocateBatch(0, 60), 'count'],
   ]
   for (const [what, misuse, option] of misuses) {
     const e = t.throws(() => misuse(tx), { instanceOf: NetringError }, what)
@@ -81,4 +82,46 @@ test('sendBatch with one frame too large throws and queues none of it: a retry s
     [0, 1, 2],
   )
   t.deepEqual(await collect(rx, 1, { timeoutMs: 300 }), [], 'no duplicates')
+})
+
+// Infinity used to abort the process (a panic converting it to a Duration); strings and NaN were
+// a plain Error or read as 0.
+const TIMEOUTS = `
+  const { Capture, Injector } = require('.')
+  const [iface, peer] = process.argv.slice(1)
+  const rx = Capture.open(peer)
+  const tx = Injector.open(iface)
+  const f = Buffer.alloc(60, 0xff); f.writeUInt16BE(0x88b5, 12)
+  tx.send(f)
+  const drained = tx.drain(Infinity)
+  const refused = [NaN, -1, '60', { valueOf: () => 60 }, null].map((v) => {
+    try { tx.drain(v); return 'accepted' } catch (e) { return e.code + ' ' + e.option }
+  })
+  const batch = rx.nextBatchBlocking(Infinity)
+  tx.close(Infinity)
+  console.log(JSON.stringify({ drained, refused, captured: batch !== null, closed: tx.closed }))
+  rx.close()
+`
+
+test('drain() and close() take Infinity as no limit and refuse other non-numbers; nextBatchBlocking(Infinity) waits', async (t) => {
+  const veth = localVethPair(t)
+  const child = await runChild(TIMEOUTS, [veth.a, veth.b])
+  t.is(child.signal, null, child.stderr)
+  t.is(child.code, 0, child.stderr)
+  t.deepEqual(child.result, {
+    drained: true,
+    refused: Array(5).fill('EINVAL timeoutMs'),
+    captured: true,
+    closed: true,
+  })
+})
+
+test("writable()'s options are checked: a bad highWaterMark or options value is EINVAL, not Node's TypeError", (t) => {
+  const veth = localVethPair(t)
+  using tx = Injector.open(veth.a)
+  for (const options of [{ highWaterMark: NaN }, { highWaterMark: -1 }, { highWaterMark: '3' }, { highWaterMark: Infinity }, { hwm: 3 }, 5, 'x', null]) {
+    const e = t.throws(() => tx.writable(options as never), { instanceOf: NetringError }, JSON.stringify(options))
+    t.is(e?.code, 'EINVAL')
+  }
+  t.is(tx.writable({ highWaterMark: 0 }).writableHighWaterMark, 0)
 })

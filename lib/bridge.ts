@@ -222,8 +222,12 @@ export class Bridge extends EventEmitter<{ error: [Error]; close: [] }> implemen
       const batch = side.capture.nextBatch()
       if (batch) {
         handled += batch.length
-        this.#forward(side, batch, fn)
-        if (!this.#closed) batch.release()
+        try {
+          this.#forward(side, batch, fn)
+        } finally {
+          // Also when the callback threw: a batch kept would stall this side's ring.
+          if (!this.#closed) batch.release()
+        }
       }
     }
     return handled
@@ -231,8 +235,23 @@ export class Bridge extends EventEmitter<{ error: [Error]; close: [] }> implemen
 
   #forward(side: Side, batch: PacketBatch, fn: BridgeCallback): void {
     const { injector, stats, direction } = side
+    let left = batch.length
     for (const packet of batch) {
-      const verdict = fn(packet, direction)
+      let verdict: BridgeVerdict
+      try {
+        verdict = fn(packet, direction)
+        if (verdict !== 'forward' && verdict !== 'drop' && !(verdict instanceof Uint8Array)) {
+          throw NetringError.invalidOption('verdict', "the callback must return 'forward', 'drop' or a Buffer")
+        }
+      } catch (e) {
+        // run() rejects with it. This packet and the rest of the batch count as dropped by the
+        // callback; what it forwarded before leaves now, not with some later turn.
+        if (this.#closed) throw e
+        stats.droppedByCallback += left
+        injector.flush()
+        throw e
+      }
+      left--
       // Closed by the callback: the rest of the batch is not forwarded, and nothing is counted.
       if (this.#closed) return
       if (verdict === 'drop') {
@@ -244,9 +263,6 @@ export class Bridge extends EventEmitter<{ error: [Error]; close: [] }> implemen
         continue
       }
       const frame = verdict === 'forward' ? packet.data : verdict
-      if (!(frame instanceof Uint8Array)) {
-        throw NetringError.invalidOption('verdict', "the callback must return 'forward', 'drop' or a Buffer")
-      }
       let queued: boolean
       try {
         queued = injector.send(frame) || (injector.flush(), injector.send(frame))

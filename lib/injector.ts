@@ -16,7 +16,7 @@ import { Writable } from 'node:stream'
 import { callNative, NetringError } from './errors'
 import { native, type Binding } from './native'
 import { timeoutMs as checkTimeout } from './numbers'
-import { injectorOptions, interfaceName, type InjectorOptions } from './options'
+import { checkOptions, injectorOptions, interfaceName, type InjectorOptions } from './options'
 import { ringView } from './ring-view'
 
 export interface InjectorStats {
@@ -190,7 +190,8 @@ export class TxSlotBatch implements Disposable {
     if (!Number.isInteger(i) || i < 0 || i >= this.count) {
       throw NetringError.invalidOption('index', `must be an integer from 0 to ${this.count - 1}, got ${String(i)}`)
     }
-    if (this.#done) return Buffer.alloc(0)
+    // Detached (byteLength 0) once sent, discarded, or given back by the injector's close().
+    if (this.#done || this.#data.byteLength === 0) return Buffer.alloc(0)
     return ringView(this.#data, i * this.#stride, this.length)
   }
 
@@ -240,6 +241,8 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
   #lastYield = performance.now()
   /** An error nobody could be told of yet (no owner, no 'error' listener): the next call throws it. */
   #kept: unknown = null
+  /** close() is under way: a close() from a listener it runs (an 'error' while draining) waits for it. */
+  #closing = false
 
   private constructor(iface: string, nativeInjector: Binding.NativeInjector) {
     super()
@@ -310,9 +313,9 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
    */
   allocateBatch(count: number, length: number): TxSlotBatch | null {
     this.#throwKept()
-    for (const [name, value] of [['count', count], ['length', length]] as const) {
-      if (!isU32(value)) throw NetringError.invalidOption(name, `must be a non-negative integer, got ${String(value)}`)
-    }
+    // The engine lends at least one slot: a count of 0 would come back as 1.
+    if (!isU32(count) || count === 0) throw NetringError.invalidOption('count', `must be a positive integer, got ${String(count)}`)
+    if (!isU32(length)) throw NetringError.invalidOption('length', `must be a non-negative integer, got ${String(length)}`)
     const run = callNative(() => this.#native.allocateRun(count, length))
     return run && new TxSlotBatch(this, run, length)
   }
@@ -353,7 +356,8 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
     return this.#flushNow()
   }
 
-  /** Flushes and blocks until everything was sent or `timeoutMs` passed; whether it all was. */
+  /** Flushes and blocks until everything was sent or `timeoutMs` passed (no limit when omitted
+   * or Infinity); whether it all was. */
   drain(timeoutMs?: number): boolean {
     const limit = checkTimeout(timeoutMs)
     this.#flushNow()
@@ -397,6 +401,11 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
    * that fails fails the stream.
    */
   writable(options?: { highWaterMark?: number }): Writable {
+    const { highWaterMark = 256 } = checkOptions(options, 'writable', {
+      highWaterMark: (v, o) => {
+        if (!isU32(v)) throw NetringError.invalidOption(o, `must be a non-negative integer, got ${String(v)}`)
+      },
+    }) as { highWaterMark?: number }
     const frameOf = (chunk: unknown): Buffer => {
       if (chunk instanceof Uint8Array) return asBuffer(chunk)
       const data = (chunk as { data?: unknown } | null)?.data
@@ -408,7 +417,7 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
     }
     return new Writable({
       objectMode: true,
-      highWaterMark: options?.highWaterMark ?? 256,
+      highWaterMark,
       write: (chunk, _encoding, callback) => settle(async () => this.sendAsync(frameOf(chunk)), callback),
       writev: (chunks, callback) =>
         settle(async () => {
@@ -427,7 +436,8 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
    */
   close(drainTimeoutMs = 1000): void {
     checkTimeout(drainTimeoutMs, 'drainTimeoutMs')
-    if (this.closed) return
+    if (this.closed || this.#closing) return
+    this.#closing = true
     try {
       // Slots still lent are abandoned now: given back, they no longer hold queued frames.
       callNative(() => this.#native.giveBackLent())
@@ -446,9 +456,11 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
 
   async [Symbol.asyncDispose](): Promise<void> {
     if (this.closed) return
+    let timer: NodeJS.Timeout | undefined
     try {
-      await Promise.race([this.drained(), new Promise((r) => setTimeout(r, 1000))])
+      await Promise.race([this.drained(), new Promise((r) => (timer = setTimeout(r, 1000)))])
     } finally {
+      clearTimeout(timer)
       this.close(0)
     }
   }

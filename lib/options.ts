@@ -214,6 +214,7 @@ const abortSignal: Check = (v, o) => {
   if (!(v instanceof AbortSignal)) throw NetringError.invalidOption(o, `must be an AbortSignal, got ${describe(v)}`)
 }
 
+/** A count or a timeout: a number, not NaN, at least 0 (Infinity is no limit). */
 export const nonNegative: Check = (v, o) => {
   if (typeof v !== 'number' || Number.isNaN(v) || v < 0) {
     throw NetringError.invalidOption(o, `must be a non-negative number, got ${describe(v)}`)

@@ -305,11 +305,7 @@ impl NativeInjector {
     /// Returns the run's slot count and length. Fails closed like `take_back`.
     fn take_back_run(&mut self, env: &Env, first: u32, sending: bool) -> Result<(u32, u32)> {
         let Some(run) = self.runs.get(first as usize).and_then(Option::as_ref) else {
-            return Err(to_napi(Error::new(
-                Errno::EINVAL,
-                Subject::None,
-                format!("no run of slots starts at {first}"),
-            )));
+            return Err(self.not_lent(format!("no run of slots starts at {first}")));
         };
         let (count, length) = (run.count, run.length);
         let dest = self
@@ -326,12 +322,21 @@ impl NativeInjector {
         Ok((count, length))
     }
 
+    /// A slot or run used after it went back: EBADF once the injector is closed (close() gave
+    /// every lent slot back), else EINVAL.
+    fn not_lent(&mut self, what: String) -> napi::Error {
+        match self.engine() {
+            Err(closed) => closed,
+            Ok(_) => to_napi(Error::new(Errno::EINVAL, Subject::None, what)),
+        }
+    }
+
     /// Takes slot `index`'s buffer back (in copy mode, writing the copy back to the ring first)
     /// and returns the length it was lent with. Fails closed: if a Node-API call fails the
     /// socket closes, and the slot never reaches the kernel while a view may still write it.
     fn take_back(&mut self, env: &Env, index: u32, sending: bool) -> Result<u32> {
         let Some((lent, length)) = self.lent.get(index as usize).and_then(Option::as_ref) else {
-            return Err(to_napi(Error::new(Errno::EINVAL, Subject::None, format!("slot {index} is not lent out"))));
+            return Err(self.not_lent(format!("slot {index} is not lent out")));
         };
         let length = *length;
         let dest = self.engine.as_ref().map(|engine| (engine.slot_ptr(index), length as usize));
