@@ -24,6 +24,7 @@ use crate::ffi;
 use crate::reactor::{Callback, Reactor, Token};
 use crate::syscall;
 
+use super::offload::{self, JumboSender};
 use super::ring::{page_size, Mapping, RingGeometry, TxRing, TX_DATA_OFFSET};
 use super::socket::{Interface, PacketSocket};
 
@@ -33,6 +34,8 @@ pub struct InjectorOptions {
     pub frame_size: Option<u32>,
     pub frame_count: Option<u32>,
     pub qdisc_bypass: Option<bool>,
+    /// Send each frame with offload metadata (the virtio-net header; see `offload`).
+    pub offload: Option<bool>,
 }
 
 pub const DEFAULT_TX_FRAME_SIZE: u32 = 2048;
@@ -73,6 +76,8 @@ pub struct Injector {
     stats: InjectorStats,
     rejection: Option<Error>,
     wait: Option<Token>,
+    /// With offload metadata on: frames too large for a slot, and room to redo their checksums.
+    jumbo: Option<(JumboSender, Vec<u8>)>,
 }
 
 impl Injector {
@@ -82,6 +87,13 @@ impl Injector {
         let geometry = tx_geometry(&options)?;
         let iface = Interface::resolve(interface)?;
         let socket = PacketSocket::open(&iface)?;
+        let jumbo = if options.offload.unwrap_or(false) {
+            // Before the version and the ring: the kernel refuses it afterwards (EBUSY).
+            offload::set_vnet_header(&socket)?;
+            Some((JumboSender::open(&iface)?, Vec::with_capacity(offload::MAX_GSO_FRAME_LEN)))
+        } else {
+            None
+        };
         socket.set_version_v3()?;
         let qdisc_bypass = options.qdisc_bypass.unwrap_or(false);
         if qdisc_bypass {
@@ -114,6 +126,7 @@ impl Injector {
             stats: InjectorStats::default(),
             rejection: None,
             wait: None,
+            jumbo,
         })
     }
 
@@ -139,7 +152,20 @@ impl Injector {
 
     /// Bytes of frame data one slot holds.
     pub fn slot_capacity(&self) -> u32 {
-        self.ring.capacity() as u32
+        (self.ring.capacity() - self.header_len()) as u32
+    }
+
+    /// Bytes of offload metadata in front of each frame in a slot (0 without `offload`).
+    fn header_len(&self) -> usize {
+        if self.jumbo.is_some() {
+            ffi::VIRTIO_NET_HDR_LEN
+        } else {
+            0
+        }
+    }
+
+    pub fn offload(&self) -> bool {
+        self.jumbo.is_some()
     }
 
     /// The largest frame this injector can send now: the slot, or the interface MTU plus the
@@ -188,7 +214,11 @@ impl Injector {
     pub fn allocate(&mut self, len: usize) -> Result<Option<u32>> {
         // The content is not known yet: allow for a tag, and check again at commit.
         self.check_len(len, true)?;
-        Ok(self.next_free())
+        let index = self.next_free();
+        if let Some(i) = index {
+            self.set_slot_offload(i, &Default::default());
+        }
+        Ok(index)
     }
 
     /// Lends the next frame in ring order (or the earliest hole); `None` when the ring is full.
@@ -235,6 +265,7 @@ impl Injector {
         }
         for i in first..first + count {
             self.slots[i as usize] = Slot::Lent;
+            self.set_slot_offload(i, &Default::default());
         }
         self.cursor = (first + count) % n;
         Ok(Some((first, count)))
@@ -247,7 +278,94 @@ impl Injector {
 
     /// The data area of a lent slot.
     pub fn slot_ptr(&self, index: u32) -> *mut u8 {
-        self.ring.data_ptr(index)
+        // SAFETY: the header fits in front of the frame data inside the slot.
+        unsafe { self.ring.data_ptr(index).add(self.header_len()) }
+    }
+
+    /// Sets the offload metadata a lent slot is sent with (checked at commit). Without
+    /// `offload` there is none to set.
+    pub fn set_slot_offload(&mut self, index: u32, h: &ffi::virtio_net_hdr) {
+        if self.jumbo.is_some() {
+            // SAFETY: the header lies in front of the slot's data, inside the slot.
+            let at = unsafe { std::slice::from_raw_parts_mut(self.ring.data_ptr(index), ffi::VIRTIO_NET_HDR_LEN) };
+            offload::write(h, at);
+        }
+    }
+
+    /// Checks a frame and the offload metadata it goes with: a GSO frame may exceed the MTU
+    /// (the kernel segments it), any other frame may not.
+    fn check_offloaded(&mut self, frame: &[u8], h: &ffi::virtio_net_hdr) -> Result<()> {
+        let tagged = is_vlan_tagged(frame);
+        if !offload::is_gso(h) {
+            self.check_len(frame.len(), tagged)?;
+        }
+        let vlan = if tagged { ffi::VLAN_HLEN } else { 0 };
+        offload::check(h, frame.len(), self.mtu as usize + ffi::ETH_HLEN + vlan)
+    }
+
+    /// Like `send`, with offload metadata (the injector must have been opened with `offload`).
+    /// `redo_checksums`: the bytes were rewritten, so their checksums are redone (see
+    /// `offload::redo_checksums`). A frame larger than a slot leaves at once through the
+    /// injector's second socket, after everything queued before it.
+    pub fn send_offload(
+        &mut self,
+        frame: &[u8],
+        header: Option<&ffi::virtio_net_hdr>,
+        redo_checksums: bool,
+    ) -> Result<bool> {
+        if self.jumbo.is_none() {
+            if header.is_some() || redo_checksums {
+                return Err(Error::invalid_option("offload", "this injector was opened without { offload: true }"));
+            }
+            return self.send(frame);
+        }
+        let mut h = header.copied().unwrap_or_default();
+        if frame.len() <= self.slot_capacity() as usize {
+            let Some(index) = self.next_free() else { return Ok(false) };
+            // SAFETY: the slot is ours (Lent) and holds at least frame.len() bytes.
+            let data = unsafe { std::slice::from_raw_parts_mut(self.slot_ptr(index), frame.len()) };
+            data.copy_from_slice(frame);
+            if redo_checksums {
+                offload::redo_checksums(data, &mut h);
+            }
+            self.set_slot_offload(index, &h);
+            if let Err(e) = self.commit(index, frame.len()) {
+                self.discard(index)?;
+                return Err(e);
+            }
+            return Ok(true);
+        }
+        let mut scratch = std::mem::take(&mut self.jumbo.as_mut().expect("checked above").1);
+        let result = {
+            let bytes = if redo_checksums {
+                scratch.clear();
+                scratch.extend_from_slice(frame);
+                offload::redo_checksums(&mut scratch, &mut h);
+                &scratch[..]
+            } else {
+                frame
+            };
+            self.send_jumbo(bytes, &h)
+        };
+        self.jumbo.as_mut().expect("an offload injector").1 = scratch;
+        result
+    }
+
+    fn send_jumbo(&mut self, frame: &[u8], h: &ffi::virtio_net_hdr) -> Result<bool> {
+        self.check_offloaded(frame, h)?;
+        // After what is queued, to keep the order frames were given in.
+        self.flush()?;
+        let (jumbo, _) = self.jumbo.as_ref().expect("an offload injector");
+        match jumbo.send(h, frame) {
+            Ok(sent) => {
+                self.stats.sent += sent as u64;
+                Ok(sent)
+            }
+            Err(e) => {
+                self.stats.rejected += 1;
+                Err(Error::sys(e, "sendmsg", self.iface.subject(), format!("sending a {}-byte frame", frame.len())))
+            }
+        }
     }
 
     /// Queues a lent slot holding `len` bytes. On error the slot stays lent.
@@ -257,10 +375,18 @@ impl Injector {
             return Err(Error::new(Errno::EMSGSIZE, self.iface.subject(), format!("{len} bytes do not fit a slot")));
         }
         // SAFETY: the slot is ours and holds at least len bytes.
-        let frame = unsafe { std::slice::from_raw_parts(self.ring.data_ptr(index), len) };
-        self.check_len(len, is_vlan_tagged(frame))?;
-        // SAFETY: the slot is ours (Lent), and len fits.
-        unsafe { self.ring.submit(index, len as u32) };
+        let frame = unsafe { std::slice::from_raw_parts(self.slot_ptr(index), len) };
+        if self.jumbo.is_some() {
+            // SAFETY: the header in front of the frame, inside the slot.
+            let h = offload::read(unsafe {
+                std::slice::from_raw_parts(self.ring.data_ptr(index), ffi::VIRTIO_NET_HDR_LEN)
+            });
+            self.check_offloaded(frame, &h)?;
+        } else {
+            self.check_len(len, is_vlan_tagged(frame))?;
+        }
+        // SAFETY: the slot is ours (Lent), and len (with the header in front) fits.
+        unsafe { self.ring.submit(index, (len + self.header_len()) as u32) };
         self.slots[index as usize] = Slot::Queued;
         self.queue.push_back(index);
         Ok(())
@@ -289,6 +415,9 @@ impl Injector {
 
     /// Copies `frame` into the next free slot and queues it. `false` when the ring is full.
     pub fn send(&mut self, frame: &[u8]) -> Result<bool> {
+        if self.jumbo.is_some() {
+            return self.send_offload(frame, None, false);
+        }
         self.check_len(frame.len(), is_vlan_tagged(frame))?;
         let Some(index) = self.next_free() else { return Ok(false) };
         // SAFETY: the slot is ours and holds at least frame.len() bytes (checked by allocate).

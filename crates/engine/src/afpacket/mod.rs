@@ -6,5 +6,6 @@ pub mod config;
 pub mod fanout;
 pub mod filter;
 pub mod injector;
+pub mod offload;
 pub mod ring;
 pub mod socket;
