@@ -43,6 +43,15 @@ export declare class NativeInjector {
   static open(interface: string, options?: NativeInjectorOptions | undefined | null): NativeInjector
   /** Copies `frame` into the ring and queues it; false when the ring is full. */
   send(frame: Buffer): boolean
+  /** Like `send`, with the frame's offload metadata. */
+  sendOffload(frame: Buffer, offload: NativeOffload): boolean
+  /**
+   * Forwards a captured frame with its raw offload header (10 bytes as the capture received
+   * them, or null); `modified`: the bytes were rewritten, so their checksums are redone.
+   */
+  forward(frame: Buffer, header: Buffer | undefined | null, modified: boolean): boolean
+  /** Sets the offload metadata a lent slot is sent with. */
+  setSlotOffload(index: number, offload: NativeOffload): void
   /** Queues frames in order until the ring is full; returns how many were queued. */
   sendBatch(frames: Array<Buffer>): number
   /**
@@ -93,6 +102,9 @@ export declare class NativeInjector {
 }
 
 export declare const FLAG_VLAN_REINSERTED: number
+
+/** The GSO type names by their number in the virtio-net header ("" where none is defined). */
+export declare function gsoTypeNames(): Array<string>
 
 export declare const HDR_LEN: number
 
@@ -170,6 +182,7 @@ export interface NativeCaptureOptions {
   fanout?: NativeFanout
   filter?: string | Array<NativeBpfInstruction>
   reinsertVlan?: boolean
+  offloadInfo?: boolean
 }
 
 export interface NativeCaptureStats {
@@ -197,6 +210,8 @@ export interface NativeInjectorInfo {
    */
   maxFrameLength: number
   qdiscBypass: boolean
+  /** Frames are sent with offload metadata (GSO frames up to 64 KiB included). */
+  offload: boolean
   locked: boolean
 }
 
@@ -204,6 +219,7 @@ export interface NativeInjectorOptions {
   frameSize?: number
   frameCount?: number
   qdiscBypass?: boolean
+  offload?: boolean
 }
 
 export interface NativeInjectorStats {
@@ -212,7 +228,30 @@ export interface NativeInjectorStats {
   pending: number
 }
 
+/** Offload metadata of one frame, as `Packet.offload` shows it. */
+export interface NativeOffload {
+  gsoType?: string
+  gsoSize?: number
+  hdrLen?: number
+  csumStart?: number
+  csumOffset?: number
+  needsCsum?: boolean
+  csumValid?: boolean
+}
+
+export declare const OFFLOAD_F_DATA_VALID: number
+
+export declare const OFFLOAD_F_NEEDS_CSUM: number
+
+export declare const OFFLOAD_GSO_ECN: number
+
+/** Bytes of offload metadata before each frame of a capture with `offloadInfo`. */
+export declare const OFFLOAD_HDR_LEN: number
+
 export declare const TABLE_FLAG_LOSING: number
+
+/** The capture has `offloadInfo`: each frame's virtio-net header sits right before it. */
+export declare const TABLE_FLAG_OFFLOAD: number
 
 export declare const TABLE_FLAG_TIMED_OUT: number
 

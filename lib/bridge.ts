@@ -43,6 +43,14 @@ export interface BridgeOptions {
   capture?: BridgeSideOptions['capture']
   injector?: InjectorOptions
   sides?: { a?: BridgeSideOptions; b?: BridgeSideOptions }
+  /**
+   * Forward each frame with its offload metadata (captures with `offloadInfo`, injectors with
+   * `offload`), so checksum-offloaded and GSO frames from hosts with default offloads arrive
+   * checksummed and segmented. Off, such frames are forwarded as captured and dropped by the
+   * receiver (what `ethtool -K … tx off tso off gso off` on every host used to avoid).
+   * @default true
+   */
+  offload?: boolean
 }
 
 export interface BridgeDirectionStats {
@@ -50,8 +58,10 @@ export interface BridgeDirectionStats {
   droppedByCallback: number
   /** Larger than the other side's slot or MTU + 18. */
   droppedTooLarge: number
-  /** The other side's TX ring stayed full. */
+  /** The other side's TX ring stayed full, or its interface refused the frame for now (ENOBUFS). */
   droppedRingFull: number
+  /** Refused for good: offload metadata that does not fit the bytes a callback returned, or the kernel rejected the frame. */
+  droppedRejected: number
   /** Dropped by the kernel because this side's RX ring was full. */
   rxDrops: number
 }
@@ -66,6 +76,8 @@ interface Side {
   capture: Capture
   injector: Injector
   direction: BridgeDirection
+  /** The injector takes each frame's offload header from the capture. */
+  offload: boolean
   stats: Omit<BridgeDirectionStats, 'rxDrops'>
 }
 
@@ -90,6 +102,7 @@ export class Bridge extends EventEmitter<{ error: [Error]; close: [] }> implemen
       capture: (v, n) => captureOptions(v, n),
       injector: (v, n) => injectorOptions(v, n),
       sides: (v, n) => checkOptions(v, n, { a: sideOptions, b: sideOptions }),
+      offload: (v, n) => captureOptions({ offloadInfo: v }, n),
     }) as unknown as BridgeOptions
     if (o.a === undefined || o.b === undefined) throw NetringError.invalidOption('bridge', 'needs both interfaces, { a, b }')
     const opened: (Capture | Injector)[] = []
@@ -101,18 +114,20 @@ export class Bridge extends EventEmitter<{ error: [Error]; close: [] }> implemen
     try {
       const side = (name: 'a' | 'b'): { capture: Capture; injector: Injector } => {
         const own = o.sides?.[name]
-        const captureOpts = { ...DEFAULT_CAPTURE, ...o.capture, ...own?.capture, ignoreOutgoing: true }
+        const offload = o.offload ?? true
+        const captureOpts = { ...DEFAULT_CAPTURE, offloadInfo: offload, ...o.capture, ...own?.capture, ignoreOutgoing: true }
         return {
           capture: open(() => Capture.open(o[name], captureOpts)),
-          injector: open(() => Injector.open(o[name], { ...o.injector, ...own?.injector })),
+          injector: open(() => Injector.open(o[name], { offload, ...o.injector, ...own?.injector })),
         }
       }
       const a = side('a')
       const b = side('b')
-      const fresh = () => ({ forwarded: 0, droppedByCallback: 0, droppedTooLarge: 0, droppedRingFull: 0 })
+      const fresh = () => ({ forwarded: 0, droppedByCallback: 0, droppedTooLarge: 0, droppedRingFull: 0, droppedRejected: 0 })
+      const offload = (injector: Injector) => injector.info.offload
       return new Bridge({
-        a: { capture: a.capture, injector: b.injector, direction: 'a->b', stats: fresh() },
-        b: { capture: b.capture, injector: a.injector, direction: 'b->a', stats: fresh() },
+        a: { capture: a.capture, injector: b.injector, direction: 'a->b', offload: offload(b.injector), stats: fresh() },
+        b: { capture: b.capture, injector: a.injector, direction: 'b->a', offload: offload(a.injector), stats: fresh() },
       })
     } catch (e) {
       for (const x of opened) x.close()
@@ -209,7 +224,7 @@ export class Bridge extends EventEmitter<{ error: [Error]; close: [] }> implemen
   }
 
   #forward(side: Side, batch: PacketBatch, fn: BridgeCallback): void {
-    const { injector, stats, direction } = side
+    const { injector, stats, direction, offload } = side
     for (const packet of batch) {
       const verdict = fn(packet, direction)
       if (verdict === 'drop') {
@@ -222,11 +237,20 @@ export class Bridge extends EventEmitter<{ error: [Error]; close: [] }> implemen
       }
       let queued: boolean
       try {
-        queued = injector.send(frame) || (injector.flush(), injector.send(frame))
+        if (offload) {
+          // The header as captured; for rewritten bytes the engine redoes the checksums.
+          const header = packet.offloadHeader()
+          const modified = frame !== packet.data
+          const buffer = Buffer.isBuffer(frame) ? frame : Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength)
+          queued = injector._forward(buffer, header, modified) || (injector.flush(), injector._forward(buffer, header, modified))
+        } else {
+          queued = injector.send(frame) || (injector.flush(), injector.send(frame))
+        }
       } catch (e) {
         // Larger than the other side's slot or MTU (checked before it takes a slot).
-        if ((e as NetringError).code !== 'EMSGSIZE') throw e
-        stats.droppedTooLarge++
+        if ((e as NetringError).code === 'EMSGSIZE') stats.droppedTooLarge++
+        else if (isRefusal(e as NetringError)) stats.droppedRejected++
+        else throw e
         continue
       }
       if (queued) stats.forwarded++
@@ -244,6 +268,11 @@ export class Bridge extends EventEmitter<{ error: [Error]; close: [] }> implemen
     if (this.#closed) throw NetringError.of('EBADF', 'the bridge is closed')
     return iterationOptions(options, known.includes('timeoutMs') ? 'runSync' : 'run', known)
   }
+}
+
+/** Offload metadata that does not fit the frame, or a frame the kernel refused when sent. */
+function isRefusal(e: NetringError): boolean {
+  return (e.code === 'EINVAL' && e.option?.startsWith('offload') === true) || e.syscall === 'sendmsg'
 }
 
 function sideOptions(v: unknown, name: string): void {

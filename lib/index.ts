@@ -20,3 +20,4 @@ export type { BpfInstruction, CaptureOptions, FanoutFlag, FanoutMode, FanoutOpti
 export { OwnedPacket, Packet, PacketBatch } from './packet'
 export type { AsyncPacketIterator, PacketIterator } from './packet-iterators'
 export type { Direction, PacketInfo, PacketStatus } from './packet'
+export type { GsoType, PacketOffload } from './offload'

@@ -9,6 +9,7 @@ import { Writable } from 'node:stream'
 
 import { callNative, NetringError } from './errors'
 import { native, type Binding } from './native'
+import type { PacketOffload } from './offload'
 import { injectorOptions, interfaceName, type InjectorOptions } from './options'
 import { ringView } from './ring-view'
 
@@ -22,6 +23,12 @@ export interface InjectorStats {
 }
 
 export type InjectorInfo = Binding.NativeInjectorInfo
+
+/** Per-frame send options (needs an injector opened with `{ offload: true }`). */
+export interface SendOptions {
+  /** The frame's offload metadata, as `packet.offload` shows it; omitted fields are 0 / false. */
+  offload?: Partial<PacketOffload>
+}
 
 interface InjectorEvents {
   error: [error: Error]
@@ -60,7 +67,9 @@ export class TxSlot implements Disposable {
   }
 
   /** Queues the frame (its first `length` bytes, all of them by default). */
-  send(length: number = this.data.length): void {
+  send(length: number = this.data.length, options?: SendOptions): void {
+    const offload = sendOffload(options)
+    if (offload) this.#injector._setSlotOffload(this.#index, offload)
     this.#settle()
     this.#injector._commit(this.#index, length)
   }
@@ -182,8 +191,20 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
    * Copies `frame` into the next free slot and queues it; `false` when the ring is full (flush,
    * or use `sendAsync`). A frame larger than the slot or the interface MTU + 18 is EMSGSIZE.
    */
-  send(frame: Uint8Array): boolean {
+  send(frame: Uint8Array, options?: SendOptions): boolean {
+    const offload = sendOffload(options)
+    if (offload) return callNative(() => this.#native.sendOffload(asBuffer(frame), offload))
     return callNative(() => this.#native.send(asBuffer(frame)))
+  }
+
+  /** @internal Forwards a captured frame with its raw offload header; `modified`: redo its checksums. */
+  _forward(frame: Buffer, header: Buffer | undefined, modified: boolean): boolean {
+    return callNative(() => this.#native.forward(frame, header ?? null, modified))
+  }
+
+  /** @internal */
+  _setSlotOffload(index: number, offload: Binding.NativeOffload): void {
+    callNative(() => this.#native.setSlotOffload(index, offload))
   }
 
   /** Queues frames in order until the ring is full; returns how many were queued. */
@@ -351,6 +372,33 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
       if (!this.closed) this.#native.cancelWait()
     }
   }
+}
+
+const OFFLOAD_FIELDS: Record<keyof PacketOffload, 'string' | 'number' | 'boolean'> = {
+  gsoType: 'string',
+  gsoSize: 'number',
+  hdrLen: 'number',
+  csumStart: 'number',
+  csumOffset: 'number',
+  needsCsum: 'boolean',
+  csumValid: 'boolean',
+}
+
+/** The `offload` of send options, type-checked (the engine checks the values against the frame). */
+function sendOffload(options: SendOptions | undefined): Binding.NativeOffload | undefined {
+  if (options === undefined) return undefined
+  if (typeof options !== 'object' || options === null) throw NetringError.invalidOption('options', 'must be an object { offload }')
+  const offload = options.offload as Record<string, unknown> | undefined
+  if (offload === undefined) return undefined
+  if (typeof offload !== 'object' || offload === null) throw NetringError.invalidOption('offload', 'must be an object like packet.offload')
+  for (const [key, value] of Object.entries(offload)) {
+    const type = OFFLOAD_FIELDS[key as keyof PacketOffload]
+    if (!type) throw NetringError.invalidOption(`offload.${key}`, `unknown field (known: ${Object.keys(OFFLOAD_FIELDS).join(', ')})`)
+    if (value !== undefined && (typeof value !== type || (type === 'number' && (!Number.isInteger(value) || (value as number) < 0)))) {
+      throw NetringError.invalidOption(`offload.${key}`, `must be a ${type === 'number' ? 'non-negative integer' : type}, got ${String(value)}`)
+    }
+  }
+  return offload as Binding.NativeOffload
 }
 
 function asBuffer(frame: unknown): Buffer {

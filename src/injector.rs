@@ -4,8 +4,9 @@ use std::time::Duration;
 
 use napi::bindgen_prelude::{Buffer, Object, ObjectFinalize};
 use napi::{Env, Result};
+use netring_engine::afpacket::offload;
 use netring_engine::reactor::Readiness;
-use netring_engine::{Errno, Error, Injector, InjectorOptions, Subject};
+use netring_engine::{ffi, Errno, Error, Injector, InjectorOptions, Subject};
 
 use crate::error::{error_json, to_napi, OrThrow};
 use crate::lent_buffer::{force_copy_from_env, LentBuffer};
@@ -16,7 +17,51 @@ pub struct NativeInjectorOptions {
     pub frame_size: Option<u32>,
     pub frame_count: Option<u32>,
     pub qdisc_bypass: Option<bool>,
+    pub offload: Option<bool>,
 }
+
+/// Offload metadata of one frame, as `Packet.offload` shows it.
+#[napi(object)]
+pub struct NativeOffload {
+    pub gso_type: Option<String>,
+    pub gso_size: Option<u32>,
+    pub hdr_len: Option<u32>,
+    pub csum_start: Option<u32>,
+    pub csum_offset: Option<u32>,
+    pub needs_csum: Option<bool>,
+    pub csum_valid: Option<bool>,
+}
+
+impl NativeOffload {
+    fn header(&self) -> netring_engine::Result<ffi::virtio_net_hdr> {
+        offload::OffloadFields {
+            gso_type: self.gso_type.as_deref(),
+            gso_size: self.gso_size,
+            hdr_len: self.hdr_len,
+            csum_start: self.csum_start,
+            csum_offset: self.csum_offset,
+            needs_csum: self.needs_csum,
+            csum_valid: self.csum_valid,
+        }
+        .to_header()
+    }
+}
+
+/// The GSO type names by their number in the virtio-net header ("" where none is defined).
+#[napi]
+pub fn gso_type_names() -> Vec<&'static str> {
+    offload::GSO_TYPE_NAMES.to_vec()
+}
+
+/// Bytes of offload metadata before each frame of a capture with `offloadInfo`.
+#[napi]
+pub const OFFLOAD_HDR_LEN: u32 = ffi::VIRTIO_NET_HDR_LEN as u32;
+#[napi]
+pub const OFFLOAD_F_NEEDS_CSUM: u32 = ffi::VIRTIO_NET_HDR_F_NEEDS_CSUM as u32;
+#[napi]
+pub const OFFLOAD_F_DATA_VALID: u32 = ffi::VIRTIO_NET_HDR_F_DATA_VALID as u32;
+#[napi]
+pub const OFFLOAD_GSO_ECN: u32 = ffi::VIRTIO_NET_HDR_GSO_ECN as u32;
 
 #[napi(object)]
 pub struct NativeInjectorInfo {
@@ -30,6 +75,8 @@ pub struct NativeInjectorInfo {
     /// frame may be 4 bytes longer.
     pub max_frame_length: u32,
     pub qdisc_bypass: bool,
+    /// Frames are sent with offload metadata (GSO frames up to 64 KiB included).
+    pub offload: bool,
     pub locked: bool,
 }
 
@@ -65,6 +112,7 @@ impl NativeInjector {
             frame_size: o.frame_size,
             frame_count: o.frame_count,
             qdisc_bypass: o.qdisc_bypass,
+            offload: o.offload,
         });
         let engine = Injector::open(&interface, options).or_throw()?;
         let frames = engine.geometry().frame_count() as usize;
@@ -80,6 +128,39 @@ impl NativeInjector {
     #[napi]
     pub fn send(&mut self, frame: Buffer) -> Result<bool> {
         self.engine()?.send(&frame).or_throw()
+    }
+
+    /// Like `send`, with the frame's offload metadata.
+    #[napi]
+    pub fn send_offload(&mut self, frame: Buffer, offload: NativeOffload) -> Result<bool> {
+        let h = offload.header().or_throw()?;
+        self.engine()?.send_offload(&frame, Some(&h), false).or_throw()
+    }
+
+    /// Forwards a captured frame with its raw offload header (10 bytes as the capture received
+    /// them, or null); `modified`: the bytes were rewritten, so their checksums are redone.
+    #[napi]
+    pub fn forward(&mut self, frame: Buffer, header: Option<Buffer>, modified: bool) -> Result<bool> {
+        let h = header.filter(|b| b.len() == ffi::VIRTIO_NET_HDR_LEN).map(|b| offload::read(&b));
+        self.engine()?.send_offload(&frame, h.as_ref(), modified).or_throw()
+    }
+
+    /// Sets the offload metadata a lent slot is sent with.
+    #[napi]
+    pub fn set_slot_offload(&mut self, index: u32, offload: NativeOffload) -> Result<()> {
+        let h = offload.header().or_throw()?;
+        if self.lent.get(index as usize).is_none_or(Option::is_none) {
+            return Err(to_napi(Error::new(Errno::EINVAL, Subject::None, format!("slot {index} is not lent out"))));
+        }
+        let engine = self.engine()?;
+        if !engine.offload() {
+            return Err(to_napi(Error::invalid_option(
+                "offload",
+                "this injector was opened without { offload: true }",
+            )));
+        }
+        engine.set_slot_offload(index, &h);
+        Ok(())
     }
 
     /// Queues frames in order until the ring is full; returns how many were queued.
@@ -264,6 +345,7 @@ impl NativeInjector {
             slot_capacity: e.slot_capacity(),
             max_frame_length: e.max_frame_len(false),
             qdisc_bypass: e.qdisc_bypass(),
+            offload: e.offload(),
             locked: e.mapping().locked(),
         })
     }
