@@ -66,10 +66,19 @@ export class TxSlot implements Disposable {
     return this.data.length
   }
 
-  /** Queues the frame (its first `length` bytes, all of them by default). */
+  /**
+   * Queues the frame (its first `length` bytes, all of them by default), with its offload
+   * metadata on an injector opened with `offload`. If it is refused, the slot is given back.
+   */
   send(length: number = this.data.length, options?: SendOptions): void {
-    const offload = sendOffload(options)
-    if (offload) this.#injector._setSlotOffload(this.#index, offload)
+    try {
+      const offload = sendOffload(options)
+      if (offload) this.#injector._setSlotOffload(this.#index, offload)
+    } catch (e) {
+      // As when the frame itself is refused: the slot goes back to the ring.
+      this.discard()
+      throw e
+    }
     this.#settle()
     this.#injector._commit(this.#index, length)
   }

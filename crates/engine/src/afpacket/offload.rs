@@ -173,6 +173,19 @@ pub fn check(h: &virtio_net_hdr, frame_len: usize, max_plain: usize) -> Result<(
                 ),
             ));
         }
+        // The kernel segments a GSO frame by its TCP or UDP header, found at csum_start, and
+        // refuses a checksum elsewhere than that header's (virtio_net_hdr_to_skb()).
+        let transport = match base {
+            ffi::VIRTIO_NET_HDR_GSO_TCPV4 | ffi::VIRTIO_NET_HDR_GSO_TCPV6 => Some(("TCP", 16)),
+            ffi::VIRTIO_NET_HDR_GSO_UDP | ffi::VIRTIO_NET_HDR_GSO_UDP_L4 => Some(("UDP", 6)),
+            _ => None,
+        };
+        if let Some((proto, at)) = transport.filter(|&(_, at)| h.csum_offset != at) {
+            return Err(bad(
+                "offload.csumOffset",
+                format!("must be {at} (the {proto} checksum) for this gsoType, got {}", h.csum_offset),
+            ));
+        }
         if start + h.csum_offset as usize + 2 > frame_len {
             return Err(bad(
                 "offload.csumOffset",
@@ -398,7 +411,9 @@ mod tests {
         assert_eq!(field(virtio_net_hdr { hdr_len: 40_000, ..tso }, 30_000), "offload.hdrLen");
         assert_eq!(field(virtio_net_hdr { csum_start: 30_000, ..tso }, 30_000), "offload.csumStart");
         assert_eq!(field(virtio_net_hdr { csum_start: 4, ..tso }, 30_000), "offload.csumStart");
-        assert_eq!(field(virtio_net_hdr { csum_offset: 29_966, ..tso }, 30_000), "offload.csumOffset");
+        assert_eq!(field(virtio_net_hdr { csum_offset: 6, ..tso }, 30_000), "offload.csumOffset");
+        let no_gso = virtio_net_hdr { flags: CSUM, csum_start: 34, csum_offset: 16, ..Default::default() };
+        assert_eq!(field(virtio_net_hdr { csum_offset: 1466, ..no_gso }, 1500), "offload.csumOffset");
         assert_eq!(field(virtio_net_hdr { flags: 0x40, ..tso }, 30_000), "offload.flags");
         assert_eq!(field(virtio_net_hdr { gso_size: 100, ..Default::default() }, 100), "offload.gsoSize");
         assert_eq!(field(virtio_net_hdr { csum_start: 34, ..Default::default() }, 100), "offload.csumStart");
