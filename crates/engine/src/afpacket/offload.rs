@@ -457,6 +457,19 @@ mod tests {
     }
 
     #[test]
+    fn the_header_follows_a_reinserted_vlan_tag() {
+        // [4 bytes of reserve][header][frame]: the tag moves the frame 4 bytes back.
+        let tso =
+            virtio_net_hdr { flags: CSUM, gso_type: 1, hdr_len: 66, gso_size: 1448, csum_start: 34, csum_offset: 16 };
+        let mut block = vec![0u8; 100];
+        write(&tso, &mut block[4..14]);
+        let saved = read(&block[4..14]);
+        block[10..30].fill(0xee); // the frame's addresses and tag, written over the header's end
+        follow_vlan_reinsert(&mut block, 10, &saved);
+        assert_eq!(read(&block[0..10]), virtio_net_hdr { csum_start: 38, hdr_len: 70, ..tso });
+    }
+
+    #[test]
     fn partial_checksums_get_a_fresh_seed_the_kernel_completes() {
         let mut f = udp4(&[7u8; 33]);
         let mut h = virtio_net_hdr { flags: CSUM, csum_start: 34, csum_offset: 6, ..Default::default() };
