@@ -12,6 +12,7 @@ import { cpus, release, totalmem } from 'node:os'
 import { fileURLToPath } from 'node:url'
 
 import { benchNetwork, onConsumerCore, run, senderCpu, sh, sleep, start, twoCores } from './lib.mjs'
+import { bridgeBench } from './bridge.mjs'
 import { capPeer } from './peers.mjs'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
@@ -39,7 +40,7 @@ if (!existsSync(new URL('../dist/index.js', import.meta.url)) || !readdirSync(ro
 }
 execFileSync('cargo', ['build', '--quiet', '--release', '-p', 'netring-engine', '--example', 'bench'], { cwd: root, stdio: 'inherit' })
 const BENCH = `${root}target/release/examples/bench`
-const { Capture, Injector } = await import('netring')
+const { Bridge, Capture, Injector } = await import('netring')
 
 // This process consumes on core 0; senders run on core 1.
 if (twoCores) sh('taskset', ['-cp', '0', String(process.pid)])
@@ -47,7 +48,7 @@ const net = benchNetwork()
 const sender = (count, seconds) =>
   run('ip', ['netns', 'exec', net.ns, ...senderCpu, BENCH, 'sendmmsg', net.far, String(count), String(FRAME), net.nearMac, ...(seconds ? [String(seconds)] : [])]).then(JSON.parse)
 
-const results = { drain: [], live: [], transmit: [], memory: null, churn: null, lendCycle: null, peers: {} }
+const results = { drain: [], live: [], transmit: [], bridge: null, memory: null, churn: null, lendCycle: null, peers: {} }
 
 // ---- 1. drain: fill a ring while nobody reads, then time consuming it ----
 
@@ -543,7 +544,11 @@ progress('transmit: lending a slot and taking it back')
   tx.close()
 }
 
-// ---- 4. memory over a long live run, and capture churn ----
+// ---- 4. bridge forwarding: TCP goodput (JS, native, kernel bridge) and 64-byte frames ----
+
+results.bridge = await bridgeBench({ Bridge, BENCH, quick, progress })
+
+// ---- 5. memory over a long live run, and capture churn ----
 
 progress(`memory: ${MEMORY_N.toLocaleString()} packets through for await`)
 {
@@ -608,6 +613,9 @@ const drainOf = (p) => results.drain.find((r) => r.path === p)?.mpps
 const txOf = (p) => results.transmit.find((r) => r.path === p)?.mpps
 const liveJs = results.live.filter((r) => !['native engine', 'tcpdump -w /dev/null'].includes(r.path) && !r.path.startsWith('cap'))
 
+const goodputOf = (f) => results.bridge.goodput.find((r) => r.forwarder === f)?.mbps
+const bridgeFrames = results.bridge.frames
+const bridgeLost = Math.max(0, bridgeFrames.forwarded - bridgeFrames.received)
 const targets = [
   ['drain: nextBatch loop ≥ 0.5× native', drainOf('nextBatch, indexed') / nativeDrain, 0.5],
   ['drain: for await, per packet ≥ 0.35× native', drainOf('for await') / nativeDrain, 0.35],
@@ -631,6 +639,8 @@ const targets = [
   ['transmit: allocateBatch (zero-copy) ≥ 0.8× native TX', txOf('Injector.allocateBatch (zero-copy, 256)') / nativeTx, 0.8],
   ['transmit: sendBatch ≥ 0.8× native TX', txOf('Injector.sendBatch (256)') / nativeTx, 0.8],
   ['memory: RSS growth < 16 MiB (figure: growth in MiB)', results.memory.rssGrowthMiB, (v) => v < 16],
+  ['bridge: JS bridge TCP goodput ≥ 0.5× the kernel bridge', goodputOf('js') / goodputOf('kernel'), 0.5],
+  ['bridge: frames the callback forwarded and that did not arrive (figure: count)', bridgeLost, (v) => v === 0],
 ].map(([target, value, need]) => ({
   target,
   value,
@@ -706,6 +716,23 @@ lines.push(`**Transmit** (${TX_N.toLocaleString()} × ${FRAME}-byte frames, coun
 table(
   ['path', 'received', 'Mpps', '× native TX'],
   results.transmit.map((r) => [r.path, r.received.toLocaleString(), fmt(r.mpps), fmt(r.mpps / nativeTx, 3)]),
+)
+lines.push('**Bridge** (two namespaces with default offloads, each behind a veth pair; TCP from one to the other)', '')
+table(
+  ['forwarder', 'MB sent', 'seconds', 'goodput MB/s', '× kernel bridge'],
+  results.bridge.goodput.map((r) => [
+    { kernel: 'kernel Linux bridge (reference)', js: 'netring Bridge, JS callback forwarding', native: "the engine's bridge loop (native)" }[r.forwarder],
+    fmt(r.bytes / 1e6, 0),
+    fmt(r.seconds, 2),
+    fmt(r.mbps, 0),
+    fmt(r.mbps / goodputOf('kernel'), 3),
+  ]),
+)
+lines.push(
+  `64-byte frames through the JS bridge: ${bridgeFrames.sent.toLocaleString()} sent at the sender's maximum rate in ${fmt(bridgeFrames.seconds, 2)} s, ` +
+    `${bridgeFrames.forwarded.toLocaleString()} forwarded by the callback (${fmt(bridgeFrames.forwarded / bridgeFrames.seconds / 1000, 0)} kpps), ` +
+    `${bridgeFrames.received.toLocaleString()} arrived; ${bridgeFrames.rxDrops.toLocaleString()} dropped by the kernel before the bridge's RX ring (full).`,
+  '',
 )
 const m = results.memory
 lines.push(
