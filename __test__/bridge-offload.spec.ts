@@ -2,6 +2,8 @@
 // the veth TCP frames with partial checksums and GSO frames up to 64 KiB. Forwarded with their
 // offload metadata they arrive checksummed and segmented; forwarded without it (offload: false,
 // on purpose) TCP does not get through, which shows what the metadata is for.
+// Serial: each test's bridge shares this process's event loop, and a bridge under a 10 MB
+// transfer keeps it busy.
 
 import { createHash } from 'node:crypto'
 
@@ -70,7 +72,7 @@ async function bridged(net: { a: string; b: string }, body: () => Promise<void>,
   return { stats: await running, calls }
 }
 
-test('10 MB of TCP each way, at the same time, arrive hash-exact', async (t) => {
+test.serial('10 MB of TCP each way, at the same time, arrive hash-exact', async (t) => {
   const net = twoHosts(t)
   const { stats, calls } = await bridged(net, async () => {
     const [ab, ba] = await Promise.all([
@@ -85,7 +87,7 @@ test('10 MB of TCP each way, at the same time, arrive hash-exact', async (t) => 
   accounted(t, stats, calls)
 })
 
-test('UDP from 1 to 8,000 bytes (IP fragments) both ways, and ping', async (t) => {
+test.serial('UDP from 1 to 8,000 bytes (IP fragments) both ways, and ping', async (t) => {
   const net = twoHosts(t)
   const sizes = ['1', '2', '100', '1000', '1472', '1473', '1500', '3000', '5000', '8000']
   const { stats, calls } = await bridged(net, async () => {
@@ -99,7 +101,7 @@ test('UDP from 1 to 8,000 bytes (IP fragments) both ways, and ping', async (t) =
   accounted(t, stats, calls)
 })
 
-test('TCP over IPv6 arrives hash-exact', async (t) => {
+test.serial('TCP over IPv6 arrives hash-exact', async (t) => {
   const net = twoHosts(t, { ipv6: true })
   await bridged(net, async () => {
     const r = await transfer(net.left, net.right, 4 * MB, { ipv6: true })
@@ -108,7 +110,7 @@ test('TCP over IPv6 arrives hash-exact', async (t) => {
   })
 })
 
-test('a callback that rewrites TCP payload bytes still delivers (checksums redone)', async (t) => {
+test.serial('a callback that rewrites TCP payload bytes still delivers (checksums redone)', async (t) => {
   const net = twoHosts(t)
   const a = 0x61
   const b = 0x62
@@ -136,7 +138,7 @@ test('a callback that rewrites TCP payload bytes still delivers (checksums redon
   t.is(stats['a->b'].droppedRejected, 0)
 })
 
-test('without offload metadata (offload: false) TCP does not get through: the failure it exists for', async (t) => {
+test.serial('without offload metadata (offload: false) TCP does not get through: the failure it exists for', async (t) => {
   const net = twoHosts(t)
   const { stats } = await bridged(net, async () => {
     // A client that connected and then failed (timed out sending) fails the transfer too.
@@ -146,7 +148,7 @@ test('without offload metadata (offload: false) TCP does not get through: the fa
   t.true(stats['a->b'].forwarded > 0, 'the frames were forwarded, and the receiver dropped them')
 })
 
-test('pkt.offload shows what the sending stack did: TSO frames of gsoType tcpv4 and gsoSize = MSS', async (t) => {
+test.serial('pkt.offload shows what the sending stack did: TSO frames of gsoType tcpv4 and gsoSize = MSS', async (t) => {
   const net = twoHosts(t)
   using capture = Capture.open(net.a, { offloadInfo: true, ignoreOutgoing: true, profile: 'low-latency' })
   using plain = Capture.open(net.a, { ignoreOutgoing: true, profile: 'low-latency' })

@@ -33,17 +33,17 @@ pub struct NativeOffload {
 }
 
 impl NativeOffload {
+    /// The header these fields make (each checked to fit; the whole is checked against its
+    /// frame when sent).
     fn header(&self) -> netring_engine::Result<ffi::virtio_net_hdr> {
-        offload::OffloadFields {
-            gso_type: self.gso_type.as_deref(),
-            gso_size: self.gso_size,
-            hdr_len: self.hdr_len,
-            csum_start: self.csum_start,
-            csum_offset: self.csum_offset,
-            needs_csum: self.needs_csum,
-            csum_valid: self.csum_valid,
-        }
-        .to_header()
+        Ok(ffi::virtio_net_hdr {
+            flags: offload::flags(self.needs_csum.unwrap_or(false), self.csum_valid.unwrap_or(false)),
+            gso_type: self.gso_type.as_deref().map_or(Ok(ffi::VIRTIO_NET_HDR_GSO_NONE), offload::gso_type)?,
+            hdr_len: offload::field(self.hdr_len, "offload.hdrLen")?,
+            gso_size: offload::field(self.gso_size, "offload.gsoSize")?,
+            csum_start: offload::field(self.csum_start, "offload.csumStart")?,
+            csum_offset: offload::field(self.csum_offset, "offload.csumOffset")?,
+        })
     }
 }
 

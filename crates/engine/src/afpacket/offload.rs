@@ -28,49 +28,25 @@ pub const MAX_GSO_FRAME_LEN: usize = ffi::ETH_HLEN + ffi::VLAN_HLEN + 40 + ffi::
 /// The GSO types by their number in `gso_type` (ECN bit aside); "" where none is defined.
 pub const GSO_TYPE_NAMES: [&str; 6] = ["none", "tcpv4", "", "udp", "tcpv6", "udp-l4"];
 
-/// What a caller says about a frame, field by field (`None`: 0 / false).
-#[derive(Debug, Clone, Default)]
-pub struct OffloadFields<'a> {
-    pub gso_type: Option<&'a str>,
-    pub gso_size: Option<u32>,
-    pub hdr_len: Option<u32>,
-    pub csum_start: Option<u32>,
-    pub csum_offset: Option<u32>,
-    pub needs_csum: Option<bool>,
-    pub csum_valid: Option<bool>,
+/// The `gso_type` number of a GSO type name (`GSO_TYPE_NAMES`).
+pub fn gso_type(name: &str) -> Result<u8> {
+    match GSO_TYPE_NAMES.iter().position(|n| !n.is_empty() && *n == name) {
+        Some(i) => Ok(i as u8),
+        None => Err(bad("offload.gsoType", format!("must be one of none, tcpv4, tcpv6, udp, udp-l4; got {name:?}"))),
+    }
 }
 
-impl OffloadFields<'_> {
-    /// The header these fields make (each number checked to fit its 16 bits; the header as a
-    /// whole is checked against its frame by `check`).
-    pub fn to_header(&self) -> Result<virtio_net_hdr> {
-        let gso_type = match self.gso_type {
-            None => ffi::VIRTIO_NET_HDR_GSO_NONE,
-            Some(name) => match GSO_TYPE_NAMES.iter().position(|n| !n.is_empty() && *n == name) {
-                Some(i) => i as u8,
-                None => {
-                    return Err(bad(
-                        "offload.gsoType",
-                        format!("must be one of none, tcpv4, tcpv6, udp, udp-l4; got {name:?}"),
-                    ))
-                }
-            },
-        };
-        let u16_of = |v: Option<u32>, field: &'static str| -> Result<u16> {
-            let v = v.unwrap_or(0);
-            u16::try_from(v).map_err(|_| bad(field, format!("must be from 0 to 65535, got {v}")))
-        };
-        let flag = |on: Option<bool>, bit: u8| if on.unwrap_or(false) { bit } else { 0 };
-        Ok(virtio_net_hdr {
-            flags: flag(self.needs_csum, ffi::VIRTIO_NET_HDR_F_NEEDS_CSUM)
-                | flag(self.csum_valid, ffi::VIRTIO_NET_HDR_F_DATA_VALID),
-            gso_type,
-            hdr_len: u16_of(self.hdr_len, "offload.hdrLen")?,
-            gso_size: u16_of(self.gso_size, "offload.gsoSize")?,
-            csum_start: u16_of(self.csum_start, "offload.csumStart")?,
-            csum_offset: u16_of(self.csum_offset, "offload.csumOffset")?,
-        })
-    }
+/// A 16-bit header field from a caller's number (0 when absent), refused naming `field` if it
+/// does not fit.
+pub fn field(value: Option<u32>, field: &'static str) -> Result<u16> {
+    let v = value.unwrap_or(0);
+    u16::try_from(v).map_err(|_| bad(field, format!("must be from 0 to 65535, got {v}")))
+}
+
+/// The `flags` byte.
+pub fn flags(needs_csum: bool, csum_valid: bool) -> u8 {
+    (if needs_csum { ffi::VIRTIO_NET_HDR_F_NEEDS_CSUM } else { 0 })
+        | if csum_valid { ffi::VIRTIO_NET_HDR_F_DATA_VALID } else { 0 }
 }
 
 /// The header from its 10 bytes (little-endian, as the kernel writes it on this host).
