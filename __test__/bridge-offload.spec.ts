@@ -198,3 +198,26 @@ test.serial('pkt.offload shows what the sending stack did: TSO frames of gsoType
   t.true(tso.some((o) => o.length > 1514), 'some are larger than the MTU')
   t.is(plainOffload, 0, 'a capture without offloadInfo has no packet.offload')
 })
+
+test.serial("a frame whose offload metadata no longer fits what the callback returned is counted as droppedRejected", async (t) => {
+  const net = twoHosts(t)
+  let cut = 0
+  const { stats, calls } = await bridged(net, async () => {
+    const echo = runIn(net.right.ns, python(UDP_ECHO_ALL, net.right.ip, '4'), 30_000)
+    const reply = await runIn(net.left.ns, python(UDP_SIZES, net.right.ip, '2', '100'), 30_000)
+    t.is(reply.trim(), 'lost 100', 'no datagram got through')
+    await echo
+  }, {
+    // UDP leaves its host with the checksum still to fill in at byte 40; cut the frame short
+    // of it.
+    fn: (p, d) => {
+      if (d !== 'a->b' || p.data.readUInt16BE(12) !== 0x0800 || p.data[23] !== 17 || !p.offload?.needsCsum) return 'forward'
+      cut++
+      return Buffer.from(p.data.subarray(0, 30))
+    },
+  })
+  t.true(cut > 0)
+  t.is(stats['a->b'].droppedRejected, cut, 'every cut frame was refused and counted')
+  const s = stats['a->b']
+  t.is(s.forwarded + s.droppedByCallback + s.droppedTooLarge + s.droppedRingFull + s.droppedRejected, calls['a->b'])
+})
