@@ -140,7 +140,7 @@ test('offload metadata that does not fit its frame is EINVAL naming the field; n
     [{ ...tso(1000), gsoSize: 0 }, 'offload.gsoSize'],
     [{ ...tso(1000), gsoSize: 70_000 }, 'offload.gsoSize'],
     [{ ...tso(1000), gsoType: 'sctp' as never }, 'offload.gsoType'],
-    [{ ...tso(1000), needsCsum: false }, 'offload.needsCsum'],
+    [{ ...tso(1000), needsCsum: false }, 'offload.csumStart'],
     [{ ...tso(1000), hdrLen: 4000 }, 'offload.hdrLen'],
     [{ ...tso(1000), csumStart: 5000 }, 'offload.csumStart'],
     [{ ...tso(1000), csumStart: 2 }, 'offload.csumStart'],
