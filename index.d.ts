@@ -75,6 +75,22 @@ export declare class NativeInjector {
    */
   send(frame: Buffer): number
   /**
+   * Like `send`, with the frame's offload metadata; a frame larger than a slot leaves at
+   * once through the injector's second socket, after everything queued (-1 while some is).
+   */
+  sendOffload(frame: Buffer, offload: NativeOffload): number
+  /**
+   * Forwards a captured frame with its raw offload header (10 bytes as the capture received
+   * them, or null); `modified`: the bytes were rewritten, so their checksums are redone.
+   * Returns the frame's sequence number, or -1 when it must wait (ring full).
+   */
+  forward(frame: Buffer, header: Buffer | undefined | null, modified: boolean): number
+  /**
+   * Sets the offload metadata a lent slot is sent with. The engine keeps it and writes it in
+   * front of the frame only when the frame is queued, after checking it.
+   */
+  setSlotOffload(index: number, offload: NativeOffload): void
+  /**
    * Queues frames in order until the ring is full; returns how many were queued (none when
    * any frame is refused).
    */
@@ -209,6 +225,9 @@ export declare function compileFilter(expression: string, snapLen?: number | und
 
 export declare const FLAG_VLAN_REINSERTED: number
 
+/** The GSO type names by their number in the virtio-net header ("" where none is defined). */
+export declare function gsoTypeNames(): Array<string>
+
 export declare const HDR_LEN: number
 
 /** `tp_mac` (u16): where the frame starts, from the header. */
@@ -293,6 +312,7 @@ export interface NativeCaptureOptions {
   fanout?: NativeFanout
   filter?: string | Array<NativeBpfInstruction>
   reinsertVlan?: boolean
+  offloadInfo?: boolean
 }
 
 export interface NativeCaptureStats {
@@ -320,6 +340,8 @@ export interface NativeInjectorInfo {
    */
   maxFrameLength: number
   qdiscBypass: boolean
+  /** Frames are sent with offload metadata (GSO frames up to 64 KiB included). */
+  offload: boolean
   locked: boolean
 }
 
@@ -327,6 +349,7 @@ export interface NativeInjectorOptions {
   frameSize?: number
   frameCount?: number
   qdiscBypass?: boolean
+  offload?: boolean
 }
 
 export interface NativeInjectorStats {
@@ -334,6 +357,17 @@ export interface NativeInjectorStats {
   rejected: number
   withdrawn: number
   pending: number
+}
+
+/** Offload metadata of one frame, as `Packet.offload` shows it. */
+export interface NativeOffload {
+  gsoType?: string
+  gsoSize?: number
+  hdrLen?: number
+  csumStart?: number
+  csumOffset?: number
+  needsCsum?: boolean
+  csumValid?: boolean
 }
 
 export interface NativePcapWriterOptions {
@@ -403,10 +437,22 @@ export interface NativeXdpStats {
   txRingEmptyDescs: number
 }
 
+export declare const OFFLOAD_F_DATA_VALID: number
+
+export declare const OFFLOAD_F_NEEDS_CSUM: number
+
+export declare const OFFLOAD_GSO_ECN: number
+
+/** Bytes of offload metadata before each frame of a capture with `offloadInfo`. */
+export declare const OFFLOAD_HDR_LEN: number
+
 /** Pins the calling thread to one CPU. */
 export declare function pinCurrentThread(cpu: number): void
 
 export declare const TABLE_FLAG_LOSING: number
+
+/** The capture has `offloadInfo`: each frame's virtio-net header sits right before it. */
+export declare const TABLE_FLAG_OFFLOAD: number
 
 export declare const TABLE_FLAG_TIMED_OUT: number
 

@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url'
 import { afxdpBench, afxdpReport } from './afxdp.mjs'
 import { benchNetwork, onConsumerCore, run, senderCpu, sh, sleep, start, twoCores } from './lib.mjs'
 import { fileBench, fileReport, fileTargets } from './files.mjs'
+import { bridgeBench } from './bridge.mjs'
 import { capPeer } from './peers.mjs'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
@@ -41,7 +42,7 @@ if (!existsSync(new URL('../dist/index.js', import.meta.url)) || !readdirSync(ro
 }
 execFileSync('cargo', ['build', '--quiet', '--release', '-p', 'netring-engine', '--example', 'bench'], { cwd: root, stdio: 'inherit' })
 const BENCH = `${root}target/release/examples/bench`
-const { Capture, FanoutPool, Injector, PcapWriter, XdpSocket, compileFilter } = await import('netring')
+const { Bridge, Capture, FanoutPool, Injector, PcapWriter, XdpSocket, compileFilter } = await import('netring')
 
 // This process consumes on core 0; senders run on core 1.
 if (twoCores) sh('taskset', ['-cp', '0', String(process.pid)])
@@ -49,7 +50,7 @@ const net = benchNetwork()
 const sender = (count, seconds) =>
   run('ip', ['netns', 'exec', net.ns, ...senderCpu, BENCH, 'sendmmsg', net.far, String(count), String(FRAME), net.nearMac, ...(seconds ? [String(seconds)] : [])]).then(JSON.parse)
 
-const results = { drain: [], live: [], fanout: { drain: [], live: [] }, transmit: [], memory: null, churn: null, lendCycle: null, peers: {} }
+const results = { drain: [], live: [], fanout: { drain: [], live: [] }, transmit: [], bridge: null, memory: null, churn: null, lendCycle: null, peers: {} }
 
 // ---- 1. drain: fill a ring while nobody reads, then time consuming it ----
 
@@ -651,6 +652,10 @@ progress('transmit: lending a slot and taking it back')
 
 results.afxdp = await afxdpBench({ Capture, XdpSocket, BENCH, LIVE_S, TX_N, FRAME, progress })
 
+// ---- bridge forwarding: TCP goodput (JS, native, kernel bridge) and 64-byte frames ----
+
+results.bridge = await bridgeBench({ Bridge, BENCH, quick, progress })
+
 // ---- 4. memory over a long live run, and capture churn ----
 
 progress(`memory: ${MEMORY_N.toLocaleString()} packets through for await`)
@@ -717,6 +722,9 @@ const txOf = (p) => results.transmit.find((r) => r.path === p)?.mpps
 const fanoutDrain = (workers) => results.fanout.drain[workers - 1].mpps
 const liveJs = results.live.filter((r) => !['native engine', 'tcpdump -w /dev/null'].includes(r.path) && !r.path.startsWith('cap'))
 
+const goodputOf = (f) => results.bridge.goodput.find((r) => r.forwarder === f)?.mbps
+const bridgeFrames = results.bridge.frames
+const bridgeLost = Math.max(0, bridgeFrames.forwarded - bridgeFrames.received)
 const targets = [
   ['drain: nextBatch loop ≥ 0.5× native', drainOf('nextBatch, indexed') / nativeDrain, 0.5],
   ['drain: for await, per packet ≥ 0.35× native', drainOf('for await') / nativeDrain, 0.35],
@@ -744,6 +752,8 @@ const targets = [
   ['fanout pool: 2 workers drain ≥ 1.7× 1 worker', fanoutDrain(2) / fanoutDrain(1), 1.7],
   ...results.afxdp.targets,
   ...fileTargets(results.files, results.drain.find((r) => r.path === 'tcpdump -w (tmpfs)')),
+  ['bridge: JS bridge TCP goodput ≥ 0.5× the kernel bridge', goodputOf('js') / goodputOf('kernel'), 0.5],
+  ['bridge: frames the callback forwarded and that did not arrive (figure: count)', bridgeLost, (v) => v === 0],
 ].map(([target, value, need]) => ({
   target,
   value,
@@ -845,6 +855,23 @@ lines.push(
   '',
 )
 afxdpReport(results.afxdp, { lines, LIVE_S, TX_N, FRAME, fmt, table, nativeTxAfPacket: nativeTx })
+lines.push('**Bridge** (two namespaces with default offloads, each behind a veth pair; TCP from one to the other)', '')
+table(
+  ['forwarder', 'MB sent', 'seconds', 'goodput MB/s', '× kernel bridge'],
+  results.bridge.goodput.map((r) => [
+    { kernel: 'kernel Linux bridge (reference)', js: 'netring Bridge, JS callback forwarding', native: "the engine's bridge loop (native)" }[r.forwarder],
+    fmt(r.bytes / 1e6, 0),
+    fmt(r.seconds, 2),
+    fmt(r.mbps, 0),
+    fmt(r.mbps / goodputOf('kernel'), 3),
+  ]),
+)
+lines.push(
+  `64-byte frames through the JS bridge: ${bridgeFrames.sent.toLocaleString()} sent at the sender's maximum rate in ${fmt(bridgeFrames.seconds, 2)} s, ` +
+    `${bridgeFrames.forwarded.toLocaleString()} forwarded by the callback (${fmt(bridgeFrames.forwarded / bridgeFrames.seconds / 1000, 0)} kpps), ` +
+    `${bridgeFrames.received.toLocaleString()} arrived; ${bridgeFrames.rxDrops.toLocaleString()} dropped by the kernel before the bridge's RX ring (full).`,
+  '',
+)
 const m = results.memory
 lines.push(
   `**Memory**: ${m.packets.toLocaleString()} packets through \`for await\`: RSS ${fmt(m.rssStartMiB, 1)} → ${fmt(m.rssEndMiB, 1)} MiB (max ${fmt(m.rssMaxMiB, 1)}), heap ${fmt(m.heapStartMiB, 1)} → ${fmt(m.heapEndMiB, 1)} MiB, ring drops ${m.ringDrops}.`,

@@ -43,6 +43,14 @@ export interface BridgeOptions {
   capture?: BridgeSideOptions['capture']
   injector?: InjectorOptions
   sides?: { a?: BridgeSideOptions; b?: BridgeSideOptions }
+  /**
+   * Forward each frame with its offload metadata (captures with `offloadInfo`, injectors with
+   * `offload`), so checksum-offloaded and GSO frames from hosts with default offloads arrive
+   * checksummed and segmented. Off, such frames are forwarded as captured and dropped by the
+   * receiver (what `ethtool -K … tx off tso off gso off` on every host used to avoid).
+   * @default true
+   */
+  offload?: boolean
 }
 
 export interface BridgeDirectionStats {
@@ -53,10 +61,14 @@ export interface BridgeDirectionStats {
   /** Captured only in part (the capture's `snapLen` is below the frame's size): a truncated
    * frame is never forwarded. A Buffer the callback returns instead is sent as it is. */
   droppedTruncated: number
-  /** Queued, then refused by the kernel (the other side's MTU shrank before the flush). */
-  droppedRejected: number
-  /** The other side's TX ring stayed full. */
+  /** The other side's TX ring stayed full, or its interface refused the frame for now (ENOBUFS). */
   droppedRingFull: number
+  /**
+   * Refused for good, never to be retried: by the engine (offload metadata that does not fit
+   * the bytes a callback returned) or by the kernel (a frame larger than a slot refused by
+   * sendmsg, or a queued frame refused at the flush because the other side's MTU shrank).
+   */
+  droppedRejected: number
   /** Dropped by the kernel because this side's RX ring was full. */
   rxDrops: number
 }
@@ -71,10 +83,13 @@ interface Side {
   capture: Capture
   injector: Injector
   direction: BridgeDirection
+  /** The injector takes each frame's offload header from the capture. */
+  offload: boolean
   /** The ring counters as last read (kept for stats() after close()). */
   rxDrops: number
   rejected: number
-  stats: Omit<BridgeDirectionStats, 'rxDrops' | 'droppedRejected'>
+  /** droppedRejected counts here only what the engine refused before the kernel saw it. */
+  stats: Omit<BridgeDirectionStats, 'rxDrops'>
 }
 
 const DEFAULT_CAPTURE: CaptureOptions = { profile: 'low-latency' }
@@ -102,6 +117,7 @@ export class Bridge extends EventEmitter<{ error: [Error]; close: [] }> implemen
       capture: (v, n) => captureOptions(v, n),
       injector: (v, n) => injectorOptions(v, n),
       sides: (v, n) => checkOptions(v, n, { a: sideOptions, b: sideOptions }),
+      offload: (v, n) => captureOptions({ offloadInfo: v }, n),
     }) as unknown as BridgeOptions
     if (o.a === undefined || o.b === undefined) throw NetringError.invalidOption('bridge', 'needs both interfaces, { a, b }')
     const opened: (Capture | Injector)[] = []
@@ -113,18 +129,21 @@ export class Bridge extends EventEmitter<{ error: [Error]; close: [] }> implemen
     try {
       const side = (name: 'a' | 'b'): { capture: Capture; injector: Injector } => {
         const own = o.sides?.[name]
-        const captureOpts = { ...DEFAULT_CAPTURE, ...o.capture, ...own?.capture, ignoreOutgoing: true }
+        const offload = o.offload ?? true
+        const captureOpts = { ...DEFAULT_CAPTURE, offloadInfo: offload, ...o.capture, ...own?.capture, ignoreOutgoing: true }
         return {
           capture: open(() => Capture.open(o[name], captureOpts)),
-          injector: open(() => Injector.open(o[name], { ...o.injector, ...own?.injector })),
+          injector: open(() => Injector.open(o[name], { offload, ...o.injector, ...own?.injector })),
         }
       }
       const a = side('a')
       const b = side('b')
-      const fresh = () => ({ forwarded: 0, droppedByCallback: 0, droppedTooLarge: 0, droppedTruncated: 0, droppedRingFull: 0 })
+      const fresh = () => ({ forwarded: 0, droppedByCallback: 0, droppedTooLarge: 0, droppedTruncated: 0, droppedRingFull: 0, droppedRejected: 0 })
+      const offload = (injector: Injector) => injector.info.offload
+      const counters = { rxDrops: 0, rejected: 0 }
       return new Bridge({
-        a: { capture: a.capture, injector: b.injector, direction: 'a->b', stats: fresh(), rxDrops: 0, rejected: 0 },
-        b: { capture: b.capture, injector: a.injector, direction: 'b->a', stats: fresh(), rxDrops: 0, rejected: 0 },
+        a: { capture: a.capture, injector: b.injector, direction: 'a->b', offload: offload(b.injector), stats: fresh(), ...counters },
+        b: { capture: b.capture, injector: a.injector, direction: 'b->a', offload: offload(a.injector), stats: fresh(), ...counters },
       })
     } catch (e) {
       for (const x of opened) x.close()
@@ -188,7 +207,8 @@ export class Bridge extends EventEmitter<{ error: [Error]; close: [] }> implemen
     const of = (side: Side): BridgeDirectionStats => {
       if (!side.capture.closed) side.rxDrops = side.capture.stats().drops
       if (!side.injector.closed) side.rejected = side.injector.stats().rejected
-      return { ...side.stats, droppedRejected: side.rejected, rxDrops: side.rxDrops }
+      // The kernel's refusals are the injector's own count (it opened for this bridge alone).
+      return { ...side.stats, droppedRejected: side.stats.droppedRejected + side.rejected, rxDrops: side.rxDrops }
     }
     return { 'a->b': of(this.#from.a), 'b->a': of(this.#from.b) }
   }
@@ -234,7 +254,7 @@ export class Bridge extends EventEmitter<{ error: [Error]; close: [] }> implemen
   }
 
   #forward(side: Side, batch: PacketBatch, fn: BridgeCallback): void {
-    const { injector, stats, direction } = side
+    const { injector, stats, direction, offload } = side
     let left = batch.length
     for (const packet of batch) {
       let verdict: BridgeVerdict
@@ -265,11 +285,21 @@ export class Bridge extends EventEmitter<{ error: [Error]; close: [] }> implemen
       const frame = verdict === 'forward' ? packet.data : verdict
       let queued: boolean
       try {
-        queued = injector.send(frame) || (injector.flush(), injector.send(frame))
+        if (offload) {
+          // The header as captured; for rewritten bytes the engine redoes the checksums.
+          const header = packet.offloadHeader()
+          const modified = frame !== packet.data
+          const buffer = Buffer.isBuffer(frame) ? frame : Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength)
+          queued = injector._forward(buffer, header, modified) || (injector.flush(), injector._forward(buffer, header, modified))
+        } else {
+          queued = injector.send(frame) || (injector.flush(), injector.send(frame))
+        }
       } catch (e) {
         // Larger than the other side's slot or MTU (checked before it takes a slot).
-        if ((e as NetringError).code !== 'EMSGSIZE') throw e
-        stats.droppedTooLarge++
+        if ((e as NetringError).code === 'EMSGSIZE') stats.droppedTooLarge++
+        else if (isOffloadRefusal(e as NetringError)) stats.droppedRejected++
+        // A frame the kernel refused at sendmsg: the injector counted it as rejected.
+        else if ((e as NetringError).syscall !== 'sendmsg') throw e
         continue
       }
       if (queued) stats.forwarded++
@@ -287,6 +317,11 @@ export class Bridge extends EventEmitter<{ error: [Error]; close: [] }> implemen
     if (this.#closed) throw NetringError.of('EBADF', 'the bridge is closed')
     return iterationOptions(options, known.includes('timeoutMs') ? 'runSync' : 'run', known)
   }
+}
+
+/** Offload metadata that does not fit the frame (the engine refuses it before the kernel sees it). */
+function isOffloadRefusal(e: NetringError): boolean {
+  return e.code === 'EINVAL' && e.option?.startsWith('offload') === true
 }
 
 function sideOptions(v: unknown, name: string): void {

@@ -29,3 +29,4 @@ export { FanoutPool, type FanoutContext, type FanoutHandler, type FanoutPoolOpti
 export { OwnedXdpPacket, XdpBatch, XdpPacket, XdpSocket, type XdpAttachMode, type XdpInfo, type XdpMode, type XdpOptions, type XdpPacketInfo, type XdpStats } from './xdp'
 export { interfaces } from './interfaces'
 export type { InterfaceCounters, InterfaceInfo } from './interfaces'
+export type { GsoType, PacketOffload } from './offload'

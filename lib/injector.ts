@@ -15,7 +15,8 @@ import { Writable } from 'node:stream'
 
 import { callNative, NetringError } from './errors'
 import { native, type Binding } from './native'
-import { timeoutMs as checkTimeout } from './numbers'
+import { integer, timeoutMs as checkTimeout } from './numbers'
+import type { PacketOffload } from './offload'
 import { checkOptions, injectorOptions, interfaceName, type InjectorOptions } from './options'
 import { ringView } from './ring-view'
 
@@ -31,6 +32,12 @@ export interface InjectorStats {
 }
 
 export type InjectorInfo = Binding.NativeInjectorInfo
+
+/** Per-frame send options (needs an injector opened with `{ offload: true }`). */
+export interface SendOptions {
+  /** The frame's offload metadata, as `packet.offload` shows it; omitted fields are 0 / false. */
+  offload?: Partial<PacketOffload>
+}
 
 interface InjectorEvents {
   error: [error: Error]
@@ -51,6 +58,7 @@ const isU32 = (v: unknown): v is number => Number.isInteger(v) && (v as number) 
 /** A frame handed to `sendAsync`, until it is settled: `seq` once it is queued. */
 interface Sender {
   frame: Buffer
+  offload: Binding.NativeOffload | undefined
   seq: number
   resolve: () => void
   reject: (error: unknown) => void
@@ -99,6 +107,8 @@ export interface SlotOwner {
   /** @internal */ _commitRun(first: number, count: number, lengths: number[]): void
   /** @internal Gives back a collected slot: background work, so an error is reported, never thrown. */
   _giveBack(giveBack: () => void): void
+  /** @internal Absent where frames carry no offload metadata (an XdpSocket). */
+  _setSlotOffload?(index: number, offload: Binding.NativeOffload): void
 }
 
 /**
@@ -125,10 +135,22 @@ export class TxSlot implements Disposable {
   }
 
   /**
-   * Queues the frame (its first `length` bytes, all of them by default). A bad length throws
-   * (EINVAL, or EMSGSIZE for the interface) and the slot goes back unsent.
+   * Queues the frame (its first `length` bytes, all of them by default), with its offload
+   * metadata on an injector opened with `offload`. A bad length or offload throws (EINVAL, or
+   * EMSGSIZE for the interface) and the slot goes back unsent.
    */
-  send(length: number = this.data.length): void {
+  send(length: number = this.data.length, options?: SendOptions): void {
+    try {
+      const offload = sendOffload(options)
+      if (offload) {
+        if (!this.#injector._setSlotOffload) throw NetringError.invalidOption('offload', 'this socket sends no offload metadata')
+        this.#injector._setSlotOffload(this.#index, offload)
+      }
+    } catch (e) {
+      // As when the frame itself is refused: the slot goes back to the ring.
+      this.discard()
+      throw e
+    }
     this.#settle()
     if (!isU32(length)) {
       this.#injector._discard(this.#index)
@@ -278,10 +300,27 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
    * Copies `frame` into the next free slot and queues it; `false` when the ring is full (flush,
    * or use `sendAsync`). A frame larger than the slot or the interface MTU + 18 is EMSGSIZE.
    */
-  send(frame: Uint8Array): boolean {
+  send(frame: Uint8Array, options?: SendOptions): boolean {
     this.#throwKept()
     const buffer = asBuffer(frame)
+    const offload = sendOffload(options)
+    if (offload) return callNative(() => this.#native.sendOffload(buffer, offload)) >= 0
     return callNative(() => this.#native.send(buffer)) >= 0
+  }
+
+  /**
+   * @internal Forwards a captured frame with its raw offload header; `modified`: redo its
+   * checksums. False when it must wait for room (a frame larger than a slot waits until
+   * everything queued before it has left).
+   */
+  _forward(frame: Buffer, header: Buffer | undefined, modified: boolean): boolean {
+    this.#throwKept()
+    return callNative(() => this.#native.forward(frame, header ?? null, modified)) >= 0
+  }
+
+  /** @internal */
+  _setSlotOffload(index: number, offload: Binding.NativeOffload): void {
+    callNative(() => this.#native.setSlotOffload(index, offload))
   }
 
   /**
@@ -382,12 +421,13 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
    * Queues `frame`, waiting for room if the ring is full, and flushes soon after (frames queued
    * in the same tick leave with one kick). Resolves once the kernel has taken the frame;
    * rejects if it refused it (EMSGSIZE) or the send failed (ENETDOWN, ENXIO, EBADF): a frame
-   * whose promise rejected never leaves later. Frames go out in call order.
+   * whose promise rejected never leaves later. Frames go out in call order, those with offload
+   * metadata too (a frame larger than a slot waits until everything before it has left).
    */
-  sendAsync(frame: Uint8Array): Promise<void> {
+  sendAsync(frame: Uint8Array, options?: SendOptions): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       this.#throwKept()
-      const sender: Sender = { frame: asBuffer(frame), seq: -1, resolve, reject }
+      const sender: Sender = { frame: asBuffer(frame), offload: sendOffload(options), seq: -1, resolve, reject }
       // Behind frames already waiting for room, never ahead of them.
       if (this.#waiting.length > 0 || !this.#queue(sender)) this.#waiting.push(sender)
       void this.#drive()
@@ -467,7 +507,8 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
 
   /** Queues a sender's frame if there is room (then it waits to be settled); false when full. */
   #queue(sender: Sender): boolean {
-    const seq = callNative(() => this.#native.send(sender.frame))
+    const { frame, offload } = sender
+    const seq = callNative(() => (offload ? this.#native.sendOffload(frame, offload) : this.#native.send(frame)))
     if (seq < 0) return false
     sender.seq = seq
     this.#queued.push(sender)
@@ -603,6 +644,34 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
       if (!this.closed) this.#native.cancelWait()
     }
   }
+}
+
+const OFFLOAD_FIELDS: Record<keyof PacketOffload, 'string' | 'number' | 'boolean'> = {
+  gsoType: 'string',
+  gsoSize: 'number',
+  hdrLen: 'number',
+  csumStart: 'number',
+  csumOffset: 'number',
+  needsCsum: 'boolean',
+  csumValid: 'boolean',
+}
+
+/** The `offload` of send options, type-checked (the engine checks the values against the frame). */
+function sendOffload(options: SendOptions | undefined): Binding.NativeOffload | undefined {
+  if (options === undefined) return undefined
+  if (typeof options !== 'object' || options === null) throw NetringError.invalidOption('options', 'must be an object { offload }')
+  const offload = options.offload as Record<string, unknown> | undefined
+  if (offload === undefined) return undefined
+  if (typeof offload !== 'object' || offload === null) throw NetringError.invalidOption('offload', 'must be an object like packet.offload')
+  for (const [key, value] of Object.entries(offload)) {
+    const type = OFFLOAD_FIELDS[key as keyof PacketOffload]
+    if (!type) throw NetringError.invalidOption(`offload.${key}`, `unknown field (known: ${Object.keys(OFFLOAD_FIELDS).join(', ')})`)
+    if (value === undefined) continue
+    // Numbers go to the binding as u32s; the engine checks their range against the frame.
+    if (type === 'number') integer(value, `offload.${key}`)
+    else if (typeof value !== type) throw NetringError.invalidOption(`offload.${key}`, `must be a ${type}, got ${String(value)}`)
+  }
+  return offload as Binding.NativeOffload
 }
 
 /** A frame argument as a Buffer (no copy), or EINVAL naming `option`. */

@@ -78,6 +78,13 @@ export interface CaptureOptions {
    * @default true
    */
   reinsertVlan?: boolean
+  /**
+   * Receive each frame's offload metadata (the kernel's virtio-net header, PACKET_VNET_HDR) as
+   * `packet.offload`: whether it is a GSO super-frame and whether its checksum is still to be
+   * filled in. Without it packets carry no `offload` and nothing else changes.
+   * @default false
+   */
+  offloadInfo?: boolean
 }
 
 export interface InjectorOptions {
@@ -87,6 +94,14 @@ export interface InjectorOptions {
   frameCount?: number
   /** Hand frames straight to the driver, skipping the qdisc layer (PACKET_QDISC_BYPASS). @default false */
   qdiscBypass?: boolean
+  /**
+   * Send frames with offload metadata (`send(frame, { offload })`, `slot.send(length, { offload })`):
+   * the kernel fills in partial checksums and cuts GSO frames of up to 64 KiB into segments.
+   * Frames larger than a slot leave through a second socket, one `sendmsg()` each.
+   * Each slot then holds 10 bytes less (`info.slotCapacity`).
+   * @default false
+   */
+  offload?: boolean
 }
 
 export type Check = (value: unknown, option: string) => void
@@ -159,12 +174,14 @@ const CAPTURE_OPTIONS: Record<keyof CaptureOptions, Check> = {
   fanout,
   filter,
   reinsertVlan: boolean,
+  offloadInfo: boolean,
 }
 
 const INJECTOR_OPTIONS: Record<keyof InjectorOptions, Check> = {
   frameSize: u32,
   frameCount: u32,
   qdiscBypass: boolean,
+  offload: boolean,
 }
 
 function checkKeys(object: Record<string, unknown>, prefix: string, checks: Record<string, Check>): void {

@@ -8,12 +8,14 @@
 
 import { NetringError } from './errors'
 import { native } from './native'
+import { decodeOffload, OFFLOAD_HDR_LEN, type PacketOffload } from './offload'
 import { ringView } from './ring-view'
 
 const {
   TABLE_HEADER_WORDS: HEADER,
   TABLE_FLAG_TIMED_OUT,
   TABLE_FLAG_LOSING,
+  TABLE_FLAG_OFFLOAD,
   HDR_SEC,
   HDR_NSEC,
   HDR_SNAPLEN,
@@ -107,6 +109,8 @@ export interface PacketInfo {
   /** The kernel's flow hash, 0 unless `fillRxhash` was set (or the driver provides it). */
   readonly rxhash: number
   readonly status: PacketStatus
+  /** Offload metadata, on a capture with `offloadInfo` (undefined otherwise). */
+  readonly offload?: PacketOffload
 }
 
 const EMPTY = Buffer.alloc(0)
@@ -200,6 +204,15 @@ export class Packet implements PacketInfo {
     return decodeStatus(this.batch.word(this.h, W_STATUS), this.length, this.originalLength, this.batch.losing)
   }
 
+  get offload(): PacketOffload | undefined {
+    return this.batch.offloadAt(this.h)
+  }
+
+  /** @internal The raw offload header in the ring, for forwarding without decoding it. */
+  offloadHeader(): Buffer | undefined {
+    return this.batch.offloadHeaderAt(this.h)
+  }
+
   /** Whether `data` carries the VLAN tag written back from metadata. */
   get vlanReinserted(): boolean {
     return ((this.batch.word(this.h, W_VLAN_TPID) >>> FLAGS_SHIFT) & FLAG_VLAN_REINSERTED) !== 0
@@ -226,6 +239,7 @@ export class OwnedPacket implements PacketInfo {
   readonly vlanTpid: number | undefined
   readonly rxhash: number
   readonly status: PacketStatus
+  readonly offload?: PacketOffload
 
   constructor(p: PacketInfo) {
     this.data = Buffer.from(p.data)
@@ -241,6 +255,7 @@ export class OwnedPacket implements PacketInfo {
     this.vlanTpid = p.vlanTpid
     this.rxhash = p.rxhash
     this.status = p.status
+    if (p.offload) this.offload = p.offload
   }
 }
 
@@ -263,6 +278,7 @@ export class PacketBatch implements Iterable<Packet>, Disposable {
   readonly #words: Uint32Array
   readonly #bytes: Uint8Array
   #released = false
+  readonly #offload: boolean
   readonly #release: (batch: PacketBatch) => void
 
   /** @internal */
@@ -277,6 +293,7 @@ export class PacketBatch implements Iterable<Packet>, Disposable {
     this.seqNum = (BigInt(t[2]) << 32n) | BigInt(t[1])
     this.timedOut = (t[3] & TABLE_FLAG_TIMED_OUT) !== 0
     this.losing = (t[3] & TABLE_FLAG_LOSING) !== 0
+    this.#offload = (t[3] & TABLE_FLAG_OFFLOAD) !== 0
   }
 
   get released(): boolean {
@@ -355,6 +372,18 @@ export class PacketBatch implements Iterable<Packet>, Disposable {
   word(h: number, w: number): number {
     if (this.#released) throw releasedError()
     return this.#words[(h >> 2) + w]
+  }
+
+  /** @internal The offload metadata of the packet whose header is at `h`, if the capture has it. */
+  offloadAt(h: number): PacketOffload | undefined {
+    if (!this.#offload) return undefined
+    return decodeOffload(this.#bytes, h + (this.word(h, W_MAC) & 0xffff))
+  }
+
+  /** @internal The raw offload header of the packet whose header is at `h` (a view into the ring), if any. */
+  offloadHeaderAt(h: number): Buffer | undefined {
+    if (!this.#offload || this.#released) return undefined
+    return ringView(this.#block, h + (this.#words[(h >> 2) + W_MAC] & 0xffff) - OFFLOAD_HDR_LEN, OFFLOAD_HDR_LEN)
   }
 
   /** @internal */

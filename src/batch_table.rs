@@ -16,6 +16,9 @@ pub const TABLE_HEADER_WORDS: u32 = 4;
 pub const TABLE_FLAG_TIMED_OUT: u32 = 1;
 #[napi]
 pub const TABLE_FLAG_LOSING: u32 = 2;
+/// The capture has `offloadInfo`: each frame's virtio-net header sits right before it.
+#[napi]
+pub const TABLE_FLAG_OFFLOAD: u32 = 4;
 
 // Byte offsets, from a packet's header offset, of what the facade reads.
 #[napi]
@@ -97,13 +100,14 @@ pub struct BatchTable<'a> {
     pub value: sys::napi_value,
     words: &'a mut [u32],
     rows: usize,
+    flags: u32,
 }
 
 impl BatchTable<'_> {
     /// Allocates a table for `capacity` packets.
     pub fn new(env: &Env, capacity: usize) -> Result<BatchTable<'_>> {
         let (value, words) = u32_array(env, TABLE_HEADER_WORDS as usize + capacity)?;
-        Ok(BatchTable { value, words, rows: 0 })
+        Ok(BatchTable { value, words, rows: 0, flags: 0 })
     }
 
     /// Adds a packet by the offset of its header in the block.
@@ -112,12 +116,18 @@ impl BatchTable<'_> {
         self.rows += 1;
     }
 
+    /// Sets a `TABLE_FLAG_*` bit of the batch.
+    pub fn flag(&mut self, flag: u32) {
+        self.flags |= flag;
+    }
+
     pub fn finish(self, info: &BlockInfo) -> sys::napi_value {
         self.words[0] = self.rows as u32;
         self.words[1] = info.seq_num as u32;
         self.words[2] = (info.seq_num >> 32) as u32;
-        self.words[3] =
-            if info.timed_out { TABLE_FLAG_TIMED_OUT } else { 0 } | if info.losing { TABLE_FLAG_LOSING } else { 0 };
+        self.words[3] = if info.timed_out { TABLE_FLAG_TIMED_OUT } else { 0 }
+            | if info.losing { TABLE_FLAG_LOSING } else { 0 }
+            | self.flags;
         self.value
     }
 }

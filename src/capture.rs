@@ -29,6 +29,7 @@ pub struct NativeCaptureOptions {
     pub fanout: Option<NativeFanout>,
     pub filter: Option<Either<String, Vec<NativeBpfInstruction>>>,
     pub reinsert_vlan: Option<bool>,
+    pub offload_info: Option<bool>,
 }
 
 #[napi(object)]
@@ -112,6 +113,7 @@ impl NativeCapture {
         let force_copy = self.force_copy;
         let capture = self.engine.as_mut().ok_or_else(closed)?;
         let mapping = capture.mapping().clone();
+        let offload_info = capture.config().offload_info;
         let Some(mut batch) = capture.next_batch().or_throw()? else {
             return Ok(None);
         };
@@ -129,6 +131,9 @@ impl NativeCapture {
                     return Err(to_napi(e));
                 }
             }
+        }
+        if offload_info {
+            table.flag(crate::batch_table::TABLE_FLAG_OFFLOAD);
         }
         let table = table.finish(&info);
         // SAFETY: the packet area lies inside the block, inside the mapping, and the block lent
@@ -366,6 +371,7 @@ fn engine_options(o: NativeCaptureOptions) -> crate::error::Result<CaptureOption
             .map(|f| FanoutConfig::from_names(f.group, &f.mode, f.flags.as_deref().unwrap_or_default()))
             .transpose()?,
         reinsert_vlan: o.reinsert_vlan,
+        offload_info: o.offload_info,
     })
 }
 

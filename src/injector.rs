@@ -2,8 +2,9 @@
 
 use napi::bindgen_prelude::{Buffer, Object, ObjectFinalize};
 use napi::{Env, Result};
+use netring_engine::afpacket::offload;
 use netring_engine::reactor::Readiness;
-use netring_engine::{Errno, Error, Injector, InjectorOptions, Subject};
+use netring_engine::{ffi, Errno, Error, Injector, InjectorOptions, Subject};
 
 use crate::error::{error_json, to_napi, OrThrow};
 use crate::external_memory::ReportedMemory;
@@ -15,7 +16,51 @@ pub struct NativeInjectorOptions {
     pub frame_size: Option<u32>,
     pub frame_count: Option<u32>,
     pub qdisc_bypass: Option<bool>,
+    pub offload: Option<bool>,
 }
+
+/// Offload metadata of one frame, as `Packet.offload` shows it.
+#[napi(object)]
+pub struct NativeOffload {
+    pub gso_type: Option<String>,
+    pub gso_size: Option<u32>,
+    pub hdr_len: Option<u32>,
+    pub csum_start: Option<u32>,
+    pub csum_offset: Option<u32>,
+    pub needs_csum: Option<bool>,
+    pub csum_valid: Option<bool>,
+}
+
+impl NativeOffload {
+    /// The header these fields make (each checked to fit; the whole is checked against its
+    /// frame when sent).
+    fn header(&self) -> netring_engine::Result<ffi::virtio_net_hdr> {
+        Ok(ffi::virtio_net_hdr {
+            flags: offload::flags(self.needs_csum.unwrap_or(false), self.csum_valid.unwrap_or(false)),
+            gso_type: self.gso_type.as_deref().map_or(Ok(ffi::VIRTIO_NET_HDR_GSO_NONE), offload::gso_type)?,
+            hdr_len: offload::field(self.hdr_len, "offload.hdrLen")?,
+            gso_size: offload::field(self.gso_size, "offload.gsoSize")?,
+            csum_start: offload::field(self.csum_start, "offload.csumStart")?,
+            csum_offset: offload::field(self.csum_offset, "offload.csumOffset")?,
+        })
+    }
+}
+
+/// The GSO type names by their number in the virtio-net header ("" where none is defined).
+#[napi(catch_unwind)]
+pub fn gso_type_names() -> Result<Vec<&'static str>> {
+    Ok(offload::GSO_TYPE_NAMES.to_vec())
+}
+
+/// Bytes of offload metadata before each frame of a capture with `offloadInfo`.
+#[napi]
+pub const OFFLOAD_HDR_LEN: u32 = ffi::VIRTIO_NET_HDR_LEN as u32;
+#[napi]
+pub const OFFLOAD_F_NEEDS_CSUM: u32 = ffi::VIRTIO_NET_HDR_F_NEEDS_CSUM as u32;
+#[napi]
+pub const OFFLOAD_F_DATA_VALID: u32 = ffi::VIRTIO_NET_HDR_F_DATA_VALID as u32;
+#[napi]
+pub const OFFLOAD_GSO_ECN: u32 = ffi::VIRTIO_NET_HDR_GSO_ECN as u32;
 
 #[napi(object)]
 pub struct NativeInjectorInfo {
@@ -29,6 +74,8 @@ pub struct NativeInjectorInfo {
     /// frame may be 4 bytes longer.
     pub max_frame_length: u32,
     pub qdisc_bypass: bool,
+    /// Frames are sent with offload metadata (GSO frames up to 64 KiB included).
+    pub offload: bool,
     pub locked: bool,
 }
 
@@ -75,6 +122,7 @@ impl NativeInjector {
             frame_size: o.frame_size,
             frame_count: o.frame_count,
             qdisc_bypass: o.qdisc_bypass,
+            offload: o.offload,
         });
         let engine = Injector::open(&interface, options).or_throw()?;
         let frames = engine.geometry().frame_count() as usize;
@@ -92,6 +140,31 @@ impl NativeInjector {
     #[napi(catch_unwind)]
     pub fn send(&mut self, frame: Buffer) -> Result<f64> {
         Ok(self.engine()?.send(&frame).or_throw()?.map_or(-1.0, |seq| seq as f64))
+    }
+
+    /// Like `send`, with the frame's offload metadata; a frame larger than a slot leaves at
+    /// once through the injector's second socket, after everything queued (-1 while some is).
+    #[napi(catch_unwind)]
+    pub fn send_offload(&mut self, frame: Buffer, offload: NativeOffload) -> Result<f64> {
+        let h = offload.header().or_throw()?;
+        Ok(self.engine()?.send_offload(&frame, Some(&h), false).or_throw()?.map_or(-1.0, |seq| seq as f64))
+    }
+
+    /// Forwards a captured frame with its raw offload header (10 bytes as the capture received
+    /// them, or null); `modified`: the bytes were rewritten, so their checksums are redone.
+    /// Returns the frame's sequence number, or -1 when it must wait (ring full).
+    #[napi(catch_unwind)]
+    pub fn forward(&mut self, frame: Buffer, header: Option<Buffer>, modified: bool) -> Result<f64> {
+        let h = header.filter(|b| b.len() == ffi::VIRTIO_NET_HDR_LEN).map(|b| offload::read(&b));
+        Ok(self.engine()?.send_offload(&frame, h.as_ref(), modified).or_throw()?.map_or(-1.0, |seq| seq as f64))
+    }
+
+    /// Sets the offload metadata a lent slot is sent with. The engine keeps it and writes it in
+    /// front of the frame only when the frame is queued, after checking it.
+    #[napi(catch_unwind)]
+    pub fn set_slot_offload(&mut self, index: u32, offload: NativeOffload) -> Result<()> {
+        let h = offload.header().or_throw()?;
+        self.engine()?.set_slot_offload(index, &h).or_throw()
     }
 
     /// Queues frames in order until the ring is full; returns how many were queued (none when
@@ -242,6 +315,7 @@ impl NativeInjector {
             slot_capacity: e.slot_capacity(),
             max_frame_length: e.max_frame_len(false),
             qdisc_bypass: e.qdisc_bypass(),
+            offload: e.offload(),
             locked: e.mapping().locked(),
         })
     }

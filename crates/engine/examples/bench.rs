@@ -9,6 +9,8 @@
 //!   bench tx <iface> <count> <size> <dst-mac>   the engine's Injector
 //!   bench xdp-live <iface> <seconds>      count packets through an AF_XDP socket (queue 0)
 //!   bench xdp-tx <iface> <count> <size> <dst-mac>   send through an AF_XDP socket
+//!   bench bridge <a> <b> <seconds>        the engine's own bridge loop: forward everything
+//!                                         between a and b with its offload metadata
 //!
 //! Frames sent carry ethertype 0x88b5 (local experimental) and a sequence number at byte 14.
 
@@ -28,6 +30,7 @@ fn main() {
         "tx" => tx(arg(1), num(2), num(3) as usize, &mac(arg(4))),
         "xdp-live" => xdp_live(arg(1), num(2)),
         "xdp-tx" => xdp_tx(arg(1), num(2), num(3) as usize, &mac(arg(4))),
+        "bridge" => bridge(arg(1), arg(2), num(3)),
         _ => usage(),
     }
 }
@@ -246,4 +249,55 @@ fn xdp_tx(iface: &str, count: u64, size: usize, dst: &[u8; 6]) {
     }
     xsk.drain(Some(Duration::from_secs(10))).expect("drain");
     println!(r#"{{"frames":{sent},"ns":{}}}"#, start.elapsed().as_nanos());
+}
+
+/// What the Bridge does in JavaScript, natively: a capture with offload metadata and the other
+/// side's injector with offload, every frame forwarded with its header.
+fn bridge(a: &str, b: &str, seconds: u64) {
+    use netring_engine::afpacket::offload;
+    use netring_engine::ffi::VIRTIO_NET_HDR_LEN;
+    let capture = |iface| {
+        let options = CaptureOptions {
+            profile: Some(Profile::LowLatency),
+            ignore_outgoing: Some(true),
+            offload_info: Some(true),
+            ..Default::default()
+        };
+        Capture::open(iface, options).expect("open capture")
+    };
+    let injector =
+        |iface| Injector::open(iface, InjectorOptions { offload: Some(true), ..Default::default() }).unwrap();
+    let mut sides = [(capture(a), injector(b)), (capture(b), injector(a))];
+    let (mut forwarded, mut lost) = (0u64, 0u64);
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while Instant::now() < deadline {
+        let mut handled = 0;
+        for (cap, tx) in sides.iter_mut() {
+            let Some(mut batch) = cap.next_batch().expect("next batch") else { continue };
+            while let Some(p) = batch.next_packet() {
+                let p = p.expect("packet");
+                let at = p.data_offset as usize;
+                let bytes = batch.bytes();
+                let h = offload::read(&bytes[at - VIRTIO_NET_HDR_LEN..at]);
+                let frame = &bytes[at..at + p.captured_len as usize];
+                let sent = match tx.send_offload(frame, Some(&h), false) {
+                    Ok(None) => tx.flush().is_ok() && matches!(tx.send_offload(frame, Some(&h), false), Ok(Some(_))),
+                    other => matches!(other, Ok(Some(_))),
+                };
+                if sent {
+                    forwarded += 1;
+                } else {
+                    lost += 1;
+                }
+                handled += 1;
+            }
+            tx.flush().expect("flush");
+        }
+        if handled == 0 {
+            let mut fds = sides.each_ref().map(|(c, _)| libc::pollfd { fd: c.fd(), events: libc::POLLIN, revents: 0 });
+            // SAFETY: two valid pollfds.
+            unsafe { libc::poll(fds.as_mut_ptr(), 2, 5) };
+        }
+    }
+    println!("{{\"forwarded\":{forwarded},\"lost\":{lost}}}");
 }

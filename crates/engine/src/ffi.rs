@@ -17,6 +17,7 @@ pub const PACKET_TX_RING: libc::c_int = 13;
 pub const PACKET_LOSS: libc::c_int = 14;
 pub const PACKET_TIMESTAMP: libc::c_int = 17;
 pub const PACKET_FANOUT: libc::c_int = 18;
+pub const PACKET_VNET_HDR: libc::c_int = 15;
 pub const PACKET_QDISC_BYPASS: libc::c_int = 20;
 pub const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 
@@ -36,6 +37,13 @@ pub const ETH_HLEN: usize = 14;
 /// Length of an 802.1Q tag (TPID + TCI).
 pub const VLAN_HLEN: usize = 4;
 pub const ETH_P_8021Q: u16 = 0x8100;
+pub const ETH_P_8021AD: u16 = 0x88a8;
+pub const ETH_P_IP: u16 = 0x0800;
+pub const ETH_P_IPV6: u16 = 0x86dd;
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+/// Largest IPv4 total length / IPv6 payload length a (GSO) packet can carry.
+pub const IP_MAX_LEN: usize = 65535;
 
 // --- sll_pkttype ------------------------------------------------------------------------------
 pub const PACKET_HOST: u8 = 0;
@@ -182,6 +190,31 @@ pub mod layout {
     pub const SLL_HALEN: usize = SLL + offset_of!(sockaddr_ll, sll_halen);
     pub const SLL_ADDR: usize = SLL + offset_of!(sockaddr_ll, sll_addr);
 }
+
+// --- virtio-net header (include/uapi/linux/virtio_net.h), PACKET_VNET_HDR -------------------
+pub const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = 1;
+pub const VIRTIO_NET_HDR_F_DATA_VALID: u8 = 2;
+pub const VIRTIO_NET_HDR_GSO_NONE: u8 = 0;
+pub const VIRTIO_NET_HDR_GSO_TCPV4: u8 = 1;
+pub const VIRTIO_NET_HDR_GSO_UDP: u8 = 3;
+pub const VIRTIO_NET_HDR_GSO_TCPV6: u8 = 4;
+pub const VIRTIO_NET_HDR_GSO_UDP_L4: u8 = 5;
+pub const VIRTIO_NET_HDR_GSO_ECN: u8 = 0x80;
+
+/// `struct virtio_net_hdr`: the offload metadata that precedes each frame on a socket with
+/// `PACKET_VNET_HDR` (little-endian fields on little-endian hosts, `vio_le()`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct virtio_net_hdr {
+    pub flags: u8,
+    pub gso_type: u8,
+    pub hdr_len: u16,
+    pub gso_size: u16,
+    pub csum_start: u16,
+    pub csum_offset: u16,
+}
+
+pub const VIRTIO_NET_HDR_LEN: usize = size_of::<virtio_net_hdr>();
 
 /// `struct sockaddr_ll` as the kernel writes it after each `tpacket3_hdr`.
 #[repr(C)]
@@ -567,3 +600,4 @@ pub struct ifreq_data {
 
 const _: () = assert!(size_of::<ethtool_drvinfo>() == 196);
 const _: () = assert!(size_of::<ifreq_data>() == 40);
+const _: () = assert!(VIRTIO_NET_HDR_LEN == 10);

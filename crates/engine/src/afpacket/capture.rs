@@ -15,6 +15,7 @@ use super::block::{read_block_header, reinsert_vlan, BlockInfo, CorruptBlock, Pa
 use super::config::{CaptureConfig, CaptureOptions, TimestampSource};
 use super::fanout::FanoutConfig;
 use super::filter::BpfProgram;
+use super::offload;
 use super::ring::{Mapping, RingGeometry, RxRing};
 use super::socket::{Interface, PacketSocket};
 use super::user_filter::{self, PacketMeta};
@@ -60,6 +61,10 @@ impl Capture {
         let socket = PacketSocket::open(&iface)?;
         let subject = iface.subject();
 
+        if config.offload_info {
+            // Before the version and the ring: the kernel refuses it afterwards (EBUSY).
+            super::offload::set_vnet_header(&socket)?;
+        }
         socket.set_version_v3()?;
         if config.reserve() > 0 {
             socket.set_reserve(config.reserve())?;
@@ -200,6 +205,7 @@ impl Capture {
             block: unsafe { self.ring.block_mut(index) },
             index,
             reinsert_vlan: self.config.reinsert_vlan,
+            offload_info: self.config.offload_info,
             subject: &self.iface.name,
         }))
     }
@@ -369,6 +375,7 @@ pub struct Batch<'a> {
     filter: Option<&'a [ffi::sock_filter]>,
     index: u32,
     reinsert_vlan: bool,
+    offload_info: bool,
     subject: &'a str,
 }
 
@@ -416,7 +423,15 @@ impl Batch<'_> {
             }
         };
         if self.reinsert_vlan {
-            reinsert_vlan(self.block, &mut desc);
+            // Inserting the tag moves the frame over the end of its offload header: keep it.
+            let mac = desc.data_offset as usize;
+            let saved = (self.offload_info && mac >= ffi::VIRTIO_NET_HDR_LEN)
+                .then(|| offload::read(&self.block[mac - ffi::VIRTIO_NET_HDR_LEN..mac]));
+            if reinsert_vlan(self.block, &mut desc) {
+                if let Some(saved) = saved {
+                    offload::follow_vlan_reinsert(self.block, desc.data_offset as usize, &saved);
+                }
+            }
         }
         Some(Ok(desc))
     }

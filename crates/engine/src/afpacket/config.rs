@@ -105,6 +105,7 @@ pub struct CaptureOptions {
     pub fanout: Option<FanoutConfig>,
     pub filter: Option<BpfProgram>,
     pub reinsert_vlan: Option<bool>,
+    pub offload_info: Option<bool>,
 }
 
 /// Resolved and validated options.
@@ -125,6 +126,8 @@ pub struct CaptureConfig {
     pub filter: Option<BpfProgram>,
     /// Write stripped 802.1Q tags back into the frame (as on the wire, as tcpdump shows them).
     pub reinsert_vlan: bool,
+    /// Receive each frame's offload metadata (the virtio-net header, 10 bytes before it).
+    pub offload_info: bool,
 }
 
 /// Longest retire timeout accepted: a minute. Longer makes a quiet capture look hung.
@@ -174,6 +177,7 @@ impl CaptureConfig {
             fanout: o.fanout,
             filter: o.filter,
             reinsert_vlan,
+            offload_info: o.offload_info.unwrap_or(false),
         })
     }
 

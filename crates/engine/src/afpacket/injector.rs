@@ -36,6 +36,7 @@ use crate::ffi;
 use crate::reactor::{Callback, Reactor, Token};
 use crate::syscall;
 
+use super::offload::{self, JumboSender};
 use super::ring::{page_size, Mapping, RingGeometry, TxRing, TX_DATA_OFFSET};
 use super::socket::{Interface, PacketSocket};
 
@@ -45,6 +46,8 @@ pub struct InjectorOptions {
     pub frame_size: Option<u32>,
     pub frame_count: Option<u32>,
     pub qdisc_bypass: Option<bool>,
+    /// Send each frame with offload metadata (the virtio-net header; see `offload`).
+    pub offload: Option<bool>,
 }
 
 pub const DEFAULT_TX_FRAME_SIZE: u32 = 2048;
@@ -103,6 +106,11 @@ pub struct Injector {
     stats: InjectorStats,
     rejection: Option<Rejection>,
     wait: Option<Token>,
+    /// With offload metadata on: frames too large for a slot, and room to redo their checksums.
+    jumbo: Option<(JumboSender, Vec<u8>)>,
+    /// Each lent or queued slot's offload metadata, written into the ring when the frame is
+    /// queued (only with offload metadata on; all zeroes otherwise).
+    offloads: Vec<ffi::virtio_net_hdr>,
 }
 
 impl Injector {
@@ -112,6 +120,13 @@ impl Injector {
         let geometry = tx_geometry(&options)?;
         let iface = Interface::resolve(interface)?;
         let socket = PacketSocket::open(&iface)?;
+        let jumbo = if options.offload.unwrap_or(false) {
+            // Before the version and the ring: the kernel refuses it afterwards (EBUSY).
+            offload::set_vnet_header(&socket)?;
+            Some((JumboSender::open(&iface)?, Vec::with_capacity(offload::MAX_GSO_FRAME_LEN)))
+        } else {
+            None
+        };
         socket.set_version_v3()?;
         let qdisc_bypass = options.qdisc_bypass.unwrap_or(false);
         if qdisc_bypass {
@@ -148,6 +163,8 @@ impl Injector {
             stats: InjectorStats::default(),
             rejection: None,
             wait: None,
+            offloads: vec![ffi::virtio_net_hdr::default(); frames],
+            jumbo,
         })
     }
 
@@ -173,7 +190,20 @@ impl Injector {
 
     /// Bytes of frame data one slot holds.
     pub fn slot_capacity(&self) -> u32 {
-        self.ring.capacity() as u32
+        (self.ring.capacity() - self.header_len()) as u32
+    }
+
+    /// Bytes of offload metadata in front of each frame in a slot (0 without `offload`).
+    fn header_len(&self) -> usize {
+        if self.jumbo.is_some() {
+            ffi::VIRTIO_NET_HDR_LEN
+        } else {
+            0
+        }
+    }
+
+    pub fn offload(&self) -> bool {
+        self.jumbo.is_some()
     }
 
     /// The largest frame this injector can send now: the slot, or the interface MTU plus the
@@ -232,6 +262,7 @@ impl Injector {
             return None;
         }
         self.slots[index as usize] = Slot::Lent(len);
+        self.offloads[index as usize] = ffi::virtio_net_hdr::default();
         self.cursor = (index + 1) % self.ring.frame_count();
         Some(index)
     }
@@ -258,6 +289,7 @@ impl Injector {
         }
         for i in first..first + count {
             self.slots[i as usize] = Slot::Lent(len as u32);
+            self.offloads[i as usize] = ffi::virtio_net_hdr::default();
         }
         self.cursor = (first + count) % n;
         Ok(Some((first, count)))
@@ -270,7 +302,102 @@ impl Injector {
 
     /// The data area of a lent slot.
     pub fn slot_ptr(&self, index: u32) -> *mut u8 {
-        self.ring.data_ptr(index)
+        // SAFETY: the header fits in front of the frame data inside the slot.
+        unsafe { self.ring.data_ptr(index).add(self.header_len()) }
+    }
+
+    /// Sets the offload metadata a lent slot is sent with (checked at commit). It is kept here,
+    /// not in the ring: the header in front of the data is a word the kernel reads, written
+    /// only when the frame is queued, after it was checked.
+    pub fn set_slot_offload(&mut self, index: u32, h: &ffi::virtio_net_hdr) -> Result<()> {
+        self.lent_len(index)?;
+        if self.jumbo.is_none() {
+            return Err(Error::invalid_option("offload", "this injector was opened without { offload: true }"));
+        }
+        self.offloads[index as usize] = *h;
+        Ok(())
+    }
+
+    /// Checks a frame and the offload metadata it goes with: a GSO frame may exceed the MTU
+    /// (the kernel segments it), any other frame may not.
+    fn check_offloaded(&mut self, frame: &[u8], h: &ffi::virtio_net_hdr) -> Result<()> {
+        let tagged = is_vlan_tagged(frame);
+        if !offload::is_gso(h) {
+            self.check_len(frame.len(), tagged)?;
+        }
+        let vlan = if tagged { ffi::VLAN_HLEN } else { 0 };
+        offload::check(h, frame.len(), self.mtu as usize + ffi::ETH_HLEN + vlan)
+    }
+
+    /// Like `send`, with offload metadata (the injector must have been opened with `offload`).
+    /// `redo_checksums`: the bytes were rewritten, so their checksums are redone (see
+    /// `offload::redo_checksums`). A frame larger than a slot leaves at once through the
+    /// injector's second socket, after everything queued before it.
+    pub fn send_offload(
+        &mut self,
+        frame: &[u8],
+        header: Option<&ffi::virtio_net_hdr>,
+        redo_checksums: bool,
+    ) -> Result<Option<u64>> {
+        if self.jumbo.is_none() {
+            if header.is_some() || redo_checksums {
+                return Err(Error::invalid_option("offload", "this injector was opened without { offload: true }"));
+            }
+            return self.send(frame);
+        }
+        let mut h = header.copied().unwrap_or_default();
+        if frame.len() <= self.slot_capacity() as usize {
+            let Some(index) = self.next_free(frame.len() as u32) else { return Ok(None) };
+            // SAFETY: the slot is ours (Lent) and holds at least frame.len() bytes.
+            let data = unsafe { std::slice::from_raw_parts_mut(self.slot_ptr(index), frame.len()) };
+            data.copy_from_slice(frame);
+            if redo_checksums {
+                offload::redo_checksums(data, &mut h);
+            }
+            self.offloads[index as usize] = h;
+            return self.commit(index, frame.len()).map(Some);
+        }
+        let mut scratch = std::mem::take(&mut self.jumbo.as_mut().expect("checked above").1);
+        let result = {
+            let bytes = if redo_checksums {
+                scratch.clear();
+                scratch.extend_from_slice(frame);
+                offload::redo_checksums(&mut scratch, &mut h);
+                &scratch[..]
+            } else {
+                frame
+            };
+            self.send_jumbo(bytes, &h)
+        };
+        self.jumbo.as_mut().expect("an offload injector").1 = scratch;
+        result
+    }
+
+    /// Sends a frame larger than a slot through the second socket, once everything queued
+    /// before it has been taken (in order); `None` while some is still queued (backpressure,
+    /// like a full ring). A frame sent this way is settled when this returns: it takes the
+    /// next sequence number, and `settled_before` moves past it.
+    fn send_jumbo(&mut self, frame: &[u8], h: &ffi::virtio_net_hdr) -> Result<Option<u64>> {
+        self.check_offloaded(frame, h)?;
+        // After what is queued, to keep the order frames were given in.
+        self.flush()?;
+        if !self.queue.is_empty() {
+            return Ok(None);
+        }
+        let (jumbo, _) = self.jumbo.as_ref().expect("an offload injector");
+        match jumbo.send(h, frame) {
+            Ok(false) => Ok(None),
+            Ok(true) => {
+                self.stats.sent += 1;
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                Ok(Some(seq))
+            }
+            Err(e) => {
+                self.stats.rejected += 1;
+                Err(Error::sys(e, "sendmsg", self.iface.subject(), format!("sending a {}-byte frame", frame.len())))
+            }
+        }
     }
 
     /// Checks that a lent slot may be sent with `len` bytes: at most what was lent, and a
@@ -281,16 +408,27 @@ impl Injector {
             return Err(Error::invalid_option("length", format!("cannot send {len} bytes from a slot of {lent}")));
         }
         // SAFETY: the slot is ours and holds at least `lent` >= len bytes.
-        let frame = unsafe { std::slice::from_raw_parts(self.ring.data_ptr(index), len) };
-        self.check_len(len, is_vlan_tagged(frame))
+        let frame = unsafe { std::slice::from_raw_parts(self.slot_ptr(index), len) };
+        if self.jumbo.is_some() {
+            let h = self.offloads[index as usize];
+            self.check_offloaded(frame, &h)
+        } else {
+            self.check_len(len, is_vlan_tagged(frame))
+        }
     }
 
     /// Queues a lent, checked slot; returns its sequence number.
     fn queue_frame(&mut self, index: u32, len: usize) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
-        // SAFETY: the slot is ours (Lent), and len fits (checked).
-        unsafe { self.ring.submit(index, len as u32) };
+        if self.jumbo.is_some() {
+            // Written now, from the engine's copy: nothing lent reaches it after the check.
+            // SAFETY: the header lies in front of the slot's data, inside the slot, which is ours.
+            let at = unsafe { std::slice::from_raw_parts_mut(self.ring.data_ptr(index), ffi::VIRTIO_NET_HDR_LEN) };
+            offload::write(&self.offloads[index as usize], at);
+        }
+        // SAFETY: the slot is ours (Lent), and len (with the header in front) fits (checked).
+        unsafe { self.ring.submit(index, (len + self.header_len()) as u32) };
         self.slots[index as usize] = Slot::Queued { seq, len: len as u32 };
         self.queue.push_back(index);
         seq
@@ -379,7 +517,7 @@ impl Injector {
     }
 
     /// Copies `frame` into the next free slot and queues it; returns its sequence number, or
-    /// `None` when the ring is full.
+    /// `None` when the ring is full. With `offload`, the frame goes without offload metadata.
     pub fn send(&mut self, frame: &[u8]) -> Result<Option<u64>> {
         self.check_len(frame.len(), is_vlan_tagged(frame))?;
         Ok(self.copy_in(frame))
@@ -389,7 +527,7 @@ impl Injector {
     fn copy_in(&mut self, frame: &[u8]) -> Option<u64> {
         let index = self.next_free(frame.len() as u32)?;
         // SAFETY: the slot is ours and holds at least frame.len() bytes (checked by the caller).
-        unsafe { std::ptr::copy_nonoverlapping(frame.as_ptr(), self.ring.data_ptr(index), frame.len()) };
+        unsafe { std::ptr::copy_nonoverlapping(frame.as_ptr(), self.slot_ptr(index), frame.len()) };
         Some(self.queue_frame(index, frame.len()))
     }
 
@@ -501,8 +639,10 @@ impl Injector {
             if let Slot::Queued { seq, len } = self.slots[index as usize] {
                 // SAFETY: the frame is no longer the kernel's to read or write (it was taken and
                 // is either sent, in flight with its data copied into the skb, or skipped).
-                let frame = unsafe { std::slice::from_raw_parts(self.ring.data_ptr(index), len as usize) };
-                if !all_sent && len > self.max_frame_len(is_vlan_tagged(frame)) {
+                let frame = unsafe { std::slice::from_raw_parts(self.slot_ptr(index), len as usize) };
+                // A GSO frame may exceed the MTU: the kernel segments it.
+                let gso = self.jumbo.is_some() && offload::is_gso(&self.offloads[index as usize]);
+                if !all_sent && !gso && len > self.max_frame_len(is_vlan_tagged(frame)) {
                     rejected.push(seq);
                 } else {
                     self.stats.sent += 1;
@@ -785,9 +925,33 @@ mod tests {
     /// frames: none holds back the frames after it, and none leaves.
     #[test]
     fn slots_given_back_out_of_order_never_hold_later_frames() {
-        let Some(mut link) = Link::new("sk") else { return };
-        let mut tx = Injector::open(&link.a, InjectorOptions { frame_count: Some(8), ..Default::default() }).unwrap();
+        skip_frames_are_never_sent("sk", false);
+    }
+
+    /// The same with offload metadata: the kernel reads a virtio-net header in front of each
+    /// frame, and a skip frame (length 0) is still refused and stepped over, never sent.
+    #[test]
+    fn skip_frames_are_never_sent_with_offload_metadata() {
+        skip_frames_are_never_sent("so", true);
+    }
+
+    fn skip_frames_are_never_sent(tag: &str, offload: bool) {
+        let Some(mut link) = Link::new(tag) else { return };
+        let options = InjectorOptions { frame_count: Some(8), offload: Some(offload), ..Default::default() };
+        let mut tx = Injector::open(&link.a, options).unwrap();
         let discarded = tx.allocate(60).unwrap().unwrap();
+        // Written, then given back: had the skip frame been sent, this would arrive.
+        // SAFETY: the slot is lent and holds at least 60 bytes.
+        unsafe { std::ptr::copy_nonoverlapping(test_frame(7).as_ptr(), tx.slot_ptr(discarded), 60) };
+        if offload {
+            let h = ffi::virtio_net_hdr {
+                flags: ffi::VIRTIO_NET_HDR_F_NEEDS_CSUM,
+                csum_start: 14,
+                csum_offset: 2,
+                ..Default::default()
+            };
+            tx.set_slot_offload(discarded, &h).unwrap();
+        }
         let refused = tx.allocate(60).unwrap().unwrap();
         let withdrawn = tx.send(&test_frame(9)).unwrap().unwrap();
         let sent = tx.send(&test_frame(1)).unwrap().unwrap();
@@ -795,6 +959,11 @@ mod tests {
         let e = tx.commit(refused, 61).unwrap_err();
         assert_eq!((e.errno, e.subject), (Errno::EINVAL, crate::error::Subject::Option("length")));
         assert!(tx.commit(refused, 60).is_err(), "the refused slot was given back");
+        if offload {
+            // Metadata is set only on a lent slot: once queued or given back, it is the engine's.
+            let e = tx.set_slot_offload(refused, &Default::default()).unwrap_err();
+            assert_eq!(e.errno, Errno::EINVAL);
+        }
         assert!(tx.withdraw(withdrawn));
         assert_eq!(tx.settled_before(), sent, "a withdrawn frame counts as settled");
         assert!(tx.drain(Some(Duration::from_secs(2))).unwrap());

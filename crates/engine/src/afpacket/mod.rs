@@ -6,6 +6,7 @@ pub mod config;
 pub mod fanout;
 pub mod filter;
 pub mod injector;
+pub mod offload;
 pub mod ring;
 #[cfg(test)]
 mod ring_invariants;

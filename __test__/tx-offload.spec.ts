@@ -1,0 +1,200 @@
+// Sending with offload metadata: GSO frames an Injector sends are cut into segments by the
+// kernel, checksummed, and arrive as such at a peer that does no offloading itself (a tap
+// device, which comes without checksum or segmentation offloads until its reader asks for
+// them); metadata that does not fit its frame is EINVAL naming the field, and nothing is sent.
+
+import { spawn } from 'node:child_process'
+
+import test from 'ava'
+import { Injector, NetringError, type PacketOffload } from 'netring'
+
+import { localVethPair, sh } from './helpers/net'
+
+let tapCounter = 0
+
+/** A tap device in our namespace, read by a Python process that prints every IPv4 TCP frame in hex. */
+async function tapReader(t: import('ava').ExecutionContext, want: number) {
+  const name = `ntap${process.pid.toString(36)}${tapCounter++}`
+  const script = `
+import fcntl, os, select, struct, sys, time
+fd = os.open("/dev/net/tun", os.O_RDWR)
+fcntl.ioctl(fd, 0x400454ca, struct.pack("16sH", sys.argv[1].encode(), 0x0002 | 0x1000))  # TUNSETIFF, IFF_TAP | IFF_NO_PI
+print("ready", flush=True)
+deadline, want, got = time.time() + 20, int(sys.argv[2]), 0
+while got < want and time.time() < deadline:
+    if not select.select([fd], [], [], 0.2)[0]: continue
+    f = os.read(fd, 65536)
+    if len(f) > 34 and f[12:14] == b"\\x08\\x00" and f[23] == 6:
+        print(f.hex(), flush=True); got += 1
+`
+  // The tap lives as long as the reader: it goes away with it, even if the test fails.
+  const child = spawn('python3', ['-c', script, name, String(want)], { stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000 })
+  t.teardown(() => child.kill())
+  let out = ''
+  const ready = new Promise<void>((resolve, reject) => {
+    child.stdout.on('data', (d) => {
+      out += d
+      if (out.startsWith('ready\n')) resolve()
+    })
+    child.on('exit', () => reject(new Error(`the tap reader exited: ${out}`)))
+  })
+  const done = new Promise<Buffer[]>((resolve) =>
+    child.on('exit', () => resolve(out.split('\n').slice(1).filter(Boolean).map((h) => Buffer.from(h, 'hex')))),
+  )
+  await ready
+  sh('sysctl', ['-qw', `net.ipv6.conf.${name}.disable_ipv6=1`])
+  sh('ip', ['link', 'set', name, 'up'])
+  return { name, frames: done }
+}
+
+function sum(bytes: Uint8Array, start = 0): number {
+  let s = start
+  for (let i = 0; i + 1 < bytes.length; i += 2) s += (bytes[i] << 8) | bytes[i + 1]
+  if (bytes.length % 2) s += bytes[bytes.length - 1] << 8
+  while (s > 0xffff) s = (s & 0xffff) + (s >>> 16)
+  return s
+}
+
+/** The pseudo-header sum of an IPv4 TCP frame whose TCP segment is `tcpLength` bytes. */
+function pseudo(f: Buffer, tcpLength: number): number {
+  return sum(f.subarray(26, 34), 6 + tcpLength)
+}
+
+/** An IPv4 TCP frame with a `payload`, its checksum left partial as a GSO sender leaves it. */
+function tcpFrame(payload: Buffer, seq: number): Buffer {
+  const f = Buffer.alloc(54 + payload.length)
+  Buffer.from('02000000000202000000000108004500', 'hex').copy(f)
+  f.writeUInt16BE(40 + payload.length, 16)
+  f.writeUInt16BE(0x4000, 20) // don't fragment
+  f[22] = 64
+  f[23] = 6
+  Buffer.from([10, 9, 9, 1, 10, 9, 9, 2]).copy(f, 26)
+  f.writeUInt16BE(~sum(f.subarray(14, 34)) & 0xffff, 24)
+  f.writeUInt16BE(40000, 34)
+  f.writeUInt16BE(5555, 36)
+  f.writeUInt32BE(seq, 38)
+  f[46] = 5 << 4
+  f[47] = 0x18 // PSH, ACK
+  f.writeUInt16BE(65535, 48)
+  // The kernel's partial-checksum convention: the pseudo-header sum, completed from csumStart.
+  f.writeUInt16BE(pseudo(f, 20 + payload.length), 50)
+  payload.copy(f, 54)
+  return f
+}
+
+const tso = (gsoSize: number): Partial<PacketOffload> => ({
+  gsoType: 'tcpv4',
+  gsoSize,
+  hdrLen: 54,
+  needsCsum: true,
+  csumStart: 34,
+  csumOffset: 16,
+})
+
+test('GSO frames sent with offload metadata arrive as segmented, checksummed frames (ring, jumbo and slot paths)', async (t) => {
+  const sends = [
+    { payload: 1500, mss: 500, how: 'ring' }, // larger than the MTU, fits a slot
+    { payload: 20_000, mss: 1000, how: 'jumbo' }, // larger than a slot
+    { payload: 1200, mss: 600, how: 'slot' },
+  ] as const
+  const segments = sends.reduce((n, s) => n + s.payload / s.mss, 0)
+  const tap = await tapReader(t, segments)
+  using tx = Injector.open(tap.name, { offload: true })
+  t.true(tx.info.offload)
+  let seq = 1
+  const expected: { seq: number; payload: Buffer }[] = []
+  for (const s of sends) {
+    const payload = Buffer.alloc(s.payload)
+    for (let i = 0; i < payload.length; i++) payload[i] = (i * 13 + seq) & 0xff
+    const f = tcpFrame(payload, seq)
+    if (s.how === 'slot') {
+      const slot = tx.allocate(f.length)!
+      f.copy(slot.data)
+      slot.send(f.length, { offload: tso(s.mss) })
+    } else {
+      t.true(tx.send(f, { offload: tso(s.mss) }), `${s.how}: queued`)
+    }
+    for (let off = 0; off < s.payload; off += s.mss) expected.push({ seq: seq + off, payload: payload.subarray(off, off + s.mss) })
+    seq += s.payload
+  }
+  t.true(tx.drain(5000))
+  t.like(tx.stats(), { sent: sends.length, rejected: 0, pending: 0 })
+  const frames = await tap.frames
+  t.is(frames.length, segments, 'one frame per segment')
+  frames.forEach((f, i) => {
+    const e = expected[i]
+    t.is(f.readUInt32BE(38), e.seq, `segment ${i}: in order`)
+    t.is(f.readUInt16BE(16), 40 + e.payload.length, `segment ${i}: IP length`)
+    t.is(sum(f.subarray(14, 34)), 0xffff, `segment ${i}: IP header checksum`)
+    t.is(sum(f.subarray(34), pseudo(f, f.length - 34)), 0xffff, `segment ${i}: TCP checksum`)
+    t.deepEqual(f.subarray(54), e.payload, `segment ${i}: payload`)
+  })
+})
+
+test('sendAsync with offload metadata: frames through the ring and the second socket settle and arrive in call order', async (t) => {
+  // Per round: two frames that fit a slot, then one larger than a slot (the second socket),
+  // through a 4-frame ring, so the large ones wait for the frames queued before them.
+  const rounds = 6
+  const sends = Array.from({ length: rounds }, () => [
+    { payload: 600, mss: 600 },
+    { payload: 1400, mss: 700 },
+    { payload: 6000, mss: 1000 },
+  ]).flat()
+  const segments = sends.reduce((n, s) => n + s.payload / s.mss, 0)
+  const tap = await tapReader(t, segments)
+  using tx = Injector.open(tap.name, { offload: true, frameCount: 4 })
+  let seq = 1
+  const expected: number[] = []
+  const settled: number[] = []
+  const promises = sends.map((s, i) => {
+    const f = tcpFrame(Buffer.alloc(s.payload, i), seq)
+    for (let off = 0; off < s.payload; off += s.mss) expected.push(seq + off)
+    seq += s.payload
+    return tx.sendAsync(f, { offload: tso(s.mss) }).then(() => settled.push(i))
+  })
+  await Promise.all(promises)
+  t.deepEqual(settled, sends.map((_, i) => i), 'settled in call order')
+  t.like(tx.stats(), { sent: sends.length, rejected: 0, withdrawn: 0 })
+  const frames = await tap.frames
+  t.deepEqual(frames.map((f) => f.readUInt32BE(38)), expected, 'every segment arrived, in call order')
+})
+
+test('offload metadata that does not fit its frame is EINVAL naming the field; nothing is sent', (t) => {
+  const veth = localVethPair(t)
+  using tx = Injector.open(veth.a, { offload: true })
+  const f = tcpFrame(Buffer.alloc(3000), 1)
+  const short = f.subarray(0, 1000)
+  const bad: [Partial<PacketOffload>, string, Buffer?][] = [
+    [{ ...tso(1000), gsoSize: 0 }, 'offload.gsoSize'],
+    [{ ...tso(1000), gsoSize: 70_000 }, 'offload.gsoSize'],
+    [{ ...tso(1000), gsoType: 'sctp' as never }, 'offload.gsoType'],
+    [{ ...tso(1000), needsCsum: false }, 'offload.csumStart'],
+    [{ ...tso(1000), hdrLen: 4000 }, 'offload.hdrLen'],
+    [{ ...tso(1000), csumStart: 5000 }, 'offload.csumStart'],
+    [{ ...tso(1000), csumStart: 2 }, 'offload.csumStart'],
+    [{ ...tso(1000), csumOffset: 6 }, 'offload.csumOffset'],
+    [{ needsCsum: true, csumStart: 34, csumOffset: 1000 }, 'offload.csumOffset', short],
+    [{ gsoSize: 100 }, 'offload.gsoSize', short],
+    [{ csumStart: 34, csumOffset: 16 }, 'offload.csumStart', short],
+    [{ gsoSize: -1 }, 'offload.gsoSize'],
+    [{ gsoSzie: 1 } as never, 'offload.gsoSzie'],
+  ]
+  for (const [offload, field, frame = f] of bad) {
+    const e = t.throws(() => tx.send(frame, { offload }), { instanceOf: NetringError, code: 'EINVAL' }, field)!
+    t.is(e.option, field)
+    // A slot whose metadata is refused goes back to the ring, as one whose frame is refused.
+    const slot = tx.allocate(1000)!
+    short.copy(slot.data)
+    t.throws(() => slot.send(1000, { offload }), { code: 'EINVAL' }, `slot: ${field}`)
+    t.throws(() => slot.discard(), { message: /already sent or discarded/ })
+  }
+  // Larger than the MTU without a GSO type, or than any IP packet with one.
+  t.throws(() => tx.send(f), { code: 'EMSGSIZE' })
+  t.throws(() => tx.send(Buffer.alloc(70_000), { offload: tso(1000) }), { code: 'EMSGSIZE' })
+  t.true(tx.drain(1000))
+  t.like(tx.stats(), { sent: 0, rejected: 0, pending: 0 })
+
+  using plain = Injector.open(veth.a)
+  t.false(plain.info.offload)
+  t.throws(() => plain.send(f.subarray(0, 1000), { offload: tso(500) }), { code: 'EINVAL', message: /offload: true/ })
+})
