@@ -95,6 +95,9 @@ export declare class NativeInjector {
 /** The CPUs the calling thread may run on. */
 export declare function allowedCpus(): Array<number>
 
+/** How many sockets one fanout group takes (the kernel refuses more with ENOSPC). */
+export declare const FANOUT_MAX_MEMBERS: number
+
 export declare const FLAG_VLAN_REINSERTED: number
 
 export declare const HDR_LEN: number

@@ -838,6 +838,7 @@ module.exports = nativeBinding
 module.exports.NativeCapture = nativeBinding.NativeCapture
 module.exports.NativeInjector = nativeBinding.NativeInjector
 module.exports.allowedCpus = nativeBinding.allowedCpus
+module.exports.FANOUT_MAX_MEMBERS = nativeBinding.FANOUT_MAX_MEMBERS
 module.exports.FLAG_VLAN_REINSERTED = nativeBinding.FLAG_VLAN_REINSERTED
 module.exports.HDR_LEN = nativeBinding.HDR_LEN
 module.exports.HDR_MAC = nativeBinding.HDR_MAC
