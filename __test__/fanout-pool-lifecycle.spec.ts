@@ -158,6 +158,27 @@ test("a handler's error that is hard to send (a throwing getter, a stack that is
   t.is(errors[0][1], 0)
 })
 
+test("close() while a worker restarts: the replacement ends with the pool, no 'error' after close", async (t) => {
+  const veth = vethPair(t)
+  const dir = mkdtempSync(join(tmpdir(), 'netring-pool-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const marker = join(dir, 'started')
+  process.env.NETRING_SLOW_RESTART_MARKER = marker
+  t.teardown(() => delete process.env.NETRING_SLOW_RESTART_MARKER)
+  const pool = await FanoutPool.open(veth.near, {
+    workers: 1,
+    handler: new URL('./fixtures/fanout-slow-restart.mjs', import.meta.url),
+    capture: small,
+    closeTimeoutMs: 0,
+  })
+  const errors: [string, boolean][] = []
+  pool.on('error', (e) => errors.push([e.message, pool.closed]))
+  t.true(await waitFor(() => existsSync(`${marker}.loading`), 15_000), 'the replacement is loading')
+  await pool.close()
+  await new Promise((resolve) => setImmediate(resolve))
+  t.deepEqual(errors, [['first thread gives up', false]])
+})
+
 test("stats(): each worker's kernel counters, drops and freezes included, add up to what was sent", async (t) => {
   const veth = vethPair(t)
   // Handlers that never read, and small rings: most of a burst is dropped by the kernel.

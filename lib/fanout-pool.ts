@@ -298,6 +298,8 @@ export class FanoutPool extends EventEmitter<FanoutPoolEvents> implements AsyncD
     try {
       await startWorker(this.#plan, slot, this.#closing, this.group, true, restarts)
     } catch (e) {
+      // Closing ended it before it joined: nothing to report once the pool is closed.
+      if (this.closed) return
       // A worker that cannot even join again (the interface went away, ...): the pool cannot
       // be whole any more.
       this.#report(slot, e as Error)
