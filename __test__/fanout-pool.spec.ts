@@ -257,19 +257,15 @@ test('a handler named by a file: URL string is loaded like a URL', async (t) => 
   await pool.close()
 })
 
-test('resourceLimits a thread cannot start or load with fail the open as NetringError naming resourceLimits', async (t) => {
+test('resourceLimits a thread cannot start with fail the open as NetringError naming resourceLimits', async (t) => {
   // Refused before any worker joins (lo would only ever be captured).
   const stack = await t.throwsAsync(FanoutPool.open('lo', { workers: 2, handler: collectHandler, resourceLimits: { stackSizeMb: 1e9 } }), {
     instanceOf: NetringError,
   })
   t.is(stack!.option, 'resourceLimits')
   t.is(stack!.code, 'EAGAIN')
-  const heap = await t.throwsAsync(
-    FanoutPool.open('lo', { workers: 2, handler: collectHandler, resourceLimits: { maxOldGenerationSizeMb: 0.001, maxYoungGenerationSizeMb: 0.0001 } }),
-    { instanceOf: NetringError },
-  )
-  t.is(heap!.option, 'resourceLimits')
-  t.is(heap!.code, 'ENOMEM')
+  // (A heap too small for the thread to start at all is not tried here: Node 24 aborts the whole
+  // process in the isolate's set-up, before any JavaScript can hear of it.)
 })
 
 test("workers: 'auto' starts one worker per CPU this process may use", async (t) => {
