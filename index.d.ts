@@ -223,6 +223,9 @@ export declare function allowedCpus(): Array<number>
  */
 export declare function compileFilter(expression: string, snapLen?: number | undefined | null): Array<NativeBpfInstruction>
 
+/** How many sockets one fanout group takes (the kernel refuses more with ENOSPC). */
+export declare const FANOUT_MAX_MEMBERS: number
+
 export declare const FLAG_VLAN_REINSERTED: number
 
 /** The GSO type names by their number in the virtio-net header ("" where none is defined). */

@@ -842,6 +842,7 @@ module.exports.NativePcapWriter = nativeBinding.NativePcapWriter
 module.exports.NativeXdpSocket = nativeBinding.NativeXdpSocket
 module.exports.allowedCpus = nativeBinding.allowedCpus
 module.exports.compileFilter = nativeBinding.compileFilter
+module.exports.FANOUT_MAX_MEMBERS = nativeBinding.FANOUT_MAX_MEMBERS
 module.exports.FLAG_VLAN_REINSERTED = nativeBinding.FLAG_VLAN_REINSERTED
 module.exports.gsoTypeNames = nativeBinding.gsoTypeNames
 module.exports.HDR_LEN = nativeBinding.HDR_LEN

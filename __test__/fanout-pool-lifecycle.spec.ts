@@ -137,6 +137,48 @@ test('a handler blocked in nextBatchBlocking() or packets() is released by close
   t.true(messages.has('iterated'), 'packets() ended')
 })
 
+test('closeTimeoutMs: Infinity waits for a handler however long it takes (no 1 ms setTimeout)', async (t) => {
+  const veth = vethPair(t)
+  const pool = await open(veth, { 0: 'finish-late', 1: 'finish-late' }, { closeTimeoutMs: Infinity })
+  const messages: unknown[] = []
+  pool.on('message', (m) => messages.push(m))
+  await waitFor(() => messages.length === 2, 10_000)
+  await pool.close()
+  t.deepEqual(messages, ['running', 'running', 'finished', 'finished'], 'both handlers returned by themselves')
+})
+
+test("a handler's error that is hard to send (a throwing getter, a stack that is a function) is still reported", async (t) => {
+  const veth = vethPair(t)
+  const pool = await open(veth, { 0: 'throw-odd' }, { onWorkerExit: 'close' })
+  const errors: [Error, number][] = []
+  pool.on('error', (e, w) => errors.push([e, w.index]))
+  await new Promise((resolve) => pool.once('close', resolve))
+  t.is(errors.length, 1)
+  t.is(errors[0][0].message, 'odd error')
+  t.is(errors[0][1], 0)
+})
+
+test("close() while a worker restarts: the replacement ends with the pool, no 'error' after close", async (t) => {
+  const veth = vethPair(t)
+  const dir = mkdtempSync(join(tmpdir(), 'netring-pool-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const marker = join(dir, 'started')
+  process.env.NETRING_SLOW_RESTART_MARKER = marker
+  t.teardown(() => delete process.env.NETRING_SLOW_RESTART_MARKER)
+  const pool = await FanoutPool.open(veth.near, {
+    workers: 1,
+    handler: new URL('./fixtures/fanout-slow-restart.mjs', import.meta.url),
+    capture: small,
+    closeTimeoutMs: 0,
+  })
+  const errors: [string, boolean][] = []
+  pool.on('error', (e) => errors.push([e.message, pool.closed]))
+  t.true(await waitFor(() => existsSync(`${marker}.loading`), 15_000), 'the replacement is loading')
+  await pool.close()
+  await new Promise((resolve) => setImmediate(resolve))
+  t.deepEqual(errors, [['first thread gives up', false]])
+})
+
 test("stats(): each worker's kernel counters, drops and freezes included, add up to what was sent", async (t) => {
   const veth = vethPair(t)
   // Handlers that never read, and small rings: most of a burst is dropped by the kernel.

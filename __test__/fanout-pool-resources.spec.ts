@@ -47,6 +47,11 @@ test('an unknown interface fails the whole open with ENODEV, and no worker is le
   t.deepEqual(r.after, r.before)
 })
 
+test('workers: 1e9 is refused by name, not a process out of memory', async (t) => {
+  const r = await runChild(['too-many'])
+  t.like(r, { name: 'NetringError', code: 'EINVAL', option: 'workers' })
+})
+
 test("resourceLimits: a handler over its heap limit is an 'error' for its worker; the pool then closes", async (t) => {
   const veth = vethPair(t)
   const r = await runChild(['oom', veth.near])

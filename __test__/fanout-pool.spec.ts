@@ -189,7 +189,9 @@ test('close() is idempotent, resolves with final stats and emits close; `await u
 
 const badOptions: [unknown, string, RegExp][] = [
   [{}, 'handler', /required/],
-  [{ handler: collectHandler, workers: 0 }, 'workers', /at least 1/],
+  [{ handler: collectHandler, workers: 0 }, 'workers', /from 1 to 256/],
+  [{ handler: collectHandler, workers: 257 }, 'workers', /from 1 to 256/],
+  [{ handler: collectHandler, workers: Infinity }, 'workers', /from 1 to 256/],
   [{ handler: collectHandler, workers: 1.5 }, 'workers', /integer/],
   [{ handler: collectHandler, workers: 'all' }, 'workers', /'auto'/],
   [{ handler: 42 }, 'handler', /path/],
@@ -207,6 +209,7 @@ const badOptions: [unknown, string, RegExp][] = [
   [{ handler: collectHandler, onWorkerExit: 'ignore' }, 'onWorkerExit', /restart/],
   [{ handler: collectHandler, closeTimeoutMs: -1 }, 'closeTimeoutMs', /non-negative/],
   [{ handler: collectHandler, workerData: { f: () => 1 } }, 'workerData', /cloneable/],
+  [{ handler: collectHandler, workerData: { port: new MessageChannel().port1 } }, 'workerData', /cloneable/],
   [{ handler: collectHandler, speed: 'max' }, 'speed', /unknown option/],
 ]
 
@@ -245,6 +248,24 @@ test('a handler that does not exist, or has no default export, is a clear error'
   )
   t.is(noDefault!.option, 'handler')
   t.regex(noDefault!.message, /no default export/)
+})
+
+test('a handler named by a file: URL string is loaded like a URL', async (t) => {
+  const veth = vethPair(t)
+  const pool = await FanoutPool.open(veth.near, { workers: 1, handler: collectHandler.href, capture: small })
+  t.is(pool.workers.length, 1)
+  await pool.close()
+})
+
+test('resourceLimits a thread cannot start with fail the open as NetringError naming resourceLimits', async (t) => {
+  // Refused before any worker joins (lo would only ever be captured).
+  const stack = await t.throwsAsync(FanoutPool.open('lo', { workers: 2, handler: collectHandler, resourceLimits: { stackSizeMb: 1e9 } }), {
+    instanceOf: NetringError,
+  })
+  t.is(stack!.option, 'resourceLimits')
+  t.is(stack!.code, 'EAGAIN')
+  // (A heap too small for the thread to start at all is not tried here: Node 24 aborts the whole
+  // process in the isolate's set-up, before any JavaScript can hear of it.)
 })
 
 test("workers: 'auto' starts one worker per CPU this process may use", async (t) => {

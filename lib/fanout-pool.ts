@@ -99,6 +99,9 @@ const RESTART_DELAY_MS = { first: 100, max: 5000, lifetimeThatResets: 1000 }
 /** The compiled worker entry, next to this file. */
 const WORKER_ENTRY = join(__dirname, 'fanout-worker.js')
 
+/** The longest delay setTimeout takes (a longer one fires after 1 ms). */
+const MAX_TIMEOUT_MS = 2 ** 31 - 1
+
 const ZERO: KernelCounts = { packets: 0, drops: 0, freezeCount: 0 }
 
 /** One place in the pool: the current worker thread and the counts of the ones before it. */
@@ -295,6 +298,8 @@ export class FanoutPool extends EventEmitter<FanoutPoolEvents> implements AsyncD
     try {
       await startWorker(this.#plan, slot, this.#closing, this.group, true, restarts)
     } catch (e) {
+      // Closing ended it before it joined: nothing to report once the pool is closed.
+      if (this.closed) return
       // A worker that cannot even join again (the interface went away, ...): the pool cannot
       // be whole any more.
       this.#report(slot, e as Error)
@@ -344,10 +349,12 @@ function startWorker(
   try {
     worker = new Worker(WORKER_ENTRY, { workerData: init, resourceLimits: plan.resourceLimits })
   } catch (e) {
-    if ((e as Error)?.name === 'DataCloneError') {
-      throw NetringError.invalidOption('workerData', `must be structured-cloneable: ${(e as Error).message}`)
+    // A MessagePort, say, would have to be transferred, and to one thread only.
+    if ((e as Error)?.name === 'DataCloneError' || (e as { code?: string })?.code === 'ERR_MISSING_TRANSFERABLE_IN_TRANSFER_LIST') {
+      return Promise.reject(NetringError.invalidOption('workerData', `must be structured-cloneable: ${(e as Error).message}`))
     }
-    throw e
+    // A rejection, not a throw: the caller may be starting several workers in one map().
+    return Promise.reject(threadFailure(plan, e as Error))
   }
   slot.worker = worker
   slot.bornAt = Date.now()
@@ -386,18 +393,39 @@ function startWorker(
     void slot.exited.then((code) => {
       if (!joined) {
         worker.off('message', onMessage)
-        reject(failure ?? new Error(`fanout worker ${index} exited with code ${code} before joining the group`))
+        reject(threadFailure(plan, failure) ?? new Error(`fanout worker ${index} exited with code ${code} before joining the group`))
       }
     })
   })
+}
+
+/** A thread that could not start, or ran out of heap while loading: bad `resourceLimits`, most likely. */
+function threadFailure(plan: Plan, failure: Error | null): Error | null {
+  const code = (failure as { code?: string } | null)?.code
+  if (code !== 'ERR_WORKER_INIT_FAILED' && code !== 'ERR_WORKER_OUT_OF_MEMORY') return failure
+  const option = plan.resourceLimits ? { option: 'resourceLimits' } : {}
+  const wrapped =
+    code === 'ERR_WORKER_INIT_FAILED'
+      ? new NetringError(
+          `a fanout worker thread could not start: ${failure!.message}`,
+          { code: 'EAGAIN', errno: 11, syscall: 'pthread_create', ...option, hint: 'resourceLimits.stackSizeMb may ask for more stack than the system gives a thread' },
+          { cause: failure },
+        )
+      : new NetringError(
+          `a fanout worker ran out of heap before joining the group: ${failure!.message}`,
+          { code: 'ENOMEM', errno: 12, ...option, hint: 'resourceLimits leave too little heap to load the handler and open a capture' },
+          { cause: failure },
+        )
+  return wrapped
 }
 
 /** Asks a worker to stop, waits up to `timeoutMs`, then terminates it; resolves once it exited. */
 async function stopWorker(slot: Slot, timeoutMs: number): Promise<void> {
   const worker = slot.worker
   worker.postMessage({ type: 'close' } satisfies ToWorker)
-  // terminate() settles when the thread is gone, which `exited` also says.
-  const timer = setTimeout(() => worker.terminate().catch(() => {}), timeoutMs)
+  // terminate() settles when the thread is gone, which `exited` also says. A bound beyond what
+  // setTimeout takes (Infinity) means no bound: setTimeout would make it 1 ms.
+  const timer = timeoutMs <= MAX_TIMEOUT_MS ? setTimeout(() => worker.terminate().catch(() => {}), timeoutMs) : undefined
   await slot.exited
   clearTimeout(timer)
 }
@@ -414,10 +442,13 @@ function addCounts(a: Record<string, number>, b: Record<string, number>): Record
 
 // ---- options ----
 
-const positiveInteger: Check = (v, o) => {
+const workerCount: Check = (v, o) => {
   if (v === 'auto') return
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) {
-    throw NetringError.invalidOption(o, `must be 'auto' or an integer of at least 1, got ${describe(v)}`)
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > native.FANOUT_MAX_MEMBERS) {
+    throw NetringError.invalidOption(
+      o,
+      `must be 'auto' or an integer from 1 to ${native.FANOUT_MAX_MEMBERS} (the sockets one fanout group takes), got ${describe(v)}`,
+    )
   }
 }
 
@@ -454,7 +485,7 @@ const heapLimits: Check = (v, o) => {
 const anything: Check = () => {}
 
 const POOL_OPTIONS: Record<keyof FanoutPoolOptions, Check> = {
-  workers: positiveInteger,
+  workers: workerCount,
   handler: handlerModule,
   fanout: poolFanout,
   capture: (v, o) => {
@@ -476,7 +507,12 @@ function planOf(iface: string, options: FanoutPoolOptions): Plan {
   if (!isObject(options)) throw NetringError.invalidOption('options', `must be an object with at least a handler, got ${describe(options)}`)
   checkOptions(options, '', POOL_OPTIONS)
   if (options.handler === undefined) throw NetringError.invalidOption('handler', 'is required: the module whose default export runs in every worker')
-  const url = options.handler instanceof URL ? options.handler : pathToFileURL(resolve(options.handler))
+  const url =
+    options.handler instanceof URL
+      ? options.handler
+      : options.handler.startsWith('file:')
+        ? new URL(options.handler)
+        : pathToFileURL(resolve(options.handler))
   const path = fileURLToPath(url)
   if (!existsSync(path)) {
     throw NetringError.of('ENOENT', `the handler module ${path} does not exist`, {
@@ -484,7 +520,10 @@ function planOf(iface: string, options: FanoutPoolOptions): Plan {
       hint: 'a relative path is resolved against process.cwd(); use new URL("./handler.mjs", import.meta.url) to name a file next to yours',
     })
   }
-  const workers = options.workers === undefined || options.workers === 'auto' ? availableParallelism() : options.workers
+  const workers =
+    options.workers === undefined || options.workers === 'auto'
+      ? Math.min(availableParallelism(), native.FANOUT_MAX_MEMBERS)
+      : options.workers
   const fanout = options.fanout ?? { mode: 'hash' as const }
   // The pool asks for uniqueId itself when it lets the kernel pick the group.
   const flags = (fanout.flags ?? []).filter((f) => f !== 'uniqueId')

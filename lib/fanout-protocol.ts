@@ -50,20 +50,39 @@ export interface FlatError {
 
 /** An error as data that survives `postMessage`. */
 export function flattenError(e: unknown): FlatError {
-  if (!(e instanceof Error)) return { name: 'Error', message: `a non-Error was thrown: ${String(e)}`, fields: {} }
-  const fields: Record<string, unknown> = {}
-  for (const [key, value] of Object.entries(e)) {
-    if (value === undefined || typeof value === 'function' || typeof value === 'symbol') continue
-    try {
-      structuredClone(value)
-      fields[key] = value
-    } catch {
-      fields[key] = String(value)
+  // Whatever a handler threw, the report must get across: a getter that throws, a stack that is
+  // not a string or a value that has no string form cannot be allowed to lose it.
+  try {
+    if (!(e instanceof Error)) return { name: 'Error', message: `a non-Error was thrown: ${text(e)}`, fields: {} }
+    const fields: Record<string, unknown> = {}
+    for (const key of Object.keys(e)) {
+      try {
+        const value = (e as unknown as Record<string, unknown>)[key]
+        if (value === undefined || typeof value === 'function' || typeof value === 'symbol') continue
+        try {
+          structuredClone(value)
+          fields[key] = value
+        } catch {
+          fields[key] = text(value)
+        }
+      } catch {
+        // A getter that throws: the field is left out.
+      }
     }
+    const flat: FlatError = { name: text(e.name), message: text(e.message), fields }
+    if (e.stack !== undefined) flat.stack = text(e.stack)
+    return flat
+  } catch {
+    return { name: 'Error', message: 'a value was thrown that could not be described', fields: {} }
   }
-  const flat: FlatError = { name: e.name, message: e.message, fields }
-  if (e.stack !== undefined) flat.stack = e.stack
-  return flat
+}
+
+function text(value: unknown): string {
+  try {
+    return String(value)
+  } catch {
+    return Object.prototype.toString.call(value)
+  }
 }
 
 /** The error back in this thread: a NetringError again if it was one, else an Error with its fields. */

@@ -1,6 +1,6 @@
 //! CPU affinity of the calling thread (a worker thread of a fanout pool pins itself).
 
-use netring_engine::affinity;
+use netring_engine::{affinity, ffi};
 
 use crate::error::OrThrow;
 
@@ -15,3 +15,7 @@ pub fn allowed_cpus() -> napi::Result<Vec<u32>> {
 pub fn pin_current_thread(cpu: u32) -> napi::Result<()> {
     affinity::pin_current_thread(cpu as usize).or_throw()
 }
+
+/// How many sockets one fanout group takes (the kernel refuses more with ENOSPC).
+#[napi]
+pub const FANOUT_MAX_MEMBERS: u32 = ffi::PACKET_FANOUT_DEFAULT_MAX_MEMBERS;

@@ -86,6 +86,8 @@ pub const PACKET_FANOUT_FLAG_ROLLOVER: u32 = 0x1000;
 pub const PACKET_FANOUT_FLAG_UNIQUEID: u32 = 0x2000;
 pub const PACKET_FANOUT_FLAG_IGNORE_OUTGOING: u32 = 0x4000;
 pub const PACKET_FANOUT_FLAG_DEFRAG: u32 = 0x8000;
+/// Members a fanout group takes unless PACKET_FANOUT_DATA raises it (the legacy PACKET_FANOUT_MAX).
+pub const PACKET_FANOUT_DEFAULT_MAX_MEMBERS: u32 = 256;
 
 // --- timestamping (include/uapi/linux/net_tstamp.h) --------------------------------------------
 pub const SOF_TIMESTAMPING_SOFTWARE: libc::c_int = 1 << 4;
