@@ -290,3 +290,42 @@ test('a reader that goes away (| head) ends the command quietly', async (t) => {
   })
   t.is(out.trim().split('\n').length, 3)
 })
+
+test('capture --workers 2 -c N -w FILE: every frame sent, exactly once, in one file tshark reads', async (t) => {
+  const veth = vethPair(t)
+  const traffic = mixedTraffic(veth.nearMac, veth.farMac)
+  const file = join(tempDir(t), 'workers.pcapng')
+  const run = netring(t, ['capture', '-i', veth.near, '--workers', '2', '-c', String(traffic.length), '-w', file])
+  await run.saw('listening on')
+  await veth.send(traffic)
+  const r = await run.done
+  t.is(r.code, 0, r.stderr)
+  const key = (b: Buffer) => b.toString('hex')
+  t.deepEqual(tsharkFrames(file).map((f) => key(f.bytes)).sort(), traffic.map(key).sort())
+  t.regex(r.stderr, new RegExp(`^${traffic.length} packets captured$`, 'm'))
+})
+
+test('capture --workers 2 prints every packet once; Ctrl-C prints the totals over the workers', async (t) => {
+  const veth = vethPair(t)
+  const traffic = mixedTraffic(veth.nearMac, veth.farMac)
+  const run = netring(t, ['capture', '-i', veth.near, '--workers', '2', '-n'])
+  await run.saw('listening on')
+  await veth.send(traffic)
+  run.signal('SIGINT')
+  const r = await run.done
+  t.is(r.code, 0, r.stderr)
+  const lines = r.stdout.trim().split('\n')
+  const m = /^(\d+) packets captured$/m.exec(r.stderr)
+  t.truthy(m, r.stderr)
+  t.is(lines.length, Number(m![1]))
+  t.regex(r.stderr, /^\d+ packets received by filter$/m)
+  t.regex(r.stderr, /^\d+ packets dropped by kernel$/m)
+})
+
+test('capture --workers 0 or x: one error line, exit 1', async (t) => {
+  for (const bad of ['0', 'x']) {
+    const r = await netring(t, ['capture', '-i', 'lo', '--workers', bad]).done
+    t.is(r.code, 1)
+    t.regex(r.stderr.split('\n')[0], /^netring: --workers needs an integer of at least 1 or 'auto'/)
+  }
+})

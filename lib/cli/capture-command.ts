@@ -1,18 +1,23 @@
 // `netring capture`: tcpdump's everyday job. Prints a line per packet, or writes a pcap/pcapng
 // file (optionally rotated by time or size), and prints tcpdump's summary at the end.
 
+import { join } from 'node:path'
+
 import { Capture, type CaptureStats } from '../capture'
+import { FanoutPool } from '../fanout-pool'
 import { FilterProgram } from '../filter'
 import type { FanoutMode } from '../options'
+import { DIRECTIONS, type PacketInfo } from '../packet'
 import { PcapWriter, type FileFormat } from '../pcap-writer'
 import { readCaptureFile } from '../pcap-reader'
 import { intOption, parseArgs, stringOption, UsageError, type OptionSpec } from './args'
+import { META_FIELDS, type CaptureWorkerData, type PostedLines, type PostedPackets } from './capture-worker'
 import { formatPacket, type LineOptions } from './format-packet'
 import { onInterrupt, startStatusLine } from './status'
 
 export const CAPTURE_USAGE =
   'usage: netring capture -i IFACE [-c COUNT] [-w FILE] [-s SNAPLEN] [-G SECONDS | -C MB] [--format pcap|pcap-ns|pcapng]\n' +
-  '                       [--fanout MODE:GROUP] [-p] [-n] [-e] [-tttt] [EXPRESSION...]\n' +
+  '                       [--fanout MODE:GROUP] [--workers N|auto] [-p] [-n] [-e] [-tttt] [EXPRESSION...]\n' +
   '       netring capture -r FILE [-c COUNT] [-e] [-tttt] [EXPRESSION...]'
 
 const SPECS: Record<string, OptionSpec> = {
@@ -25,6 +30,7 @@ const SPECS: Record<string, OptionSpec> = {
   '-C': { value: true, name: 'rotateMb' },
   '--format': { value: true, name: 'format' },
   '--fanout': { value: true, name: 'fanout' },
+  '--workers': { value: true, name: 'workers' },
   '-p': { value: false, name: 'noPromiscuous' },
   '-n': { value: false, name: 'numeric' },
   '-e': { value: false, name: 'link' },
@@ -53,6 +59,27 @@ export async function captureCommand(argv: string[]): Promise<number> {
   const format = (stringOption(p, 'format') ?? 'pcapng') as FileFormat
   if (!FORMATS.includes(format)) throw new UsageError(`--format must be one of ${FORMATS.join(', ')}, got '${format}'`)
   const fanout = parseFanout(stringOption(p, 'fanout'))
+  const workers = parseWorkers(stringOption(p, 'workers'))
+  const declaredSnap = snapLen ?? 262144
+  const banner = `netring: listening on ${iface}, link-type EN10MB (Ethernet), snapshot length ${declaredSnap} bytes${path !== undefined ? `, writing ${format} to ${path}` : ''}\n`
+  const openFiles = () => (path !== undefined ? new RotatingFile(path, format, iface, declaredSnap, rotateSeconds, rotateMb) : undefined)
+  if (workers !== undefined) {
+    const pool = await FanoutPool.open(iface, {
+      workers,
+      handler: WORKER_HANDLER,
+      fanout: fanout ?? { mode: 'hash' },
+      capture: {
+        profile: path !== undefined ? 'high-throughput' : 'default',
+        promiscuous: !p.options.has('noPromiscuous'),
+        ...(snapLen ? { snapLen } : {}),
+        ...(expression ? { filter: expression } : {}),
+      },
+      workerData: { output: path !== undefined ? 'file' : 'lines', lines } satisfies CaptureWorkerData,
+      onWorkerExit: 'close',
+    })
+    process.stderr.write(banner)
+    return captureWithPool(pool, count, openFiles())
+  }
 
   const cap = Capture.open(iface, {
     profile: path !== undefined ? 'high-throughput' : 'default',
@@ -61,18 +88,15 @@ export async function captureCommand(argv: string[]): Promise<number> {
     ...(expression ? { filter: expression } : {}),
     ...(fanout ? { fanout } : {}),
   })
-  const declaredSnap = snapLen ?? 262144
   const abort = new AbortController()
   onInterrupt(() => abort.abort())
-  process.stderr.write(
-    `netring: listening on ${iface}, link-type EN10MB (Ethernet), snapshot length ${declaredSnap} bytes${path !== undefined ? `, writing ${format} to ${path}` : ''}\n`,
-  )
+  process.stderr.write(banner)
 
   let captured = 0
   let bytes = 0
   const countBytes = process.stderr.isTTY
   let stats: CaptureStats = { packets: 0, drops: 0, freezeCount: 0 }
-  const files = path !== undefined ? new RotatingFile(path, format, iface, declaredSnap, rotateSeconds, rotateMb) : undefined
+  const files = openFiles()
   const stopStatus = startStatusLine({
     packets: () => captured,
     bytes: () => bytes,
@@ -108,14 +132,97 @@ export async function captureCommand(argv: string[]): Promise<number> {
     }
   }
   await drained(process.stdout)
-  // tcpdump's summary: "received by filter" counts what the kernel's filter accepted,
-  // dropped ones included.
+  printSummary(captured, stats)
+  return 0
+}
+
+/** The compiled worker handler, next to this file (dist/cli/). */
+const WORKER_HANDLER = join(__dirname, 'capture-worker.js')
+
+/**
+ * `--workers N`: the pool's workers read their rings and post lines or packet copies; this
+ * thread is the only writer, so `-c` counts across workers and the file holds each packet once.
+ */
+async function captureWithPool(pool: FanoutPool, count: number | undefined, files: RotatingFile | undefined): Promise<number> {
+  let captured = 0
+  let bytes = 0
+  let ended = false
+  let finish!: () => void
+  const done = new Promise<void>((resolve) => (finish = resolve))
+  const end = () => {
+    if (ended) return
+    ended = true
+    finish()
+  }
+  onInterrupt(end)
+  pool.on('close', end)
+  pool.on('error', (e) => {
+    process.stderr.write(`netring: worker ${e.workerIndex ?? '?'}: ${e.message}\n`)
+    end()
+  })
+  const stopStatus = startStatusLine({
+    packets: () => captured,
+    bytes: () => bytes,
+    drops: () => (pool.closed ? 0 : pool.stats().total.drops),
+    fileBytes: () => files?.totalBytes(),
+  })
+  pool.on('message', (value) => {
+    const m = value as PostedLines | PostedPackets
+    if (ended) return
+    const n = m.kind === 'lines' ? m.lines.length : m.meta.length / META_FIELDS
+    const take = count === undefined ? n : Math.min(n, count - captured)
+    if (m.kind === 'lines') {
+      let out = ''
+      for (let i = 0; i < take; i++) out += `${m.lines[i]}\n`
+      process.stdout.write(out)
+    } else if (files) {
+      files.rotateIfDue(() => pool.stats().total)
+      writeOwned(files.current, m, take)
+    }
+    if (m.kind === 'packets') for (let i = 0; i < take; i++) bytes += m.meta[i * META_FIELDS]
+    captured += take
+    if (count !== undefined && captured >= count) end()
+  })
+  let stats: CaptureStats = { packets: 0, drops: 0, freezeCount: 0 }
+  try {
+    await done
+  } finally {
+    stopStatus()
+    stats = (await pool.close()).total
+    files?.close(stats)
+  }
+  await drained(process.stdout)
+  printSummary(captured, stats)
+  return 0
+}
+
+/** Writes the first `take` packets of a worker's posted copy. */
+function writeOwned(writer: PcapWriter, m: PostedPackets, take: number): void {
+  const buffer = Buffer.from(m.bytes.buffer, m.bytes.byteOffset, m.bytes.byteLength)
+  let at = 0
+  for (let i = 0; i < take; i++) {
+    const [length, sec, nsec, originalLength, pkttype] = m.meta.subarray(i * META_FIELDS, (i + 1) * META_FIELDS)
+    // Only the fields PcapWriter.write reads for one packet.
+    const packet = { data: buffer.subarray(at, at + length), timestamp: { sec, nsec }, originalLength, direction: DIRECTIONS[pkttype] }
+    writer.write(packet as PacketInfo)
+    at += length
+  }
+}
+
+/** tcpdump's summary: "received by filter" counts what the kernel's filter accepted, dropped ones included. */
+function printSummary(captured: number, stats: CaptureStats): void {
   process.stderr.write(
     `\n${captured} packet${captured === 1 ? '' : 's'} captured\n` +
       `${stats.packets + stats.drops} packets received by filter\n` +
       `${stats.drops} packets dropped by kernel\n`,
   )
-  return 0
+}
+
+function parseWorkers(v: string | undefined): number | 'auto' | undefined {
+  if (v === undefined || v === 'auto') return v
+  const n = Number(v)
+  if (!/^\d+$/.test(v) || !Number.isSafeInteger(n) || n < 1) throw new UsageError(`--workers needs an integer of at least 1 or 'auto', got '${v}'`)
+  return n
 }
 
 /** `-r FILE`: prints the file's packets that `filter` accepts (run in user space). */
