@@ -4,7 +4,7 @@
 // root's); the cargo registry, npm cache and napi-rs cross toolchain are copies it owns, as
 // actions/cache and setup-node's npm cache would restore them.
 import { execFileSync, spawn, spawnSync } from 'node:child_process'
-import { existsSync, linkSync, mkdirSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { chmodSync, copyFileSync, existsSync, linkSync, mkdirSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { homedir } from 'node:os'
 import { basename, join } from 'node:path'
 
@@ -45,7 +45,10 @@ export function createSandbox({ work, node24 }) {
     sh('cp', ['-al', sysroot, join(home, '.rustup/toolchains', toolchain)])
     writeFileSync(join(home, '.rustup/settings.toml'), `version = "12"\ndefault_toolchain = "${toolchain}"\nprofile = "default"\nauto_self_update = "disable"\n`)
     mkdirSync(join(home, '.cargo/bin'), { recursive: true })
-    linkSync(realpathSync(sh('sh', ['-c', 'command -v rustup'])), join(home, '.cargo/bin/rustup'))
+    // rustup itself is copied, not linked: ~/.cargo becomes the user's below (chown -R), and
+    // chown on a hard link would hand this machine's own rustup to the throwaway user.
+    copyFileSync(realpathSync(sh('sh', ['-c', 'command -v rustup'])), join(home, '.cargo/bin/rustup'))
+    chmodSync(join(home, '.cargo/bin/rustup'), 0o755)
     for (const proxy of RUSTUP_PROXIES) symlinkSync('rustup', join(home, '.cargo/bin', proxy))
 
     // Restored caches: copies the user owns.
