@@ -223,13 +223,13 @@ export class XdpSocket extends BatchReader<XdpBatch, XdpPacket> implements SlotO
   // ---- RX ----
 
   /** The next received packets, or `null` when none are ready; never waits. Releases the batch taken before. */
-  nextBatch(): XdpBatch | null {
+  protected takeBatch(): XdpBatch | null {
     this.forgetBatch()
     return this.#adopt(callNative(() => this.#native.nextBatch()))
   }
 
   /** Like `nextBatch()`, blocking the thread up to `timeoutMs` (forever when omitted). */
-  nextBatchBlocking(timeoutMs?: number): XdpBatch | null {
+  protected takeBatchBlocking(timeoutMs?: number): XdpBatch | null {
     if (timeoutMs !== undefined && (typeof timeoutMs !== 'number' || Number.isNaN(timeoutMs) || timeoutMs < 0)) {
       throw NetringError.invalidOption('timeoutMs', `must be a non-negative number, got ${String(timeoutMs)}`)
     }
@@ -401,6 +401,7 @@ export class XdpSocket extends BatchReader<XdpBatch, XdpPacket> implements SlotO
   close(drainTimeoutMs = 1000): void {
     if (this.closed) return
     this.forgetBatch()
+    this.dropReader()
     try {
       if (this.info.txFrames > 0) this.drain(drainTimeoutMs)
     } catch {
