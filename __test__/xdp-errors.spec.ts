@@ -137,3 +137,20 @@ test('deleting the interface fails a blocking wait too', async (t) => {
   t.true(performance.now() - started < 9_000, 'the wait ended with the error, not the timeout')
   await new Promise((r) => deleter.once('exit', r))
 })
+
+test('sizes past 32 bits and NaN, negative or non-number timeouts are EINVAL naming the option, never wrapped', (t) => {
+  const veth = vethPair(t)
+  const xsk = XdpSocket.open(veth.near)
+  t.teardown(() => xsk.close())
+  const einval = (option: string) => ({ instanceOf: NetringError, code: 'EINVAL', message: new RegExp(option) })
+  // 2^32 + 60 once reached the binding as 60: a slot of the wrong length, silently.
+  t.throws(() => xsk.allocate(2 ** 32 + 60), einval('length'))
+  t.throws(() => xsk.allocate(2 ** 53), einval('length'))
+  t.throws(() => xsk.allocateBatch(2 ** 32 + 1, 60), einval('count'))
+  t.throws(() => xsk.allocateBatch(1, 2 ** 32 + 60), einval('length'))
+  for (const bad of [NaN, -1, '1', { valueOf: () => 1 }]) {
+    const e = t.throws(() => xsk.drain(bad as number), einval('timeoutMs'))
+    t.is(e?.option, 'timeoutMs')
+  }
+  t.true(xsk.drain(Infinity))
+})

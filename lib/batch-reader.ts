@@ -8,7 +8,7 @@ import { Readable } from 'node:stream'
 
 import { abortError, NetringError } from './errors'
 import { iterationOptions } from './options'
-import { AsyncPacketIterator, type HeldBatch, PacketIterator } from './packet-iterators'
+import { AsyncPacketIterator, type BatchSource, type HeldBatch, PacketIterator } from './packet-iterators'
 
 export interface ReaderEvents<B, P> {
   packet: [packet: P]
@@ -22,18 +22,35 @@ export abstract class BatchReader<B extends HeldBatch<P>, P> extends EventEmitte
   #paused = false
   #emitting = false
   #emitAbort: AbortController | null = null
+  /** The consumer reading now (one at a time, as on a Capture), or null. */
+  #reader: { name: string } | null = null
+  /** The reader slot held by the 'packet'/'batch' listeners while there are any. */
+  #listenersReader: { name: string } | null = null
 
   constructor() {
     super()
-    // A listener for packets or batches starts delivery.
+    // A listener for packets or batches starts delivery. The first one claims the reader slot,
+    // so on() throws EBUSY while another consumer reads (the listener is then not added).
     ;(this as EventEmitter).on('newListener', (event: string | symbol) => {
-      if (event === 'packet' || event === 'batch') queueMicrotask(() => this.#startEmitting())
+      if (event !== 'packet' && event !== 'batch') return
+      this.#listenersReader ??= this.#claim("'packet'/'batch' listeners")
+      queueMicrotask(() => this.#startEmitting())
+    })
+    ;(this as EventEmitter).on('removeListener', (event: string | symbol) => {
+      if ((event === 'packet' || event === 'batch') && this.#listenerTotal() === 0 && this.#listenersReader) {
+        // The delivery loop stops before the slot is free, so it never takes the next reader's batch.
+        this.#emitAbort?.abort()
+        this.#unclaim(this.#listenersReader)
+        this.#listenersReader = null
+      }
     })
   }
 
+  abstract readonly interface: string
   abstract get closed(): boolean
-  abstract nextBatch(): B | null
-  abstract nextBatchBlocking(timeoutMs?: number): B | null
+  /** The native takes behind `nextBatch()` / `nextBatchBlocking()`, without the reader check. */
+  protected abstract takeBatch(): B | null
+  protected abstract takeBatchBlocking(timeoutMs?: number): B | null
   /** Marks the held batch released (the native wait that follows takes it back). */
   protected abstract forgetBatch(): void
   /** Releases the batch held now, if any (leaving a loop gives it back). */
@@ -46,24 +63,43 @@ export abstract class BatchReader<B extends HeldBatch<P>, P> extends EventEmitte
   /** A wait never lasts longer than this (0: no limit); the next `nextBatch()` re-checks. */
   protected readonly recheckMs: number = 0
 
-  /** The iterators' reader slot (see `BatchSource`). */
-  claim(): void {}
-  unclaim(): void {}
+  /** The next batch, or `null`; refused with EBUSY while a consumer reads (see `Capture.nextBatch`). */
+  nextBatch(): B | null {
+    this.#checkNoReader('nextBatch()')
+    return this.takeBatch()
+  }
+
+  /** Like `nextBatch()`, blocking the thread up to `timeoutMs` (forever when omitted). */
+  nextBatchBlocking(timeoutMs?: number): B | null {
+    this.#checkNoReader('nextBatchBlocking()')
+    return this.takeBatchBlocking(timeoutMs)
+  }
 
   /** Packets, synchronously, blocking between batches (see `Capture.packets`). */
   packets(options?: { limit?: number; timeoutMs?: number }): PacketIterator<P> {
     const { limit = Infinity, timeoutMs } = iterationOptions<{ limit?: number; timeoutMs?: number }>(options, 'packets', ['limit', 'timeoutMs'])
-    return new PacketIterator<P>(this, limit, timeoutMs)
+    return new PacketIterator<P>(this.#source('packets()'), limit, timeoutMs)
   }
 
   /** Batches as they come, waiting without blocking the event loop (see `Capture.batches`). */
   async *batches(options?: { signal?: AbortSignal }): AsyncGenerator<B, void, undefined> {
     const { signal } = iterationOptions<{ signal?: AbortSignal }>(options, 'batches', ['signal'])
+    if (this.closed) return
+    const reader = this.#claim('batches()')
+    try {
+      yield* this.#batches(signal)
+    } finally {
+      this.#unclaim(reader)
+    }
+  }
+
+  /** `batches()` for a consumer that already holds the reader slot. */
+  async *#batches(signal: AbortSignal | undefined): AsyncGenerator<B, void, undefined> {
     try {
       for (;;) {
         if (signal?.aborted) throw abortError(signal)
         if (this.closed) return
-        const batch = this.nextBatch()
+        const batch = this.takeBatch()
         if (batch) {
           yield batch
           continue
@@ -78,7 +114,7 @@ export abstract class BatchReader<B extends HeldBatch<P>, P> extends EventEmitte
   /** Packets as they come; `for await (const pkt of socket)` uses this. */
   iterate(options?: { limit?: number; signal?: AbortSignal }): AsyncPacketIterator<P> {
     const { limit = Infinity, signal } = iterationOptions<{ limit?: number; signal?: AbortSignal }>(options, 'iterate', ['limit', 'signal'])
-    return new AsyncPacketIterator<P>(this, limit, signal)
+    return new AsyncPacketIterator<P>(this.#source('iterate() (for await)'), limit, signal)
   }
 
   [Symbol.asyncIterator](): AsyncPacketIterator<P> {
@@ -91,8 +127,9 @@ export abstract class BatchReader<B extends HeldBatch<P>, P> extends EventEmitte
       'signal',
       'highWaterMark',
     ])
+    const reader = this.#claim('stream()')
     const stop = new AbortController()
-    const batches = this.batches({ signal: signal ? AbortSignal.any([signal, stop.signal]) : stop.signal })
+    const batches = this.#batches(signal ? AbortSignal.any([signal, stop.signal]) : stop.signal)
     let pumping = false
     const pump = async (): Promise<void> => {
       pumping = true
@@ -100,6 +137,7 @@ export abstract class BatchReader<B extends HeldBatch<P>, P> extends EventEmitte
         for (;;) {
           const next = await batches.next()
           if (next.done) {
+            this.#unclaim(reader)
             readable.push(null)
             return
           }
@@ -114,6 +152,7 @@ export abstract class BatchReader<B extends HeldBatch<P>, P> extends EventEmitte
         pumping = false
       }
     }
+    const unclaim = () => this.#unclaim(reader)
     const readable = new Readable({
       objectMode: true,
       highWaterMark,
@@ -124,6 +163,7 @@ export abstract class BatchReader<B extends HeldBatch<P>, P> extends EventEmitte
         signal?.removeEventListener('abort', onAbort)
         stop.abort()
         void batches.return()
+        unclaim()
         callback(error)
       },
     })
@@ -154,8 +194,68 @@ export abstract class BatchReader<B extends HeldBatch<P>, P> extends EventEmitte
     if (signal !== undefined && !(signal instanceof AbortSignal)) {
       throw NetringError.invalidOption('signal', 'must be an AbortSignal')
     }
+    this.#checkNoReader('readable()')
+    return this.#readableUnlessClosed(signal)
+  }
+
+  #readableUnlessClosed(signal: AbortSignal | undefined): Promise<void> {
     if (this.closed) return Promise.resolve()
     return this.#readable(signal)
+  }
+
+  /** Frees the reader slot (closing ends every consumer). */
+  protected dropReader(): void {
+    this.#reader = null
+  }
+
+  /**
+   * Takes the reader slot for `name`. One consumer at a time: two would each get only some of
+   * the packets (taking a batch hands back the one the other holds), so a second is refused
+   * with EBUSY naming the first, never left to lose packets silently.
+   */
+  #claim(name: string): { name: string } {
+    this.#checkNoReader(name)
+    return (this.#reader = { name })
+  }
+
+  #unclaim(reader: { name: string }): void {
+    if (this.#reader === reader) this.#reader = null
+  }
+
+  /** Direct calls (`nextBatch()`, ...) take no slot, but are refused while a consumer reads. */
+  #checkNoReader(name: string): void {
+    const current = this.#reader
+    if (current === null) return
+    const iface = this.interface
+    throw NetringError.of('EBUSY', `${name} cannot read the socket on '${iface}': ${current.name} is reading it`, {
+      interface: iface,
+      hint: `one reader at a time (two would each miss packets): end ${current.name} first (leave its loop, remove its listeners or destroy its stream)`,
+    })
+  }
+
+  /** What an iterator reads through: the socket's batches and a reader slot of its own. */
+  #source(name: string): BatchSource<P> {
+    let reader: { name: string } | null = null
+    const self = this
+    return {
+      get closed() {
+        return self.closed
+      },
+      claim: () => {
+        reader ??= self.#claim(name)
+      },
+      unclaim: () => {
+        if (reader) self.#unclaim(reader)
+        reader = null
+      },
+      nextBatch: () => self.takeBatch(),
+      nextBatchBlocking: (timeoutMs) => self.takeBatchBlocking(timeoutMs),
+      readable: (signal) => self.#readableUnlessClosed(signal),
+    }
+  }
+
+  #listenerTotal(): number {
+    return this.listenerCount('packet') + this.listenerCount('batch')
   }
 
   async #readable(signal: AbortSignal | undefined): Promise<void> {
@@ -186,12 +286,12 @@ export abstract class BatchReader<B extends HeldBatch<P>, P> extends EventEmitte
   }
 
   async #startEmitting(): Promise<void> {
-    if (this.#emitting || this.#paused || this.closed) return
-    if (this.listenerCount('packet') === 0 && this.listenerCount('batch') === 0) return
+    if (this.#emitting || this.#paused || this.closed || !this.#listenersReader) return
+    if (this.#listenerTotal() === 0) return
     this.#emitting = true
     const abort = (this.#emitAbort = new AbortController())
     try {
-      for await (const batch of this.batches({ signal: abort.signal })) {
+      for await (const batch of this.#batches(abort.signal)) {
         this.emit('batch', batch)
         if (this.listenerCount('packet') > 0) {
           for (let i = 0; i < batch.length && !batch.released && !this.#paused; i++) {

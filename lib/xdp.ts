@@ -9,6 +9,7 @@
 import { Writable } from 'node:stream'
 
 import { BatchReader } from './batch-reader'
+import { integer, timeoutMs as checkTimeout } from './numbers'
 import { callNative, NetringError } from './errors'
 import { asBuffer, TxSlot, TxSlotBatch, type SlotOwner } from './injector'
 import { native, type Binding } from './native'
@@ -223,13 +224,13 @@ export class XdpSocket extends BatchReader<XdpBatch, XdpPacket> implements SlotO
   // ---- RX ----
 
   /** The next received packets, or `null` when none are ready; never waits. Releases the batch taken before. */
-  nextBatch(): XdpBatch | null {
+  protected takeBatch(): XdpBatch | null {
     this.forgetBatch()
     return this.#adopt(callNative(() => this.#native.nextBatch()))
   }
 
   /** Like `nextBatch()`, blocking the thread up to `timeoutMs` (forever when omitted). */
-  nextBatchBlocking(timeoutMs?: number): XdpBatch | null {
+  protected takeBatchBlocking(timeoutMs?: number): XdpBatch | null {
     if (timeoutMs !== undefined && (typeof timeoutMs !== 'number' || Number.isNaN(timeoutMs) || timeoutMs < 0)) {
       throw NetringError.invalidOption('timeoutMs', `must be a non-negative number, got ${String(timeoutMs)}`)
     }
@@ -284,15 +285,15 @@ export class XdpSocket extends BatchReader<XdpBatch, XdpPacket> implements SlotO
 
   /** Lends a TX frame of `length` bytes to write in place (zero-copy); `null` when none is free. */
   allocate(length: number): TxSlot | null {
-    checkCount('length', length)
+    integer(length, 'length')
     const lent = callNative(() => this.#native.allocate(length))
     return lent && new TxSlot(this, lent.index, lent.data)
   }
 
   /** Lends up to `count` consecutive TX frames of `length` bytes as one buffer; `null` when none is free. */
   allocateBatch(count: number, length: number): TxSlotBatch | null {
-    checkCount('count', count)
-    checkCount('length', length)
+    integer(count, 'count')
+    integer(length, 'length')
     const run = callNative(() => this.#native.allocateRun(count, length))
     return run && new TxSlotBatch(this, run, length)
   }
@@ -329,7 +330,8 @@ export class XdpSocket extends BatchReader<XdpBatch, XdpPacket> implements SlotO
 
   /** Flushes and blocks until everything was sent or `timeoutMs` passed; whether it all was. */
   drain(timeoutMs?: number): boolean {
-    return callNative(() => this.#native.drain(timeoutMs))
+    const limit = checkTimeout(timeoutMs)
+    return callNative(() => this.#native.drain(limit))
   }
 
   /** Flushes and resolves once everything queued was sent, without blocking the event loop. */
@@ -401,6 +403,7 @@ export class XdpSocket extends BatchReader<XdpBatch, XdpPacket> implements SlotO
   close(drainTimeoutMs = 1000): void {
     if (this.closed) return
     this.forgetBatch()
+    this.dropReader()
     try {
       if (this.info.txFrames > 0) this.drain(drainTimeoutMs)
     } catch {
@@ -421,12 +424,6 @@ export class XdpSocket extends BatchReader<XdpBatch, XdpPacket> implements SlotO
       await Promise.race([this.drained().catch(() => undefined), new Promise((r) => setTimeout(r, 1000))])
     }
     this.close(0)
-  }
-}
-
-function checkCount(name: string, value: unknown): void {
-  if (!Number.isInteger(value) || (value as number) < 0) {
-    throw NetringError.invalidOption(name, `must be a non-negative integer, got ${String(value)}`)
   }
 }
 
