@@ -85,9 +85,9 @@ export declare class NativeInjector {
   flush(): number
   /**
    * The last rejection (a frame the kernel marked WRONG_FORMAT) not yet reported, as the
-   * same JSON a thrown error carries, or null.
+   * same Error object a throw carries, or null.
    */
-  takeRejection(): string | null
+  takeRejection(): Error | null
   /** Blocks until everything queued was sent or `timeoutMs` passed; returns whether it all was. */
   drain(timeoutMs?: number | undefined | null): boolean
   /**

@@ -48,15 +48,15 @@ export class NetringError extends Error implements NetringErrorFields {
   }
 
   /**
-   * Reads back what the binding put in a native error. A native error without netring's fields
-   * is one napi-rs raised itself: an argument of the wrong type (EINVAL), or a Rust panic the
-   * binding caught (EIO: a bug in netring, never a crash). Anything else passes through.
+   * Turns an error from the binding into a `NetringError`. The binding throws engine errors as
+   * `Error`s carrying netring's fields as properties (marked `netringNative`). A native error
+   * without them is one napi-rs raised itself: an argument of the wrong type (EINVAL), or a Rust
+   * panic the binding caught (EIO: a bug in netring, never a crash). Anything else passes through.
    */
   static fromNative(error: unknown): unknown {
     if (!(error instanceof Error)) return error
-    if (error.message.startsWith('{"netring":1')) {
-      const f = JSON.parse(error.message) as NetringErrorFields & { message: string }
-      return new NetringError(f.message, f)
+    if ((error as { netringNative?: unknown }).netringNative === true) {
+      return new NetringError(error.message, error as Error & NetringErrorFields)
     }
     const status = (error as { code?: unknown }).code
     if (status === 'GenericFailure') {

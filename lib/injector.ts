@@ -238,7 +238,7 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
   flush(): number {
     const taken = callNative(() => this.#native.flush())
     const rejection = this.#native.takeRejection()
-    if (rejection) this.emit('error', NetringError.fromNative(new Error(rejection)) as Error)
+    if (rejection) this.emit('error', NetringError.fromNative(rejection) as Error)
     return taken
   }
 

@@ -6,7 +6,7 @@ use netring_engine::reactor::Readiness;
 use netring_engine::{BpfProgram, Capture, CaptureOptions, FanoutConfig, Profile, TimestampSource};
 
 use crate::batch_table::BatchTable;
-use crate::error::{to_napi, OrThrow};
+use crate::error::{to_js_error, OrThrow};
 use crate::external_memory::ReportedMemory;
 use crate::lent_buffer::{force_copy_from_env, LentBuffer, TakenBack};
 use crate::wait::{interruptible, readiness_promise, timeout_from_ms};
@@ -87,10 +87,10 @@ impl NativeCapture {
     #[napi(factory, catch_unwind)]
     pub fn open(env: Env, interface: String, options: Option<NativeCaptureOptions>) -> Result<NativeCapture> {
         let options = match options {
-            Some(o) => engine_options(o).or_throw()?,
+            Some(o) => engine_options(o).or_throw(&env)?,
             None => CaptureOptions::default(),
         };
-        let engine = Capture::open(&interface, options).or_throw()?;
+        let engine = Capture::open(&interface, options).or_throw(&env)?;
         let reported = ReportedMemory::report(&env, engine.mapping().len());
         Ok(NativeCapture {
             engine: Some(engine),
@@ -108,9 +108,9 @@ impl NativeCapture {
     pub fn next_batch<'env>(&mut self, env: &'env Env) -> Result<Option<Object<'env>>> {
         self.take_back(env)?;
         let force_copy = self.force_copy;
-        let capture = self.engine.as_mut().ok_or_else(closed)?;
+        let capture = self.engine.as_mut().ok_or_else(|| closed(env))?;
         let mapping = capture.mapping().clone();
-        let Some(mut batch) = capture.next_batch().or_throw()? else {
+        let Some(mut batch) = capture.next_batch().or_throw(env)? else {
             return Ok(None);
         };
 
@@ -124,7 +124,7 @@ impl NativeCapture {
                 Ok(desc) => table.push(desc.header_offset - area.start as u32),
                 Err(e) => {
                     capture.release();
-                    return Err(to_napi(e));
+                    return Err(to_js_error(env, e));
                 }
             }
         }
@@ -154,8 +154,8 @@ impl NativeCapture {
         timeout_ms: Option<f64>,
     ) -> Result<Option<Object<'env>>> {
         self.take_back(env)?;
-        let capture = self.engine.as_mut().ok_or_else(closed)?;
-        let ready = interruptible(env, timeout_from_ms(timeout_ms), |slice| capture.wait_ready(slice).or_throw())?;
+        let capture = self.engine.as_mut().ok_or_else(|| closed(env))?;
+        let ready = interruptible(env, timeout_from_ms(timeout_ms), |slice| capture.wait_ready(slice).or_throw(env))?;
         if ready {
             self.next_batch(env)
         } else {
@@ -183,11 +183,14 @@ impl NativeCapture {
             return Ok(());
         };
         if !lent.is_detached(env)? {
-            return Err(to_napi(netring_engine::Error::new(
-                netring_engine::Errno::EINVAL,
-                netring_engine::Subject::None,
-                "the lent block is not detached",
-            )));
+            return Err(to_js_error(
+                env,
+                netring_engine::Error::new(
+                    netring_engine::Errno::EINVAL,
+                    netring_engine::Subject::None,
+                    "the lent block is not detached",
+                ),
+            ));
         }
         if let Some(lent) = self.lent.take() {
             lent.forget(env.raw());
@@ -201,7 +204,7 @@ impl NativeCapture {
     #[napi(ts_return_type = "Promise<number>", catch_unwind)]
     pub fn wait_readable<'env>(&mut self, env: &'env Env) -> Result<Object<'env>> {
         self.take_back(env)?;
-        let capture = self.engine.as_mut().ok_or_else(closed)?;
+        let capture = self.engine.as_mut().ok_or_else(|| closed(env))?;
         readiness_promise(env, |callback| capture.arm_wait(callback))
     }
 
@@ -214,14 +217,14 @@ impl NativeCapture {
     }
 
     #[napi(catch_unwind)]
-    pub fn stats(&mut self) -> Result<NativeCaptureStats> {
-        let s = self.engine.as_mut().ok_or_else(closed)?.stats().or_throw()?;
+    pub fn stats(&mut self, env: &Env) -> Result<NativeCaptureStats> {
+        let s = self.engine.as_mut().ok_or_else(|| closed(env))?.stats().or_throw(env)?;
         Ok(NativeCaptureStats { packets: s.packets as f64, drops: s.drops as f64, freeze_count: s.freeze_count as f64 })
     }
 
     #[napi(catch_unwind)]
-    pub fn info(&self) -> Result<NativeCaptureInfo> {
-        let c = self.engine.as_ref().ok_or_else(closed)?;
+    pub fn info(&self, env: &Env) -> Result<NativeCaptureInfo> {
+        let c = self.engine.as_ref().ok_or_else(|| closed(env))?;
         let cfg = c.config();
         Ok(NativeCaptureInfo {
             interface: c.interface().name.clone(),
@@ -288,7 +291,8 @@ impl NativeCapture {
         // socket stops the kernel writing into the ring; the mapping itself stays alive for as
         // long as that ArrayBuffer does.
         self.engine = None;
-        Err(to_napi(
+        Err(to_js_error(
+            env,
             netring_engine::Error::new(
                 netring_engine::Errno::EPERM,
                 netring_engine::Subject::None,
@@ -313,8 +317,9 @@ impl ObjectFinalize for NativeCapture {
     }
 }
 
-fn closed() -> napi::Error {
-    to_napi(
+fn closed(env: &Env) -> napi::Error {
+    to_js_error(
+        env,
         netring_engine::Error::new(
             netring_engine::Errno::EBADF,
             netring_engine::Subject::None,

@@ -5,7 +5,7 @@ use napi::{Env, Result};
 use netring_engine::reactor::Readiness;
 use netring_engine::{Errno, Error, Injector, InjectorOptions, Subject};
 
-use crate::error::{error_json, to_napi, OrThrow};
+use crate::error::{error_object, to_js_error, OrThrow};
 use crate::external_memory::ReportedMemory;
 use crate::lent_buffer::{force_copy_from_env, LentBuffer, TakenBack};
 use crate::wait::{interruptible, readiness_promise, timeout_from_ms};
@@ -67,7 +67,7 @@ impl NativeInjector {
             frame_count: o.frame_count,
             qdisc_bypass: o.qdisc_bypass,
         });
-        let engine = Injector::open(&interface, options).or_throw()?;
+        let engine = Injector::open(&interface, options).or_throw(&env)?;
         let frames = engine.geometry().frame_count() as usize;
         Ok(NativeInjector {
             reported: ReportedMemory::report(&env, engine.mapping().len()),
@@ -80,17 +80,17 @@ impl NativeInjector {
 
     /// Copies `frame` into the ring and queues it; false when the ring is full.
     #[napi(catch_unwind)]
-    pub fn send(&mut self, frame: Buffer) -> Result<bool> {
-        self.engine()?.send(&frame).or_throw()
+    pub fn send(&mut self, env: &Env, frame: Buffer) -> Result<bool> {
+        self.engine(env)?.send(&frame).or_throw(env)
     }
 
     /// Queues frames in order until the ring is full; returns how many were queued.
     #[napi(catch_unwind)]
-    pub fn send_batch(&mut self, frames: Vec<Buffer>) -> Result<u32> {
-        let engine = self.engine()?;
+    pub fn send_batch(&mut self, env: &Env, frames: Vec<Buffer>) -> Result<u32> {
+        let engine = self.engine(env)?;
         let mut queued = 0;
         for frame in &frames {
-            if !engine.send(frame).or_throw()? {
+            if !engine.send(frame).or_throw(env)? {
                 break;
             }
             queued += 1;
@@ -103,8 +103,8 @@ impl NativeInjector {
     #[napi(ts_return_type = "{ index: number, data: ArrayBuffer } | null", catch_unwind)]
     pub fn allocate<'env>(&mut self, env: &'env Env, length: u32) -> Result<Option<Object<'env>>> {
         let force_copy = self.force_copy;
-        let engine = self.engine()?;
-        let Some(index) = engine.allocate(length as usize).or_throw()? else { return Ok(None) };
+        let engine = self.engine(env)?;
+        let Some(index) = engine.allocate(length as usize).or_throw(env)? else { return Ok(None) };
         let mapping = engine.mapping().clone();
         let ptr = engine.slot_ptr(index);
         // SAFETY: the slot lies inside the mapping, is ours (Lent) until committed or discarded,
@@ -124,8 +124,8 @@ impl NativeInjector {
     #[napi(ts_return_type = "{ first: number, count: number, stride: number, data: ArrayBuffer } | null", catch_unwind)]
     pub fn allocate_run<'env>(&mut self, env: &'env Env, count: u32, length: u32) -> Result<Option<Object<'env>>> {
         let force_copy = self.force_copy;
-        let engine = self.engine()?;
-        let Some((first, n)) = engine.allocate_run(count, length as usize).or_throw()? else { return Ok(None) };
+        let engine = self.engine(env)?;
+        let Some((first, n)) = engine.allocate_run(count, length as usize).or_throw(env)? else { return Ok(None) };
         let stride = engine.frame_stride();
         let span = (n as usize - 1) * stride + length as usize;
         let mapping = engine.mapping().clone();
@@ -149,7 +149,7 @@ impl NativeInjector {
     #[napi(catch_unwind)]
     pub fn commit_run(&mut self, env: &Env, first: u32, send: u32, lengths: Vec<u32>) -> Result<()> {
         let (count, lent_length) = self.take_back_run(env, first, send > 0)?;
-        let engine = self.engine()?;
+        let engine = self.engine(env)?;
         let send = send.min(count);
         let length_of =
             |i: u32| if lengths.len() == 1 { lengths[0] } else { lengths.get(i as usize).copied().unwrap_or(u32::MAX) };
@@ -180,9 +180,9 @@ impl NativeInjector {
         }
         // Give back what was not queued, last first, so the ring's cursor steps back over it.
         for index in (first + queued..first + count).rev() {
-            engine.discard(index).or_throw()?;
+            engine.discard(index).or_throw(env)?;
         }
-        failed.map_or(Ok(()), |e| Err(to_napi(e)))
+        failed.map_or(Ok(()), |e| Err(to_js_error(env, e)))
     }
 
     /// Queues a lent slot with `length` bytes (at most what was allocated); its buffer is
@@ -191,17 +191,20 @@ impl NativeInjector {
     pub fn commit(&mut self, env: &Env, index: u32, length: u32) -> Result<()> {
         let lent_length = self.take_back(env, index, true)?;
         if length > lent_length {
-            return Err(to_napi(Error::new(
-                Errno::EINVAL,
-                Subject::None,
-                format!("cannot send {length} bytes from a slot of {lent_length}"),
-            )));
+            return Err(to_js_error(
+                env,
+                Error::new(
+                    Errno::EINVAL,
+                    Subject::None,
+                    format!("cannot send {length} bytes from a slot of {lent_length}"),
+                ),
+            ));
         }
-        let engine = self.engine()?;
+        let engine = self.engine(env)?;
         if let Err(e) = engine.commit(index, length as usize) {
             // The buffer is already detached: the slot cannot be written again, so give it back.
-            engine.discard(index).or_throw()?;
-            return Err(to_napi(e));
+            engine.discard(index).or_throw(env)?;
+            return Err(to_js_error(env, e));
         }
         Ok(())
     }
@@ -210,34 +213,34 @@ impl NativeInjector {
     #[napi(catch_unwind)]
     pub fn discard(&mut self, env: &Env, index: u32) -> Result<()> {
         self.take_back(env, index, false)?;
-        self.engine()?.discard(index).or_throw()
+        self.engine(env)?.discard(index).or_throw(env)
     }
 
     /// Sends everything queued with one kick; returns how many frames the kernel took.
     #[napi(catch_unwind)]
-    pub fn flush(&mut self) -> Result<u32> {
-        self.engine()?.flush().or_throw()
+    pub fn flush(&mut self, env: &Env) -> Result<u32> {
+        self.engine(env)?.flush().or_throw(env)
     }
 
     /// The last rejection (a frame the kernel marked WRONG_FORMAT) not yet reported, as the
-    /// same JSON a thrown error carries, or null.
-    #[napi(catch_unwind)]
-    pub fn take_rejection(&mut self) -> Result<Option<String>> {
-        Ok(self.engine()?.take_rejection().map(error_json))
+    /// same Error object a throw carries, or null.
+    #[napi(ts_return_type = "Error | null", catch_unwind)]
+    pub fn take_rejection<'env>(&mut self, env: &'env Env) -> Result<Option<Object<'env>>> {
+        self.engine(env)?.take_rejection().map(|e| error_object(env, e)).transpose()
     }
 
     /// Blocks until everything queued was sent or `timeoutMs` passed; returns whether it all was.
     #[napi(catch_unwind)]
     pub fn drain(&mut self, env: &Env, timeout_ms: Option<f64>) -> Result<bool> {
-        let injector = self.engine()?;
-        interruptible(env, timeout_from_ms(timeout_ms), |slice| injector.drain(slice).or_throw())
+        let injector = self.engine(env)?;
+        interruptible(env, timeout_from_ms(timeout_ms), |slice| injector.drain(slice).or_throw(env))
     }
 
     /// Resolves (with the epoll events, > 0) once the ring may have room, or with 0 when the
     /// wait is withdrawn. Waits on the engine's reactor thread.
     #[napi(ts_return_type = "Promise<number>", catch_unwind)]
     pub fn wait_writable<'env>(&mut self, env: &'env Env) -> Result<Object<'env>> {
-        let injector = self.engine()?;
+        let injector = self.engine(env)?;
         readiness_promise(env, |callback| injector.arm_wait(callback))
     }
 
@@ -249,14 +252,14 @@ impl NativeInjector {
     }
 
     #[napi(catch_unwind)]
-    pub fn stats(&mut self) -> Result<NativeInjectorStats> {
-        let s = self.engine()?.stats();
+    pub fn stats(&mut self, env: &Env) -> Result<NativeInjectorStats> {
+        let s = self.engine(env)?.stats();
         Ok(NativeInjectorStats { sent: s.sent as f64, rejected: s.rejected as f64, pending: s.pending })
     }
 
     #[napi(catch_unwind)]
-    pub fn info(&mut self) -> Result<NativeInjectorInfo> {
-        let e = self.engine()?;
+    pub fn info(&mut self, env: &Env) -> Result<NativeInjectorInfo> {
+        let e = self.engine(env)?;
         let g = e.geometry();
         Ok(NativeInjectorInfo {
             interface: e.interface().name.clone(),
@@ -300,9 +303,9 @@ impl NativeInjector {
         Ok(())
     }
 
-    fn engine(&mut self) -> Result<&mut Injector> {
+    fn engine(&mut self, env: &Env) -> Result<&mut Injector> {
         self.engine.as_mut().ok_or_else(|| {
-            to_napi(Error::new(Errno::EBADF, Subject::None, "the injector is closed").with_syscall("sendto"))
+            to_js_error(env, Error::new(Errno::EBADF, Subject::None, "the injector is closed").with_syscall("sendto"))
         })
     }
 
@@ -310,11 +313,10 @@ impl NativeInjector {
     /// Returns the run's slot count and length. Fails closed like `take_back`.
     fn take_back_run(&mut self, env: &Env, first: u32, sending: bool) -> Result<(u32, u32)> {
         let Some(run) = self.runs.get(first as usize).and_then(Option::as_ref) else {
-            return Err(to_napi(Error::new(
-                Errno::EINVAL,
-                Subject::None,
-                format!("no run of slots starts at {first}"),
-            )));
+            return Err(to_js_error(
+                env,
+                Error::new(Errno::EINVAL, Subject::None, format!("no run of slots starts at {first}")),
+            ));
         };
         let (count, length) = (run.count, run.length);
         let dest = self
@@ -327,7 +329,7 @@ impl NativeInjector {
         if let Some(run) = self.runs[first as usize].take() {
             run.lent.forget(env.raw());
         }
-        self.after_take_back(taken, first, count, sending)?;
+        self.after_take_back(env, taken, first, count, sending)?;
         Ok((count, length))
     }
 
@@ -336,7 +338,10 @@ impl NativeInjector {
     /// socket closes, and the slot never reaches the kernel while a view may still write it.
     fn take_back(&mut self, env: &Env, index: u32, sending: bool) -> Result<u32> {
         let Some((lent, length)) = self.lent.get(index as usize).and_then(Option::as_ref) else {
-            return Err(to_napi(Error::new(Errno::EINVAL, Subject::None, format!("slot {index} is not lent out"))));
+            return Err(to_js_error(
+                env,
+                Error::new(Errno::EINVAL, Subject::None, format!("slot {index} is not lent out")),
+            ));
         };
         let length = *length;
         let dest = self.engine.as_ref().map(|engine| (engine.slot_ptr(index), length as usize));
@@ -346,7 +351,7 @@ impl NativeInjector {
         if let Some((lent, _)) = self.lent[index as usize].take() {
             lent.forget(env.raw());
         }
-        self.after_take_back(taken, index, 1, sending)?;
+        self.after_take_back(env, taken, index, 1, sending)?;
         Ok(length)
     }
 
@@ -358,20 +363,21 @@ impl NativeInjector {
     /// What a take-back found, acted on: escaped ring memory closes the injector; a moved copy
     /// (copy mode) of slots about to be sent gives them back unsent, since what JavaScript
     /// wrote went with it.
-    fn after_take_back(&mut self, taken: TakenBack, first: u32, count: u32, sending: bool) -> Result<()> {
+    fn after_take_back(&mut self, env: &Env, taken: TakenBack, first: u32, count: u32, sending: bool) -> Result<()> {
         match taken {
             TakenBack::Detached => Ok(()),
             TakenBack::CopyMoved if !sending => Ok(()),
             TakenBack::Escaped => {
                 self.engine = None;
-                Err(transferred_error())
+                Err(transferred_error(env))
             }
             TakenBack::CopyMoved => {
-                let engine = self.engine()?;
+                let engine = self.engine(env)?;
                 for index in (first..first + count).rev() {
-                    engine.discard(index).or_throw()?;
+                    engine.discard(index).or_throw(env)?;
                 }
-                Err(to_napi(
+                Err(to_js_error(
+                    env,
                     Error::new(
                         Errno::EPERM,
                         Subject::None,
@@ -387,8 +393,9 @@ impl NativeInjector {
 
 /// A slot's memory was transferred away: the kernel could send whatever the new owner writes
 /// later, so the injector closes (see LentBuffer::take_back).
-fn transferred_error() -> napi::Error {
-    to_napi(
+fn transferred_error(env: &Env) -> napi::Error {
+    to_js_error(
+        env,
         Error::new(
             Errno::EPERM,
             Subject::None,

@@ -81,7 +81,7 @@ impl TimestampSource {
             "software" => Ok(TimestampSource::Software),
             "hardware" => Ok(TimestampSource::Hardware),
             other => Err(Error::invalid_option(
-                "timestamp_source",
+                "timestampSource",
                 format!("must be 'software' or 'hardware', got {other:?}"),
             )),
         }
@@ -142,18 +142,18 @@ impl CaptureConfig {
         };
         geometry.validate(min_rx_frame(reinsert_vlan))?;
         if o.snap_len == Some(0) {
-            return Err(Error::invalid_option("snap_len", "must be at least 1 (leave it out to keep whole packets)"));
+            return Err(Error::invalid_option("snapLen", "must be at least 1 (leave it out to keep whole packets)"));
         }
         let block_timeout_ms = o.block_timeout_ms.unwrap_or(d.block_timeout_ms);
         if block_timeout_ms > MAX_BLOCK_TIMEOUT_MS {
             return Err(Error::invalid_option(
-                "block_timeout_ms",
+                "blockTimeoutMs",
                 format!("must be at most {MAX_BLOCK_TIMEOUT_MS}, got {block_timeout_ms}"),
             ));
         }
         if let Some(us) = o.busy_poll_us {
             if us > i32::MAX as u32 {
-                return Err(Error::invalid_option("busy_poll_us", format!("must be at most {}, got {us}", i32::MAX)));
+                return Err(Error::invalid_option("busyPollUs", format!("must be at most {}, got {us}", i32::MAX)));
             }
         }
         if let Some(f) = &o.fanout {
@@ -235,9 +235,9 @@ mod tests {
             Subject::Option(name) => name,
             s => panic!("{s:?}"),
         };
-        assert_eq!(opt(CaptureOptions { snap_len: Some(0), ..Default::default() }), "snap_len");
-        assert_eq!(opt(CaptureOptions { block_timeout_ms: Some(70_000), ..Default::default() }), "block_timeout_ms");
-        assert_eq!(opt(CaptureOptions { block_size: Some(1000), ..Default::default() }), "block_size");
+        assert_eq!(opt(CaptureOptions { snap_len: Some(0), ..Default::default() }), "snapLen");
+        assert_eq!(opt(CaptureOptions { block_timeout_ms: Some(70_000), ..Default::default() }), "blockTimeoutMs");
+        assert_eq!(opt(CaptureOptions { block_size: Some(1000), ..Default::default() }), "blockSize");
         assert!(Profile::parse("fast").is_err());
         assert!(TimestampSource::parse("ptp").is_err());
     }

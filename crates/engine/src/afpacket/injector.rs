@@ -438,7 +438,7 @@ fn tx_geometry(options: &InjectorOptions) -> Result<RingGeometry> {
     if !frame_size.is_multiple_of(ffi::TPACKET_ALIGNMENT as u32) || !(MIN_TX_FRAME_SIZE..=1 << 20).contains(&frame_size)
     {
         return Err(Error::invalid_option(
-            "frame_size",
+            "frameSize",
             format!(
                 "must be a multiple of {}, from {MIN_TX_FRAME_SIZE} to 1048576, got {frame_size}",
                 ffi::TPACKET_ALIGNMENT
@@ -446,13 +446,13 @@ fn tx_geometry(options: &InjectorOptions) -> Result<RingGeometry> {
         ));
     }
     if !(1..=1 << 20).contains(&frame_count) {
-        return Err(Error::invalid_option("frame_count", format!("must be from 1 to 1048576, got {frame_count}")));
+        return Err(Error::invalid_option("frameCount", format!("must be from 1 to 1048576, got {frame_count}")));
     }
     let block_size = frame_size.next_power_of_two().max(page_size());
     let per_block = block_size / frame_size;
     let geometry = RingGeometry { block_size, block_count: frame_count.div_ceil(per_block), frame_size };
     if geometry.total_bytes() > u32::MAX as usize {
-        return Err(Error::invalid_option("frame_count", "frameSize × frameCount must stay below 4 GiB"));
+        return Err(Error::invalid_option("frameCount", "frameSize × frameCount must stay below 4 GiB"));
     }
     Ok(geometry)
 }
@@ -475,9 +475,9 @@ mod tests {
     #[test]
     fn bad_options_name_themselves() {
         for (options, name) in [
-            (InjectorOptions { frame_size: Some(100), ..Default::default() }, "frame_size"),
-            (InjectorOptions { frame_size: Some(48), ..Default::default() }, "frame_size"),
-            (InjectorOptions { frame_count: Some(0), ..Default::default() }, "frame_count"),
+            (InjectorOptions { frame_size: Some(100), ..Default::default() }, "frameSize"),
+            (InjectorOptions { frame_size: Some(48), ..Default::default() }, "frameSize"),
+            (InjectorOptions { frame_count: Some(0), ..Default::default() }, "frameCount"),
         ] {
             assert_eq!(tx_geometry(&options).unwrap_err().subject, Subject::Option(name));
         }
