@@ -104,6 +104,22 @@ export declare class NativeInjector {
   close(): void
 }
 
+export declare enum FanoutFlag {
+  Defrag = 'defrag',
+  Rollover = 'rollover',
+  UniqueId = 'uniqueId',
+  IgnoreOutgoing = 'ignoreOutgoing',
+}
+
+export declare enum FanoutMode {
+  Hash = 'hash',
+  LoadBalance = 'lb',
+  Cpu = 'cpu',
+  Rollover = 'rollover',
+  Random = 'random',
+  QueueMapping = 'qm',
+}
+
 export declare const FLAG_VLAN_REINSERTED: number
 
 export declare const HDR_LEN: number
@@ -149,7 +165,7 @@ export interface NativeBpfInstruction {
 export interface NativeCaptureInfo {
   interface: string
   ifindex: number
-  profile: string
+  profile: Profile
   blockSize: number
   blockCount: number
   frameSize: number
@@ -168,7 +184,7 @@ export interface NativeCaptureInfo {
  * engine).
  */
 export interface NativeCaptureOptions {
-  profile?: string
+  profile?: Profile
   promiscuous?: boolean
   blockSize?: number
   blockCount?: number
@@ -178,7 +194,7 @@ export interface NativeCaptureOptions {
   fillRxhash?: boolean
   ignoreOutgoing?: boolean
   busyPollUs?: number
-  timestampSource?: string
+  timestampSource?: TimestampSource
   fanout?: NativeFanout
   filter?: string | Array<NativeBpfInstruction>
   reinsertVlan?: boolean
@@ -192,8 +208,8 @@ export interface NativeCaptureStats {
 
 export interface NativeFanout {
   group: number
-  mode: string
-  flags?: Array<string>
+  mode: FanoutMode
+  flags?: Array<FanoutFlag>
 }
 
 export interface NativeInjectorInfo {
@@ -224,12 +240,25 @@ export interface NativeInjectorStats {
   pending: number
 }
 
+export declare enum Profile {
+  Default = 'default',
+  HighThroughput = 'high-throughput',
+  LowLatency = 'low-latency',
+  LowMemory = 'low-memory',
+  Jumbo = 'jumbo',
+}
+
 export declare const TABLE_FLAG_LOSING: number
 
 export declare const TABLE_FLAG_TIMED_OUT: number
 
 /** Header words: packet count, sequence number (low, high), flags. */
 export declare const TABLE_HEADER_WORDS: number
+
+export declare enum TimestampSource {
+  Software = 'software',
+  Hardware = 'hardware',
+}
 
 export declare const TP_STATUS_CSUM_VALID: number
 

@@ -1,5 +1,7 @@
 // The one error type of netring, and the one conversion from native errors to it.
 
+import { constants } from 'node:os'
+
 export interface NetringErrorFields {
   /** Node-style code: the errno's symbolic name (`ENODEV`, `EPERM`, `EINVAL`, ...). */
   code: string
@@ -15,8 +17,9 @@ export interface NetringErrorFields {
   hint?: string
 }
 
-// The codes the facade raises itself (everything else comes from the engine with its errno).
-const ERRNO = { EPERM: 1, EIO: 5, EBADF: 9, EBUSY: 16, EINVAL: 22 } as const
+// The codes the facade raises itself (everything else comes from the engine with its errno);
+// their numbers come from Node's table of the OS's errno values.
+type OwnCode = 'EPERM' | 'EIO' | 'EBADF' | 'EBUSY' | 'EINVAL'
 
 export class NetringError extends Error implements NetringErrorFields {
   override name = 'NetringError'
@@ -39,12 +42,12 @@ export class NetringError extends Error implements NetringErrorFields {
 
   /** An option the facade refuses before anything reaches the kernel. */
   static invalidOption(option: string, why: string): NetringError {
-    return new NetringError(`invalid option ${option}: ${why}`, { code: 'EINVAL', errno: ERRNO.EINVAL, option })
+    return new NetringError(`invalid option ${option}: ${why}`, { code: 'EINVAL', errno: constants.errno.EINVAL, option })
   }
 
   /** An error of our own with a well-known code. */
-  static of(code: keyof typeof ERRNO, message: string, fields: Partial<NetringErrorFields> = {}): NetringError {
-    return new NetringError(message, { code, errno: ERRNO[code], ...fields })
+  static of(code: OwnCode, message: string, fields: Partial<NetringErrorFields> = {}): NetringError {
+    return new NetringError(message, { code, errno: constants.errno[code], ...fields })
   }
 
   /**

@@ -4,17 +4,18 @@
 
 import { NetringError } from './errors'
 import { countLimit, describe, integer, timeoutMs } from './numbers'
-import type { Binding } from './native'
+import { native, type Binding } from './native'
 
-// Each vocabulary once: the list the checks use, and the type derived from it. The engine
-// parses the same names (Profile::parse, FanoutConfig::from_names) and names a refused one.
-const PROFILES = ['default', 'high-throughput', 'low-latency', 'low-memory', 'jumbo'] as const
-const FANOUT_MODES = ['hash', 'lb', 'cpu', 'rollover', 'random', 'qm'] as const
-const FANOUT_FLAGS = ['defrag', 'rollover', 'uniqueId', 'ignoreOutgoing'] as const
-const TIMESTAMP_SOURCES = ['software', 'hardware'] as const
-export type Profile = (typeof PROFILES)[number]
-export type FanoutMode = (typeof FANOUT_MODES)[number]
-export type FanoutFlag = (typeof FANOUT_FLAGS)[number]
+// Each vocabulary is defined once, in the binding (src/vocabulary.rs), which exports it as an
+// enum object; the lists the checks use and the string types here are derived from it.
+const PROFILES: string[] = Object.values(native.Profile)
+const FANOUT_MODES: string[] = Object.values(native.FanoutMode)
+const FANOUT_FLAGS: string[] = Object.values(native.FanoutFlag)
+const TIMESTAMP_SOURCES: string[] = Object.values(native.TimestampSource)
+export type Profile = `${Binding.Profile}`
+export type FanoutMode = `${Binding.FanoutMode}`
+export type FanoutFlag = `${Binding.FanoutFlag}`
+export type TimestampSource = `${Binding.TimestampSource}`
 
 /** One classic BPF instruction, as `tcpdump -dd` prints it. */
 export interface BpfInstruction {
@@ -62,7 +63,7 @@ export interface CaptureOptions {
   /** Busy-poll the device for this many microseconds before sleeping (SO_BUSY_POLL). @default 0 */
   busyPollUs?: number
   /** Timestamp source: hardware timestamps only where the NIC and driver provide them. @default 'software' */
-  timestampSource?: (typeof TIMESTAMP_SOURCES)[number]
+  timestampSource?: TimestampSource
   /** Join a fanout group (the socket is bound first, as the kernel requires). @default none */
   fanout?: FanoutOptions
   /** Classic BPF filter: instructions as printed by `tcpdump -dd`, or that text itself. @default accept all */

@@ -3,7 +3,9 @@
 use napi::bindgen_prelude::{Either, Object, ObjectFinalize, Unknown};
 use napi::{Env, Result};
 use netring_engine::reactor::Readiness;
-use netring_engine::{BpfProgram, Capture, CaptureOptions, FanoutConfig, Profile, TimestampSource};
+use netring_engine::{BpfProgram, Capture, CaptureOptions, FanoutConfig};
+
+use crate::vocabulary::{fanout_flags, FanoutFlag, FanoutMode, Profile, TimestampSource};
 
 use crate::batch_table::BatchTable;
 use crate::error::{to_js_error, OrThrow};
@@ -15,7 +17,7 @@ use crate::wait::{interruptible, readiness_promise, timeout_from_ms};
 /// engine).
 #[napi(object)]
 pub struct NativeCaptureOptions {
-    pub profile: Option<String>,
+    pub profile: Option<Profile>,
     pub promiscuous: Option<bool>,
     pub block_size: Option<u32>,
     pub block_count: Option<u32>,
@@ -25,7 +27,7 @@ pub struct NativeCaptureOptions {
     pub fill_rxhash: Option<bool>,
     pub ignore_outgoing: Option<bool>,
     pub busy_poll_us: Option<u32>,
-    pub timestamp_source: Option<String>,
+    pub timestamp_source: Option<TimestampSource>,
     pub fanout: Option<NativeFanout>,
     pub filter: Option<Either<String, Vec<NativeBpfInstruction>>>,
     pub reinsert_vlan: Option<bool>,
@@ -34,8 +36,8 @@ pub struct NativeCaptureOptions {
 #[napi(object)]
 pub struct NativeFanout {
     pub group: u32,
-    pub mode: String,
-    pub flags: Option<Vec<String>>,
+    pub mode: FanoutMode,
+    pub flags: Option<Vec<FanoutFlag>>,
 }
 
 #[napi(object)]
@@ -51,7 +53,7 @@ pub struct NativeBpfInstruction {
 pub struct NativeCaptureInfo {
     pub interface: String,
     pub ifindex: u32,
-    pub profile: String,
+    pub profile: Profile,
     pub block_size: u32,
     pub block_count: u32,
     pub frame_size: u32,
@@ -229,7 +231,7 @@ impl NativeCapture {
         Ok(NativeCaptureInfo {
             interface: c.interface().name.clone(),
             ifindex: c.interface().index,
-            profile: profile_name(cfg.profile).into(),
+            profile: cfg.profile.into(),
             block_size: cfg.geometry.block_size,
             block_count: cfg.geometry.block_count,
             frame_size: cfg.geometry.frame_size,
@@ -329,19 +331,9 @@ fn closed(env: &Env) -> napi::Error {
     )
 }
 
-fn profile_name(p: Profile) -> &'static str {
-    match p {
-        Profile::Default => "default",
-        Profile::HighThroughput => "high-throughput",
-        Profile::LowLatency => "low-latency",
-        Profile::LowMemory => "low-memory",
-        Profile::Jumbo => "jumbo",
-    }
-}
-
 fn engine_options(o: NativeCaptureOptions) -> crate::error::Result<CaptureOptions> {
     Ok(CaptureOptions {
-        profile: o.profile.as_deref().map(Profile::parse).transpose()?,
+        profile: o.profile.map(Into::into),
         promiscuous: o.promiscuous,
         block_size: o.block_size,
         block_count: o.block_count,
@@ -351,10 +343,10 @@ fn engine_options(o: NativeCaptureOptions) -> crate::error::Result<CaptureOption
         fill_rxhash: o.fill_rxhash,
         ignore_outgoing: o.ignore_outgoing,
         busy_poll_us: o.busy_poll_us,
-        timestamp_source: o.timestamp_source.as_deref().map(TimestampSource::parse).transpose()?,
+        timestamp_source: o.timestamp_source.map(Into::into),
         fanout: o
             .fanout
-            .map(|f| FanoutConfig::from_names(f.group, &f.mode, f.flags.as_deref().unwrap_or_default()))
+            .map(|f| FanoutConfig::new(f.group, f.mode.into(), fanout_flags(f.flags.as_deref().unwrap_or_default())))
             .transpose()?,
         filter: o
             .filter

@@ -14,4 +14,5 @@ mod error;
 mod external_memory;
 mod injector;
 mod lent_buffer;
+mod vocabulary;
 mod wait;
