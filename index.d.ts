@@ -56,7 +56,7 @@ export declare class NativeInjector {
   /** Copies `frame` into the ring and queues it; false when the ring is full. */
   send(frame: Buffer): boolean
   /** Queues frames in order until the ring is full; returns how many were queued. */
-  sendBatch(frames: Array<Buffer>): number
+  sendFrames(frames: Array<Buffer>): number
   /**
    * Lends the next free slot as `{ index, data }` (`data`: an ArrayBuffer of `length` bytes
    * over the ring frame), or null when the ring is full.

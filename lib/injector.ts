@@ -34,7 +34,7 @@ interface InjectorEvents {
 const RETRY_MS = 2
 
 // A slot dropped without send() or discard() would hold back every frame allocated after it
-// (the kernel sends in ring order), so a collected slot or batch of slots is given back.
+// (the kernel sends in ring order), so a collected slot or run of slots is given back.
 const abandoned = new FinalizationRegistry<() => void>((giveBack) => giveBack())
 
 /**
@@ -191,7 +191,7 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
   /** Queues frames in order until the ring is full; returns how many were queued. */
   sendBatch(frames: readonly Uint8Array[]): number {
     if (!Array.isArray(frames)) throw NetringError.invalidOption('frames', 'must be an array of Buffers')
-    return callNative(() => this.#native.sendBatch(frames.map(asBuffer)))
+    return callNative(() => this.#native.sendFrames(frames.map(asBuffer)))
   }
 
   /** Lends a slot of `length` bytes to write a frame into, without a copy; `null` when full. */
@@ -293,7 +293,7 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
         void (async () => {
           const frames = chunks.map((c) => frameOf(c.chunk))
           for (let i = 0; i < frames.length; ) {
-            const queued = callNative(() => this.#native.sendBatch(frames.slice(i)))
+            const queued = callNative(() => this.#native.sendFrames(frames.slice(i)))
             i += queued
             if (i < frames.length) {
               this.flush()

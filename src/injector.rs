@@ -86,7 +86,7 @@ impl NativeInjector {
 
     /// Queues frames in order until the ring is full; returns how many were queued.
     #[napi(catch_unwind)]
-    pub fn send_batch(&mut self, env: &Env, frames: Vec<Buffer>) -> Result<u32> {
+    pub fn send_frames(&mut self, env: &Env, frames: Vec<Buffer>) -> Result<u32> {
         let engine = self.engine(env)?;
         let mut queued = 0;
         for frame in &frames {
