@@ -94,7 +94,7 @@ export declare class NativeInjector {
    * Queues frames in order until the ring is full; returns how many were queued (none when
    * any frame is refused).
    */
-  sendBatch(frames: Array<Buffer>): number
+  sendFrames(frames: Array<Buffer>): number
   /**
    * Lends the next free slot as `{ index, data }` (`data`: an ArrayBuffer of `length` bytes
    * over the ring frame), or null when the ring is full.
@@ -121,8 +121,11 @@ export declare class NativeInjector {
   discard(index: number): void
   /** Sends everything queued with one kick; returns how many frames the kernel took. */
   flush(): number
-  /** The frames the kernel refused since the last call, or null. */
-  takeRejection(): NativeRejection | null
+  /**
+   * The frames the kernel refused since the last call, or null: their sequence numbers and
+   * the same Error object a throw carries.
+   */
+  takeRejection(): { seqs: number[], error: Error } | null
   /** Every frame with a smaller sequence number was sent, refused or withdrawn. */
   settledBefore(): number
   /** Withdraws queued frame `seq` if the kernel has not taken it yet; whether it was. */
@@ -187,7 +190,7 @@ export declare class NativeXdpSocket {
   /** Copies `frame` into a TX frame and queues it; false when none is free. */
   send(frame: Buffer): boolean
   /** Queues frames in order until none is free; returns how many. */
-  sendBatch(frames: Array<Buffer>): number
+  sendFrames(frames: Array<Buffer>): number
   /** Lends one TX frame of `length` bytes: `{ index, data }`, or null when none is free. */
   allocate(length: number): { index: number, data: ArrayBuffer } | null
   /** Lends up to `count` consecutive TX frames as one buffer: slot `i` at `i * stride`. */
@@ -225,6 +228,22 @@ export declare function compileFilter(expression: string, snapLen?: number | und
 
 /** How many sockets one fanout group takes (the kernel refuses more with ENOSPC). */
 export declare const FANOUT_MAX_MEMBERS: number
+
+export declare enum FanoutFlag {
+  Defrag = 'defrag',
+  Rollover = 'rollover',
+  UniqueId = 'uniqueId',
+  IgnoreOutgoing = 'ignoreOutgoing',
+}
+
+export declare enum FanoutMode {
+  Hash = 'hash',
+  LoadBalance = 'lb',
+  Cpu = 'cpu',
+  Rollover = 'rollover',
+  Random = 'random',
+  QueueMapping = 'qm',
+}
 
 export declare const FLAG_VLAN_REINSERTED: number
 
@@ -280,7 +299,7 @@ export interface NativeBpfInstruction {
 export interface NativeCaptureInfo {
   interface: string
   ifindex: number
-  profile: string
+  profile: Profile
   blockSize: number
   blockCount: number
   frameSize: number
@@ -301,7 +320,7 @@ export interface NativeCaptureInfo {
  * engine).
  */
 export interface NativeCaptureOptions {
-  profile?: string
+  profile?: Profile
   promiscuous?: boolean
   blockSize?: number
   blockCount?: number
@@ -311,7 +330,7 @@ export interface NativeCaptureOptions {
   fillRxhash?: boolean
   ignoreOutgoing?: boolean
   busyPollUs?: number
-  timestampSource?: string
+  timestampSource?: TimestampSource
   fanout?: NativeFanout
   filter?: string | Array<NativeBpfInstruction>
   reinsertVlan?: boolean
@@ -326,8 +345,8 @@ export interface NativeCaptureStats {
 
 export interface NativeFanout {
   group: number
-  mode: string
-  flags?: Array<string>
+  mode: FanoutMode
+  flags?: Array<FanoutFlag>
 }
 
 export interface NativeInjectorInfo {
@@ -380,15 +399,6 @@ export interface NativePcapWriterOptions {
   snapLen: number
 }
 
-/**
- * Frames the kernel refused: their sequence numbers, and the error as the JSON a thrown
- * error carries.
- */
-export interface NativeRejection {
-  seqs: Array<number>
-  error: string
-}
-
 export interface NativeXdpInfo {
   interface: string
   ifindex: number
@@ -412,10 +422,10 @@ export interface NativeXdpInfo {
 
 export interface NativeXdpOptions {
   queue?: number
-  mode?: string
-  attach?: string
+  mode?: XdpMode
+  attach?: XdpAttach
   /** 'auto', 'on' or 'off'. */
-  zeroCopy?: string
+  zeroCopy?: XdpZeroCopy
   needWakeup?: boolean
   frameSize?: number
   frameCount?: number
@@ -452,6 +462,14 @@ export declare const OFFLOAD_HDR_LEN: number
 /** Pins the calling thread to one CPU. */
 export declare function pinCurrentThread(cpu: number): void
 
+export declare enum Profile {
+  Default = 'default',
+  HighThroughput = 'high-throughput',
+  LowLatency = 'low-latency',
+  LowMemory = 'low-memory',
+  Jumbo = 'jumbo',
+}
+
 export declare const TABLE_FLAG_LOSING: number
 
 /** The capture has `offloadInfo`: each frame's virtio-net header sits right before it. */
@@ -461,6 +479,11 @@ export declare const TABLE_FLAG_TIMED_OUT: number
 
 /** Header words: packet count, sequence number (low, high), flags. */
 export declare const TABLE_HEADER_WORDS: number
+
+export declare enum TimestampSource {
+  Software = 'software',
+  Hardware = 'hardware',
+}
 
 export declare const TP_STATUS_CSUM_VALID: number
 
@@ -491,3 +514,24 @@ export declare function waitAnyReadable(fds: Array<number>, timeoutMs: number): 
 export declare const XDP_TABLE_HEADER_WORDS: number
 
 export declare const XDP_TABLE_ROW_WORDS: number
+
+/** How netring's XDP program is attached. */
+export declare enum XdpAttach {
+  Auto = 'auto',
+  Driver = 'driver',
+  Skb = 'skb',
+}
+
+/** The directions an XdpSocket serves. */
+export declare enum XdpMode {
+  Rx = 'rx',
+  Tx = 'tx',
+  RxTx = 'rxtx',
+}
+
+/** Zero-copy as the binding takes it (the facade's `'auto' | true | false`). */
+export declare enum XdpZeroCopy {
+  Auto = 'auto',
+  On = 'on',
+  Off = 'off',
+}

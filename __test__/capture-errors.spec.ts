@@ -22,6 +22,34 @@ test('an unknown interface is ENODEV, naming it', (t) => {
   }
 })
 
+test('the binding throws Error objects with typed fields, spelled as in the facade', async (t) => {
+  // Straight to the native classes: the fields are properties, the message is plain text, and
+  // option names are the options object's (the engine checks blockSize and frameSize itself).
+  const { createRequire } = await import('node:module')
+  const { native } = createRequire(import.meta.url)('../dist/native.js')
+  const fields = (fn: () => unknown) => {
+    try {
+      fn()
+    } catch (e) {
+      const { message, code, errno, syscall, option, hint } = e as Record<string, unknown>
+      return { isError: e instanceof Error, message, code, errno, syscall, option, hint, iface: (e as { interface?: string }).interface }
+    }
+    return t.fail('no error')
+  }
+  const noDevice = fields(() => native.NativeCapture.open('netring-nope1', {}))!
+  t.true(noDevice.isError)
+  t.like(noDevice, { code: 'ENODEV', errno: 19, iface: 'netring-nope1' })
+  t.is(typeof noDevice.syscall, 'string')
+  t.regex(noDevice.hint as string, /ip link/)
+  t.false((noDevice.message as string).startsWith('{'))
+  const badBlock = fields(() => native.NativeCapture.open('lo', { blockSize: 1000 }))!
+  t.like(badBlock, { isError: true, code: 'EINVAL', errno: 22, option: 'blockSize' })
+  t.regex(badBlock.message as string, /^invalid option blockSize: /)
+  const badFrame = fields(() => native.NativeInjector.open('lo', { frameSize: 100 }))!
+  t.like(badFrame, { code: 'EINVAL', option: 'frameSize' })
+  t.regex(badFrame.message as string, /^invalid option frameSize: /)
+})
+
 const badOptions: [CaptureOptions | unknown, string, RegExp][] = [
   [{ blockSize: 1000 }, 'blockSize', /power of two/],
   [{ blockSize: -1 }, 'blockSize', /integer/],

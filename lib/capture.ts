@@ -11,7 +11,7 @@ import { Readable } from 'node:stream'
 import { abortError, callNative, NetringError } from './errors'
 import { native, type Binding } from './native'
 import { timeoutMs as checkTimeout } from './numbers'
-import { captureOptions, filterOption, interfaceName, iterationOptions, type CaptureOptions } from './options'
+import { captureOptions, filterOption, interfaceName, iterationOptions, type CaptureOptions, type Profile } from './options'
 import { AsyncPacketIterator, type BatchSource, PacketIterator } from './packet-iterators'
 import { OwnedPacket, type Packet, PacketBatch } from './packet'
 
@@ -27,7 +27,7 @@ export interface CaptureStats {
 }
 
 /** What was opened, with the ring geometry the kernel accepted. */
-export type CaptureInfo = Binding.NativeCaptureInfo
+export type CaptureInfo = Omit<Binding.NativeCaptureInfo, 'profile'> & { profile: Profile }
 
 export interface PacketsOptions {
   /** Stop after this many packets. */

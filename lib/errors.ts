@@ -1,5 +1,7 @@
 // The one error type of netring, and the one conversion from native errors to it.
 
+import { constants } from 'node:os'
+
 export interface NetringErrorFields {
   /** Node-style code: the errno's symbolic name (`ENODEV`, `EPERM`, `EINVAL`, ...). */
   code: string
@@ -15,8 +17,9 @@ export interface NetringErrorFields {
   hint?: string
 }
 
-// The codes the facade raises itself (everything else comes from the engine with its errno).
-const ERRNO = { EPERM: 1, ENOENT: 2, EIO: 5, EBADF: 9, EBUSY: 16, EINVAL: 22 } as const
+// The codes the facade raises itself (everything else comes from the engine with its errno);
+// their numbers come from Node's table of the OS's errno values.
+type OwnCode = 'EPERM' | 'ENOENT' | 'EIO' | 'EBADF' | 'EBUSY' | 'EINVAL'
 
 export class NetringError extends Error implements NetringErrorFields {
   override name = 'NetringError'
@@ -39,24 +42,24 @@ export class NetringError extends Error implements NetringErrorFields {
 
   /** An option the facade refuses before anything reaches the kernel. */
   static invalidOption(option: string, why: string): NetringError {
-    return new NetringError(`invalid option ${option}: ${why}`, { code: 'EINVAL', errno: ERRNO.EINVAL, option })
+    return new NetringError(`invalid option ${option}: ${why}`, { code: 'EINVAL', errno: constants.errno.EINVAL, option })
   }
 
   /** An error of our own with a well-known code. */
-  static of(code: keyof typeof ERRNO, message: string, fields: Partial<NetringErrorFields> = {}): NetringError {
-    return new NetringError(message, { code, errno: ERRNO[code], ...fields })
+  static of(code: OwnCode, message: string, fields: Partial<NetringErrorFields> = {}): NetringError {
+    return new NetringError(message, { code, errno: constants.errno[code], ...fields })
   }
 
   /**
-   * Reads back what the binding put in a native error. A native error without netring's fields
-   * is one napi-rs raised itself: an argument of the wrong type (EINVAL), or a Rust panic the
-   * binding caught (EIO: a bug in netring, never a crash). Anything else passes through.
+   * Turns an error from the binding into a `NetringError`. The binding throws engine errors as
+   * `Error`s carrying netring's fields as properties (marked `netringNative`). A native error
+   * without them is one napi-rs raised itself: an argument of the wrong type (EINVAL), or a Rust
+   * panic the binding caught (EIO: a bug in netring, never a crash). Anything else passes through.
    */
   static fromNative(error: unknown): unknown {
     if (!(error instanceof Error)) return error
-    if (error.message.startsWith('{"netring":1')) {
-      const f = JSON.parse(error.message) as NetringErrorFields & { message: string }
-      return new NetringError(f.message, f)
+    if ((error as { netringNative?: unknown }).netringNative === true) {
+      return new NetringError(error.message, error as Error & NetringErrorFields)
     }
     const status = (error as { code?: unknown }).code
     if (status === 'GenericFailure') {

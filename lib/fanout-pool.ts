@@ -24,6 +24,7 @@ import {
   type Check,
   checkOptions,
   type FanoutFlag,
+  FANOUT_MODES,
   fanoutFlags,
   type FanoutMode,
   interfaceName,
@@ -336,8 +337,8 @@ function startWorker(
     capture: plan.capture,
     fanout:
       group === undefined
-        ? { group: 0, mode: plan.fanout.mode, flags: [...plan.fanout.flags, 'uniqueId'] }
-        : { group, mode: plan.fanout.mode, flags: plan.fanout.flags },
+        ? { group: 0, ...nativeFanout(plan.fanout.mode, [...plan.fanout.flags, 'uniqueId']) }
+        : { group, ...nativeFanout(plan.fanout.mode, plan.fanout.flags) },
     handler: plan.handler,
     workerData: plan.workerData,
     cpu: plan.cpus[index],
@@ -461,7 +462,7 @@ const handlerModule: Check = (v, o) => {
 }
 
 const poolFanout: Check = (v, o) => {
-  checkOptions(v, o, { mode: oneOf('hash', 'lb', 'cpu', 'rollover', 'random', 'qm'), flags: fanoutFlags, group: u32 })
+  checkOptions(v, o, { mode: oneOf(...FANOUT_MODES), flags: fanoutFlags, group: u32 })
   const f = v as { mode?: unknown; group?: number }
   if (f.mode === undefined) throw NetringError.invalidOption(`${o}.mode`, 'is required')
   if (f.group !== undefined && f.group > 0xffff) throw NetringError.invalidOption(`${o}.group`, `must be 0 to 65535, got ${f.group}`)
@@ -576,4 +577,9 @@ function cpuPlan(workers: number, pinCpus: boolean | number[]): { cpus: (number 
     }
   }
   return { cpus, pinErrors }
+}
+
+/** The binding's enum types for the fanout words the options checked (its own lists). */
+function nativeFanout(mode: FanoutMode, flags: FanoutFlag[]): Pick<Binding.NativeFanout, 'mode' | 'flags'> {
+  return { mode: mode as Binding.FanoutMode, flags: flags as Binding.FanoutFlag[] }
 }

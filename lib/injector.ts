@@ -96,7 +96,7 @@ class Fifo<T> {
 }
 
 // A slot dropped without send() or discard() would hold back every frame allocated after it
-// (the kernel sends in ring order), so a collected slot or batch of slots is given back.
+// (the kernel sends in ring order), so a collected slot or run of slots is given back.
 const abandoned = new FinalizationRegistry<() => void>((giveBack) => giveBack())
 
 /** What lent slots need from their sender (an `Injector`, an `XdpSocket`). */
@@ -333,7 +333,7 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
     if (!Array.isArray(frames)) throw NetringError.invalidOption('frames', 'must be an array of Buffers')
     // Array.from reads holes of a sparse array as undefined, which asBuffer refuses.
     const buffers = Array.from(frames as unknown[], (f, i) => asBuffer(f, `frames[${i}]`))
-    return callNative(() => this.#native.sendBatch(buffers))
+    return callNative(() => this.#native.sendFrames(buffers))
   }
 
   /** Lends a slot of `length` bytes to write a frame into, without a copy; `null` when full. */
@@ -593,7 +593,7 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
   #settle(): void {
     if (this.closed) return
     const rejection = this.#native.takeRejection()
-    const error = rejection && NetringError.fromNative(new Error(rejection.error))
+    const error = rejection && NetringError.fromNative(rejection.error)
     const refused = rejection && new Set(rejection.seqs)
     let owned = 0
     if (this.#queued.length > 0) {

@@ -4,17 +4,20 @@
 
 import { NetringError } from './errors'
 import { countLimit, describe, integer, timeoutMs } from './numbers'
-import type { Binding } from './native'
+import { native, type Binding } from './native'
 
-// Each vocabulary once: the list the checks use, and the type derived from it. The engine
-// parses the same names (Profile::parse, FanoutConfig::from_names) and names a refused one.
-const PROFILES = ['default', 'high-throughput', 'low-latency', 'low-memory', 'jumbo'] as const
-const FANOUT_MODES = ['hash', 'lb', 'cpu', 'rollover', 'random', 'qm'] as const
-const FANOUT_FLAGS = ['defrag', 'rollover', 'uniqueId', 'ignoreOutgoing'] as const
-const TIMESTAMP_SOURCES = ['software', 'hardware'] as const
-export type Profile = (typeof PROFILES)[number]
-export type FanoutMode = (typeof FANOUT_MODES)[number]
-export type FanoutFlag = (typeof FANOUT_FLAGS)[number]
+// Each vocabulary is defined once, in the binding (src/vocabulary.rs), which exports it as an
+// enum object; the lists the checks use and the string types here are derived from it.
+const PROFILES: string[] = Object.values(native.Profile)
+export const FANOUT_MODES: string[] = Object.values(native.FanoutMode)
+const FANOUT_FLAGS: string[] = Object.values(native.FanoutFlag)
+const TIMESTAMP_SOURCES: string[] = Object.values(native.TimestampSource)
+const XDP_MODES: string[] = Object.values(native.XdpMode)
+const XDP_ATTACH_MODES: string[] = Object.values(native.XdpAttach)
+export type Profile = `${Binding.Profile}`
+export type FanoutMode = `${Binding.FanoutMode}`
+export type FanoutFlag = `${Binding.FanoutFlag}`
+export type TimestampSource = `${Binding.TimestampSource}`
 
 /** One classic BPF instruction, as `tcpdump -dd` prints it. */
 export interface BpfInstruction {
@@ -62,7 +65,7 @@ export interface CaptureOptions {
   /** Busy-poll the device for this many microseconds before sleeping (SO_BUSY_POLL). @default 0 */
   busyPollUs?: number
   /** Timestamp source: hardware timestamps only where the NIC and driver provide them. @default 'software' */
-  timestampSource?: (typeof TIMESTAMP_SOURCES)[number]
+  timestampSource?: TimestampSource
   /** Join a fanout group (the socket is bound first, as the kernel requires). @default none */
   fanout?: FanoutOptions
   /**
@@ -248,8 +251,8 @@ const count: Check = (v, o) => {
 
 // ---- XdpSocket ----
 
-export type XdpMode = 'rx' | 'tx' | 'rxtx'
-export type XdpAttachMode = 'auto' | 'driver' | 'skb'
+export type XdpMode = `${Binding.XdpMode}`
+export type XdpAttachMode = `${Binding.XdpAttach}`
 
 export interface XdpOptions {
   /** The RX (and TX) queue of the interface to bind to. @default 0 */
@@ -296,8 +299,8 @@ const xdpProgram: Check = (v, o) => {
 
 const XDP_OPTIONS: Record<keyof XdpOptions, Check> = {
   queue: u32,
-  mode: oneOf('rx', 'tx', 'rxtx'),
-  attach: oneOf('auto', 'driver', 'skb'),
+  mode: oneOf(...XDP_MODES),
+  attach: oneOf(...XDP_ATTACH_MODES),
   zeroCopy: (v, o) => {
     if (v !== 'auto' && typeof v !== 'boolean') throw NetringError.invalidOption(o, `must be 'auto', true or false, got ${describe(v)}`)
   },
@@ -314,10 +317,12 @@ const XDP_OPTIONS: Record<keyof XdpOptions, Check> = {
 /** Checks the types of an XdpSocket options object and hands it on in the binding's shape. */
 export function xdpOptions(options: unknown): Binding.NativeXdpOptions {
   const o = checkOptions(options, '', XDP_OPTIONS) as XdpOptions
-  const { zeroCopy, program, ...rest } = o
+  const { zeroCopy, program, mode, attach, ...rest } = o
   return {
     ...rest,
-    zeroCopy: zeroCopy === undefined ? undefined : zeroCopy === 'auto' ? 'auto' : zeroCopy ? 'on' : 'off',
+    mode: mode as Binding.XdpMode | undefined,
+    attach: attach as Binding.XdpAttach | undefined,
+    zeroCopy: zeroCopy === undefined ? undefined : native.XdpZeroCopy[zeroCopy === 'auto' ? 'Auto' : zeroCopy ? 'On' : 'Off'],
     program: typeof program === 'string' ? program : undefined,
     xskMap: typeof program === 'object' ? program.xskMap : undefined,
   }

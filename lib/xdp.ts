@@ -280,7 +280,7 @@ export class XdpSocket extends BatchReader<XdpBatch, XdpPacket> implements SlotO
   /** Queues frames in order until no TX frame is free; returns how many were queued. */
   sendBatch(frames: readonly Uint8Array[]): number {
     if (!Array.isArray(frames)) throw NetringError.invalidOption('frames', 'must be an array of Buffers')
-    return callNative(() => this.#native.sendBatch(frames.map((f, i) => asBuffer(f, `frames[${i}]`))))
+    return callNative(() => this.#native.sendFrames(frames.map((f, i) => asBuffer(f, `frames[${i}]`))))
   }
 
   /** Lends a TX frame of `length` bytes to write in place (zero-copy); `null` when none is free. */

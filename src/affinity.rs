@@ -2,18 +2,20 @@
 
 use netring_engine::{affinity, ffi};
 
+use napi::Env;
+
 use crate::error::OrThrow;
 
 /// The CPUs the calling thread may run on.
 #[napi(catch_unwind)]
-pub fn allowed_cpus() -> napi::Result<Vec<u32>> {
-    Ok(affinity::allowed_cpus().or_throw()?.into_iter().map(|c| c as u32).collect())
+pub fn allowed_cpus(env: &Env) -> napi::Result<Vec<u32>> {
+    Ok(affinity::allowed_cpus().or_throw(env)?.into_iter().map(|c| c as u32).collect())
 }
 
 /// Pins the calling thread to one CPU.
 #[napi(catch_unwind)]
-pub fn pin_current_thread(cpu: u32) -> napi::Result<()> {
-    affinity::pin_current_thread(cpu as usize).or_throw()
+pub fn pin_current_thread(env: &Env, cpu: u32) -> napi::Result<()> {
+    affinity::pin_current_thread(cpu as usize).or_throw(env)
 }
 
 /// How many sockets one fanout group takes (the kernel refuses more with ENOSPC).

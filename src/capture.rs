@@ -3,10 +3,12 @@
 use napi::bindgen_prelude::{Either, Object, ObjectFinalize, Unknown};
 use napi::{Env, Result};
 use netring_engine::reactor::Readiness;
-use netring_engine::{BpfProgram, Capture, CaptureOptions, FanoutConfig, Profile, TimestampSource};
+use netring_engine::{BpfProgram, Capture, CaptureOptions, FanoutConfig};
+
+use crate::vocabulary::{fanout_flags, FanoutFlag, FanoutMode, Profile, TimestampSource};
 
 use crate::batch_table::BatchTable;
-use crate::error::{to_napi, OrThrow};
+use crate::error::{to_js_error, OrThrow};
 use crate::external_memory::ReportedMemory;
 use crate::lent_buffer::{force_copy_from_env, LentBuffer, TakenBack};
 use crate::wait::{interruptible, readiness_promise, timeout_from_ms};
@@ -15,7 +17,7 @@ use crate::wait::{interruptible, readiness_promise, timeout_from_ms};
 /// engine).
 #[napi(object)]
 pub struct NativeCaptureOptions {
-    pub profile: Option<String>,
+    pub profile: Option<Profile>,
     pub promiscuous: Option<bool>,
     pub block_size: Option<u32>,
     pub block_count: Option<u32>,
@@ -25,7 +27,7 @@ pub struct NativeCaptureOptions {
     pub fill_rxhash: Option<bool>,
     pub ignore_outgoing: Option<bool>,
     pub busy_poll_us: Option<u32>,
-    pub timestamp_source: Option<String>,
+    pub timestamp_source: Option<TimestampSource>,
     pub fanout: Option<NativeFanout>,
     pub filter: Option<Either<String, Vec<NativeBpfInstruction>>>,
     pub reinsert_vlan: Option<bool>,
@@ -35,8 +37,8 @@ pub struct NativeCaptureOptions {
 #[napi(object)]
 pub struct NativeFanout {
     pub group: u32,
-    pub mode: String,
-    pub flags: Option<Vec<String>>,
+    pub mode: FanoutMode,
+    pub flags: Option<Vec<FanoutFlag>>,
 }
 
 #[napi(object)]
@@ -52,7 +54,7 @@ pub struct NativeBpfInstruction {
 pub struct NativeCaptureInfo {
     pub interface: String,
     pub ifindex: u32,
-    pub profile: String,
+    pub profile: Profile,
     pub block_size: u32,
     pub block_count: u32,
     pub frame_size: u32,
@@ -90,10 +92,10 @@ impl NativeCapture {
     #[napi(factory, catch_unwind)]
     pub fn open(env: Env, interface: String, options: Option<NativeCaptureOptions>) -> Result<NativeCapture> {
         let options = match options {
-            Some(o) => engine_options(o).or_throw()?,
+            Some(o) => engine_options(o).or_throw(&env)?,
             None => CaptureOptions::default(),
         };
-        let engine = Capture::open(&interface, options).or_throw()?;
+        let engine = Capture::open(&interface, options).or_throw(&env)?;
         let reported = ReportedMemory::report(&env, engine.mapping().len());
         Ok(NativeCapture {
             engine: Some(engine),
@@ -111,10 +113,10 @@ impl NativeCapture {
     pub fn next_batch<'env>(&mut self, env: &'env Env) -> Result<Option<Object<'env>>> {
         self.take_back(env)?;
         let force_copy = self.force_copy;
-        let capture = self.engine.as_mut().ok_or_else(closed)?;
+        let capture = self.engine.as_mut().ok_or_else(|| closed(env))?;
         let mapping = capture.mapping().clone();
         let offload_info = capture.config().offload_info;
-        let Some(mut batch) = capture.next_batch().or_throw()? else {
+        let Some(mut batch) = capture.next_batch().or_throw(env)? else {
             return Ok(None);
         };
 
@@ -128,7 +130,7 @@ impl NativeCapture {
                 Ok(desc) => table.push(desc.header_offset - area.start as u32),
                 Err(e) => {
                     capture.release();
-                    return Err(to_napi(e));
+                    return Err(to_js_error(env, e));
                 }
             }
         }
@@ -161,8 +163,8 @@ impl NativeCapture {
         timeout_ms: Option<f64>,
     ) -> Result<Option<Object<'env>>> {
         self.take_back(env)?;
-        let capture = self.engine.as_mut().ok_or_else(closed)?;
-        let ready = interruptible(env, timeout_from_ms(timeout_ms), |slice| capture.wait_ready(slice).or_throw())?;
+        let capture = self.engine.as_mut().ok_or_else(|| closed(env))?;
+        let ready = interruptible(env, timeout_from_ms(timeout_ms), |slice| capture.wait_ready(slice).or_throw(env))?;
         if ready {
             self.next_batch(env)
         } else {
@@ -190,11 +192,14 @@ impl NativeCapture {
             return Ok(());
         };
         if !lent.is_detached(env)? {
-            return Err(to_napi(netring_engine::Error::new(
-                netring_engine::Errno::EINVAL,
-                netring_engine::Subject::None,
-                "the lent block is not detached",
-            )));
+            return Err(to_js_error(
+                env,
+                netring_engine::Error::new(
+                    netring_engine::Errno::EINVAL,
+                    netring_engine::Subject::None,
+                    "the lent block is not detached",
+                ),
+            ));
         }
         if let Some(lent) = self.lent.take() {
             lent.forget(env.raw());
@@ -207,9 +212,9 @@ impl NativeCapture {
     #[napi(catch_unwind)]
     pub fn set_filter(&mut self, env: &Env, filter: Option<Either<String, Vec<NativeBpfInstruction>>>) -> Result<()> {
         self.take_back(env)?;
-        let capture = self.engine.as_mut().ok_or_else(closed)?;
-        let program = filter.map(|f| engine_filter(f, capture.config().snap_len)).transpose().or_throw()?;
-        capture.set_filter(program).or_throw()
+        let capture = self.engine.as_mut().ok_or_else(|| closed(env))?;
+        let program = filter.map(|f| engine_filter(f, capture.config().snap_len)).transpose().or_throw(env)?;
+        capture.set_filter(program).or_throw(env)
     }
 
     /// Resolves once a block may be ready or the socket reports an error (with the epoll
@@ -218,7 +223,7 @@ impl NativeCapture {
     #[napi(ts_return_type = "Promise<number>", catch_unwind)]
     pub fn wait_readable<'env>(&mut self, env: &'env Env) -> Result<Object<'env>> {
         self.take_back(env)?;
-        let capture = self.engine.as_mut().ok_or_else(closed)?;
+        let capture = self.engine.as_mut().ok_or_else(|| closed(env))?;
         readiness_promise(env, |callback| capture.arm_wait(callback))
     }
 
@@ -231,19 +236,19 @@ impl NativeCapture {
     }
 
     #[napi(catch_unwind)]
-    pub fn stats(&mut self) -> Result<NativeCaptureStats> {
-        let s = self.engine.as_mut().ok_or_else(closed)?.stats().or_throw()?;
+    pub fn stats(&mut self, env: &Env) -> Result<NativeCaptureStats> {
+        let s = self.engine.as_mut().ok_or_else(|| closed(env))?.stats().or_throw(env)?;
         Ok(NativeCaptureStats { packets: s.packets as f64, drops: s.drops as f64, freeze_count: s.freeze_count as f64 })
     }
 
     #[napi(catch_unwind)]
-    pub fn info(&self) -> Result<NativeCaptureInfo> {
-        let c = self.engine.as_ref().ok_or_else(closed)?;
+    pub fn info(&self, env: &Env) -> Result<NativeCaptureInfo> {
+        let c = self.engine.as_ref().ok_or_else(|| closed(env))?;
         let cfg = c.config();
         Ok(NativeCaptureInfo {
             interface: c.interface().name.clone(),
             ifindex: c.interface().index,
-            profile: profile_name(cfg.profile).into(),
+            profile: cfg.profile.into(),
             block_size: cfg.geometry.block_size,
             block_count: cfg.geometry.block_count,
             frame_size: cfg.geometry.frame_size,
@@ -306,7 +311,8 @@ impl NativeCapture {
         // socket stops the kernel writing into the ring; the mapping itself stays alive for as
         // long as that ArrayBuffer does.
         self.engine = None;
-        Err(to_napi(
+        Err(to_js_error(
+            env,
             netring_engine::Error::new(
                 netring_engine::Errno::EPERM,
                 netring_engine::Subject::None,
@@ -331,8 +337,9 @@ impl ObjectFinalize for NativeCapture {
     }
 }
 
-fn closed() -> napi::Error {
-    to_napi(
+fn closed(env: &Env) -> napi::Error {
+    to_js_error(
+        env,
         netring_engine::Error::new(
             netring_engine::Errno::EBADF,
             netring_engine::Subject::None,
@@ -342,20 +349,10 @@ fn closed() -> napi::Error {
     )
 }
 
-fn profile_name(p: Profile) -> &'static str {
-    match p {
-        Profile::Default => "default",
-        Profile::HighThroughput => "high-throughput",
-        Profile::LowLatency => "low-latency",
-        Profile::LowMemory => "low-memory",
-        Profile::Jumbo => "jumbo",
-    }
-}
-
 fn engine_options(o: NativeCaptureOptions) -> crate::error::Result<CaptureOptions> {
     Ok(CaptureOptions {
         filter: o.filter.map(|f| engine_filter(f, o.snap_len)).transpose()?,
-        profile: o.profile.as_deref().map(Profile::parse).transpose()?,
+        profile: o.profile.map(Into::into),
         promiscuous: o.promiscuous,
         block_size: o.block_size,
         block_count: o.block_count,
@@ -365,10 +362,10 @@ fn engine_options(o: NativeCaptureOptions) -> crate::error::Result<CaptureOption
         fill_rxhash: o.fill_rxhash,
         ignore_outgoing: o.ignore_outgoing,
         busy_poll_us: o.busy_poll_us,
-        timestamp_source: o.timestamp_source.as_deref().map(TimestampSource::parse).transpose()?,
+        timestamp_source: o.timestamp_source.map(Into::into),
         fanout: o
             .fanout
-            .map(|f| FanoutConfig::from_names(f.group, &f.mode, f.flags.as_deref().unwrap_or_default()))
+            .map(|f| FanoutConfig::new(f.group, f.mode.into(), fanout_flags(f.flags.as_deref().unwrap_or_default())))
             .transpose()?,
         reinsert_vlan: o.reinsert_vlan,
         offload_info: o.offload_info,

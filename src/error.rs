@@ -1,98 +1,55 @@
 //! The one conversion from engine errors to JavaScript errors.
 //!
-//! The fields travel as JSON in the message of a plain napi error; the facade's
-//! `NetringError.fromNative` reads them back. Option names are turned into the facade's
-//! spelling here (`block_size` → `blockSize`) so that errors, typings and docs use one word.
+//! An engine error becomes a JavaScript `Error` whose message is the engine's sentence and whose
+//! properties are the engine's fields (`code`, `errno`, `syscall`, `interface`, `option`,
+//! `hint`); the facade's `NetringError.fromNative` copies them. Option names already come from
+//! the engine in the facade's spelling (`blockSize`), so nothing is rewritten here.
 
+use napi::bindgen_prelude::Object;
+use napi::{Env, JsValue};
 use netring_engine::{Error as EngineError, Subject};
 
-pub fn to_napi(e: EngineError) -> napi::Error {
-    napi::Error::new(napi::Status::GenericFailure, error_json(e))
+/// Marks an error object as carrying netring's fields (napi-rs's own errors have none).
+const MARKER: &str = "netringNative";
+
+/// The error to throw for an engine error.
+pub fn to_js_error(env: &Env, e: EngineError) -> napi::Error {
+    match error_object(env, e) {
+        Ok(object) => napi::Error::from(object.to_unknown()),
+        Err(failed) => failed,
+    }
 }
 
-/// The fields of an engine error as the JSON the facade reads back.
-pub fn error_json(e: EngineError) -> String {
-    let (interface, option) = match &e.subject {
-        Subject::Interface(name) => (Some(name.clone()), None),
-        Subject::Option(name) => (None, Some(camel_case(name))),
-        Subject::None => (None, None),
-    };
-    let message = match &option {
-        // The engine's message quotes its own name for the option; show the facade's.
-        Some(camel) => e.message.replacen(option_name(&e.subject), camel, 1),
-        None => e.message.clone(),
-    };
-    let fields = [
-        ("code", Some(e.code())),
-        ("errno", Some((e.errno as i32).to_string())),
-        ("syscall", e.syscall.map(str::to_string)),
-        ("interface", interface),
-        ("option", option),
-        ("message", Some(message)),
-        ("hint", e.hint.clone()),
-    ];
-    let mut json = String::from("{\"netring\":1");
-    for (key, value) in fields {
-        if let Some(v) = value {
-            json.push_str(&format!(",\"{key}\":"));
-            if key == "errno" {
-                json.push_str(&v);
-            } else {
-                push_json_string(&mut json, &v);
-            }
-        }
+/// The JavaScript `Error` for an engine error, for when it is returned rather than thrown.
+pub fn error_object<'env>(env: &'env Env, e: EngineError) -> napi::Result<Object<'env>> {
+    let code = e.code();
+    let mut object = env.create_error(napi::Error::new(napi::Status::GenericFailure, e.message))?;
+    object.set(MARKER, true)?;
+    object.set("code", code)?;
+    object.set("errno", e.errno as i32)?;
+    if let Some(syscall) = e.syscall {
+        object.set("syscall", syscall)?;
     }
-    json.push('}');
-    json
+    match e.subject {
+        Subject::Interface(name) => object.set("interface", name)?,
+        Subject::Option(name) => object.set("option", name)?,
+        Subject::None => {}
+    }
+    if let Some(hint) = e.hint {
+        object.set("hint", hint)?;
+    }
+    Ok(object)
 }
 
 pub type Result<T> = std::result::Result<T, EngineError>;
 
 /// Runs an engine call and converts its error.
 pub trait OrThrow<T> {
-    fn or_throw(self) -> napi::Result<T>;
+    fn or_throw(self, env: &Env) -> napi::Result<T>;
 }
 
 impl<T> OrThrow<T> for Result<T> {
-    fn or_throw(self) -> napi::Result<T> {
-        self.map_err(to_napi)
+    fn or_throw(self, env: &Env) -> napi::Result<T> {
+        self.map_err(|e| to_js_error(env, e))
     }
-}
-
-fn option_name(subject: &Subject) -> &'static str {
-    match subject {
-        Subject::Option(name) => name,
-        _ => "",
-    }
-}
-
-/// `block_timeout_ms` → `blockTimeoutMs`; dotted paths keep their dots (`fanout.mode`).
-pub fn camel_case(snake: &str) -> String {
-    let mut out = String::with_capacity(snake.len());
-    let mut upper = false;
-    for c in snake.chars() {
-        if c == '_' {
-            upper = true;
-        } else if upper {
-            out.extend(c.to_uppercase());
-            upper = false;
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-fn push_json_string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }

@@ -1,6 +1,7 @@
 //! Filter compilation on its own, without a capture: what `Capture.open` would attach.
 
 use napi::bindgen_prelude::{Either, Uint8Array};
+use napi::Env;
 use netring_engine::afpacket::user_filter::{self, PacketMeta};
 use netring_engine::BpfProgram;
 
@@ -10,10 +11,10 @@ use crate::error::OrThrow;
 /// Compiles a pcap-filter expression with the system's libpcap (Ethernet, `snapLen` or
 /// libpcap's maximum), as `tcpdump -dd -s <snapLen>` prints it.
 #[napi(catch_unwind)]
-pub fn compile_filter(expression: String, snap_len: Option<u32>) -> napi::Result<Vec<NativeBpfInstruction>> {
+pub fn compile_filter(env: &Env, expression: String, snap_len: Option<u32>) -> napi::Result<Vec<NativeBpfInstruction>> {
     let program =
         netring_engine::libpcap::compile(&expression, snap_len.unwrap_or(netring_engine::libpcap::MAXIMUM_SNAPLEN))
-            .or_throw()?;
+            .or_throw(env)?;
     Ok(instructions(&program))
 }
 
@@ -42,8 +43,12 @@ pub struct NativeFilterProgram {
 impl NativeFilterProgram {
     /// Any of the three filter forms; an expression is compiled for `snapLen`.
     #[napi(constructor, catch_unwind)]
-    pub fn new(filter: Either<String, Vec<NativeBpfInstruction>>, snap_len: Option<u32>) -> napi::Result<Self> {
-        Ok(NativeFilterProgram { program: engine_filter(filter, snap_len).or_throw()? })
+    pub fn new(
+        env: &Env,
+        filter: Either<String, Vec<NativeBpfInstruction>>,
+        snap_len: Option<u32>,
+    ) -> napi::Result<Self> {
+        Ok(NativeFilterProgram { program: engine_filter(filter, snap_len).or_throw(env)? })
     }
 
     /// Whether the filter accepts `frame`, which was `wireLen` bytes on the wire.

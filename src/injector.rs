@@ -6,7 +6,7 @@ use netring_engine::afpacket::offload;
 use netring_engine::reactor::Readiness;
 use netring_engine::{ffi, Errno, Error, Injector, InjectorOptions, Subject};
 
-use crate::error::{error_json, to_napi, OrThrow};
+use crate::error::{error_object, to_js_error, OrThrow};
 use crate::external_memory::ReportedMemory;
 use crate::lent_buffer::{force_copy_from_env, LentBuffer, TakenBack};
 use crate::wait::{interruptible, readiness_promise, timeout_from_ms};
@@ -87,14 +87,6 @@ pub struct NativeInjectorStats {
     pub pending: u32,
 }
 
-/// Frames the kernel refused: their sequence numbers, and the error as the JSON a thrown
-/// error carries.
-#[napi(object)]
-pub struct NativeRejection {
-    pub seqs: Vec<f64>,
-    pub error: String,
-}
-
 /// Consecutive slots lent as one ArrayBuffer: frame data `stride` bytes apart.
 struct Run {
     lent: LentBuffer,
@@ -124,7 +116,7 @@ impl NativeInjector {
             qdisc_bypass: o.qdisc_bypass,
             offload: o.offload,
         });
-        let engine = Injector::open(&interface, options).or_throw()?;
+        let engine = Injector::open(&interface, options).or_throw(&env)?;
         let frames = engine.geometry().frame_count() as usize;
         Ok(NativeInjector {
             reported: ReportedMemory::report(&env, engine.mapping().len()),
@@ -138,40 +130,40 @@ impl NativeInjector {
     /// Copies `frame` into the ring and queues it; returns its sequence number, or -1 when the
     /// ring is full.
     #[napi(catch_unwind)]
-    pub fn send(&mut self, frame: Buffer) -> Result<f64> {
-        Ok(self.engine()?.send(&frame).or_throw()?.map_or(-1.0, |seq| seq as f64))
+    pub fn send(&mut self, env: &Env, frame: Buffer) -> Result<f64> {
+        Ok(self.engine(env)?.send(&frame).or_throw(env)?.map_or(-1.0, |seq| seq as f64))
     }
 
     /// Like `send`, with the frame's offload metadata; a frame larger than a slot leaves at
     /// once through the injector's second socket, after everything queued (-1 while some is).
     #[napi(catch_unwind)]
-    pub fn send_offload(&mut self, frame: Buffer, offload: NativeOffload) -> Result<f64> {
-        let h = offload.header().or_throw()?;
-        Ok(self.engine()?.send_offload(&frame, Some(&h), false).or_throw()?.map_or(-1.0, |seq| seq as f64))
+    pub fn send_offload(&mut self, env: &Env, frame: Buffer, offload: NativeOffload) -> Result<f64> {
+        let h = offload.header().or_throw(env)?;
+        Ok(self.engine(env)?.send_offload(&frame, Some(&h), false).or_throw(env)?.map_or(-1.0, |seq| seq as f64))
     }
 
     /// Forwards a captured frame with its raw offload header (10 bytes as the capture received
     /// them, or null); `modified`: the bytes were rewritten, so their checksums are redone.
     /// Returns the frame's sequence number, or -1 when it must wait (ring full).
     #[napi(catch_unwind)]
-    pub fn forward(&mut self, frame: Buffer, header: Option<Buffer>, modified: bool) -> Result<f64> {
+    pub fn forward(&mut self, env: &Env, frame: Buffer, header: Option<Buffer>, modified: bool) -> Result<f64> {
         let h = header.filter(|b| b.len() == ffi::VIRTIO_NET_HDR_LEN).map(|b| offload::read(&b));
-        Ok(self.engine()?.send_offload(&frame, h.as_ref(), modified).or_throw()?.map_or(-1.0, |seq| seq as f64))
+        Ok(self.engine(env)?.send_offload(&frame, h.as_ref(), modified).or_throw(env)?.map_or(-1.0, |seq| seq as f64))
     }
 
     /// Sets the offload metadata a lent slot is sent with. The engine keeps it and writes it in
     /// front of the frame only when the frame is queued, after checking it.
     #[napi(catch_unwind)]
-    pub fn set_slot_offload(&mut self, index: u32, offload: NativeOffload) -> Result<()> {
-        let h = offload.header().or_throw()?;
-        self.engine()?.set_slot_offload(index, &h).or_throw()
+    pub fn set_slot_offload(&mut self, env: &Env, index: u32, offload: NativeOffload) -> Result<()> {
+        let h = offload.header().or_throw(env)?;
+        self.engine(env)?.set_slot_offload(index, &h).or_throw(env)
     }
 
     /// Queues frames in order until the ring is full; returns how many were queued (none when
     /// any frame is refused).
     #[napi(catch_unwind)]
-    pub fn send_batch(&mut self, frames: Vec<Buffer>) -> Result<u32> {
-        self.engine()?.send_batch(&frames).or_throw()
+    pub fn send_frames(&mut self, env: &Env, frames: Vec<Buffer>) -> Result<u32> {
+        self.engine(env)?.send_frames(&frames).or_throw(env)
     }
 
     /// Lends the next free slot as `{ index, data }` (`data`: an ArrayBuffer of `length` bytes
@@ -179,8 +171,8 @@ impl NativeInjector {
     #[napi(ts_return_type = "{ index: number, data: ArrayBuffer } | null", catch_unwind)]
     pub fn allocate<'env>(&mut self, env: &'env Env, length: u32) -> Result<Option<Object<'env>>> {
         let force_copy = self.force_copy;
-        let engine = self.engine()?;
-        let Some(index) = engine.allocate(length as usize).or_throw()? else { return Ok(None) };
+        let engine = self.engine(env)?;
+        let Some(index) = engine.allocate(length as usize).or_throw(env)? else { return Ok(None) };
         let mapping = engine.mapping().clone();
         let ptr = engine.slot_ptr(index);
         // SAFETY: the slot lies inside the mapping, is ours (Lent) until committed or discarded,
@@ -200,8 +192,8 @@ impl NativeInjector {
     #[napi(ts_return_type = "{ first: number, count: number, stride: number, data: ArrayBuffer } | null", catch_unwind)]
     pub fn allocate_run<'env>(&mut self, env: &'env Env, count: u32, length: u32) -> Result<Option<Object<'env>>> {
         let force_copy = self.force_copy;
-        let engine = self.engine()?;
-        let Some((first, n)) = engine.allocate_run(count, length as usize).or_throw()? else { return Ok(None) };
+        let engine = self.engine(env)?;
+        let Some((first, n)) = engine.allocate_run(count, length as usize).or_throw(env)? else { return Ok(None) };
         let stride = engine.frame_stride();
         let span = (n as usize - 1) * stride + length as usize;
         let mapping = engine.mapping().clone();
@@ -225,7 +217,7 @@ impl NativeInjector {
     #[napi(catch_unwind)]
     pub fn commit_run(&mut self, env: &Env, first: u32, send: u32, lengths: Vec<u32>) -> Result<()> {
         let (count, _) = self.take_back_run(env, first, send > 0)?;
-        self.engine()?.commit_run(first, count, send, &lengths).or_throw()
+        self.engine(env)?.commit_run(first, count, send, &lengths).or_throw(env)
     }
 
     /// Queues a lent slot with `length` bytes (at most what was allocated); its buffer is
@@ -233,55 +225,57 @@ impl NativeInjector {
     #[napi(catch_unwind)]
     pub fn commit(&mut self, env: &Env, index: u32, length: u32) -> Result<f64> {
         self.take_back(env, index, true)?;
-        Ok(self.engine()?.commit(index, length as usize).or_throw()? as f64)
+        Ok(self.engine(env)?.commit(index, length as usize).or_throw(env)? as f64)
     }
 
     /// Gives a lent slot back unused; its buffer is detached.
     #[napi(catch_unwind)]
     pub fn discard(&mut self, env: &Env, index: u32) -> Result<()> {
         self.take_back(env, index, false)?;
-        self.engine()?.discard(index).or_throw()
+        self.engine(env)?.discard(index).or_throw(env)
     }
 
     /// Sends everything queued with one kick; returns how many frames the kernel took.
     #[napi(catch_unwind)]
-    pub fn flush(&mut self) -> Result<u32> {
-        self.engine()?.flush().or_throw()
+    pub fn flush(&mut self, env: &Env) -> Result<u32> {
+        self.engine(env)?.flush().or_throw(env)
     }
 
-    /// The frames the kernel refused since the last call, or null.
-    #[napi(catch_unwind)]
-    pub fn take_rejection(&mut self) -> Result<Option<NativeRejection>> {
-        Ok(self
-            .engine()?
-            .take_rejection()
-            .map(|r| NativeRejection { seqs: r.seqs.iter().map(|&s| s as f64).collect(), error: error_json(r.error) }))
+    /// The frames the kernel refused since the last call, or null: their sequence numbers and
+    /// the same Error object a throw carries.
+    #[napi(ts_return_type = "{ seqs: number[], error: Error } | null", catch_unwind)]
+    pub fn take_rejection<'env>(&mut self, env: &'env Env) -> Result<Option<Object<'env>>> {
+        let Some(rejection) = self.engine(env)?.take_rejection() else { return Ok(None) };
+        let mut object = Object::new(env)?;
+        object.set("seqs", rejection.seqs.iter().map(|&s| s as f64).collect::<Vec<f64>>())?;
+        object.set("error", error_object(env, rejection.error)?)?;
+        Ok(Some(object))
     }
 
     /// Every frame with a smaller sequence number was sent, refused or withdrawn.
     #[napi(catch_unwind)]
-    pub fn settled_before(&mut self) -> Result<f64> {
-        Ok(self.engine()?.settled_before() as f64)
+    pub fn settled_before(&mut self, env: &Env) -> Result<f64> {
+        Ok(self.engine(env)?.settled_before() as f64)
     }
 
     /// Withdraws queued frame `seq` if the kernel has not taken it yet; whether it was.
     #[napi(catch_unwind)]
-    pub fn withdraw(&mut self, seq: f64) -> Result<bool> {
-        Ok(self.engine()?.withdraw(seq as u64))
+    pub fn withdraw(&mut self, env: &Env, seq: f64) -> Result<bool> {
+        Ok(self.engine(env)?.withdraw(seq as u64))
     }
 
     /// Blocks until everything queued was sent or `timeoutMs` passed; returns whether it all was.
     #[napi(catch_unwind)]
     pub fn drain(&mut self, env: &Env, timeout_ms: Option<f64>) -> Result<bool> {
-        let injector = self.engine()?;
-        interruptible(env, timeout_from_ms(timeout_ms), |slice| injector.drain(slice).or_throw())
+        let injector = self.engine(env)?;
+        interruptible(env, timeout_from_ms(timeout_ms), |slice| injector.drain(slice).or_throw(env))
     }
 
     /// Resolves (with the epoll events, > 0) once the ring may have room, or with 0 when the
     /// wait is withdrawn. Waits on the engine's reactor thread.
     #[napi(ts_return_type = "Promise<number>", catch_unwind)]
     pub fn wait_writable<'env>(&mut self, env: &'env Env) -> Result<Object<'env>> {
-        let injector = self.engine()?;
+        let injector = self.engine(env)?;
         readiness_promise(env, |callback| injector.arm_wait(callback))
     }
 
@@ -293,8 +287,8 @@ impl NativeInjector {
     }
 
     #[napi(catch_unwind)]
-    pub fn stats(&mut self) -> Result<NativeInjectorStats> {
-        let s = self.engine()?.stats();
+    pub fn stats(&mut self, env: &Env) -> Result<NativeInjectorStats> {
+        let s = self.engine(env)?.stats();
         Ok(NativeInjectorStats {
             sent: s.sent as f64,
             rejected: s.rejected as f64,
@@ -304,8 +298,8 @@ impl NativeInjector {
     }
 
     #[napi(catch_unwind)]
-    pub fn info(&mut self) -> Result<NativeInjectorInfo> {
-        let e = self.engine()?;
+    pub fn info(&mut self, env: &Env) -> Result<NativeInjectorInfo> {
+        let e = self.engine(env)?;
         let g = e.geometry();
         Ok(NativeInjectorInfo {
             interface: e.interface().name.clone(),
@@ -337,13 +331,13 @@ impl NativeInjector {
         for index in 0..self.lent.len() as u32 {
             if self.lent[index as usize].is_some() {
                 self.take_back(env, index, false)?;
-                self.engine()?.discard(index).or_throw()?;
+                self.engine(env)?.discard(index).or_throw(env)?;
             }
         }
         for first in 0..self.runs.len() as u32 {
             if self.runs[first as usize].is_some() {
                 let (count, _) = self.take_back_run(env, first, false)?;
-                self.engine()?.commit_run(first, count, 0, &[0]).or_throw()?;
+                self.engine(env)?.commit_run(first, count, 0, &[0]).or_throw(env)?;
             }
         }
         Ok(())
@@ -369,9 +363,9 @@ impl NativeInjector {
         Ok(())
     }
 
-    fn engine(&mut self) -> Result<&mut Injector> {
+    fn engine(&mut self, env: &Env) -> Result<&mut Injector> {
         self.engine.as_mut().ok_or_else(|| {
-            to_napi(Error::new(Errno::EBADF, Subject::None, "the injector is closed").with_syscall("sendto"))
+            to_js_error(env, Error::new(Errno::EBADF, Subject::None, "the injector is closed").with_syscall("sendto"))
         })
     }
 
@@ -379,7 +373,7 @@ impl NativeInjector {
     /// Returns the run's slot count and length. Fails closed like `take_back`.
     fn take_back_run(&mut self, env: &Env, first: u32, sending: bool) -> Result<(u32, u32)> {
         let Some(run) = self.runs.get(first as usize).and_then(Option::as_ref) else {
-            return Err(self.not_lent(format!("no run of slots starts at {first}")));
+            return Err(self.not_lent(env, format!("no run of slots starts at {first}")));
         };
         let (count, length) = (run.count, run.length);
         let dest = self
@@ -392,16 +386,16 @@ impl NativeInjector {
         if let Some(run) = self.runs[first as usize].take() {
             run.lent.forget(env.raw());
         }
-        self.after_take_back(taken, first, count, sending)?;
+        self.after_take_back(env, taken, first, count, sending)?;
         Ok((count, length))
     }
 
     /// A slot or run used after it went back: EBADF once the injector is closed (close() gave
     /// every lent slot back), else EINVAL.
-    fn not_lent(&mut self, what: String) -> napi::Error {
-        match self.engine() {
+    fn not_lent(&mut self, env: &Env, what: String) -> napi::Error {
+        match self.engine(env) {
             Err(closed) => closed,
-            Ok(_) => to_napi(Error::new(Errno::EINVAL, Subject::None, what)),
+            Ok(_) => to_js_error(env, Error::new(Errno::EINVAL, Subject::None, what)),
         }
     }
 
@@ -410,7 +404,7 @@ impl NativeInjector {
     /// socket closes, and the slot never reaches the kernel while a view may still write it.
     fn take_back(&mut self, env: &Env, index: u32, sending: bool) -> Result<u32> {
         let Some((lent, length)) = self.lent.get(index as usize).and_then(Option::as_ref) else {
-            return Err(self.not_lent(format!("slot {index} is not lent out")));
+            return Err(self.not_lent(env, format!("slot {index} is not lent out")));
         };
         let length = *length;
         let dest = self.engine.as_ref().map(|engine| (engine.slot_ptr(index), length as usize));
@@ -420,7 +414,7 @@ impl NativeInjector {
         if let Some((lent, _)) = self.lent[index as usize].take() {
             lent.forget(env.raw());
         }
-        self.after_take_back(taken, index, 1, sending)?;
+        self.after_take_back(env, taken, index, 1, sending)?;
         Ok(length)
     }
 
@@ -432,20 +426,21 @@ impl NativeInjector {
     /// What a take-back found, acted on: escaped ring memory closes the injector; a moved copy
     /// (copy mode) of slots about to be sent gives them back unsent, since what JavaScript
     /// wrote went with it.
-    fn after_take_back(&mut self, taken: TakenBack, first: u32, count: u32, sending: bool) -> Result<()> {
+    fn after_take_back(&mut self, env: &Env, taken: TakenBack, first: u32, count: u32, sending: bool) -> Result<()> {
         match taken {
             TakenBack::Detached => Ok(()),
             TakenBack::CopyMoved if !sending => Ok(()),
             TakenBack::Escaped => {
                 self.engine = None;
-                Err(transferred_error())
+                Err(transferred_error(env))
             }
             TakenBack::CopyMoved => {
-                let engine = self.engine()?;
+                let engine = self.engine(env)?;
                 for index in (first..first + count).rev() {
-                    engine.discard(index).or_throw()?;
+                    engine.discard(index).or_throw(env)?;
                 }
-                Err(to_napi(
+                Err(to_js_error(
+                    env,
                     Error::new(
                         Errno::EPERM,
                         Subject::None,
@@ -461,8 +456,9 @@ impl NativeInjector {
 
 /// A slot's memory was transferred away: the kernel could send whatever the new owner writes
 /// later, so the injector closes (see LentBuffer::take_back).
-fn transferred_error() -> napi::Error {
-    to_napi(
+fn transferred_error(env: &Env) -> napi::Error {
+    to_js_error(
+        env,
         Error::new(
             Errno::EPERM,
             Subject::None,

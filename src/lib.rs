@@ -18,5 +18,6 @@ mod injector;
 mod lent_buffer;
 mod netdev;
 mod pcap_writer;
+mod vocabulary;
 mod wait;
 mod xdp;

@@ -4,11 +4,12 @@
 use std::os::fd::{BorrowedFd, OwnedFd};
 
 use napi::bindgen_prelude::{Uint32Array, Uint8Array};
+use napi::Env;
 use netring_engine::pcapfile::{FileFormat, FileInterface, PcapWriter, Record};
 use netring_engine::{Errno, Error, Subject};
 
 use crate::batch_table::TABLE_HEADER_WORDS;
-use crate::error::{to_napi, OrThrow};
+use crate::error::{to_js_error, OrThrow};
 
 #[napi(object)]
 pub struct NativePcapWriterOptions {
@@ -29,26 +30,29 @@ pub struct NativePcapWriter {
 impl NativePcapWriter {
     /// Creates or truncates `path` and writes the file header.
     #[napi(factory, catch_unwind)]
-    pub fn create(path: String, options: NativePcapWriterOptions) -> napi::Result<NativePcapWriter> {
-        let (format, iface) = parse(options).or_throw()?;
-        Ok(NativePcapWriter { writer: Some(PcapWriter::create(&path, format, &iface).or_throw()?), written: (0, 0) })
+    pub fn create(env: &Env, path: String, options: NativePcapWriterOptions) -> napi::Result<NativePcapWriter> {
+        let (format, iface) = parse(options).or_throw(env)?;
+        Ok(NativePcapWriter { writer: Some(PcapWriter::create(&path, format, &iface).or_throw(env)?), written: (0, 0) })
     }
 
     /// Writes to a copy of descriptor `fd` (1 for standard output).
     #[napi(factory, catch_unwind)]
-    pub fn from_fd(fd: i32, options: NativePcapWriterOptions) -> napi::Result<NativePcapWriter> {
-        let (format, iface) = parse(options).or_throw()?;
+    pub fn from_fd(env: &Env, fd: i32, options: NativePcapWriterOptions) -> napi::Result<NativePcapWriter> {
+        let (format, iface) = parse(options).or_throw(env)?;
         // SAFETY: borrowed only to duplicate it; the caller keeps its own descriptor.
         let owned: OwnedFd = unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned().map_err(|e| {
-            to_napi(Error::sys(
-                Errno::from_raw(e.raw_os_error().unwrap_or(libc::EBADF)),
-                "dup",
-                Subject::None,
-                format!("duplicating descriptor {fd}"),
-            ))
+            to_js_error(
+                env,
+                Error::sys(
+                    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EBADF)),
+                    "dup",
+                    Subject::None,
+                    format!("duplicating descriptor {fd}"),
+                ),
+            )
         })?;
         Ok(NativePcapWriter {
-            writer: Some(PcapWriter::new(owned, format!("fd {fd}"), format, &iface).or_throw()?),
+            writer: Some(PcapWriter::new(owned, format!("fd {fd}"), format, &iface).or_throw(env)?),
             written: (0, 0),
         })
     }
@@ -57,6 +61,7 @@ impl NativePcapWriter {
     #[napi(catch_unwind)]
     pub fn write_packet(
         &mut self,
+        env: &Env,
         data: Uint8Array,
         sec: u32,
         nsec: u32,
@@ -64,32 +69,35 @@ impl NativePcapWriter {
         pkttype: u32,
     ) -> napi::Result<()> {
         let record = Record { sec, nsec, data: &data, original_len, pkttype: pkttype as u8 };
-        self.writer()?.write_packet(&record).or_throw()
+        self.writer(env)?.write_packet(&record).or_throw(env)
     }
 
     /// Writes every packet of a lent batch (its block and table) straight from the block.
     #[napi(catch_unwind)]
-    pub fn write_block(&mut self, block: Uint8Array, table: Uint32Array) -> napi::Result<()> {
+    pub fn write_block(&mut self, env: &Env, block: Uint8Array, table: Uint32Array) -> napi::Result<()> {
         let count = table.first().copied().unwrap_or(0) as usize;
         let header = TABLE_HEADER_WORDS as usize;
         let offsets = table.get(header..header + count).ok_or_else(|| {
-            to_napi(Error::new(Errno::EINVAL, Subject::None, "the batch table is shorter than its packet count"))
+            to_js_error(
+                env,
+                Error::new(Errno::EINVAL, Subject::None, "the batch table is shorter than its packet count"),
+            )
         })?;
-        self.writer()?.write_block(&block, offsets).or_throw()
+        self.writer(env)?.write_block(&block, offsets).or_throw(env)
     }
 
     #[napi(catch_unwind)]
-    pub fn flush(&mut self) -> napi::Result<()> {
-        self.writer()?.flush().or_throw()
+    pub fn flush(&mut self, env: &Env) -> napi::Result<()> {
+        self.writer(env)?.flush().or_throw(env)
     }
 
     /// Writes the statistics (pcapng) and what is buffered, and closes the file. Idempotent.
     #[napi(catch_unwind)]
-    pub fn close(&mut self, received: Option<f64>, dropped: Option<f64>) -> napi::Result<()> {
+    pub fn close(&mut self, env: &Env, received: Option<f64>, dropped: Option<f64>) -> napi::Result<()> {
         let Some(mut writer) = self.writer.take() else { return Ok(()) };
         self.written = (writer.bytes_written(), writer.packets_written());
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-        let result = writer.finish(received.unwrap_or(0.0) as u64, dropped.unwrap_or(0.0) as u64, now).or_throw();
+        let result = writer.finish(received.unwrap_or(0.0) as u64, dropped.unwrap_or(0.0) as u64, now).or_throw(env);
         self.written = (writer.bytes_written(), writer.packets_written());
         result
     }
@@ -104,9 +112,12 @@ impl NativePcapWriter {
         self.writer.as_ref().map_or(self.written.1, PcapWriter::packets_written) as f64
     }
 
-    fn writer(&mut self) -> napi::Result<&mut PcapWriter> {
+    fn writer(&mut self, env: &Env) -> napi::Result<&mut PcapWriter> {
         self.writer.as_mut().ok_or_else(|| {
-            to_napi(Error::new(Errno::EBADF, Subject::None, "the capture file is closed").with_syscall("close"))
+            to_js_error(
+                env,
+                Error::new(Errno::EBADF, Subject::None, "the capture file is closed").with_syscall("close"),
+            )
         })
     }
 }

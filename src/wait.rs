@@ -11,7 +11,7 @@ use napi::{sys, Env, Result};
 use netring_engine::reactor::{Callback, Readiness};
 use netring_engine::{syscall, Error, Subject};
 
-use crate::error::to_napi;
+use crate::error::to_js_error;
 
 /// A timeout in milliseconds from JavaScript as a wait's limit, total over every f64: `None`
 /// (no limit) when omitted, infinite or beyond what a `Duration` holds; NaN and negatives wait
@@ -93,7 +93,7 @@ pub fn readiness_promise<'env>(
     if let Err(e) = armed {
         // Nobody holds this promise (the error is thrown instead): resolving it releases it.
         settle(&slot, 0);
-        return Err(to_napi(e));
+        return Err(to_js_error(env, e));
     }
     Ok(promise)
 }
@@ -101,11 +101,12 @@ pub fn readiness_promise<'env>(
 /// Blocks the calling thread until one of `fds` is readable or reports an error, or until
 /// `timeoutMs` passes. Returns whether one did.
 #[napi(catch_unwind)]
-pub fn wait_any_readable(fds: Vec<i32>, timeout_ms: f64) -> Result<bool> {
+pub fn wait_any_readable(env: &Env, fds: Vec<i32>, timeout_ms: f64) -> Result<bool> {
     let mut pfds: Vec<libc::pollfd> =
         fds.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
     let timeout = timeout_from_ms(Some(timeout_ms));
-    let ready = syscall::poll_all(&mut pfds, timeout)
-        .map_err(|e| to_napi(Error::sys(e, "poll", Subject::None, "waiting for packets on several sockets")))?;
+    let ready = syscall::poll_all(&mut pfds, timeout).map_err(|e| {
+        to_js_error(env, Error::sys(e, "poll", Subject::None, "waiting for packets on several sockets"))
+    })?;
     Ok(ready > 0)
 }

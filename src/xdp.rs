@@ -11,11 +11,12 @@ use std::time::Duration;
 use napi::bindgen_prelude::{Buffer, Object, ObjectFinalize, Unknown};
 use napi::{sys, Env, Result};
 use netring_engine::reactor::Readiness;
-use netring_engine::{AttachMode, Errno, Error, ProgramChoice, Subject, XdpMode, XdpOptions, XdpSocket, ZeroCopy};
+use netring_engine::{Errno, Error, ProgramChoice, Subject, XdpOptions, XdpSocket};
 
 use crate::batch_table::u32_array;
-use crate::error::{to_napi, OrThrow};
+use crate::error::{to_js_error, OrThrow};
 use crate::lent_buffer::{force_copy_from_env, LentBuffer, TakenBack};
+use crate::vocabulary::{XdpAttach, XdpMode, XdpZeroCopy};
 use crate::wait::readiness_promise;
 
 /// RX table: header words (packet count, run count, receive time sec, nsec), then per packet
@@ -28,10 +29,10 @@ pub const XDP_TABLE_ROW_WORDS: u32 = 3;
 #[napi(object)]
 pub struct NativeXdpOptions {
     pub queue: Option<u32>,
-    pub mode: Option<String>,
-    pub attach: Option<String>,
+    pub mode: Option<XdpMode>,
+    pub attach: Option<XdpAttach>,
     /// 'auto', 'on' or 'off'.
-    pub zero_copy: Option<String>,
+    pub zero_copy: Option<XdpZeroCopy>,
     pub need_wakeup: Option<bool>,
     pub frame_size: Option<u32>,
     pub frame_count: Option<u32>,
@@ -100,9 +101,9 @@ pub struct NativeXdpSocket {
 #[napi]
 impl NativeXdpSocket {
     #[napi(factory, catch_unwind)]
-    pub fn open(interface: String, options: Option<NativeXdpOptions>) -> Result<NativeXdpSocket> {
-        let options = options.map(engine_options).transpose().or_throw()?.unwrap_or_default();
-        let engine = XdpSocket::open(&interface, options).or_throw()?;
+    pub fn open(env: &Env, interface: String, options: Option<NativeXdpOptions>) -> Result<NativeXdpSocket> {
+        let options = options.map(engine_options).transpose().or_throw(env)?.unwrap_or_default();
+        let engine = XdpSocket::open(&interface, options).or_throw(env)?;
         let frames = engine.config().frame_count as usize;
         Ok(NativeXdpSocket {
             engine: Some(engine),
@@ -119,10 +120,10 @@ impl NativeXdpSocket {
     pub fn next_batch<'env>(&mut self, env: &'env Env) -> Result<Option<Object<'env>>> {
         self.take_back_rx(env)?;
         let force_copy = self.force_copy;
-        let engine = self.engine.as_mut().ok_or_else(closed)?;
+        let engine = self.engine.as_mut().ok_or_else(|| closed(env))?;
         let umem = engine.umem().clone();
         let fs = engine.frame_size() as usize;
-        let Some(batch) = engine.next_batch().or_throw()? else { return Ok(None) };
+        let Some(batch) = engine.next_batch().or_throw(env)? else { return Ok(None) };
         let now = realtime();
 
         let rows = batch.packets.len();
@@ -175,7 +176,7 @@ impl NativeXdpSocket {
     ) -> Result<Option<Object<'env>>> {
         self.take_back_rx(env)?;
         let timeout = timeout_ms.map(|ms| Duration::from_secs_f64(ms.max(0.0) / 1000.0));
-        if self.engine()?.wait_ready(timeout).or_throw()? {
+        if self.engine(env)?.wait_ready(timeout).or_throw(env)? {
             self.next_batch(env)
         } else {
             Ok(None)
@@ -198,14 +199,14 @@ impl NativeXdpSocket {
     #[napi(ts_return_type = "Promise<number>", catch_unwind)]
     pub fn wait_readable<'env>(&mut self, env: &'env Env) -> Result<Object<'env>> {
         self.release(env)?;
-        let engine = self.engine()?;
+        let engine = self.engine(env)?;
         readiness_promise(env, |callback| engine.arm_wait(false, callback))
     }
 
     /// Resolves once the TX ring may have room (POLLOUT), or with 0 when withdrawn.
     #[napi(ts_return_type = "Promise<number>", catch_unwind)]
     pub fn wait_writable<'env>(&mut self, env: &'env Env) -> Result<Object<'env>> {
-        let engine = self.engine()?;
+        let engine = self.engine(env)?;
         readiness_promise(env, |callback| engine.arm_wait(true, callback))
     }
 
@@ -218,17 +219,17 @@ impl NativeXdpSocket {
 
     /// Copies `frame` into a TX frame and queues it; false when none is free.
     #[napi(catch_unwind)]
-    pub fn send(&mut self, frame: Buffer) -> Result<bool> {
-        self.engine()?.send(&frame).or_throw()
+    pub fn send(&mut self, env: &Env, frame: Buffer) -> Result<bool> {
+        self.engine(env)?.send(&frame).or_throw(env)
     }
 
     /// Queues frames in order until none is free; returns how many.
     #[napi(catch_unwind)]
-    pub fn send_batch(&mut self, frames: Vec<Buffer>) -> Result<u32> {
-        let engine = self.engine()?;
+    pub fn send_frames(&mut self, env: &Env, frames: Vec<Buffer>) -> Result<u32> {
+        let engine = self.engine(env)?;
         let mut queued = 0;
         for frame in &frames {
-            if !engine.send(frame).or_throw()? {
+            if !engine.send(frame).or_throw(env)? {
                 break;
             }
             queued += 1;
@@ -254,7 +255,7 @@ impl NativeXdpSocket {
         let mut result = Object::new(env)?;
         result.set("first", first)?;
         result.set("count", n)?;
-        result.set("stride", self.engine()?.frame_size())?;
+        result.set("stride", self.engine(env)?.frame_size())?;
         // SAFETY: created in lend_run in this scope.
         unsafe { result.set("data", Unknown::from_raw_unchecked(env.raw(), data))? };
         Ok(Some(result))
@@ -265,7 +266,7 @@ impl NativeXdpSocket {
     #[napi(catch_unwind)]
     pub fn commit_run(&mut self, env: &Env, first: u32, send: u32, lengths: Vec<u32>) -> Result<()> {
         let (count, lent_length) = self.take_back_tx(env, first)?;
-        let engine = self.engine()?;
+        let engine = self.engine(env)?;
         let send = send.min(count);
         let mut failed = None;
         if lengths.is_empty() || (lengths.len() != 1 && lengths.len() < send as usize) {
@@ -293,9 +294,9 @@ impl NativeXdpSocket {
             }
         }
         for frame in first + queued..first + count {
-            engine.discard(frame).or_throw()?;
+            engine.discard(frame).or_throw(env)?;
         }
-        failed.map_or(Ok(()), |e| Err(to_napi(e)))
+        failed.map_or(Ok(()), |e| Err(to_js_error(env, e)))
     }
 
     #[napi(catch_unwind)]
@@ -310,22 +311,22 @@ impl NativeXdpSocket {
 
     /// Publishes what was queued and kicks the kernel when it asks; returns how many frames.
     #[napi(catch_unwind)]
-    pub fn flush(&mut self) -> Result<u32> {
-        self.engine()?.flush().or_throw()
+    pub fn flush(&mut self, env: &Env) -> Result<u32> {
+        self.engine(env)?.flush().or_throw(env)
     }
 
     /// Flushes and blocks until everything was sent or `timeoutMs` passed.
     #[napi(catch_unwind)]
-    pub fn drain(&mut self, timeout_ms: Option<f64>) -> Result<bool> {
+    pub fn drain(&mut self, env: &Env, timeout_ms: Option<f64>) -> Result<bool> {
         let timeout = timeout_ms.map(|ms| Duration::from_secs_f64(ms.max(0.0) / 1000.0));
-        self.engine()?.drain(timeout).or_throw()
+        self.engine(env)?.drain(timeout).or_throw(env)
     }
 
     #[napi(catch_unwind)]
-    pub fn stats(&mut self) -> Result<NativeXdpStats> {
-        let engine = self.engine()?;
+    pub fn stats(&mut self, env: &Env) -> Result<NativeXdpStats> {
+        let engine = self.engine(env)?;
         let pending = engine.pending();
-        let s = engine.stats().or_throw()?;
+        let s = engine.stats().or_throw(env)?;
         let k = s.kernel;
         Ok(NativeXdpStats {
             received: s.received as f64,
@@ -341,8 +342,8 @@ impl NativeXdpSocket {
     }
 
     #[napi(catch_unwind)]
-    pub fn info(&self) -> Result<NativeXdpInfo> {
-        let e = self.engine.as_ref().ok_or_else(closed)?;
+    pub fn info(&self, env: &Env) -> Result<NativeXdpInfo> {
+        let e = self.engine.as_ref().ok_or_else(|| closed(env))?;
         let c = e.config();
         let i = e.info();
         Ok(NativeXdpInfo {
@@ -395,14 +396,14 @@ impl NativeXdpSocket {
         Ok(())
     }
 
-    fn engine(&mut self) -> Result<&mut XdpSocket> {
-        self.engine.as_mut().ok_or_else(closed)
+    fn engine(&mut self, env: &Env) -> Result<&mut XdpSocket> {
+        self.engine.as_mut().ok_or_else(|| closed(env))
     }
 
     fn lend_run(&mut self, env: &Env, count: u32, length: u32) -> Result<Option<(u32, u32, sys::napi_value)>> {
         let force_copy = self.force_copy;
-        let engine = self.engine()?;
-        let Some((first, n)) = engine.allocate_run(count, length as usize).or_throw()? else { return Ok(None) };
+        let engine = self.engine(env)?;
+        let Some((first, n)) = engine.allocate_run(count, length as usize).or_throw(env)? else { return Ok(None) };
         let stride = engine.frame_size() as usize;
         let span = (n as usize - 1) * stride + length as usize;
         let umem = engine.umem().clone();
@@ -433,6 +434,7 @@ impl NativeXdpSocket {
         // socket stops the kernel writing into the UMEM; the memory lives as long as that buffer.
         self.engine = None;
         Err(transferred_error(
+            env,
             "a batch's ArrayBuffer",
             "copy packets you want to keep (packet.copy(), Buffer.from(packet.data))",
         ))
@@ -440,7 +442,10 @@ impl NativeXdpSocket {
 
     fn take_back_tx(&mut self, env: &Env, first: u32) -> Result<(u32, u32)> {
         let Some(run) = self.tx_lent.get(first as usize).and_then(Option::as_ref) else {
-            return Err(to_napi(Error::new(Errno::EINVAL, Subject::None, format!("no slot is lent at frame {first}"))));
+            return Err(to_js_error(
+                env,
+                Error::new(Errno::EINVAL, Subject::None, format!("no slot is lent at frame {first}")),
+            ));
         };
         let (count, length) = (run.count, run.length);
         let dest = self.engine.as_ref().map(|engine| {
@@ -457,6 +462,7 @@ impl NativeXdpSocket {
         }
         self.engine = None;
         Err(transferred_error(
+            env,
             "a slot's ArrayBuffer",
             "write into slot.data, then slot.send(); copy data you want to keep",
         ))
@@ -477,12 +483,13 @@ impl ObjectFinalize for NativeXdpSocket {
     }
 }
 
-fn closed() -> napi::Error {
-    to_napi(Error::new(Errno::EBADF, Subject::None, "the AF_XDP socket is closed").with_syscall("close"))
+fn closed(env: &Env) -> napi::Error {
+    to_js_error(env, Error::new(Errno::EBADF, Subject::None, "the AF_XDP socket is closed").with_syscall("close"))
 }
 
-fn transferred_error(what: &str, hint: &str) -> napi::Error {
-    to_napi(
+fn transferred_error(env: &Env, what: &str, hint: &str) -> napi::Error {
+    to_js_error(
+        env,
         Error::new(
             Errno::EPERM,
             Subject::None,
@@ -514,16 +521,13 @@ fn engine_options(o: NativeXdpOptions) -> netring_engine::Result<XdpOptions> {
     };
     Ok(XdpOptions {
         queue: o.queue,
-        mode: o.mode.as_deref().map(XdpMode::parse).transpose()?,
-        attach: o.attach.as_deref().map(AttachMode::parse).transpose()?,
-        zero_copy: match o.zero_copy.as_deref() {
-            None | Some("auto") => None,
-            Some("on") => Some(ZeroCopy::Required),
-            Some("off") => Some(ZeroCopy::Off),
-            Some(other) => {
-                return Err(Error::invalid_option("zero_copy", format!("must be 'auto', true or false, got '{other}'")))
-            }
-        },
+        mode: o.mode.map(Into::into),
+        attach: o.attach.map(Into::into),
+        // 'auto' is the engine's default: the kernel chooses.
+        zero_copy: o.zero_copy.and_then(|z| match z {
+            XdpZeroCopy::Auto => None,
+            z => Some(z.into()),
+        }),
         need_wakeup: o.need_wakeup,
         frame_size: o.frame_size,
         frame_count: o.frame_count,

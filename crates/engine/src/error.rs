@@ -12,8 +12,8 @@ pub enum Subject {
     None,
     /// A network interface, by name.
     Interface(String),
-    /// A configuration option, by its engine name (`block_size`); the binding shows it in the
-    /// facade's spelling (`blockSize`).
+    /// A configuration option, by the name users write in the options object (`blockSize`,
+    /// `fanout.mode`), so that errors, typings and docs use one word.
     Option(&'static str),
 }
 

@@ -505,7 +505,7 @@ mod tests {
     fn bad_geometry_fails_before_any_syscall() {
         let err = Capture::open("lo", CaptureOptions { block_size: Some(5000), ..Default::default() }).err().unwrap();
         assert_eq!(err.code(), "EINVAL");
-        assert_eq!(err.subject, Subject::Option("block_size"));
+        assert_eq!(err.subject, Subject::Option("blockSize"));
         assert_eq!(err.syscall, None);
     }
 

@@ -33,22 +33,6 @@ const KIB: u32 = 1024;
 const MIB: u32 = 1024 * 1024;
 
 impl Profile {
-    pub fn parse(s: &str) -> Result<Self> {
-        Ok(match s {
-            "default" => Profile::Default,
-            "high-throughput" => Profile::HighThroughput,
-            "low-latency" => Profile::LowLatency,
-            "low-memory" => Profile::LowMemory,
-            "jumbo" => Profile::Jumbo,
-            other => {
-                return Err(Error::invalid_option(
-                    "profile",
-                    format!("must be one of default, high-throughput, low-latency, low-memory, jumbo; got {other:?}"),
-                ))
-            }
-        })
-    }
-
     pub fn defaults(self) -> ProfileDefaults {
         let (block_size, block_count, frame_size, block_timeout_ms) = match self {
             // 16 MiB: absorbs a 100 ms stall at ~1 Gbit/s.
@@ -73,19 +57,6 @@ pub enum TimestampSource {
     /// Raw hardware timestamps where the NIC provides them (the kernel falls back to software
     /// timestamps and says so in each packet's status where it does not).
     Hardware,
-}
-
-impl TimestampSource {
-    pub fn parse(s: &str) -> Result<Self> {
-        match s {
-            "software" => Ok(TimestampSource::Software),
-            "hardware" => Ok(TimestampSource::Hardware),
-            other => Err(Error::invalid_option(
-                "timestamp_source",
-                format!("must be 'software' or 'hardware', got {other:?}"),
-            )),
-        }
-    }
 }
 
 /// What a caller asked for. `None` means "the profile's default".
@@ -145,20 +116,20 @@ impl CaptureConfig {
         };
         geometry.validate(min_rx_frame(reinsert_vlan))?;
         if o.snap_len == Some(0) {
-            return Err(Error::invalid_option("snap_len", "must be at least 1 (leave it out to keep whole packets)"));
+            return Err(Error::invalid_option("snapLen", "must be at least 1 (leave it out to keep whole packets)"));
         }
         let block_timeout_ms = o.block_timeout_ms.unwrap_or(d.block_timeout_ms);
         // 0 would not mean "never": the kernel picks a timeout of its own from the link speed
         // (prb_calc_retire_blk_tmo()), so it is refused like any value out of range.
         if !(1..=MAX_BLOCK_TIMEOUT_MS).contains(&block_timeout_ms) {
             return Err(Error::invalid_option(
-                "block_timeout_ms",
+                "blockTimeoutMs",
                 format!("must be from 1 to {MAX_BLOCK_TIMEOUT_MS}, got {block_timeout_ms}"),
             ));
         }
         if let Some(us) = o.busy_poll_us {
             if us > i32::MAX as u32 {
-                return Err(Error::invalid_option("busy_poll_us", format!("must be at most {}, got {us}", i32::MAX)));
+                return Err(Error::invalid_option("busyPollUs", format!("must be at most {}, got {us}", i32::MAX)));
             }
         }
         if let Some(f) = &o.fanout {
@@ -214,12 +185,9 @@ mod tests {
 
     #[test]
     fn every_profile_is_valid() {
-        for p in ["default", "high-throughput", "low-latency", "low-memory", "jumbo"] {
-            let cfg = CaptureConfig::resolve(CaptureOptions {
-                profile: Some(Profile::parse(p).unwrap()),
-                ..Default::default()
-            });
-            assert!(cfg.is_ok(), "{p}: {cfg:?}");
+        for p in [Profile::Default, Profile::HighThroughput, Profile::LowLatency, Profile::LowMemory, Profile::Jumbo] {
+            let cfg = CaptureConfig::resolve(CaptureOptions { profile: Some(p), ..Default::default() });
+            assert!(cfg.is_ok(), "{p:?}: {cfg:?}");
         }
     }
 
@@ -241,12 +209,10 @@ mod tests {
             Subject::Option(name) => name,
             s => panic!("{s:?}"),
         };
-        assert_eq!(opt(CaptureOptions { snap_len: Some(0), ..Default::default() }), "snap_len");
-        assert_eq!(opt(CaptureOptions { block_timeout_ms: Some(70_000), ..Default::default() }), "block_timeout_ms");
-        assert_eq!(opt(CaptureOptions { block_timeout_ms: Some(0), ..Default::default() }), "block_timeout_ms");
-        assert_eq!(opt(CaptureOptions { block_size: Some(1000), ..Default::default() }), "block_size");
-        assert!(Profile::parse("fast").is_err());
-        assert!(TimestampSource::parse("ptp").is_err());
+        assert_eq!(opt(CaptureOptions { snap_len: Some(0), ..Default::default() }), "snapLen");
+        assert_eq!(opt(CaptureOptions { block_timeout_ms: Some(70_000), ..Default::default() }), "blockTimeoutMs");
+        assert_eq!(opt(CaptureOptions { block_timeout_ms: Some(0), ..Default::default() }), "blockTimeoutMs");
+        assert_eq!(opt(CaptureOptions { block_size: Some(1000), ..Default::default() }), "blockSize");
     }
 
     #[test]

@@ -19,23 +19,6 @@ pub enum FanoutMode {
 }
 
 impl FanoutMode {
-    pub fn parse(s: &str) -> Result<Self> {
-        Ok(match s {
-            "hash" => FanoutMode::Hash,
-            "lb" => FanoutMode::LoadBalance,
-            "cpu" => FanoutMode::Cpu,
-            "rollover" => FanoutMode::Rollover,
-            "random" => FanoutMode::Random,
-            "qm" => FanoutMode::QueueMapping,
-            other => {
-                return Err(Error::invalid_option(
-                    "fanout.mode",
-                    format!("must be one of hash, lb, cpu, rollover, random, qm; got {other:?}"),
-                ))
-            }
-        })
-    }
-
     fn kernel_value(self) -> u32 {
         match self {
             FanoutMode::Hash => ffi::PACKET_FANOUT_HASH,
@@ -61,25 +44,6 @@ pub struct FanoutFlags {
 }
 
 impl FanoutFlags {
-    pub fn parse(names: &[String]) -> Result<Self> {
-        let mut f = FanoutFlags::default();
-        for name in names {
-            match name.as_str() {
-                "defrag" => f.defrag = true,
-                "rollover" => f.rollover = true,
-                "uniqueId" => f.unique_id = true,
-                "ignoreOutgoing" => f.ignore_outgoing = true,
-                other => {
-                    return Err(Error::invalid_option(
-                        "fanout.flags",
-                        format!("flags are defrag, rollover, uniqueId, ignoreOutgoing; got {other:?}"),
-                    ))
-                }
-            }
-        }
-        Ok(f)
-    }
-
     fn kernel_value(self) -> u32 {
         let mut v = 0;
         if self.defrag {
@@ -106,11 +70,11 @@ pub struct FanoutConfig {
 }
 
 impl FanoutConfig {
-    /// From the words a caller uses: a group id, a mode name and flag names.
-    pub fn from_names(group: u32, mode: &str, flags: &[String]) -> Result<Self> {
+    /// A checked configuration: the group id fits in 16 bits and the flags suit the mode.
+    pub fn new(group: u32, mode: FanoutMode, flags: FanoutFlags) -> Result<Self> {
         let group = u16::try_from(group)
             .map_err(|_| Error::invalid_option("fanout.group", format!("must be 0 to 65535, got {group}")))?;
-        let cfg = FanoutConfig { group, mode: FanoutMode::parse(mode)?, flags: FanoutFlags::parse(flags)? };
+        let cfg = FanoutConfig { group, mode, flags };
         cfg.validate()?;
         Ok(cfg)
     }
@@ -152,9 +116,7 @@ mod tests {
     }
 
     #[test]
-    fn refuses_unknown_names_and_bad_combinations() {
-        assert!(FanoutMode::parse("roundrobin").is_err());
-        assert!(FanoutFlags::parse(&["nope".into()]).is_err());
+    fn refuses_bad_combinations() {
         let unique = FanoutConfig {
             group: 3,
             mode: FanoutMode::Hash,

@@ -533,7 +533,7 @@ impl Injector {
 
     /// Queues frames in order until the ring is full; returns how many were queued. Every
     /// frame is checked first: on error nothing is queued, so a retry never sends one twice.
-    pub fn send_batch<F: AsRef<[u8]>>(&mut self, frames: &[F]) -> Result<u32> {
+    pub fn send_frames<F: AsRef<[u8]>>(&mut self, frames: &[F]) -> Result<u32> {
         for (i, frame) in frames.iter().enumerate() {
             let frame = frame.as_ref();
             self.check_len(frame.len(), is_vlan_tagged(frame)).map_err(|mut e| {
@@ -773,7 +773,7 @@ fn tx_geometry(options: &InjectorOptions) -> Result<RingGeometry> {
     if !frame_size.is_multiple_of(ffi::TPACKET_ALIGNMENT as u32) || !(MIN_TX_FRAME_SIZE..=1 << 20).contains(&frame_size)
     {
         return Err(Error::invalid_option(
-            "frame_size",
+            "frameSize",
             format!(
                 "must be a multiple of {}, from {MIN_TX_FRAME_SIZE} to 1048576, got {frame_size}",
                 ffi::TPACKET_ALIGNMENT
@@ -781,13 +781,13 @@ fn tx_geometry(options: &InjectorOptions) -> Result<RingGeometry> {
         ));
     }
     if !(1..=1 << 20).contains(&frame_count) {
-        return Err(Error::invalid_option("frame_count", format!("must be from 1 to 1048576, got {frame_count}")));
+        return Err(Error::invalid_option("frameCount", format!("must be from 1 to 1048576, got {frame_count}")));
     }
     let block_size = frame_size.next_power_of_two().max(page_size());
     let per_block = block_size / frame_size;
     let geometry = RingGeometry { block_size, block_count: frame_count.div_ceil(per_block), frame_size };
     if geometry.total_bytes() > u32::MAX as usize {
-        return Err(Error::invalid_option("frame_count", "frameSize × frameCount must stay below 4 GiB"));
+        return Err(Error::invalid_option("frameCount", "frameSize × frameCount must stay below 4 GiB"));
     }
     Ok(geometry)
 }
@@ -810,9 +810,9 @@ mod tests {
     #[test]
     fn bad_options_name_themselves() {
         for (options, name) in [
-            (InjectorOptions { frame_size: Some(100), ..Default::default() }, "frame_size"),
-            (InjectorOptions { frame_size: Some(48), ..Default::default() }, "frame_size"),
-            (InjectorOptions { frame_count: Some(0), ..Default::default() }, "frame_count"),
+            (InjectorOptions { frame_size: Some(100), ..Default::default() }, "frameSize"),
+            (InjectorOptions { frame_size: Some(48), ..Default::default() }, "frameSize"),
+            (InjectorOptions { frame_count: Some(0), ..Default::default() }, "frameCount"),
         ] {
             assert_eq!(tx_geometry(&options).unwrap_err().subject, Subject::Option(name));
         }
@@ -975,14 +975,14 @@ mod tests {
 
     /// A batch with one bad frame queues none of it.
     #[test]
-    fn send_batch_checks_every_frame_before_queueing_any() {
+    fn send_frames_checks_every_frame_before_queueing_any() {
         let Some(link) = Link::new("sb") else { return };
         let mut tx = Injector::open(&link.a, InjectorOptions { frame_count: Some(8), ..Default::default() }).unwrap();
         let frames: Vec<Vec<u8>> = vec![test_frame(0).to_vec(), test_frame(1).to_vec(), vec![0; 3000]];
-        let e = tx.send_batch(&frames).unwrap_err();
+        let e = tx.send_frames(&frames).unwrap_err();
         assert_eq!(e.errno, Errno::EMSGSIZE);
         assert!(e.message.starts_with("frame 2 of the batch"), "{}", e.message);
         assert_eq!(tx.pending(), 0);
-        assert_eq!(tx.send_batch(&frames[..2]).unwrap(), 2);
+        assert_eq!(tx.send_frames(&frames[..2]).unwrap(), 2);
     }
 }

@@ -46,24 +46,24 @@ impl RingGeometry {
         let bs = self.block_size;
         if bs == 0 || !bs.is_power_of_two() || !bs.is_multiple_of(page) {
             return Err(Error::invalid_option(
-                "block_size",
+                "blockSize",
                 format!("must be a power of two and a multiple of the page size ({page}), got {bs}"),
             ));
         }
         if self.block_count == 0 {
-            return Err(Error::invalid_option("block_count", "must be at least 1, got 0"));
+            return Err(Error::invalid_option("blockCount", "must be at least 1, got 0"));
         }
         // The kernel computes block_size * block_nr in 32 bits.
         if self.total_bytes() > u32::MAX as usize {
             return Err(Error::invalid_option(
-                "block_count",
+                "blockCount",
                 format!("blockSize × blockCount must stay below 4 GiB, got {} bytes", self.total_bytes()),
             ));
         }
         let fs = self.frame_size;
         if !fs.is_multiple_of(ffi::TPACKET_ALIGNMENT as u32) || fs < min_frame || fs > bs {
             return Err(Error::invalid_option(
-                "frame_size",
+                "frameSize",
                 format!(
                     "must be a multiple of {}, at least {min_frame} and at most blockSize ({bs}), got {fs}",
                     ffi::TPACKET_ALIGNMENT
@@ -415,13 +415,13 @@ mod tests {
             Subject::Option(o) => o,
             other => panic!("{other:?}"),
         };
-        assert_eq!(opt(geo(5000, 4, 2048)), "block_size");
-        assert_eq!(opt(geo(3 * 4096, 4, 2048)), "block_size");
-        assert_eq!(opt(geo(2048, 4, 2048)), "block_size");
-        assert_eq!(opt(geo(1 << 20, 0, 2048)), "block_count");
-        assert_eq!(opt(geo(1 << 22, 1024, 2048)), "block_count");
-        assert_eq!(opt(geo(1 << 20, 4, 2050)), "frame_size");
-        assert_eq!(opt(geo(1 << 20, 4, 64)), "frame_size");
-        assert_eq!(opt(geo(4096, 4, 8192)), "frame_size");
+        assert_eq!(opt(geo(5000, 4, 2048)), "blockSize");
+        assert_eq!(opt(geo(3 * 4096, 4, 2048)), "blockSize");
+        assert_eq!(opt(geo(2048, 4, 2048)), "blockSize");
+        assert_eq!(opt(geo(1 << 20, 0, 2048)), "blockCount");
+        assert_eq!(opt(geo(1 << 22, 1024, 2048)), "blockCount");
+        assert_eq!(opt(geo(1 << 20, 4, 2050)), "frameSize");
+        assert_eq!(opt(geo(1 << 20, 4, 64)), "frameSize");
+        assert_eq!(opt(geo(4096, 4, 8192)), "frameSize");
     }
 }

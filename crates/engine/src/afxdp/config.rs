@@ -14,15 +14,6 @@ pub enum XdpMode {
 }
 
 impl XdpMode {
-    pub fn parse(s: &str) -> Result<XdpMode> {
-        match s {
-            "rx" => Ok(XdpMode::Rx),
-            "tx" => Ok(XdpMode::Tx),
-            "rxtx" => Ok(XdpMode::RxTx),
-            other => Err(Error::invalid_option("mode", format!("must be 'rx', 'tx' or 'rxtx', got '{other}'"))),
-        }
-    }
-
     pub fn name(self) -> &'static str {
         match self {
             XdpMode::Rx => "rx",
@@ -107,12 +98,12 @@ impl XdpConfig {
             batch_size: o.batch_size.unwrap_or(DEFAULT_BATCH_SIZE.min(o.ring_size.unwrap_or(DEFAULT_RING_SIZE))),
         };
         if c.frame_size != 2048 && c.frame_size != 4096 {
-            return Err(Error::invalid_option("frame_size", format!("must be 2048 or 4096, got {}", c.frame_size)));
+            return Err(Error::invalid_option("frameSize", format!("must be 2048 or 4096, got {}", c.frame_size)));
         }
         let min_frames = if mode == XdpMode::RxTx { 2 } else { 1 };
         if c.frame_count < min_frames || c.frame_count > (1 << 20) || !c.frame_count.is_multiple_of(min_frames) {
             return Err(Error::invalid_option(
-                "frame_count",
+                "frameCount",
                 format!(
                     "must be from {min_frames} to 1048576 (even in 'rxtx' mode: half RX, half TX), got {}",
                     c.frame_count
@@ -121,7 +112,7 @@ impl XdpConfig {
         }
         if !c.ring_size.is_power_of_two() || c.ring_size > MAX_RING_SIZE {
             return Err(Error::invalid_option(
-                "ring_size",
+                "ringSize",
                 format!("must be a power of two up to {MAX_RING_SIZE}, got {}", c.ring_size),
             ));
         }
@@ -141,7 +132,7 @@ impl XdpConfig {
         }
         if c.batch_size == 0 || c.batch_size > c.ring_size {
             return Err(Error::invalid_option(
-                "batch_size",
+                "batchSize",
                 format!("must be from 1 to ringSize ({}), got {}", c.ring_size, c.batch_size),
             ));
         }
@@ -188,15 +179,15 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_option() {
-        assert_eq!(option_of(XdpOptions { frame_size: Some(3000), ..Default::default() }), "frame_size");
-        assert_eq!(option_of(XdpOptions { frame_count: Some(3), ..Default::default() }), "frame_count");
-        assert_eq!(option_of(XdpOptions { ring_size: Some(1000), ..Default::default() }), "ring_size");
+        assert_eq!(option_of(XdpOptions { frame_size: Some(3000), ..Default::default() }), "frameSize");
+        assert_eq!(option_of(XdpOptions { frame_count: Some(3), ..Default::default() }), "frameCount");
+        assert_eq!(option_of(XdpOptions { ring_size: Some(1000), ..Default::default() }), "ringSize");
         assert_eq!(option_of(XdpOptions { headroom: Some(400), ..Default::default() }), "headroom");
         assert_eq!(
             option_of(XdpOptions { headroom: Some(12), frame_size: Some(4096), ..Default::default() }),
             "headroom"
         );
-        assert_eq!(option_of(XdpOptions { batch_size: Some(0), ..Default::default() }), "batch_size");
+        assert_eq!(option_of(XdpOptions { batch_size: Some(0), ..Default::default() }), "batchSize");
         assert_eq!(
             option_of(XdpOptions {
                 mode: Some(XdpMode::Tx),

@@ -33,15 +33,6 @@ pub enum AttachMode {
 }
 
 impl AttachMode {
-    pub fn parse(s: &str) -> Result<AttachMode> {
-        match s {
-            "auto" => Ok(AttachMode::Auto),
-            "driver" => Ok(AttachMode::Driver),
-            "skb" => Ok(AttachMode::Skb),
-            other => Err(Error::invalid_option("attach", format!("must be 'auto', 'driver' or 'skb', got '{other}'"))),
-        }
-    }
-
     pub fn name(self) -> &'static str {
         match self {
             AttachMode::Auto => "auto",
@@ -157,7 +148,7 @@ pub fn open_pinned_xskmap(path: &str) -> Result<OwnedFd> {
         bpf_error(
             e,
             "bpf",
-            Subject::Option("program.xsk_map"),
+            Subject::Option("program.xskMap"),
             format!("opening the pinned XSKMAP '{path}' (BPF_OBJ_GET)"),
         )
     })?;
@@ -165,13 +156,13 @@ pub fn open_pinned_xskmap(path: &str) -> Result<OwnedFd> {
         bpf_error(
             e,
             "bpf",
-            Subject::Option("program.xsk_map"),
+            Subject::Option("program.xskMap"),
             format!("reading what '{path}' is (BPF_OBJ_GET_INFO_BY_FD)"),
         )
     })?;
     if head.kind != ffi::BPF_MAP_TYPE_XSKMAP {
         return Err(Error::invalid_option(
-            "program.xsk_map",
+            "program.xskMap",
             format!("'{path}' is a BPF map of type {}, not an XSKMAP", head.kind),
         ));
     }

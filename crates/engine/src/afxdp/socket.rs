@@ -164,7 +164,7 @@ impl XdpSocket {
         }
         if let Some(us) = config.busy_poll_us {
             syscall::setsockopt(fd.as_fd(), libc::SOL_SOCKET, ffi::SO_BUSY_POLL, &(us as i32))
-                .map_err(|e| Error::sys(e, "setsockopt", Subject::Option("busy_poll_us"), "setting SO_BUSY_POLL"))?;
+                .map_err(|e| Error::sys(e, "setsockopt", Subject::Option("busyPollUs"), "setting SO_BUSY_POLL"))?;
         }
         let off: ffi::xdp_mmap_offsets = syscall::getsockopt(fd.as_fd(), ffi::SOL_XDP, ffi::XDP_MMAP_OFFSETS)
             .map_err(|e| Error::sys(e, "getsockopt", subject.clone(), "reading the ring offsets (XDP_MMAP_OFFSETS)"))?;
@@ -720,7 +720,7 @@ fn bind(fd: &OwnedFd, iface: &Interface, config: &XdpConfig) -> Result<()> {
         return Err(match e {
             Errno::EBUSY => err.with_hint("another AF_XDP socket is bound to this queue (in this or another process)"),
             Errno::EOPNOTSUPP if config.zero_copy == ZeroCopy::Required => {
-                Error { subject: Subject::Option("zero_copy"), ..err }.with_hint(
+                Error { subject: Subject::Option("zeroCopy"), ..err }.with_hint(
                     "the driver has no AF_XDP zero-copy support (veth never has): use zeroCopy: 'auto' or false",
                 )
             }
