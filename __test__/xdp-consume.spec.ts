@@ -72,6 +72,43 @@ test("'packet' and 'batch' events; pause() stops delivery and resume() goes on w
   await closed
 })
 
+test('pause() in a packet listener mid-batch and resume() 20 ms later: all 200 frames delivered, in order', async (t) => {
+  const veth = vethPair(t)
+  const xsk = XdpSocket.open(veth.near, { mode: 'rx' })
+  t.teardown(() => xsk.close())
+  const total = 200
+  // Sent before anyone reads, so the first batch holds many frames and each pause falls inside one.
+  await veth.send(Array.from({ length: total }, (_, i) => frame(veth.nearMac, XDP_TEST_SRC, 64, i)))
+  const got: number[] = []
+  let pauses = 0
+  let largestBatch = 0
+  const done = new Promise<void>((resolve) => {
+    const deadline = setTimeout(resolve, 20_000)
+    xsk.on('batch', (b) => (largestBatch = Math.max(largestBatch, b.length)))
+    xsk.on('packet', (p) => {
+      if (!fromTest(p.data)) return
+      const seq = p.data.readUInt32BE(14)
+      got.push(seq)
+      if (seq % 40 === 5) {
+        pauses++
+        xsk.pause()
+        setTimeout(() => xsk.resume(), 20)
+      }
+      if (got.length === total) {
+        clearTimeout(deadline)
+        resolve()
+      }
+    })
+  })
+  await done
+  t.is(pauses, 5)
+  t.true(largestBatch > 5, 'a pause fell inside a batch')
+  t.deepEqual(
+    got,
+    Array.from({ length: total }, (_, i) => i),
+  )
+})
+
 test('stream() yields owned packets; an AbortSignal ends it', async (t) => {
   const { xsk, frames } = await opened(t)
   const got: OwnedXdpPacket[] = []

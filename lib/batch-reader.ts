@@ -1,14 +1,20 @@
-// The consumption styles of a receiving socket, written once over its `nextBatch()`:
-// `batches()` (async, waiting on the engine's reactor thread), `iterate()` / `for await`,
-// `packets()` (sync), `'packet'`/`'batch'` events with pause/resume, and `stream()`.
-// A subclass supplies the native calls: taking a batch, waiting, withdrawing a wait.
+// The consumption styles of a receiving socket (a Capture, an XdpSocket), written once over the
+// native take of a batch: `nextBatch()` (and its blocking twin) is the only way batches come
+// out. `batches()` turns it into an async iterator by waiting for readiness on the engine's
+// reactor thread; `for await`, the `'packet'`/`'batch'` events and `stream()` are adapters over
+// it, and `packets()` is the synchronous one. A subclass supplies the native calls: taking a
+// batch, handing the held one back, waiting, withdrawing a wait, owning a copy.
 
 import { EventEmitter } from 'node:events'
 import { Readable } from 'node:stream'
 
 import { abortError, NetringError } from './errors'
+import { timeoutMs as checkTimeout } from './numbers'
 import { iterationOptions } from './options'
 import { AsyncPacketIterator, type BatchSource, type HeldBatch, PacketIterator } from './packet-iterators'
+
+/** How long a blocking wait with an interrupt check runs between two checks. */
+const INTERRUPT_SLICE_MS = 100
 
 export interface ReaderEvents<B, P> {
   packet: [packet: P]
@@ -17,15 +23,53 @@ export interface ReaderEvents<B, P> {
   close: []
 }
 
+/** A consumer holding the reader slot, by the name errors show. */
+interface Reader {
+  name: string
+}
+
+export interface PacketsOptions {
+  /** Stop after this many packets. */
+  limit?: number
+  /** Stop once this many milliseconds have passed in all (not per packet). */
+  timeoutMs?: number
+}
+
+export interface IterateOptions {
+  /** Stop after this many packets. */
+  limit?: number
+  /** Ends the iteration with an AbortError. */
+  signal?: AbortSignal
+}
+
+export interface BatchesOptions {
+  /** Ends the iteration with an AbortError. */
+  signal?: AbortSignal
+}
+
+export interface StreamOptions {
+  /** Destroys the stream with an AbortError. */
+  signal?: AbortSignal
+  /** Owned packets (or batches) buffered ahead of the consumer. @default 1024 (16 with `batches`) */
+  highWaterMark?: number
+  /**
+   * Push owned batches (`batch.copy()`: one copy per block) instead of owned packets: a
+   * pipeline then pays per block, not per packet. @default false
+   */
+  batches?: boolean
+}
+
 export abstract class BatchReader<B extends HeldBatch<P>, P> extends EventEmitter<ReaderEvents<B, P>> {
   #wait: Promise<number> | null = null
   #paused = false
   #emitting = false
   #emitAbort: AbortController | null = null
-  /** The consumer reading now (one at a time, as on a Capture), or null. */
-  #reader: { name: string } | null = null
+  /** The consumer reading now (one at a time), or null. */
+  #reader: Reader | null = null
   /** The reader slot held by the 'packet'/'batch' listeners while there are any. */
-  #listenersReader: { name: string } | null = null
+  #listenersReader: Reader | null = null
+  /** Wakes the delivery loop that pause() stopped (resume() or close() calls it). */
+  #wakeDelivery: (() => void) | null = null
 
   constructor() {
     super()
@@ -38,8 +82,10 @@ export abstract class BatchReader<B extends HeldBatch<P>, P> extends EventEmitte
     })
     ;(this as EventEmitter).on('removeListener', (event: string | symbol) => {
       if ((event === 'packet' || event === 'batch') && this.#listenerTotal() === 0 && this.#listenersReader) {
-        // The delivery loop stops before the slot is free, so it never takes the next reader's batch.
+        // The delivery loop stops before the slot is free, so it never takes a batch from the
+        // next reader.
         this.#emitAbort?.abort()
+        this.#wakeDelivery?.()
         this.#unclaim(this.#listenersReader)
         this.#listenersReader = null
       }
@@ -48,42 +94,90 @@ export abstract class BatchReader<B extends HeldBatch<P>, P> extends EventEmitte
 
   abstract readonly interface: string
   abstract get closed(): boolean
-  /** The native takes behind `nextBatch()` / `nextBatchBlocking()`, without the reader check. */
-  protected abstract takeBatch(): B | null
-  protected abstract takeBatchBlocking(timeoutMs?: number): B | null
-  /** Marks the held batch released (the native wait that follows takes it back). */
+  /** The native take of the next batch, adopted (the held one was handed back already). */
+  protected abstract nativeNext(): B | null
+  /** The same, blocking the thread up to `timeoutMs` (forever when `undefined`). */
+  protected abstract nativeNextBlocking(timeoutMs: number | undefined): B | null
+  /** Marks the held batch released (the native call that follows takes it back). */
   protected abstract forgetBatch(): void
   /** Releases the batch held now, if any (leaving a loop gives it back). */
   protected abstract releaseHeld(): void
   /** The native wait: resolves with epoll events, or 0 when withdrawn. */
   protected abstract waitNative(): Promise<number>
+  /** Withdraws the native wait; other iterators sharing it wake with 0 and wait again. */
   protected abstract cancelNative(): void
   /** An owned copy of a packet, for `stream()`. */
   protected abstract own(packet: P): unknown
-  /** A wait never lasts longer than this (0: no limit); the next `nextBatch()` re-checks. */
+  /** An owned copy of a batch, for `stream({ batches: true })`; without it that option is refused. */
+  protected ownBatch?(batch: B): unknown
+  /** A wait never lasts longer than this (0: no limit); the loop then takes again. */
   protected readonly recheckMs: number = 0
+  /** What EBUSY says is being read, and what more its hint suggests. */
+  protected readonly readerNoun: string = 'the socket'
+  protected readonly busyHintMore: string = ''
 
-  /** The next batch, or `null`; refused with EBUSY while a consumer reads (see `Capture.nextBatch`). */
+  /**
+   * @internal Set by a FanoutPool worker: runs between slices of every blocking wait on this
+   * socket; `true` ends the wait with `null` (the pool is closing).
+   */
+  _interruptBlockingWait: (() => boolean) | null = null
+
+  /**
+   * The next batch the kernel has handed over, or `null` when none is ready; never waits.
+   * Releases the batch taken before (its Buffers are detached).
+   */
   nextBatch(): B | null {
     this.#checkNoReader('nextBatch()')
-    return this.takeBatch()
+    return this.#nextBatch()
   }
 
-  /** Like `nextBatch()`, blocking the thread up to `timeoutMs` (forever when omitted). */
+  #nextBatch(): B | null {
+    this.forgetBatch()
+    return this.nativeNext()
+  }
+
+  /**
+   * Like `nextBatch()`, but blocks the thread until a batch is ready or `timeoutMs` passes
+   * (forever when omitted or `Infinity`): for worker threads and scripts. `null` on timeout.
+   */
   nextBatchBlocking(timeoutMs?: number): B | null {
     this.#checkNoReader('nextBatchBlocking()')
-    return this.takeBatchBlocking(timeoutMs)
+    return this.#nextBatchBlocking(timeoutMs)
   }
 
-  /** Packets, synchronously, blocking between batches (see `Capture.packets`). */
-  packets(options?: { limit?: number; timeoutMs?: number }): PacketIterator<P> {
-    const { limit = Infinity, timeoutMs } = iterationOptions<{ limit?: number; timeoutMs?: number }>(options, 'packets', ['limit', 'timeoutMs'])
+  #nextBatchBlocking(timeoutMs: number | undefined): B | null {
+    const limit = checkTimeout(timeoutMs)
+    this.forgetBatch()
+    const interrupt = this._interruptBlockingWait
+    if (interrupt === null) return this.nativeNextBlocking(limit)
+    // A thread blocked here runs no event loop, so a message cannot stop it: the wait is cut into
+    // slices, and the check runs between them (whatever reads through packets() too).
+    const deadline = limit === undefined ? Infinity : performance.now() + limit
+    for (;;) {
+      if (interrupt() || this.closed) return null
+      const slice = Math.max(0, Math.min(INTERRUPT_SLICE_MS, deadline - performance.now()))
+      const batch = this.nativeNextBlocking(slice)
+      if (batch || performance.now() >= deadline) return batch
+    }
+  }
+
+  /**
+   * Packets, synchronously, blocking between batches. Ends after `limit` packets, when
+   * `timeoutMs` has passed, or when the socket is closed. Each packet's `data` is valid until
+   * the iterator moves to the next batch; leaving the loop releases the batch last taken.
+   */
+  packets(options?: PacketsOptions): PacketIterator<P> {
+    const { limit = Infinity, timeoutMs } = iterationOptions<PacketsOptions>(options, 'packets', ['limit', 'timeoutMs'])
     return new PacketIterator<P>(this.#source('packets()'), limit, timeoutMs)
   }
 
-  /** Batches as they come, waiting without blocking the event loop (see `Capture.batches`). */
-  async *batches(options?: { signal?: AbortSignal }): AsyncGenerator<B, void, undefined> {
-    const { signal } = iterationOptions<{ signal?: AbortSignal }>(options, 'batches', ['signal'])
+  /**
+   * Batches as they come, waiting without blocking the event loop. Ends when the socket is
+   * closed; throws the socket's error (for example ENODEV when the interface is deleted), or an
+   * AbortError when `signal` fires. Leaving the loop releases the batch last taken.
+   */
+  async *batches(options?: BatchesOptions): AsyncGenerator<B, void, undefined> {
+    const { signal } = iterationOptions<BatchesOptions>(options, 'batches', ['signal'])
     if (this.closed) return
     const reader = this.#claim('batches()')
     try {
@@ -99,7 +193,7 @@ export abstract class BatchReader<B extends HeldBatch<P>, P> extends EventEmitte
       for (;;) {
         if (signal?.aborted) throw abortError(signal)
         if (this.closed) return
-        const batch = this.takeBatch()
+        const batch = this.#nextBatch()
         if (batch) {
           yield batch
           continue
@@ -111,9 +205,9 @@ export abstract class BatchReader<B extends HeldBatch<P>, P> extends EventEmitte
     }
   }
 
-  /** Packets as they come; `for await (const pkt of socket)` uses this. */
-  iterate(options?: { limit?: number; signal?: AbortSignal }): AsyncPacketIterator<P> {
-    const { limit = Infinity, signal } = iterationOptions<{ limit?: number; signal?: AbortSignal }>(options, 'iterate', ['limit', 'signal'])
+  /** Packets as they come (see `batches()`); `for await (const pkt of socket)` uses this. */
+  iterate(options?: IterateOptions): AsyncPacketIterator<P> {
+    const { limit = Infinity, signal } = iterationOptions<IterateOptions>(options, 'iterate', ['limit', 'signal'])
     return new AsyncPacketIterator<P>(this.#source('iterate() (for await)'), limit, signal)
   }
 
@@ -121,16 +215,20 @@ export abstract class BatchReader<B extends HeldBatch<P>, P> extends EventEmitte
     return this.iterate()
   }
 
-  /** A Readable in object mode of owned packets (copies, safe to keep). */
-  stream(options?: { signal?: AbortSignal; highWaterMark?: number }): Readable {
-    const { signal, highWaterMark = 1024 } = iterationOptions<{ signal?: AbortSignal; highWaterMark?: number }>(options, 'stream', [
-      'signal',
-      'highWaterMark',
-    ])
+  /**
+   * A Readable in object mode of owned packets (copies, safe to keep), for `pipeline`.
+   * Destroying the stream stops reading; closing the socket ends it.
+   */
+  stream(options?: Omit<StreamOptions, 'batches'>): Readable {
+    const keys: (keyof StreamOptions)[] = this.ownBatch ? ['signal', 'highWaterMark', 'batches'] : ['signal', 'highWaterMark']
+    const o = iterationOptions<StreamOptions>(options, 'stream', keys)
+    const { signal, batches: ownedBatches = false, highWaterMark = ownedBatches ? 16 : 1024 } = o
     const reader = this.#claim('stream()')
+    // Destroying the stream must wake a pending wait, so the iterator gets a signal of its own.
     const stop = new AbortController()
     const batches = this.#batches(signal ? AbortSignal.any([signal, stop.signal]) : stop.signal)
     let pumping = false
+    const self = this
     const pump = async (): Promise<void> => {
       pumping = true
       try {
@@ -141,9 +239,12 @@ export abstract class BatchReader<B extends HeldBatch<P>, P> extends EventEmitte
             readable.push(null)
             return
           }
+          const batch = next.value
           let wantMore = true
-          for (let i = 0; i < next.value.length; i++) wantMore = readable.push(this.own(next.value.packet(i)))
-          next.value.release()
+          if (ownedBatches) wantMore = readable.push(this.ownBatch!(batch))
+          else for (let i = 0; i < batch.length && !batch.released; i++) wantMore = readable.push(this.own(batch.packet(i)))
+          // Everything is copied: the batch can go back to the kernel while the consumer reads.
+          batch.release()
           if (!wantMore) return
         }
       } catch (e) {
@@ -152,7 +253,6 @@ export abstract class BatchReader<B extends HeldBatch<P>, P> extends EventEmitte
         pumping = false
       }
     }
-    const unclaim = () => this.#unclaim(reader)
     const readable = new Readable({
       objectMode: true,
       highWaterMark,
@@ -163,24 +263,31 @@ export abstract class BatchReader<B extends HeldBatch<P>, P> extends EventEmitte
         signal?.removeEventListener('abort', onAbort)
         stop.abort()
         void batches.return()
-        unclaim()
+        self.#unclaim(reader)
         callback(error)
       },
     })
+    // A listener of our own on the caller's signal: it keeps the signal alive (an unreferenced
+    // AbortSignal.timeout() may be collected before it fires) and ends the stream promptly.
     const onAbort = () => readable.destroy(abortError(signal!))
     signal?.addEventListener('abort', onAbort, { once: true })
     return readable
   }
 
-  /** Stops `'packet'`/`'batch'` delivery; the batch being delivered is released. */
+  /**
+   * Stops `'packet'`/`'batch'` delivery after the current packet. The batch being delivered is
+   * kept, with the position in it, so nothing is lost: `resume()` goes on from the next packet.
+   */
   pause(): this {
     this.#paused = true
-    this.#emitAbort?.abort()
     return this
   }
 
+  /** Starts delivery again (when there are listeners), from where `pause()` stopped it. */
   resume(): this {
     this.#paused = false
+    const wake = this.#wakeDelivery
+    wake?.()
     queueMicrotask(() => this.#startEmitting())
     return this
   }
@@ -189,7 +296,12 @@ export abstract class BatchReader<B extends HeldBatch<P>, P> extends EventEmitte
     return this.#paused
   }
 
-  /** Resolves when a batch may be ready, the socket has an error, or it closes. */
+  /**
+   * Resolves when a batch may be ready (call `nextBatch()`), the socket has an error (the next
+   * `nextBatch()` throws it) or it closes; rejects with an AbortError when `signal` fires.
+   * Waiting happens on a native thread; use it to drive your own loop over several sockets.
+   * Like `nextBatch()`, it releases the batch held before.
+   */
   readable(signal?: AbortSignal): Promise<void> {
     if (signal !== undefined && !(signal instanceof AbortSignal)) {
       throw NetringError.invalidOption('signal', 'must be an AbortSignal')
@@ -210,15 +322,15 @@ export abstract class BatchReader<B extends HeldBatch<P>, P> extends EventEmitte
 
   /**
    * Takes the reader slot for `name`. One consumer at a time: two would each get only some of
-   * the packets (taking a batch hands back the one the other holds), so a second is refused
-   * with EBUSY naming the first, never left to lose packets silently.
+   * the packets (the one batch held is handed back whenever the other takes the next), so a
+   * second is refused with EBUSY naming the first, never left to lose packets silently.
    */
-  #claim(name: string): { name: string } {
+  #claim(name: string): Reader {
     this.#checkNoReader(name)
     return (this.#reader = { name })
   }
 
-  #unclaim(reader: { name: string }): void {
+  #unclaim(reader: Reader): void {
     if (this.#reader === reader) this.#reader = null
   }
 
@@ -227,15 +339,15 @@ export abstract class BatchReader<B extends HeldBatch<P>, P> extends EventEmitte
     const current = this.#reader
     if (current === null) return
     const iface = this.interface
-    throw NetringError.of('EBUSY', `${name} cannot read the socket on '${iface}': ${current.name} is reading it`, {
+    throw NetringError.of('EBUSY', `${name} cannot read ${this.readerNoun} on '${iface}': ${current.name} is reading it`, {
       interface: iface,
-      hint: `one reader at a time (two would each miss packets): end ${current.name} first (leave its loop, remove its listeners or destroy its stream)`,
+      hint: `one reader at a time (two would each miss packets): end ${current.name} first (leave its loop, remove its listeners or destroy its stream)${this.busyHintMore}`,
     })
   }
 
   /** What an iterator reads through: the socket's batches and a reader slot of its own. */
   #source(name: string): BatchSource<P> {
-    let reader: { name: string } | null = null
+    let reader: Reader | null = null
     const self = this
     return {
       get closed() {
@@ -248,8 +360,8 @@ export abstract class BatchReader<B extends HeldBatch<P>, P> extends EventEmitte
         if (reader) self.#unclaim(reader)
         reader = null
       },
-      nextBatch: () => self.takeBatch(),
-      nextBatchBlocking: (timeoutMs) => self.takeBatchBlocking(timeoutMs),
+      nextBatch: () => self.#nextBatch(),
+      nextBatchBlocking: (timeoutMs) => self.#nextBatchBlocking(timeoutMs),
       readable: (signal) => self.#readableUnlessClosed(signal),
     }
   }
@@ -260,10 +372,17 @@ export abstract class BatchReader<B extends HeldBatch<P>, P> extends EventEmitte
 
   async #readable(signal: AbortSignal | undefined): Promise<void> {
     if (signal?.aborted) throw abortError(signal)
+    // While a batch is held the kernel reports the socket readable, so waiting hands the held
+    // batch back first (natively too).
     this.forgetBatch()
+    // One native wait serves every iterator of this socket.
     this.#wait ??= this.waitNative().finally(() => {
       this.#wait = null
     })
+    if (!signal && this.recheckMs === 0) {
+      await this.#wait
+      return
+    }
     const racers: Promise<unknown>[] = [this.#wait]
     let timer: NodeJS.Timeout | undefined
     if (this.recheckMs > 0) racers.push(new Promise((resolve) => (timer = setTimeout(resolve, this.recheckMs))))
@@ -289,16 +408,24 @@ export abstract class BatchReader<B extends HeldBatch<P>, P> extends EventEmitte
     if (this.#emitting || this.#paused || this.closed || !this.#listenersReader) return
     if (this.#listenerTotal() === 0) return
     this.#emitting = true
+    // Aborted when the last listener goes: the loop ends before the reader slot is free.
     const abort = (this.#emitAbort = new AbortController())
     try {
       for await (const batch of this.#batches(abort.signal)) {
+        // Paused (by a listener, or while the loop waited for the ring): the iterator holds the
+        // batch, and the loop the position in it, until resume().
+        if (this.#paused) await this.#whilePaused(abort.signal)
+        if (batch.released) continue
         this.emit('batch', batch)
         if (this.listenerCount('packet') > 0) {
-          for (let i = 0; i < batch.length && !batch.released && !this.#paused; i++) {
-            this.emit('packet', batch.packet(i))
+          for (let i = 0; i < batch.length && !batch.released; ) {
+            // pause() sets #paused: a plain field is cheaper to test per packet.
+            if (this.#paused) await this.#whilePaused(abort.signal)
+            else this.emit('packet', batch.packet(i++))
           }
         }
-        if (this.listenerCount('packet') === 0 && this.listenerCount('batch') === 0) break
+        if (this.#paused) await this.#whilePaused(abort.signal)
+        if (this.#listenerTotal() === 0) break
       }
     } catch (e) {
       if (!abort.signal.aborted) this.emit('error', e as Error)
@@ -306,6 +433,25 @@ export abstract class BatchReader<B extends HeldBatch<P>, P> extends EventEmitte
       this.#emitting = false
       this.#emitAbort = null
     }
-    if (abort.signal.aborted && !this.#paused) void this.#startEmitting()
+  }
+
+  /**
+   * Resolves at once unless paused; then on resume(), close() or the loop's abort. False when
+   * the loop was aborted (its last listener went while paused): it must end, not spin.
+   */
+  async #whilePaused(signal: AbortSignal): Promise<boolean> {
+    const events = this as EventEmitter
+    while (this.#paused && !this.closed && !signal.aborted) {
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          events.off('close', wake)
+          this.#wakeDelivery = null
+          resolve()
+        }
+        this.#wakeDelivery = wake
+        events.once('close', wake)
+      })
+    }
+    return !signal.aborted
   }
 }

@@ -13,6 +13,7 @@ import type { Packet } from './packet'
 export interface HeldBatch<P> {
   readonly length: number
   readonly released: boolean
+  /** @internal The packet at `index`, unchecked (internal on a capture's PacketBatch). */
   packet(index: number): P
   release(): void
 }

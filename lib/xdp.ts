@@ -223,18 +223,11 @@ export class XdpSocket extends BatchReader<XdpBatch, XdpPacket> implements SlotO
 
   // ---- RX ----
 
-  /** The next received packets, or `null` when none are ready; never waits. Releases the batch taken before. */
-  protected takeBatch(): XdpBatch | null {
-    this.forgetBatch()
+  protected nativeNext(): XdpBatch | null {
     return this.#adopt(callNative(() => this.#native.nextBatch()))
   }
 
-  /** Like `nextBatch()`, blocking the thread up to `timeoutMs` (forever when omitted). */
-  protected takeBatchBlocking(timeoutMs?: number): XdpBatch | null {
-    if (timeoutMs !== undefined && (typeof timeoutMs !== 'number' || Number.isNaN(timeoutMs) || timeoutMs < 0)) {
-      throw NetringError.invalidOption('timeoutMs', `must be a non-negative number, got ${String(timeoutMs)}`)
-    }
-    this.forgetBatch()
+  protected nativeNextBlocking(timeoutMs: number | undefined): XdpBatch | null {
     return this.#adopt(callNative(() => this.#native.nextBatchBlocking(timeoutMs)))
   }
 
