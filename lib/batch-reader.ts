@@ -414,17 +414,17 @@ export abstract class BatchReader<B extends HeldBatch<P>, P> extends EventEmitte
       for await (const batch of this.#batches(abort.signal)) {
         // Paused (by a listener, or while the loop waited for the ring): the iterator holds the
         // batch, and the loop the position in it, until resume().
-        if (this.#paused) await this.#whilePaused(abort.signal)
+        if (this.#paused && !(await this.#whilePaused(abort.signal))) break
         if (batch.released) continue
         this.emit('batch', batch)
         if (this.listenerCount('packet') > 0) {
           for (let i = 0; i < batch.length && !batch.released; ) {
             // pause() sets #paused: a plain field is cheaper to test per packet.
-            if (this.#paused) await this.#whilePaused(abort.signal)
-            else this.emit('packet', batch.packet(i++))
+            if (!this.#paused) this.emit('packet', batch.packet(i++))
+            else if (!(await this.#whilePaused(abort.signal))) break
           }
         }
-        if (this.#paused) await this.#whilePaused(abort.signal)
+        if (this.#paused && !(await this.#whilePaused(abort.signal))) break
         if (this.#listenerTotal() === 0) break
       }
     } catch (e) {
