@@ -7,10 +7,11 @@ import { Capture, Injector } from 'netring'
 import { collect, ours, seqOf } from './helpers/collect'
 import { frame, localVethPair } from './helpers/net'
 import { tcpdump } from './helpers/pcap'
+import { queueFrames, TRANSMIT_WAYS } from './helpers/transmit'
 
 const sizes = [60, 64, 100, 512, 1000, 1400, 1514]
 
-for (const how of ['send', 'sendBatch', 'allocate (zero-copy)', 'allocateBatch (zero-copy)'] as const) {
+for (const how of TRANSMIT_WAYS) {
   test(`${how}: frames arrive byte-exact and in order at a Capture and at tcpdump`, async (t) => {
     const veth = localVethPair(t)
     using rx = Capture.open(veth.b)
@@ -20,45 +21,7 @@ for (const how of ['send', 'sendBatch', 'allocate (zero-copy)', 'allocateBatch (
     t.is(tx.info.qdiscBypass, how === 'sendBatch')
     const frames = Array.from({ length: 140 }, (_, i) => frame(veth.bMac, veth.aMac, sizes[i % sizes.length], i))
 
-    let queued = 0
-    if (how === 'send') {
-      for (const f of frames) {
-        while (!tx.send(f)) tx.drain(1000)
-        queued++
-      }
-    } else if (how === 'sendBatch') {
-      while (queued < frames.length) {
-        queued += tx.sendBatch(frames.slice(queued))
-        tx.drain(1000)
-      }
-    } else if (how === 'allocateBatch (zero-copy)') {
-      while (queued < frames.length) {
-        const batch = tx.allocateBatch(frames.length - queued, 1514)
-        if (!batch) {
-          tx.drain(1000)
-          continue
-        }
-        const views = Array.from({ length: batch.count }, (_, i) => batch.slot(i))
-        const lengths = views.map((view, i) => frames[queued + i].copy(view))
-        batch.send(batch.count, lengths)
-        t.true(views.every((v) => v.byteLength === 0), 'the slots are detached once sent')
-        queued += batch.count
-      }
-    } else {
-      for (const f of frames) {
-        let slot = tx.allocate(f.length)
-        while (!slot) {
-          tx.drain(1000)
-          slot = tx.allocate(f.length)
-        }
-        t.is(slot.data.length, f.length)
-        f.copy(slot.data)
-        const data = slot.data
-        slot.send()
-        t.is(data.byteLength, 0, 'the slot is detached once sent')
-        queued++
-      }
-    }
+    const queued = queueFrames(t, tx, frames, how)
     t.true(tx.drain(5000))
     t.is(queued, frames.length)
     t.like(tx.stats(), { sent: frames.length, rejected: 0, pending: 0 })

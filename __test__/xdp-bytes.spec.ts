@@ -6,6 +6,7 @@ import { Capture, XdpSocket } from 'netring'
 
 import { collect } from './helpers/collect'
 import { localVethPair, vethPair } from './helpers/net'
+import { queueFrames, TRANSMIT_WAYS } from './helpers/transmit'
 import { collectXdp, fromTest, mixedFrames, XDP_TEST_SRC } from './helpers/xdp'
 
 for (const attach of ['driver', 'skb'] as const) {
@@ -29,51 +30,14 @@ for (const attach of ['driver', 'skb'] as const) {
   })
 }
 
-for (const how of ['send', 'sendBatch', 'allocate (zero-copy)', 'allocateBatch (zero-copy)'] as const) {
+for (const how of TRANSMIT_WAYS) {
   test(`TX ${how}: frames arrive byte-exact and in order at a Capture on the peer`, async (t) => {
     const veth = localVethPair(t)
     using rx = Capture.open(veth.b)
     using xsk = XdpSocket.open(veth.a, { mode: 'tx', frameCount: 64, ringSize: 64 })
     t.is(xsk.info.attach, undefined, 'a TX-only socket attaches no program')
     const frames = mixedFrames(veth.bMac, 140)
-    let queued = 0
-    if (how === 'send') {
-      for (const f of frames) {
-        while (!xsk.send(f)) xsk.drain(1000)
-        queued++
-      }
-    } else if (how === 'sendBatch') {
-      while (queued < frames.length) {
-        queued += xsk.sendBatch(frames.slice(queued))
-        xsk.flush()
-      }
-    } else if (how === 'allocate (zero-copy)') {
-      for (const f of frames) {
-        let slot = xsk.allocate(f.length)
-        while (!slot) {
-          xsk.drain(1000)
-          slot = xsk.allocate(f.length)
-        }
-        f.copy(slot.data)
-        const data = slot.data
-        slot.send()
-        t.is(data.byteLength, 0, 'the slot is detached once sent')
-        queued++
-      }
-    } else {
-      while (queued < frames.length) {
-        const batch = xsk.allocateBatch(frames.length - queued, 1514)
-        if (!batch) {
-          xsk.drain(1000)
-          continue
-        }
-        const views = Array.from({ length: batch.count }, (_, i) => batch.slot(i))
-        const lengths = views.map((view, i) => frames[queued + i].copy(view))
-        batch.send(batch.count, lengths)
-        t.true(views.every((v) => v.byteLength === 0), 'the slots are detached once sent')
-        queued += batch.count
-      }
-    }
+    t.is(queueFrames(t, xsk, frames, how), frames.length)
     t.true(xsk.drain(5000))
     t.like(xsk.stats(), { sent: frames.length, pending: 0, txInvalidDescs: 0 })
     const got = await collect(rx, frames.length, { match: (p) => fromTest(p.data) })
