@@ -5,6 +5,7 @@
 // NETRING_STRESS_SEED=<seed>.
 
 import test from 'ava'
+import type { BridgeDirectionStats } from 'netring'
 
 import { runFixture } from './helpers/child'
 import { localVethPair } from './helpers/net'
@@ -56,15 +57,7 @@ interface BridgeStressResult {
   sent: Record<string, 'resolved' | 'reported'>
   seen: Record<string, 'forward' | 'drop' | 'replace'>
   arrived: Record<string, number[]>
-  stats: {
-    forwarded: number
-    droppedByCallback: number
-    droppedTooLarge: number
-    droppedTruncated: number
-    droppedRingFull: number
-    droppedRejected: number
-    rxDrops: number
-  }
+  stats: BridgeDirectionStats
 }
 
 for (const seed of seeds) {
