@@ -6,6 +6,7 @@ import { Writable } from 'node:stream'
 
 import { callNative, NetringError } from './errors'
 import { native, type Binding } from './native'
+import { integer } from './numbers'
 import { DIRECTIONS, PacketBatch, type PacketInfo } from './packet'
 
 /** `'pcap'` (microseconds), `'pcap-ns'` (nanoseconds) or `'pcapng'` (nanoseconds, direction, statistics). */
@@ -45,7 +46,11 @@ export class PcapWriter implements Disposable {
   /** Creates (or truncates) `target`, a path, or writes to a copy of descriptor `target` (1: stdout). */
   static open(target: string | number, options: PcapWriterOptions = {}): PcapWriter {
     const o = writerOptions(options)
-    if (typeof target === 'number') return new PcapWriter(callNative(() => native.NativePcapWriter.fromFd(target, o)))
+    if (typeof target === 'number') {
+      // Checked here: the binding's i32 would turn NaN, Infinity and 2**53 into 0 and 1.5 into 1.
+      const fd = integer(target, 'fd', 0, 2 ** 31 - 1)
+      return new PcapWriter(callNative(() => native.NativePcapWriter.fromFd(fd, o)))
+    }
     if (typeof target !== 'string' || target === '') throw NetringError.invalidOption('path', 'must be a file path or a descriptor')
     return new PcapWriter(callNative(() => native.NativePcapWriter.create(target, o)))
   }

@@ -39,6 +39,13 @@ impl NativePcapWriter {
     #[napi(factory, catch_unwind)]
     pub fn from_fd(env: &Env, fd: i32, options: NativePcapWriterOptions) -> napi::Result<NativePcapWriter> {
         let (format, iface) = parse(options).or_throw(env)?;
+        if fd < 0 {
+            // BorrowedFd panics on -1: a bad number is the caller's input, not our bug.
+            return Err(to_js_error(
+                env,
+                Error::invalid_option("fd", format!("must be an open descriptor >= 0, got {fd}")),
+            ));
+        }
         // SAFETY: borrowed only to duplicate it; the caller keeps its own descriptor.
         let owned: OwnedFd = unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned().map_err(|e| {
             to_js_error(
@@ -46,9 +53,10 @@ impl NativePcapWriter {
                 Error::sys(
                     Errno::from_raw(e.raw_os_error().unwrap_or(libc::EBADF)),
                     "dup",
-                    Subject::None,
+                    Subject::Option("fd"),
                     format!("duplicating descriptor {fd}"),
-                ),
+                )
+                .with_hint("pass a descriptor this process has open for writing (1 for standard output)"),
             )
         })?;
         Ok(NativePcapWriter {

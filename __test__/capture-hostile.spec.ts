@@ -1,0 +1,73 @@
+// The receive side as a hostile user drives it: odd numbers where descriptors and sizes go,
+// options that change between the check and the use, a batch's own memory written over, a
+// write that fails half-way through a block, lent batches buffered by a stream, files that are
+// not files. Each must end in a typed NetringError (or the right result), never a crash, a
+// Rust panic, a wrong descriptor or stale ring bytes in a file.
+
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+
+import test, { type ExecutionContext } from 'ava'
+import { Capture, NetringError, type PacketBatch, PcapWriter, readCaptureFile } from 'netring'
+
+import { lastJson, runNode } from './helpers/child'
+import { frame, vethPair } from './helpers/net'
+import { readPcap } from './helpers/pcap'
+
+/** The batch's table of packet header offsets (internal: what the native file writer reads). */
+const tableOf = (batch: PacketBatch) => (batch as unknown as { table: Uint32Array }).table
+
+function tempDir(t: ExecutionContext): string {
+  const dir = mkdtempSync(join(tmpdir(), 'netring-hostile-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  return dir
+}
+
+/** A capture holding a batch of `sizes.length` frames of those sizes, sent from the far end. */
+async function heldBatch(t: ExecutionContext, sizes: number[]) {
+  const veth = vethPair(t)
+  // A long retire timeout keeps the frames (sent microseconds apart) in one block.
+  const cap = Capture.open(veth.near, { blockTimeoutMs: 200 })
+  t.teardown(() => cap.close())
+  const sent = sizes.map((size, i) => frame(veth.nearMac, veth.farMac, size, i))
+  await veth.send(sent)
+  let batch: PacketBatch | null = null
+  for (let tries = 0; tries < 50 && (batch?.length ?? 0) < sent.length; tries++) {
+    const next = cap.nextBatchBlocking(100)
+    if (next?.length) batch = next
+  }
+  if (batch?.length !== sent.length) throw new Error(`the ${sent.length} frames did not arrive in one batch`)
+  return { veth, cap, batch, sent }
+}
+
+test('PcapWriter.open refuses a descriptor that is not a whole number >= 0 by name, and never panics', async (t) => {
+  // NaN, Infinity and 2**53 used to become descriptor 0 and 1.5 descriptor 1 (the file went to
+  // stdin or stdout); -1 was a Rust panic. Checked in a child: stdout is where 1.5 would write.
+  const r = await runNode(`
+    const { PcapWriter } = require('netring')
+    const out = {}
+    for (const [name, fd] of Object.entries({ nan: NaN, inf: Infinity, big: 2 ** 53, half: 1.5, neg: -1, negZero: -0.5, str: '' })) {
+      try {
+        PcapWriter.open(fd).close()
+        out[name] = 'opened'
+      } catch (e) {
+        out[name] = [e.constructor.name, e.code, e.option]
+      }
+    }
+    console.log(JSON.stringify(out))
+  `)
+  t.is(r.signal, null, r.stderr)
+  t.is(r.code, 0, r.stderr)
+  t.notRegex(r.stderr, /panicked/)
+  const refused = ['NetringError', 'EINVAL', 'fd']
+  t.deepEqual(lastJson(r), {
+    nan: refused,
+    inf: refused,
+    big: refused,
+    half: refused,
+    neg: refused,
+    negZero: refused,
+    str: ['NetringError', 'EINVAL', 'path'],
+  })
+})
