@@ -71,3 +71,23 @@ test('PcapWriter.open refuses a descriptor that is not a whole number >= 0 by na
     str: ['NetringError', 'EINVAL', 'path'],
   })
 })
+
+test('a block write that fails half-way leaves nothing behind: the next flush writes no record of it', async (t) => {
+  // Frames of 600 bytes are written from the ring itself (not copied): a failed block used to
+  // leave its first records queued, and the next flush wrote them from ring memory that had
+  // gone back to the kernel.
+  const { batch } = await heldBatch(t, [600, 600, 600])
+  const file = join(tempDir(t), 'half.pcap')
+  const w = PcapWriter.open(file, { format: 'pcap' })
+  const table = tableOf(batch)
+  const header = table[5]
+  table[5] = 0xfffff000 // the second packet's header offset, outside the block
+  t.throws(() => w.write(batch), { instanceOf: NetringError, code: 'EINVAL', message: /offset/ })
+  table[5] = header
+  t.is(w.packetsWritten, 0, 'no packet of the failed block counts as written')
+  batch.release()
+  w.flush()
+  t.is(readPcap(readFileSync(file)).length, 0, 'nothing of the failed block reached the file')
+  w.close()
+  t.is(w.bytesWritten, 24, 'the file header only')
+})

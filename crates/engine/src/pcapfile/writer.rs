@@ -161,13 +161,29 @@ impl PcapWriter {
         self.flush()?;
         // Records are never larger than the ring's own headers: one reservation per block.
         self.buf.reserve(block.len());
+        let packets_before = self.packets;
         for &h in header_offsets {
-            let r = record_at(block, h as usize).ok_or_else(|| {
-                Error::new(Errno::EINVAL, Subject::None, format!("no packet header at offset {h} of the block"))
-            })?;
+            let Some(r) = record_at(block, h as usize) else {
+                // All or nothing: the records queued so far point into a block the caller is
+                // about to hand back, so a later flush must not write them.
+                self.discard_pending(packets_before);
+                return Err(Error::new(
+                    Errno::EINVAL,
+                    Subject::None,
+                    format!("no packet header at offset {h} of the block"),
+                ));
+            };
             self.push_record(r);
         }
         self.write_pieces()
+    }
+
+    /// Drops the records of a block that failed half-way (the buffer was flushed before it).
+    fn discard_pending(&mut self, packets_before: u64) {
+        self.packets = packets_before;
+        self.pieces.clear();
+        self.buf.clear();
+        self.buf_mark = 0;
     }
 
     /// Writes every packet of a ring block, found by walking it (for the engine's own loops).
@@ -410,6 +426,29 @@ mod tests {
             assert_eq!(&g.0, f);
         }
         assert_eq!(got[4], (frames[0].clone(), 999_999_999));
+    }
+
+    #[test]
+    fn a_block_that_fails_half_way_leaves_nothing_to_write() {
+        let path = temp("half.pcap");
+        let iface = FileInterface { name: "eth0".into(), snap_len: 65535 };
+        let mut w = PcapWriter::create(&path, FileFormat::Pcap { nanos: false }, &iface).unwrap();
+        let mut block = SyntheticBlock::new(1 << 16, 0);
+        // Long enough to be written from the block itself, not copied next to its header.
+        block.push(&frame(600, 1), Meta::default());
+        let info = read_block_header(&block.bytes).unwrap();
+        let first = Walker::new(&info).next(&block.bytes).unwrap().unwrap().header_offset;
+        let e = w.write_block(&block.bytes, &[first, u32::MAX - 3]).unwrap_err();
+        assert_eq!(e.errno, Errno::EINVAL);
+        assert_eq!(w.packets_written(), 0);
+        // The block goes back to the kernel: what a later flush writes must not come from it.
+        block.bytes.fill(0xee);
+        w.flush().unwrap();
+        w.finish(0, 0, 0).unwrap();
+        let file = std::fs::read(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(file.len(), 24, "the file header only");
+        assert_eq!(w.bytes_written(), 24);
     }
 
     #[test]
