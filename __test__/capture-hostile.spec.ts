@@ -91,3 +91,20 @@ test('a block write that fails half-way leaves nothing behind: the next flush wr
   w.close()
   t.is(w.bytesWritten, 24, 'the file header only')
 })
+
+test("writable() copies a lent batch or packet it has to buffer: released before it is written, it is still written whole", async (t) => {
+  const { batch, sent } = await heldBatch(t, [100, 200, 300])
+  const file = join(tempDir(t), 'corked.pcap')
+  const w = PcapWriter.open(file, { format: 'pcap' })
+  const stream = w.writable()
+  const errors: Error[] = []
+  stream.on('error', (e) => errors.push(e))
+  stream.cork()
+  stream.write(batch)
+  stream.write(batch.at(2)!)
+  batch.release()
+  stream.uncork()
+  await new Promise<void>((resolve) => stream.end(resolve))
+  t.deepEqual(errors, [])
+  t.deepEqual(readPcap(readFileSync(file)), [...sent, sent[2]])
+})

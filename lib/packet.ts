@@ -278,6 +278,8 @@ export class PacketBatch implements Iterable<Packet>, Disposable {
   readonly #words: Uint32Array
   readonly #bytes: Uint8Array
   #released = false
+  /** A copy (`copy()`): memory of its own, not the ring's. */
+  #owned = false
   readonly #offload: boolean
   readonly #release: (batch: PacketBatch) => void
 
@@ -410,7 +412,14 @@ export class PacketBatch implements Iterable<Packet>, Disposable {
     // header reads need.
     const end = last < 0 ? 4 : this.offsetAt(last) + this.lengthAt(last)
     const block = this.#block.slice(0, Math.min(this.#block.byteLength, (end + 3) & ~3))
-    return new PacketBatch({ block, table: this.#table.slice() }, (owned) => owned.markReleased())
+    const owned = new PacketBatch({ block, table: this.#table.slice() }, (copy) => copy.markReleased())
+    owned.#owned = true
+    return owned
+  }
+
+  /** @internal Whether the batch lends ring memory (false for a `copy()`). */
+  get lent(): boolean {
+    return !this.#owned
   }
 
   /** Hands the block back to the kernel; every Buffer over it is detached. Idempotent. */

@@ -7,7 +7,7 @@ import { Writable } from 'node:stream'
 import { callNative, NetringError } from './errors'
 import { native, type Binding } from './native'
 import { integer } from './numbers'
-import { DIRECTIONS, PacketBatch, type PacketInfo } from './packet'
+import { DIRECTIONS, Packet, PacketBatch, type PacketInfo } from './packet'
 
 /** `'pcap'` (microseconds), `'pcap-ns'` (nanoseconds) or `'pcapng'` (nanoseconds, direction, statistics). */
 export type FileFormat = 'pcap' | 'pcap-ns' | 'pcapng'
@@ -96,7 +96,7 @@ export class PcapWriter implements Disposable {
    * file when the stream ends, with `stats()` (e.g. `() => cap.stats()`) as the kernel's counts.
    */
   writable(options: { stats?: () => FileStats } = {}): Writable {
-    return new Writable({
+    return new PcapWritable({
       objectMode: true,
       highWaterMark: 64,
       write: (item: PacketBatch | PacketInfo, _encoding, callback) => {
@@ -117,6 +117,25 @@ export class PcapWriter implements Disposable {
       },
     })
   }
+}
+
+/**
+ * The writer's stream. Its writes are synchronous, so an item goes to the file within the
+ * `write()` call, unless the stream buffers it (corked, or queued behind another write): a
+ * lent batch or packet it buffers is copied first, since its batch may go back to the kernel
+ * before the stream gets to it.
+ */
+class PcapWritable extends Writable {
+  override write(chunk: unknown, encoding?: unknown, callback?: unknown): boolean {
+    if (this.writableCorked > 0 || this.writableLength > 0) chunk = ownedItem(chunk)
+    return (super.write as (...args: unknown[]) => boolean)(chunk, encoding, callback)
+  }
+}
+
+/** An item that stays readable after its batch is released (a copy of a lent one). */
+function ownedItem(item: unknown): unknown {
+  if (item instanceof PacketBatch) return item.lent ? item.copy() : item
+  return item instanceof Packet ? item.copy() : item
 }
 
 function writerOptions(options: PcapWriterOptions): Binding.NativePcapWriterOptions {
