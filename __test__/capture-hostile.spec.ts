@@ -108,3 +108,15 @@ test("writable() copies a lent batch or packet it has to buffer: released before
   t.deepEqual(errors, [])
   t.deepEqual(readPcap(readFileSync(file)), [...sent, sent[2]])
 })
+
+test("a packet header written over through the batch's own Buffer is an EIO NetringError, not a RangeError", async (t) => {
+  const { batch } = await heldBatch(t, [100, 100])
+  const packet = batch.at(1)!
+  const words = new Uint32Array(batch.bytes.buffer)
+  const snapLenWord = (tableOf(batch)[5] >> 2) + 3 // tp_snaplen of the second packet
+  words[snapLenWord] = 0x7fffffff
+  t.throws(() => packet.data, { instanceOf: NetringError, code: 'EIO', message: /header/ })
+  t.throws(() => packet.copy(), { instanceOf: NetringError, code: 'EIO' })
+  t.throws(() => batch.copy(), { instanceOf: NetringError, code: 'EIO' }, 'a batch copy reads the last header too')
+  t.is(batch.at(0)!.data.length, 100, 'the packets whose headers are intact still read')
+})

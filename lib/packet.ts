@@ -397,7 +397,12 @@ export class PacketBatch implements Iterable<Packet>, Disposable {
   /** @internal */
   bufferAt(h: number): Buffer {
     const w = h >> 2
-    return ringView(this.#block, h + (this.#words[w + W_MAC] & 0xffff), this.#words[w + W_SNAPLEN])
+    const start = h + (this.#words[w + W_MAC] & 0xffff)
+    const length = this.#words[w + W_SNAPLEN]
+    // The header lies in memory JavaScript can write: bounds read from it are checked here, so a
+    // header written over is a typed error (a NaN from a corrupt table fails the test too).
+    if (!(start + length <= this.#bytes.length)) throw this.#bytes.length === 0 ? releasedError() : corruptHeader(h)
+    return ringView(this.#block, start, length)
   }
 
   /**
@@ -411,7 +416,8 @@ export class PacketBatch implements Iterable<Packet>, Disposable {
     // Packets lie in order in the block: the last one ends the used part. Word-aligned, as the
     // header reads need.
     const end = last < 0 ? 4 : this.offsetAt(last) + this.lengthAt(last)
-    const block = this.#block.slice(0, Math.min(this.#block.byteLength, (end + 3) & ~3))
+    if (!(end <= this.#bytes.length)) throw corruptHeader(this.#table[HEADER + last])
+    const block = this.#block.slice(0, Math.min(this.#bytes.length, (end + 3) & ~3))
     const owned = new PacketBatch({ block, table: this.#table.slice() }, (copy) => copy.markReleased())
     owned.#owned = true
     return owned
@@ -436,6 +442,12 @@ export class PacketBatch implements Iterable<Packet>, Disposable {
   [Symbol.dispose](): void {
     this.release()
   }
+}
+
+function corruptHeader(h: number): NetringError {
+  return NetringError.of('EIO', `the packet header at offset ${h} of the batch describes bytes outside its block: the batch's memory was written over`, {
+    hint: "treat batch and packet Buffers as read-only; copy() a packet before changing its bytes",
+  })
 }
 
 function releasedError(): NetringError {
