@@ -120,3 +120,18 @@ test("a packet header written over through the batch's own Buffer is an EIO Netr
   t.throws(() => batch.copy(), { instanceOf: NetringError, code: 'EIO' }, 'a batch copy reads the last header too')
   t.is(batch.at(0)!.data.length, 100, 'the packets whose headers are intact still read')
 })
+
+test('capture options are read once: a getter cannot change a value after it was checked', async (t) => {
+  const veth = vethPair(t)
+  let reads = 0
+  const options = {
+    get blockCount() {
+      // Checked as 4; a second read would reach the ring as 2^32 + 2, which the binding wraps to 2.
+      return reads++ === 0 ? 4 : 2 ** 32 + 2
+    },
+  }
+  const cap = Capture.open(veth.near, options)
+  t.teardown(() => cap.close())
+  t.is(cap.info.blockCount, 4)
+  t.is(reads, 1)
+})
