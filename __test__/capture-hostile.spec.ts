@@ -135,3 +135,14 @@ test('capture options are read once: a getter cannot change a value after it was
   t.is(cap.info.blockCount, 4)
   t.is(reads, 1)
 })
+
+test('readCaptureFile on a directory is a NetringError naming the path', async (t) => {
+  const dir = tempDir(t)
+  const e = await t.throwsAsync(
+    (async () => {
+      for await (const _ of readCaptureFile(dir));
+    })(),
+    { instanceOf: NetringError, code: 'EISDIR' },
+  )
+  t.regex(e!.message, new RegExp(dir))
+})

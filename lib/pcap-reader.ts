@@ -26,7 +26,7 @@ export async function* readCaptureFile(path: string, info?: { interfaces: Captur
   try {
     file = await open(path, 'r')
   } catch (e) {
-    throw fsError(e as NodeJS.ErrnoException, path)
+    throw fsError(e as NodeJS.ErrnoException, path, 'opening')
   }
   try {
     const source = new ByteSource(file, path)
@@ -68,7 +68,13 @@ class ByteSource {
   async #fill(keepFrom: number): Promise<void> {
     const keep = this.#buf.subarray(Math.max(0, keepFrom - this.#start))
     const chunk = Buffer.allocUnsafe(CHUNK)
-    const { bytesRead } = await this.file.read(chunk, 0, CHUNK, this.#start + this.#buf.length)
+    let bytesRead: number
+    try {
+      ;({ bytesRead } = await this.file.read(chunk, 0, CHUNK, this.#start + this.#buf.length))
+    } catch (e) {
+      // A directory opens but does not read (EISDIR); a device may fail any read (EIO).
+      throw fsError(e as NodeJS.ErrnoException, this.path, 'reading')
+    }
     if (bytesRead === 0) this.#eof = true
     const start = this.#start + this.#buf.length - keep.length
     this.#buf = Buffer.concat([keep, chunk.subarray(0, bytesRead)])
@@ -225,10 +231,10 @@ function malformed(path: string, offset: number, why: string): NetringError {
   })
 }
 
-function fsError(e: NodeJS.ErrnoException, path: string): NetringError {
-  return new NetringError(`opening the capture file ${path} failed: ${e.message}`, {
+function fsError(e: NodeJS.ErrnoException, path: string, doing: 'opening' | 'reading'): NetringError {
+  return new NetringError(`${doing} the capture file ${path} failed: ${e.message}`, {
     code: e.code ?? 'EIO',
     errno: Math.abs(e.errno ?? 5),
-    syscall: e.syscall ?? 'open',
+    syscall: e.syscall ?? (doing === 'opening' ? 'open' : 'read'),
   })
 }
