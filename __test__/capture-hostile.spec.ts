@@ -146,3 +146,32 @@ test('readCaptureFile on a directory is a NetringError naming the path', async (
   )
   t.regex(e!.message, new RegExp(dir))
 })
+
+test('PcapWriter.write and close check what a packet-like object and the stats say, by name', (t) => {
+  const dir = tempDir(t)
+  const w = PcapWriter.open(join(dir, 'checked.pcap'), { format: 'pcap' })
+  t.teardown(() => w.close())
+  const packet = { data: Buffer.alloc(60, 1), direction: 'host' as const, timestamp: { sec: 1, nsec: 2 }, originalLength: 60 }
+  const refused = (item: unknown, option: string) =>
+    t.throws(() => w.write(item as never), { instanceOf: NetringError, code: 'EINVAL' })!.option === option
+  // Each used to reach the file as another number (-1 as 4294967295, NaN as 0) or as a TypeError.
+  t.true(refused(null, 'item'))
+  t.true(refused({ ...packet, data: 'abc' }, 'data'))
+  t.true(refused({ ...packet, timestamp: undefined }, 'timestamp'))
+  t.true(refused({ ...packet, timestamp: { sec: -1, nsec: 0 } }, 'timestamp.sec'))
+  t.true(refused({ ...packet, timestamp: { sec: 1, nsec: 1e9 } }, 'timestamp.nsec'))
+  t.true(refused({ ...packet, timestamp: { sec: 1, nsec: NaN } }, 'timestamp.nsec'))
+  t.true(refused({ ...packet, originalLength: 2 ** 40 }, 'originalLength'))
+  t.is(w.packetsWritten, 0)
+  w.write(packet as never)
+  t.is(w.packetsWritten, 1)
+  for (const [stats, option] of [
+    [{ packets: NaN, drops: 0 }, 'stats.packets'],
+    [{ packets: 1, drops: -1 }, 'stats.drops'],
+    [5, 'stats'],
+  ] as const) {
+    t.is(t.throws(() => w.close(stats as never), { instanceOf: NetringError, code: 'EINVAL' })!.option, option)
+  }
+  w.close({ packets: 1, drops: 0 })
+  t.is(readPcap(readFileSync(join(dir, 'checked.pcap'))).length, 1)
+})

@@ -6,7 +6,7 @@ import { Writable } from 'node:stream'
 
 import { callNative, NetringError } from './errors'
 import { native, type Binding } from './native'
-import { integer } from './numbers'
+import { describe, integer } from './numbers'
 import { DIRECTIONS, Packet, PacketBatch, type PacketInfo } from './packet'
 
 /** `'pcap'` (microseconds), `'pcap-ns'` (nanoseconds) or `'pcapng'` (nanoseconds, direction, statistics). */
@@ -72,9 +72,21 @@ export class PcapWriter implements Disposable {
       callNative(() => this.#native.writeBlock(item.bytes, table))
       return
     }
+    if (typeof item !== 'object' || item === null) {
+      throw NetringError.invalidOption('item', `must be a PacketBatch or a packet, got ${describe(item)}`)
+    }
+    // Read once each (a lent packet reads its ring header), then checked: the binding's u32
+    // would wrap -1 and 2**40, and make NaN 0, into a record that says something else.
     const pkttype = Math.max(0, DIRECTIONS.indexOf(item.direction))
-    const { sec, nsec } = item.timestamp
-    callNative(() => this.#native.writePacket(item.data, sec, nsec, item.originalLength, pkttype))
+    const { data, timestamp, originalLength } = item
+    if (!(data instanceof Uint8Array)) throw NetringError.invalidOption('data', `must be a Buffer or Uint8Array, got ${describe(data)}`)
+    if (typeof timestamp !== 'object' || timestamp === null) {
+      throw NetringError.invalidOption('timestamp', `must be { sec, nsec }, got ${describe(timestamp)}`)
+    }
+    const sec = integer(timestamp.sec, 'timestamp.sec')
+    const nsec = integer(timestamp.nsec, 'timestamp.nsec', 0, 999_999_999)
+    const wireLength = integer(originalLength, 'originalLength')
+    callNative(() => this.#native.writePacket(data, sec, nsec, wireLength, pkttype))
   }
 
   /** Writes what is buffered. */
@@ -84,7 +96,12 @@ export class PcapWriter implements Disposable {
 
   /** Writes the kernel's counts (pcapng) and everything buffered, and closes the file. Idempotent. */
   close(stats?: FileStats): void {
-    callNative(() => this.#native.close(stats?.packets, stats?.drops))
+    if (stats !== undefined && (typeof stats !== 'object' || stats === null)) {
+      throw NetringError.invalidOption('stats', `must be { packets, drops }, got ${describe(stats)}`)
+    }
+    const packets = stats && integer(stats.packets, 'stats.packets', 0, Number.MAX_SAFE_INTEGER)
+    const drops = stats && integer(stats.drops, 'stats.drops', 0, Number.MAX_SAFE_INTEGER)
+    callNative(() => this.#native.close(packets, drops))
   }
 
   [Symbol.dispose](): void {
