@@ -14,6 +14,7 @@ import { Capture, NetringError, type PacketBatch, PcapWriter, readCaptureFile } 
 import { lastJson, runNode } from './helpers/child'
 import { frame, vethPair } from './helpers/net'
 import { readPcap } from './helpers/pcap'
+import { waitFor } from './helpers/pool'
 
 /** The batch's table of packet header offsets (internal: what the native file writer reads). */
 const tableOf = (batch: PacketBatch) => (batch as unknown as { table: Uint32Array }).table
@@ -174,4 +175,36 @@ test('PcapWriter.write and close check what a packet-like object and the stats s
   }
   w.close({ packets: 1, drops: 0 })
   t.is(readPcap(readFileSync(join(dir, 'checked.pcap'))).length, 1)
+})
+
+test("a 'packet' listener that replaces itself (once, or off then on) gets every packet", async (t) => {
+  const veth = vethPair(t)
+  const cap = Capture.open(veth.near, { blockTimeoutMs: 5 })
+  t.teardown(() => cap.close())
+  // A once listener adding the next: the last listener goes and another comes on every packet.
+  // Delivery used to stop after the first batch, without an error.
+  const chained: number[] = []
+  cap.once('packet', function next(p) {
+    chained.push(p.data.readUInt32BE(14))
+    cap.once('packet', next)
+  })
+  const sendRound = (from: number) => veth.send(Array.from({ length: 20 }, (_, i) => frame(veth.nearMac, veth.farMac, 64, from + i)))
+  // Several rounds, so that several batches (and waits between them) are crossed.
+  for (let round = 0; round < 5; round++) await sendRound(round * 20)
+  t.true(await waitFor(() => chained.length >= 100, 10_000), `once-chained listener got ${chained.length} of 100`)
+  t.deepEqual(chained, Array.from({ length: 100 }, (_, i) => i))
+  cap.removeAllListeners('packet')
+
+  // off() then on() while the delivery loop waits for the ring.
+  const first: number[] = []
+  const second: number[] = []
+  const a = (p: import('netring').Packet) => first.push(p.data.readUInt32BE(14))
+  cap.on('packet', a)
+  await new Promise((r) => setTimeout(r, 50))
+  cap.off('packet', a)
+  cap.on('packet', (p) => second.push(p.data.readUInt32BE(14)))
+  await sendRound(1000)
+  t.true(await waitFor(() => second.length >= 20, 10_000), `the replacing listener got ${second.length} of 20`)
+  t.deepEqual(first, [])
+  t.deepEqual(second, Array.from({ length: 20 }, (_, i) => 1000 + i))
 })

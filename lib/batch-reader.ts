@@ -432,6 +432,10 @@ export abstract class BatchReader<B extends HeldBatch<P>, P> extends EventEmitte
     } finally {
       this.#emitting = false
       this.#emitAbort = null
+      // The last listener went (so this loop was told to end) and another came before it had:
+      // that one's start found this loop still running. A `once` listener that adds the next
+      // one does exactly this on every packet; the loop hands over instead of leaving it unfed.
+      if (abort.signal.aborted && this.#listenersReader && this.#listenerTotal() > 0) queueMicrotask(() => this.#startEmitting())
     }
   }
 
