@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import test, { type ExecutionContext } from 'ava'
 import { Capture, NetringError, type PacketBatch, PcapWriter, readCaptureFile } from 'netring'
 
-import { lastJson, runNode } from './helpers/child'
+import { lastJson, runNode, within } from './helpers/child'
 import { frame, vethPair } from './helpers/net'
 import { readPcap } from './helpers/pcap'
 import { waitFor } from './helpers/pool'
@@ -207,4 +207,23 @@ test("a 'packet' listener that replaces itself (once, or off then on) gets every
   t.true(await waitFor(() => second.length >= 20, 10_000), `the replacing listener got ${second.length} of 20`)
   t.deepEqual(first, [])
   t.deepEqual(second, Array.from({ length: 20 }, (_, i) => 1000 + i))
+})
+
+test('return() on a batches() iterator waiting for a quiet ring ends it at once and frees the reader slot', async (t) => {
+  const veth = vethPair(t)
+  const cap = Capture.open(veth.near, { blockTimeoutMs: 5 })
+  t.teardown(() => cap.close())
+  const batches = cap.batches()
+  const pending = batches.next()
+  // An async generator queues return() behind the pending next(): on a quiet link that was for
+  // ever, and every other reader got EBUSY meanwhile.
+  t.is(await within(batches.return(undefined), 5000), 'resolved')
+  t.deepEqual(await pending, { value: undefined, done: true })
+  const next: number[] = []
+  const reading = (async () => {
+    for await (const p of cap.iterate({ limit: 3, signal: AbortSignal.timeout(10_000) })) next.push(p.data.readUInt32BE(14))
+  })()
+  await veth.send([0, 1, 2].map((i) => frame(veth.nearMac, veth.farMac, 64, i)))
+  await reading
+  t.deepEqual(next, [0, 1, 2], 'the next reader gets every packet')
 })

@@ -176,12 +176,28 @@ export abstract class BatchReader<B extends HeldBatch<P>, P> extends EventEmitte
    * closed; throws the socket's error (for example ENODEV when the interface is deleted), or an
    * AbortError when `signal` fires. Leaving the loop releases the batch last taken.
    */
-  async *batches(options?: BatchesOptions): AsyncGenerator<B, void, undefined> {
+  batches(options?: BatchesOptions): AsyncGenerator<B, void, undefined> {
     const { signal } = iterationOptions<BatchesOptions>(options, 'batches', ['signal'])
+    // An async generator queues return() behind a pending next(), which waits for the ring: on
+    // a quiet link for ever, with the reader slot held. So return() withdraws that wait first.
+    const stop = new AbortController()
+    const generator = this.#readerBatches(signal, stop.signal)
+    const end = generator.return.bind(generator)
+    generator.return = (value) => {
+      stop.abort()
+      return end(value)
+    }
+    return generator
+  }
+
+  async *#readerBatches(signal: AbortSignal | undefined, stop: AbortSignal): AsyncGenerator<B, void, undefined> {
     if (this.closed) return
     const reader = this.#claim('batches()')
     try {
-      yield* this.#batches(signal)
+      yield* this.#batches(signal ? AbortSignal.any([signal, stop]) : stop)
+    } catch (e) {
+      // Ended by return() while waiting: the pending next() is done, not an AbortError.
+      if (!stop.aborted) throw e
     } finally {
       this.#unclaim(reader)
     }
