@@ -227,3 +227,28 @@ test('return() on a batches() iterator waiting for a quiet ring ends it at once 
   await reading
   t.deepEqual(next, [0, 1, 2], 'the next reader gets every packet')
 })
+
+test("a 'packet' listener that throws is an 'error', and delivery goes on with the next packet", async (t) => {
+  const veth = vethPair(t)
+  const cap = Capture.open(veth.near, { blockTimeoutMs: 5 })
+  t.teardown(() => cap.close())
+  const seen: number[] = []
+  const errors: Error[] = []
+  cap.on('error', (e) => errors.push(e))
+  cap.on('packet', (p) => {
+    const seq = p.data.readUInt32BE(14)
+    seen.push(seq)
+    if (seq === 2) throw new Error('a bug in the listener')
+  })
+  // Delivery used to end at the throw: the rest of the batch and everything after it went to
+  // nobody while the listener stayed attached and the capture stayed claimed.
+  for (let round = 0; round < 3; round++) {
+    await veth.send(Array.from({ length: 20 }, (_, i) => frame(veth.nearMac, veth.farMac, 64, round * 20 + i)))
+  }
+  t.true(await waitFor(() => seen.length >= 60, 10_000), `the listener got ${seen.length} of 60`)
+  t.deepEqual(seen, Array.from({ length: 60 }, (_, i) => i))
+  t.deepEqual(
+    errors.map((e) => e.message),
+    ['a bug in the listener'],
+  )
+})

@@ -432,12 +432,26 @@ export abstract class BatchReader<B extends HeldBatch<P>, P> extends EventEmitte
         // batch, and the loop the position in it, until resume().
         if (this.#paused && !(await this.#whilePaused(abort.signal))) break
         if (batch.released) continue
-        this.emit('batch', batch)
+        // A listener that throws is reported as 'error' and delivery goes on with the next
+        // packet: ending it would leave the other packets, and the capture's reader slot, to
+        // nobody. (Without an 'error' listener the emit throws, as EventEmitter's do.)
+        try {
+          this.emit('batch', batch)
+        } catch (e) {
+          this.emit('error', e as Error)
+        }
         if (this.listenerCount('packet') > 0) {
           for (let i = 0; i < batch.length && !batch.released; ) {
             // pause() sets #paused: a plain field is cheaper to test per packet.
-            if (!this.#paused) this.emit('packet', batch.packet(i++))
-            else if (!(await this.#whilePaused(abort.signal))) break
+            if (this.#paused) {
+              if (!(await this.#whilePaused(abort.signal))) break
+              continue
+            }
+            try {
+              this.emit('packet', batch.packet(i++))
+            } catch (e) {
+              this.emit('error', e as Error)
+            }
           }
         }
         if (this.#paused && !(await this.#whilePaused(abort.signal))) break
