@@ -15,7 +15,7 @@ import test from 'ava'
 import type { ExecutionContext } from 'ava'
 import { NetringError, XdpSocket, type XdpOptions } from 'netring'
 
-import { frame, runIn, sendFrames, sh, vethPair } from './helpers/net'
+import { frame, runIn, sendFrames, sh, type VethPair, vethPair } from './helpers/net'
 import { attachedProgram, childWith, collectXdp, eventually, mixedFrames, multiQueueVeth, XDP_TEST_SRC } from './helpers/xdp'
 
 // The binding's internal test export (not part of the facade): BPF objects Node cannot make.
@@ -44,7 +44,7 @@ function isOpen(fd: number): boolean {
 }
 
 /** Sends mixed test frames from the peer and checks that `xsk` receives them byte-exact, in order. */
-async function receivesByteExact(t: ExecutionContext, xsk: XdpSocket, veth: { nearMac: Buffer; send(frames: Buffer[]): Promise<void> }, count = 40) {
+async function receivesByteExact(t: ExecutionContext, xsk: XdpSocket, veth: VethPair, count = 40) {
   const frames = mixedFrames(veth.nearMac, count)
   await veth.send(frames)
   const got = await collectXdp(xsk, frames.length)
@@ -53,6 +53,18 @@ async function receivesByteExact(t: ExecutionContext, xsk: XdpSocket, veth: { ne
     got.every((p, i) => p.data.equals(frames[i])),
     'byte-exact, in order',
   )
+}
+
+/** Opens an RX socket on `veth.near` with the user's `program`, which netring links: it must be
+ * the one attached, frames must arrive byte-exact, and closing must detach it. */
+async function linkReceiveClose(t: ExecutionContext, veth: VethPair, program: XdpOptions['program'], programId: number, count = 40) {
+  const xsk = XdpSocket.open(veth.near, { mode: 'rx', program })
+  t.is(xsk.info.programId, programId, "the caller's program")
+  t.truthy(xsk.info.attach, 'netring attached it')
+  t.is(attachedProgram(veth.near), String(programId))
+  await receivesByteExact(t, xsk, veth, count)
+  xsk.close()
+  t.is(attachedProgram(veth.near), undefined, 'no program after close')
 }
 
 const openError = (t: ExecutionContext, iface: string, program: XdpOptions['program'], code: string) =>
@@ -198,20 +210,10 @@ test("a user's own program: the socket joins its pinned XSKMAP and receives what
 test("program { fd }: netring links the caller's XDP program and joins its XSKMAP; frames arrive byte-exact; the caller's descriptors stay open", async (t) => {
   const veth = vethPair(t)
   const p = testProgram(t, { arrayMaps: 1 })
-  const xsk = XdpSocket.open(veth.near, { mode: 'rx', program: { fd: p.program } })
-  t.is(xsk.info.programId, p.programId, "the caller's program")
-  t.truthy(xsk.info.attach, 'netring attached it')
-  t.is(attachedProgram(veth.near), String(p.programId))
-  await receivesByteExact(t, xsk, veth)
-  xsk.close()
-  t.is(attachedProgram(veth.near), undefined, 'no program after close')
-  t.true([p.program, ...p.xskMaps, ...p.arrayMaps].every(isOpen), 'netring closed none of the caller\'s descriptors')
+  await linkReceiveClose(t, veth, { fd: p.program }, p.programId)
+  t.true([p.program, ...p.xskMaps, ...p.arrayMaps].every(isOpen), "netring closed none of the caller's descriptors")
   // The same descriptors work again: the map and the program are intact.
-  const again = XdpSocket.open(veth.near, { mode: 'rx', program: { fd: p.program } })
-  t.is(attachedProgram(veth.near), String(p.programId))
-  await receivesByteExact(t, again, veth, 10)
-  again.close()
-  t.is(attachedProgram(veth.near), undefined)
+  await linkReceiveClose(t, veth, { fd: p.program }, p.programId, 10)
 })
 
 test('program { fd }: a child holding it killed with SIGKILL leaves no program behind', async (t) => {
@@ -262,11 +264,7 @@ test('program { fd } with no XSKMAP or several is EINVAL asking for xskMap, and 
   t.regex(several?.hint ?? '', /program: \{ fd, xskMap/)
   t.is(attachedProgram(veth.near), undefined, 'nothing was attached')
   // The program redirects to its first XSKMAP: joining that one receives.
-  const xsk = XdpSocket.open(veth.near, { mode: 'rx', program: { fd: two.program, xskMap: two.xskMaps[0] } })
-  t.is(attachedProgram(veth.near), String(two.programId))
-  await receivesByteExact(t, xsk, veth, 20)
-  xsk.close()
-  t.is(attachedProgram(veth.near), undefined)
+  await linkReceiveClose(t, veth, { fd: two.program, xskMap: two.xskMaps[0] }, two.programId, 20)
 })
 
 test('sockets with one program { fd } on two queues share one link; another program on that interface is EBUSY', async (t) => {

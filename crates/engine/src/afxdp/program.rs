@@ -412,16 +412,10 @@ fn attach_error(e: Errno, iface: &Interface, mode: AttachMode) -> Error {
 
 #[cfg(test)]
 mod tests {
+    use crate::afxdp::is_root;
     use std::os::fd::AsRawFd;
 
     use super::*;
-
-    fn is_root() -> bool {
-        // SAFETY: geteuid has no preconditions.
-        let root = unsafe { libc::geteuid() } == 0;
-        assert!(root || std::env::var_os("CI").is_none(), "CI runs these tests as root");
-        root
-    }
 
     fn option_and_code(e: Error) -> (Subject, Errno) {
         (e.subject, e.errno)

@@ -727,14 +727,8 @@ fn bind(fd: &OwnedFd, iface: &Interface, config: &XdpConfig) -> Result<()> {
 mod tests {
     use super::*;
     use crate::afxdp::config::XdpMode;
+    use crate::afxdp::is_root;
     use std::process::Command;
-
-    fn is_root() -> bool {
-        // SAFETY: geteuid has no preconditions.
-        let root = unsafe { libc::geteuid() } == 0;
-        assert!(root || std::env::var_os("CI").is_none(), "CI runs these tests as root");
-        root
-    }
 
     /// A veth pair with one queue each, both ends here, IPv6 off; deleted on drop.
     struct Veth(String, String);
