@@ -408,7 +408,7 @@ export interface NativeXdpInfo {
   queue: number
   mode: string
   zeroCopy: boolean
-  /** 'driver' or 'skb' for netring's program; null with program 'none' or a pinned map. */
+  /** 'driver' or 'skb' for a program netring attached; null with program 'none' or { xskMap }. */
   attach?: string
   programId: number
   needWakeup: boolean

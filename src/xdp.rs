@@ -54,7 +54,7 @@ pub struct NativeXdpInfo {
     pub queue: u32,
     pub mode: String,
     pub zero_copy: bool,
-    /// 'driver' or 'skb' for netring's program; null with program 'none' or a pinned map.
+    /// 'driver' or 'skb' for a program netring attached; null with program 'none' or { xskMap }.
     pub attach: Option<String>,
     pub program_id: u32,
     pub need_wakeup: bool,

@@ -390,8 +390,8 @@ fn attach_error(e: Errno, iface: &Interface, mode: AttachMode) -> Error {
         // Same mode as an existing program: EBUSY; the other mode: EEXIST. Both mean one thing.
         Errno::EBUSY | Errno::EEXIST => Error { errno: Errno::EBUSY, ..err }.with_hint(format!(
             "'{}' already has an XDP program that netring did not attach (see `ip -d link show {}` or \
-             `bpftool net`); netring leaves it alone. Detach it, or pass program: {{ xskMap: '/sys/fs/bpf/...' }} \
-             with the XSKMAP your program redirects to",
+             `bpftool net`); netring leaves it alone. Detach it, or, if it is yours and attached already, pass \
+             program: {{ xskMap }} (a pinned path or a descriptor) with the XSKMAP it redirects to",
             iface.name, iface.name
         )),
         Errno::ERANGE => err.with_hint(format!(
