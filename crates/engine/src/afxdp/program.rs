@@ -6,6 +6,11 @@
 //! of this process on several queues of one interface share one program, one XSKMAP and one link
 //! through a per-interface registry; the link goes with the last socket.
 //!
+//! A user's own XDP program given by descriptor is attached the same way and shares the same
+//! registry (an interface runs one program, so asking for another one there is EBUSY); its socket
+//! joins the program's XSKMAP. A user's program attached already is only joined, through its
+//! XSKMAP. The caller's descriptors are duplicated, never closed.
+//!
 //! A program that netring did not attach (another process, `ip link set xdp`, another link) is
 //! never replaced: attaching then fails with EBUSY.
 
