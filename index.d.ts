@@ -217,6 +217,9 @@ export declare class NativeXdpSocket {
   close(): void
 }
 
+/** For tests only: loads an XDP program over fresh maps with the engine's assembler. */
+export declare function _testMakeXdpProgram(options?: TestXdpProgramOptions | undefined | null): TestXdpProgram
+
 /** The CPUs the calling thread may run on. */
 export declare function allowedCpus(): Array<number>
 
@@ -405,7 +408,7 @@ export interface NativeXdpInfo {
   queue: number
   mode: string
   zeroCopy: boolean
-  /** 'driver' or 'skb' for netring's program; null with program 'none' or a pinned map. */
+  /** 'driver' or 'skb' for a program netring attached; null with program 'none' or { xskMap }. */
   attach?: string
   programId: number
   needWakeup: boolean
@@ -431,9 +434,13 @@ export interface NativeXdpOptions {
   frameCount?: number
   ringSize?: number
   headroom?: number
-  /** 'builtin' or 'none'; `xsk_map` names a pinned XSKMAP instead. */
+  /**
+   * 'builtin' or 'none'. Instead: `program_fd`, the user's XDP program by descriptor;
+   * `xsk_map`, the user's XSKMAP (a pinned path or a descriptor); or both.
+   */
   program?: string
-  xskMap?: string
+  programFd?: number
+  xskMap?: string | number
   busyPollUs?: number
   batchSize?: number
 }
@@ -479,6 +486,27 @@ export declare const TABLE_FLAG_TIMED_OUT: number
 
 /** Header words: packet count, sequence number (low, high), flags. */
 export declare const TABLE_HEADER_WORDS: number
+
+/** Descriptors the caller owns (close them with `fs.closeSync`). */
+export interface TestXdpProgram {
+  program: number
+  programId: number
+  xskMaps: Array<number>
+  arrayMaps: Array<number>
+  /** The link, with `attach_to`: closing it detaches the program. */
+  link?: number
+}
+
+export interface TestXdpProgramOptions {
+  /** XSKMAPs the program uses (4 entries each); it redirects to the first. @default 1 */
+  xskMaps?: number
+  /** Array maps the program uses as well. @default 0 */
+  arrayMaps?: number
+  /** A socket filter program (no maps) instead of an XDP program. */
+  socketFilter?: boolean
+  /** Attach the program to this interface with a BPF link of the test's own (`link`). */
+  attachTo?: string
+}
 
 export declare enum TimestampSource {
   Software = 'software',

@@ -840,6 +840,7 @@ module.exports.NativeFilterProgram = nativeBinding.NativeFilterProgram
 module.exports.NativeInjector = nativeBinding.NativeInjector
 module.exports.NativePcapWriter = nativeBinding.NativePcapWriter
 module.exports.NativeXdpSocket = nativeBinding.NativeXdpSocket
+module.exports._testMakeXdpProgram = nativeBinding._testMakeXdpProgram
 module.exports.allowedCpus = nativeBinding.allowedCpus
 module.exports.compileFilter = nativeBinding.compileFilter
 module.exports.FANOUT_MAX_MEMBERS = nativeBinding.FANOUT_MAX_MEMBERS

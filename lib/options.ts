@@ -274,27 +274,40 @@ export interface XdpOptions {
   /** Bytes kept free in front of each received packet (a multiple of 8). @default 0 */
   headroom?: number
   /**
-   * The XDP program that steers packets into the socket: netring's own ('builtin', attached with
-   * a BPF link that cannot outlive the process), none ('none', for TX only), or your own program
-   * already attached, whose pinned XSKMAP netring inserts the socket into (`{ xskMap: path }`).
+   * The XDP program that steers packets into the socket:
+   * - `'builtin'`: netring's own, attached with a BPF link that cannot outlive the process;
+   * - `'none'`: no program (TX only);
+   * - `{ xskMap }`: your own program, already attached; netring only inserts its socket at its
+   *   queue in this XSKMAP, given as a pinned path or as a descriptor (never closed by netring);
+   * - `{ fd, xskMap? }`: your own XDP program by descriptor: netring attaches it with a BPF link
+   *   (shared and released like the built-in one) and joins its one XSKMAP, or `xskMap`.
    * @default 'builtin' ('none' for mode 'tx')
    */
-  program?: 'builtin' | 'none' | { xskMap: string }
+  program?: 'builtin' | 'none' | { xskMap: string | number } | { fd: number; xskMap?: string | number }
   /** Busy-poll the device for this many microseconds (SO_BUSY_POLL). @default 0 */
   busyPollUs?: number
   /** Most packets handed out per batch (at most ringSize). @default 256, or ringSize if smaller */
   batchSize?: number
 }
 
+/** A file descriptor number: an integer >= 0 (whether it is open, and what it is, the engine checks). */
+const descriptor: Check = (v, o) => {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0x7fff_ffff) {
+    throw NetringError.invalidOption(o, `must be a file descriptor (an integer >= 0), got ${describe(v)}`)
+  }
+}
+
 const xdpProgram: Check = (v, o) => {
   if (v === 'builtin' || v === 'none') return
-  if (!isObject(v)) throw NetringError.invalidOption(o, `must be 'builtin', 'none' or { xskMap: path }, got ${describe(v)}`)
+  if (!isObject(v)) throw NetringError.invalidOption(o, `must be 'builtin', 'none', { xskMap } or { fd, xskMap? }, got ${describe(v)}`)
   checkKeys(v, o, {
+    fd: descriptor,
     xskMap: (p, name) => {
-      if (typeof p !== 'string' || p.length === 0) throw NetringError.invalidOption(name, `must be a path, got ${describe(p)}`)
+      if (typeof p === 'number') return descriptor(p, name)
+      if (typeof p !== 'string' || p.length === 0) throw NetringError.invalidOption(name, `must be a pinned path or a file descriptor, got ${describe(p)}`)
     },
   })
-  if (v.xskMap === undefined) throw NetringError.invalidOption(`${o}.xskMap`, 'is required')
+  if (v.fd === undefined && v.xskMap === undefined) throw NetringError.invalidOption(`${o}.xskMap`, 'is required (or program.fd)')
 }
 
 const XDP_OPTIONS: Record<keyof XdpOptions, Check> = {
@@ -324,6 +337,7 @@ export function xdpOptions(options: unknown): Binding.NativeXdpOptions {
     attach: attach as Binding.XdpAttach | undefined,
     zeroCopy: zeroCopy === undefined ? undefined : native.XdpZeroCopy[zeroCopy === 'auto' ? 'Auto' : zeroCopy ? 'On' : 'Off'],
     program: typeof program === 'string' ? program : undefined,
+    programFd: typeof program === 'object' && 'fd' in program ? program.fd : undefined,
     xskMap: typeof program === 'object' ? program.xskMap : undefined,
   }
 }

@@ -18,6 +18,7 @@ mod injector;
 mod lent_buffer;
 mod netdev;
 mod pcap_writer;
+mod test_support;
 mod vocabulary;
 mod wait;
 mod xdp;

@@ -8,10 +8,10 @@
 
 use std::time::Duration;
 
-use napi::bindgen_prelude::{Buffer, Object, ObjectFinalize, Unknown};
+use napi::bindgen_prelude::{Buffer, Either, Object, ObjectFinalize, Unknown};
 use napi::{sys, Env, Result};
 use netring_engine::reactor::Readiness;
-use netring_engine::{Errno, Error, ProgramChoice, Subject, XdpOptions, XdpSocket};
+use netring_engine::{Errno, Error, ProgramChoice, Subject, XdpOptions, XdpSocket, XskMapSource};
 
 use crate::batch_table::u32_array;
 use crate::error::{to_js_error, OrThrow};
@@ -38,9 +38,11 @@ pub struct NativeXdpOptions {
     pub frame_count: Option<u32>,
     pub ring_size: Option<u32>,
     pub headroom: Option<u32>,
-    /// 'builtin' or 'none'; `xsk_map` names a pinned XSKMAP instead.
+    /// 'builtin' or 'none'. Instead: `program_fd`, the user's XDP program by descriptor;
+    /// `xsk_map`, the user's XSKMAP (a pinned path or a descriptor); or both.
     pub program: Option<String>,
-    pub xsk_map: Option<String>,
+    pub program_fd: Option<i32>,
+    pub xsk_map: Option<Either<String, i32>>,
     pub busy_poll_us: Option<u32>,
     pub batch_size: Option<u32>,
 }
@@ -52,7 +54,7 @@ pub struct NativeXdpInfo {
     pub queue: u32,
     pub mode: String,
     pub zero_copy: bool,
-    /// 'driver' or 'skb' for netring's program; null with program 'none' or a pinned map.
+    /// 'driver' or 'skb' for a program netring attached; null with program 'none' or { xskMap }.
     pub attach: Option<String>,
     pub program_id: u32,
     pub need_wakeup: bool,
@@ -508,14 +510,20 @@ fn realtime() -> (u32, u32) {
 }
 
 fn engine_options(o: NativeXdpOptions) -> netring_engine::Result<XdpOptions> {
-    let program = match (o.program.as_deref(), o.xsk_map) {
-        (_, Some(path)) => Some(ProgramChoice::XskMapPath(path)),
-        (Some("none"), None) => Some(ProgramChoice::None),
-        (Some("builtin") | None, None) => o.program.as_ref().map(|_| ProgramChoice::BuiltIn),
-        (Some(other), None) => {
+    let xsk_map = o.xsk_map.map(|m| match m {
+        Either::A(path) => XskMapSource::Path(path),
+        Either::B(fd) => XskMapSource::Fd(fd),
+    });
+    let program = match (o.program.as_deref(), o.program_fd, xsk_map) {
+        (_, Some(fd), xsk_map) => Some(ProgramChoice::Program { fd, xsk_map }),
+        (_, None, Some(map)) => Some(ProgramChoice::XskMap(map)),
+        (Some("none"), None, None) => Some(ProgramChoice::None),
+        (Some("builtin"), None, None) => Some(ProgramChoice::BuiltIn),
+        (None, None, None) => None,
+        (Some(other), None, None) => {
             return Err(Error::invalid_option(
                 "program",
-                format!("must be 'builtin', 'none' or {{ xskMap }}, got '{other}'"),
+                format!("must be 'builtin', 'none', {{ xskMap }} or {{ fd, xskMap? }}, got '{other}'"),
             ))
         }
     };

@@ -398,11 +398,20 @@ pub const BPF_MAP_UPDATE_ELEM: libc::c_int = 2;
 pub const BPF_MAP_DELETE_ELEM: libc::c_int = 3;
 pub const BPF_PROG_LOAD: libc::c_int = 5;
 pub const BPF_OBJ_GET: libc::c_int = 7;
+pub const BPF_MAP_GET_FD_BY_ID: libc::c_int = 14;
 pub const BPF_OBJ_GET_INFO_BY_FD: libc::c_int = 15;
 pub const BPF_LINK_CREATE: libc::c_int = 28;
 
+pub const BPF_MAP_TYPE_ARRAY: u32 = 2;
 pub const BPF_MAP_TYPE_XSKMAP: u32 = 17;
+pub const BPF_PROG_TYPE_SOCKET_FILTER: u32 = 1;
 pub const BPF_PROG_TYPE_XDP: u32 = 6;
+/// The most maps one program may use (`MAX_USED_MAPS`, kernel/bpf/verifier.c).
+pub const BPF_MAX_USED_MAPS: usize = 64;
+/// What `/proc/self/fd/N` links to for a BPF program and a BPF map (`anon_inode_getfd()` names
+/// in kernel/bpf/syscall.c): the only way to tell them apart, as their infos share a head.
+pub const BPF_PROG_FD_LINK: &str = "anon_inode:bpf-prog";
+pub const BPF_MAP_FD_LINK: &str = "anon_inode:bpf-map";
 /// `enum bpf_attach_type`: BPF_XDP.
 pub const BPF_XDP: u32 = 37;
 pub const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
@@ -501,6 +510,33 @@ pub struct bpf_info_head {
     pub id: u32,
 }
 
+/// The head of `struct bpf_prog_info`, up to `map_ids`: the ids of the maps the program uses.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct bpf_prog_info_maps {
+    pub kind: u32,
+    pub id: u32,
+    pub tag: [u8; 8],
+    pub jited_prog_len: u32,
+    pub xlated_prog_len: u32,
+    pub jited_prog_insns: u64,
+    pub xlated_prog_insns: u64,
+    pub load_time: u64,
+    pub created_by_uid: u32,
+    /// In: room at `map_ids`; out: how many maps the program uses.
+    pub nr_map_ids: u32,
+    pub map_ids: u64,
+}
+
+/// `union bpf_attr` for BPF_MAP_GET_FD_BY_ID (and the other *_GET_FD_BY_ID).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct bpf_attr_get_id {
+    pub id: u32,
+    pub next_id: u32,
+    pub open_flags: u32,
+}
+
 /// `union bpf_attr` for BPF_LINK_CREATE (the common head; no target-specific tail).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
@@ -516,6 +552,8 @@ const _: () = assert!(size_of::<bpf_attr_map_elem>() == 32);
 const _: () = assert!(std::mem::offset_of!(bpf_attr_prog_load, prog_name) == 48);
 const _: () = assert!(std::mem::offset_of!(bpf_attr_prog_load, expected_attach_type) == 68);
 const _: () = assert!(std::mem::offset_of!(bpf_attr_map_create, map_name) == 28);
+const _: () = assert!(std::mem::offset_of!(bpf_prog_info_maps, nr_map_ids) == 52);
+const _: () = assert!(size_of::<bpf_prog_info_maps>() == 64);
 /// `BPF_LD | BPF_W | BPF_ABS` and friends, for the user-space filter (`include/uapi/linux/bpf_common.h`).
 pub const BPF_LD: u16 = 0x00;
 pub const BPF_LDX: u16 = 0x01;

@@ -24,6 +24,6 @@ pub use afpacket::filter::BpfProgram;
 pub use afpacket::injector::{Injector, InjectorOptions, InjectorStats, Rejection};
 pub use afpacket::ring::{Mapping, RingGeometry, TX_DATA_OFFSET};
 pub use afxdp::config::{XdpMode, XdpOptions, ZeroCopy};
-pub use afxdp::program::{AttachMode, ProgramChoice};
+pub use afxdp::program::{AttachMode, ProgramChoice, XskMapSource};
 pub use afxdp::socket::{XdpInfo, XdpSocket, XdpStats};
 pub use error::{Errno, Error, Result, Subject};

@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 
-use super::program::{AttachMode, ProgramChoice};
+use super::program::{AttachMode, ProgramChoice, XskMapSource};
 
 /// Which directions the socket serves; the UMEM is split accordingly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,6 +136,23 @@ impl XdpConfig {
                 format!("must be from 1 to ringSize ({}), got {}", c.ring_size, c.batch_size),
             ));
         }
+        // Descriptor numbers are checked for being open (and BPF objects) when the socket opens.
+        let negative = |fd: &i32| *fd < 0;
+        match &c.program {
+            ProgramChoice::Program { fd, .. } if negative(fd) => {
+                return Err(Error::invalid_option("program.fd", format!("must be a file descriptor (>= 0), got {fd}")))
+            }
+            ProgramChoice::XskMap(XskMapSource::Fd(fd))
+            | ProgramChoice::Program { xsk_map: Some(XskMapSource::Fd(fd)), .. }
+                if negative(fd) =>
+            {
+                return Err(Error::invalid_option(
+                    "program.xskMap",
+                    format!("must be a file descriptor (>= 0) or a path, got {fd}"),
+                ))
+            }
+            _ => {}
+        }
         if !mode.receives() && c.program != ProgramChoice::None {
             return Err(Error::invalid_option(
                 "program",
@@ -195,6 +212,13 @@ mod tests {
                 ..Default::default()
             }),
             "program"
+        );
+        let program = |p| XdpOptions { program: Some(p), ..Default::default() };
+        assert_eq!(option_of(program(ProgramChoice::Program { fd: -1, xsk_map: None })), "program.fd");
+        assert_eq!(option_of(program(ProgramChoice::XskMap(XskMapSource::Fd(-3)))), "program.xskMap");
+        assert_eq!(
+            option_of(program(ProgramChoice::Program { fd: 5, xsk_map: Some(XskMapSource::Fd(-1)) })),
+            "program.xskMap"
         );
     }
 }

@@ -6,3 +6,12 @@ pub mod program;
 pub mod ring;
 pub mod socket;
 pub mod umem;
+
+/// Whether the tests that need the kernel's BPF and AF_XDP can run (as root); CI always can.
+#[cfg(test)]
+pub(crate) fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    assert!(root || std::env::var_os("CI").is_none(), "CI runs these tests as root");
+    root
+}

@@ -21,7 +21,7 @@ use crate::reactor::{Callback, Reactor, Readiness, Token};
 use crate::syscall;
 
 use super::config::{XdpConfig, XdpOptions, ZeroCopy};
-use super::program::{self, AttachMode, Attachment, ProgramChoice, XDP_PERMISSION_HINT};
+use super::program::{self, AttachMode, Attachment, XDP_PERMISSION_HINT};
 use super::ring::Ring;
 use super::umem::{FrameState, Frames, RxFrame};
 
@@ -194,21 +194,13 @@ impl XdpSocket {
         });
         fill.submit(posted);
 
-        let (attachment, xskmap) = match &config.program {
-            ProgramChoice::BuiltIn => {
-                let a = program::attach(&iface, config.attach, queues)?;
-                (Some(a), None)
-            }
-            ProgramChoice::XskMapPath(path) => (None, Some(program::open_pinned_xskmap(path)?)),
-            ProgramChoice::None => (None, None),
-        };
+        let steering = program::steer(&config.program, &iface, config.attach, queues)?;
 
         bind(&fd, &iface, &config)?;
         let options: ffi::xdp_options = syscall::getsockopt(fd.as_fd(), ffi::SOL_XDP, ffi::XDP_OPTIONS)
             .map_err(|e| Error::sys(e, "getsockopt", subject.clone(), "reading XDP_OPTIONS"))?;
 
-        let map = attachment.as_ref().map(|a| a.map()).or(xskmap.as_ref().map(|m| m.as_fd()));
-        if let Some(map) = map {
+        if let Some(map) = steering.map() {
             super::bpf::xskmap_insert(map, config.queue, fd.as_fd()).map_err(|e| {
                 Error::sys(
                     e,
@@ -219,6 +211,7 @@ impl XdpSocket {
             })?;
         }
 
+        let attachment = steering.attachment;
         let info = XdpInfo {
             zero_copy: options.flags & ffi::XDP_OPTIONS_ZEROCOPY != 0,
             attach: attachment.as_ref().map(|a| a.mode()),
@@ -734,14 +727,8 @@ fn bind(fd: &OwnedFd, iface: &Interface, config: &XdpConfig) -> Result<()> {
 mod tests {
     use super::*;
     use crate::afxdp::config::XdpMode;
+    use crate::afxdp::is_root;
     use std::process::Command;
-
-    fn is_root() -> bool {
-        // SAFETY: geteuid has no preconditions.
-        let root = unsafe { libc::geteuid() } == 0;
-        assert!(root || std::env::var_os("CI").is_none(), "CI runs these tests as root");
-        root
-    }
 
     /// A veth pair with one queue each, both ends here, IPv6 off; deleted on drop.
     struct Veth(String, String);
