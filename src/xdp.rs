@@ -78,6 +78,10 @@ pub struct NativeXdpStats {
     pub rx_ring_full: f64,
     pub rx_fill_ring_empty_descs: f64,
     pub tx_ring_empty_descs: f64,
+    /// Now, not cumulative: RX frames in the fill ring (what the kernel can still receive into
+    /// before the next batch is taken) and packets waiting in the RX ring.
+    pub fill_ring: u32,
+    pub rx_ring: u32,
 }
 
 /// TX frames lent as one buffer: `count` frames one frame size apart, `length` bytes each.
@@ -338,6 +342,8 @@ impl NativeXdpSocket {
             rx_ring_full: k.rx_ring_full as f64,
             rx_fill_ring_empty_descs: k.rx_fill_ring_empty_descs as f64,
             tx_ring_empty_descs: k.tx_ring_empty_descs as f64,
+            fill_ring: s.fill_ring,
+            rx_ring: s.rx_ring,
         })
     }
 

@@ -46,6 +46,11 @@ pub struct XdpStats {
     /// Descriptors netring refused (they also count in `kernel.rx_invalid_descs`).
     pub refused: u64,
     pub kernel: ffi::xdp_statistics,
+    /// Now, not cumulative: RX frames posted to the fill ring and not yet taken by the kernel
+    /// (what it can still receive into before the next refill), and packets waiting in the RX
+    /// ring.
+    pub fill_ring: u32,
+    pub rx_ring: u32,
 }
 
 /// What the kernel gave.
@@ -289,6 +294,17 @@ impl XdpSocket {
         }
         self.packets.clear();
         self.refill();
+    }
+
+    /// RX frames in the fill ring: posted and not yet taken by the kernel (which publishes
+    /// what it took at the end of each receive round, `xsk_flush()`).
+    pub fn fill_level(&mut self) -> u32 {
+        self.fill.outstanding()
+    }
+
+    /// Received packets waiting in the RX ring.
+    pub fn rx_backlog(&mut self) -> u32 {
+        self.rx.as_mut().map_or(0, |rx| rx.available())
     }
 
     fn refill(&mut self) {
@@ -660,7 +676,8 @@ impl XdpSocket {
         let k: ffi::xdp_statistics = syscall::getsockopt(self.fd.as_fd(), ffi::SOL_XDP, ffi::XDP_STATISTICS)
             .map_err(|e| Error::sys(e, "getsockopt", self.iface.subject(), "reading XDP_STATISTICS"))?;
         let kernel = ffi::xdp_statistics { rx_invalid_descs: k.rx_invalid_descs + self.stats.refused, ..k };
-        Ok(XdpStats { kernel, ..self.stats })
+        let (fill_ring, rx_ring) = (self.fill_level(), self.rx_backlog());
+        Ok(XdpStats { kernel, fill_ring, rx_ring, ..self.stats })
     }
 }
 
