@@ -136,14 +136,14 @@ impl NativeXdpSocket {
         cells[0] = rows as u32;
         cells[1] = batch.runs.len() as u32;
         (cells[2], cells[3]) = now;
-        let mut run = 0;
-        for (i, p) in batch.packets.iter().enumerate() {
-            while p.frame >= batch.runs[run].first + batch.runs[run].count {
-                run += 1;
-            }
+        // Packets come in run order, one frame each: run k holds the next `runs[k].count`. A
+        // batch that wraps the RX range has a second run at lower addresses than the first, so
+        // a packet's run is found by counting, never by comparing frame numbers.
+        let run_of = batch.runs.iter().enumerate().flat_map(|(k, r)| (0..r.count).map(move |_| (k, r.first)));
+        for (i, (p, (run, first))) in batch.packets.iter().zip(run_of).enumerate() {
             let row = XDP_TABLE_HEADER_WORDS as usize + i * XDP_TABLE_ROW_WORDS as usize;
             cells[row] = run as u32;
-            cells[row + 1] = (p.frame - batch.runs[run].first) * fs as u32 + p.offset;
+            cells[row + 1] = (p.frame - first) * fs as u32 + p.offset;
             cells[row + 2] = p.len;
         }
         let mut runs = env.create_array(batch.runs.len() as u32)?;

@@ -836,4 +836,59 @@ mod tests {
         drop(rx);
         assert!(!xdp_attached(&veth.1), "the program goes with the last socket");
     }
+
+    /// Sends `n` frames from a TX socket on the peer and waits until all wait in `rx`'s RX ring.
+    fn deliver(tx: &mut XdpSocket, rx: &mut XdpSocket, n: usize, seq: usize) {
+        let before = rx.rx_backlog() as usize;
+        for i in 0..n {
+            assert!(tx.send(&frame((seq + i) as u8, 60 + (seq + i) % 200)).unwrap());
+        }
+        tx.flush().unwrap();
+        assert!(tx.drain(Some(Duration::from_secs(5))).unwrap());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while (rx.rx_backlog() as usize) < before + n && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(rx.rx_backlog() as usize, before + n, "every frame reached the RX ring");
+    }
+
+    #[test]
+    fn a_batch_that_wraps_the_rx_frames_is_two_runs_in_packet_order() {
+        if !is_root() {
+            return;
+        }
+        let veth = Veth::new("w");
+        let mut tx = XdpSocket::open(&veth.0, XdpOptions { mode: Some(XdpMode::Tx), ..Default::default() }).unwrap();
+        let options = XdpOptions {
+            mode: Some(XdpMode::Rx),
+            frame_count: Some(64),
+            ring_size: Some(64),
+            batch_size: Some(64),
+            ..Default::default()
+        };
+        let mut rx = XdpSocket::open(&veth.1, options).unwrap();
+        deliver(&mut tx, &mut rx, 40, 0);
+        assert_eq!(rx.next_batch().unwrap().unwrap().runs, [Run { first: 0, count: 40 }]);
+        rx.release();
+        // Frames 40..64 and then 0..16: the batch wraps the RX range.
+        deliver(&mut tx, &mut rx, 40, 40);
+        let umem = rx.umem().as_ptr();
+        let fs = rx.frame_size() as usize;
+        let batch = rx.next_batch().unwrap().unwrap();
+        assert_eq!(batch.runs, [Run { first: 40, count: 24 }, Run { first: 0, count: 16 }]);
+        let mut packets = batch.packets.iter();
+        for run in batch.runs {
+            for j in 0..run.count {
+                let p = packets.next().expect("one packet per frame of the runs");
+                assert_eq!(p.frame, run.first + j, "packets come in run order");
+            }
+        }
+        for (i, p) in batch.packets.iter().enumerate() {
+            // SAFETY: a checked descriptor inside the UMEM, lent to us.
+            let s = unsafe {
+                std::slice::from_raw_parts(umem.add(p.frame as usize * fs + p.offset as usize), p.len as usize)
+            };
+            assert_eq!(s, frame((40 + i) as u8, 60 + (40 + i) % 200).as_slice());
+        }
+    }
 }

@@ -1,0 +1,47 @@
+// Where an XdpSocket's RX frames are: a batch whose frames wrap around the end of the RX frames
+// (two runs, the second at lower addresses) reads byte-exact through every way of indexing it.
+
+import test from 'ava'
+import { XdpSocket } from 'netring'
+
+import { frame, vethPair } from './helpers/net'
+import { eventually, XDP_TEST_SRC } from './helpers/xdp'
+
+const frames = (dst: Buffer, count: number, first: number) =>
+  Array.from({ length: count }, (_, i) => frame(dst, XDP_TEST_SRC, 60 + ((first + i) % 7) * 200, first + i))
+
+/** Waits until `count` packets wait in the RX ring (none taken yet). */
+async function waiting(xsk: XdpSocket, count: number): Promise<boolean> {
+  return eventually(() => xsk.stats().rxRing >= count)
+}
+
+test('a batch that wraps around the end of the RX frames reads byte-exact', async (t) => {
+  const veth = vethPair(t)
+  using xsk = XdpSocket.open(veth.near, { mode: 'rx', frameCount: 64, ringSize: 64, batchSize: 64 })
+  const first = frames(veth.nearMac, 40, 0)
+  await veth.send(first)
+  t.true(await waiting(xsk, 40))
+  const a = xsk.nextBatch()!
+  t.is(a.length, 40)
+  t.is(a.runs.length, 1)
+  a.release()
+  // These land in frames 40..63 and then 0..15.
+  const second = frames(veth.nearMac, 40, 40)
+  await veth.send(second)
+  t.true(await waiting(xsk, 40))
+  const b = xsk.nextBatch()!
+  t.is(b.length, 40)
+  t.deepEqual(
+    b.runs.map((r) => r.byteLength),
+    [24 * 2048, 16 * 2048],
+    'two runs: the end of the RX frames, then their start',
+  )
+  for (let i = 0; i < b.length; i++) {
+    const run = b.runs[b.runAt(i)]
+    const indexed = Buffer.from(run.buffer, run.byteOffset + b.offsetAt(i), b.lengthAt(i))
+    t.true(indexed.equals(second[i]), `packet ${i} through runs/offsetAt/lengthAt`)
+    t.true(b.dataAt(i).equals(second[i]), `packet ${i} through dataAt`)
+    t.true(b.at(i)!.data.equals(second[i]), `packet ${i} through at()`)
+  }
+  b.release()
+})
