@@ -1,5 +1,7 @@
-// Where an XdpSocket's RX frames are: a batch whose frames wrap around the end of the RX frames
-// (two runs, the second at lower addresses) reads byte-exact through every way of indexing it.
+// Where an XdpSocket's RX frames are: every frame that is neither lent to JavaScript nor waiting
+// in the RX ring is in the fill ring, ready for the kernel (a frame left out is memory nobody
+// receives into); and a batch whose frames wrap around the end of the RX frames (two runs, the
+// second at lower addresses) reads byte-exact through every way of indexing it.
 
 import test from 'ava'
 import { XdpSocket } from 'netring'
@@ -13,6 +15,31 @@ const frames = (dst: Buffer, count: number, first: number) =>
 /** Waits until `count` packets wait in the RX ring (none taken yet). */
 async function waiting(xsk: XdpSocket, count: number): Promise<boolean> {
   return eventually(() => xsk.stats().rxRing >= count)
+}
+
+for (const mode of ['rx', 'rxtx'] as const) {
+  test(`${mode} (default geometry): every RX frame not lent or waiting is in the fill ring`, async (t) => {
+    const veth = vethPair(t)
+    using xsk = XdpSocket.open(veth.near, { mode })
+    const { rxFrames, batchSize } = xsk.info
+    t.is(xsk.stats().fillRing, rxFrames, 'every RX frame is posted at open')
+    await veth.send(frames(veth.nearMac, batchSize + 10, 0))
+    t.true(await waiting(xsk, batchSize + 10), 'the frames reached the RX ring')
+    let s = xsk.stats()
+    t.is(s.fillRing + s.rxRing, rxFrames, 'one frame taken from the fill ring per packet')
+    const batch = xsk.nextBatch()!
+    t.is(batch.length, batchSize)
+    s = xsk.stats()
+    t.is(s.fillRing + s.rxRing + batch.length, rxFrames, 'a lent frame is not posted')
+    batch.release()
+    t.is(xsk.stats().fillRing, rxFrames - 10, 'released frames go back to the fill ring at once')
+    while (xsk.nextBatch()) {
+      // take the rest
+    }
+    s = xsk.stats()
+    t.is(s.fillRing, rxFrames, 'all RX frames posted again')
+    t.like(s, { rxRing: 0, rxFillRingEmptyDescs: 0, rxDropped: 0 })
+  })
 }
 
 test('a batch that wraps around the end of the RX frames reads byte-exact', async (t) => {

@@ -853,6 +853,33 @@ mod tests {
     }
 
     #[test]
+    fn every_rx_frame_not_lent_or_waiting_is_in_the_fill_ring() {
+        if !is_root() {
+            return;
+        }
+        let veth = Veth::new("f");
+        let mut tx = XdpSocket::open(&veth.0, XdpOptions { mode: Some(XdpMode::Tx), ..Default::default() }).unwrap();
+        for mode in [XdpMode::Rx, XdpMode::RxTx] {
+            // Default geometry: the fill ring must be able to hold every RX frame, or frames it
+            // has no room for are UMEM the kernel never receives into.
+            let mut rx = XdpSocket::open(&veth.1, XdpOptions { mode: Some(mode), ..Default::default() }).unwrap();
+            let frames = rx.info().rx_frames;
+            assert_eq!(rx.fill_level(), frames, "{mode:?}: every RX frame is posted at open");
+            let batch = rx.config().batch_size;
+            deliver(&mut tx, &mut rx, batch as usize + 44, 0);
+            assert_eq!(rx.fill_level() + rx.rx_backlog(), frames, "{mode:?}: the kernel took one frame per packet");
+            let lent = rx.next_batch().unwrap().unwrap().packets.len() as u32;
+            assert_eq!(lent, batch);
+            assert_eq!(rx.fill_level() + rx.rx_backlog() + lent, frames, "{mode:?}: nothing is posted while lent");
+            rx.release();
+            assert_eq!(rx.fill_level(), frames - 44, "{mode:?}: a released batch goes back to the fill ring at once");
+            while rx.next_batch().unwrap().is_some() {}
+            assert_eq!(rx.fill_level(), frames, "{mode:?}: all RX frames posted again");
+            assert_eq!(rx.stats().unwrap().kernel.rx_fill_ring_empty_descs, 0);
+        }
+    }
+
+    #[test]
     fn a_batch_that_wraps_the_rx_frames_is_two_runs_in_packet_order() {
         if !is_root() {
             return;
