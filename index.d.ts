@@ -440,6 +440,9 @@ export interface NativeXdpOptions {
 
 export interface NativeXdpStats {
   received: number
+  /** RX batches handed out, and the times the socket slept waiting for packets. */
+  batches: number
+  waits: number
   sent: number
   pending: number
   rxDropped: number

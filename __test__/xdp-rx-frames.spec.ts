@@ -72,3 +72,22 @@ test('a batch that wraps around the end of the RX frames reads byte-exact', asyn
   }
   b.release()
 })
+
+test('stats count the batches handed out and the waits for packets', async (t) => {
+  const veth = vethPair(t)
+  using xsk = XdpSocket.open(veth.near, { mode: 'rx' })
+  t.like(xsk.stats(), { batches: 0, waits: 0, received: 0 })
+  t.is(xsk.nextBatchBlocking(30), null, 'nothing was sent')
+  const slept = xsk.stats().waits
+  t.true(slept >= 1, 'the blocking read slept')
+  await veth.send(frames(veth.nearMac, 10, 0))
+  t.true(await waiting(xsk, 10))
+  t.is(xsk.nextBatch()!.length, 10)
+  t.like(xsk.stats(), { batches: 1, received: 10, waits: slept })
+  const readable = xsk.readable()
+  t.is(xsk.stats().waits, slept + 1, 'an armed wait for readability counts too')
+  await veth.send(frames(veth.nearMac, 1, 10))
+  await readable
+  t.is(xsk.nextBatchBlocking(5000)!.length, 1)
+  t.is(xsk.stats().batches, 2)
+})

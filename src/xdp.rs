@@ -70,6 +70,9 @@ pub struct NativeXdpInfo {
 #[napi(object)]
 pub struct NativeXdpStats {
     pub received: f64,
+    /// RX batches handed out, and the times the socket slept waiting for packets.
+    pub batches: f64,
+    pub waits: f64,
     pub sent: f64,
     pub pending: u32,
     pub rx_dropped: f64,
@@ -334,6 +337,8 @@ impl NativeXdpSocket {
         let k = s.kernel;
         Ok(NativeXdpStats {
             received: s.received as f64,
+            batches: s.batches as f64,
+            waits: s.waits as f64,
             sent: s.sent as f64,
             pending,
             rx_dropped: k.rx_dropped as f64,

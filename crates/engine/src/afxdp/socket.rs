@@ -41,6 +41,11 @@ const MAX_KICKS: u32 = 1024;
 pub struct XdpStats {
     /// Packets handed out in batches.
     pub received: u64,
+    /// RX batches handed out, and how often the socket slept waiting for packets (a poll, or an
+    /// armed wait for readability): packets per batch and waits per packet say whether the
+    /// reader keeps up in few large batches or wakes for every few packets.
+    pub batches: u64,
+    pub waits: u64,
     /// Frames the kernel completed.
     pub sent: u64,
     /// Descriptors netring refused (they also count in `kernel.rx_invalid_descs`).
@@ -383,6 +388,7 @@ impl XdpSocket {
         }
         rx.release(taken);
         self.stats.received += taken as u64;
+        self.stats.batches += 1;
         Ok(Some(RxBatch { packets: &self.packets, runs: &self.runs }))
     }
 
@@ -407,6 +413,7 @@ impl XdpSocket {
             }
             // Never longer than the liveness interval: a deleted interface wakes nobody.
             let step = left.map_or(LIVENESS_INTERVAL, |l| l.min(LIVENESS_INTERVAL));
+            self.stats.waits += 1;
             syscall::poll(self.fd.as_fd(), libc::POLLIN, Some(step))
                 .map_err(|e| Error::sys(e, "poll", self.iface.subject(), "waiting for packets"))?;
         }
@@ -662,6 +669,7 @@ impl XdpSocket {
     /// writable (TX), or reports an error. Arming again withdraws the previous wait.
     pub fn arm_wait(&mut self, writable: bool, callback: Callback) -> Result<()> {
         let want = if writable { libc::EPOLLOUT } else { libc::EPOLLIN };
+        self.stats.waits += u64::from(!writable);
         let fd = self.fd();
         Reactor::rearm(&mut self.wait, fd, want as u32, callback)
     }
