@@ -17,7 +17,7 @@ use crate::batch_table::u32_array;
 use crate::error::{to_js_error, OrThrow};
 use crate::lent_buffer::{force_copy_from_env, LentBuffer, TakenBack};
 use crate::vocabulary::{XdpAttach, XdpMode, XdpZeroCopy};
-use crate::wait::readiness_promise;
+use crate::wait::{interruptible, readiness_promise, timeout_from_ms};
 
 /// RX table: header words (packet count, run count, receive time sec, nsec), then per packet
 /// (run, offset in the run's buffer, length).
@@ -182,8 +182,9 @@ impl NativeXdpSocket {
         timeout_ms: Option<f64>,
     ) -> Result<Option<Object<'env>>> {
         self.take_back_rx(env)?;
-        let timeout = timeout_ms.map(|ms| Duration::from_secs_f64(ms.max(0.0) / 1000.0));
-        if self.engine(env)?.wait_ready(timeout).or_throw(env)? {
+        let engine = self.engine(env)?;
+        // In slices, as for Capture: worker.terminate() and process.exit() wait for this thread.
+        if interruptible(env, timeout_from_ms(timeout_ms), |slice| engine.wait_ready(slice).or_throw(env))? {
             self.next_batch(env)
         } else {
             Ok(None)
