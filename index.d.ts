@@ -447,6 +447,9 @@ export interface NativeXdpOptions {
 
 export interface NativeXdpStats {
   received: number
+  /** RX batches handed out, and the times the socket slept waiting for packets. */
+  batches: number
+  waits: number
   sent: number
   pending: number
   rxDropped: number
@@ -455,6 +458,12 @@ export interface NativeXdpStats {
   rxRingFull: number
   rxFillRingEmptyDescs: number
   txRingEmptyDescs: number
+  /**
+   * Now, not cumulative: RX frames in the fill ring (what the kernel can still receive into
+   * before the next batch is taken) and packets waiting in the RX ring.
+   */
+  fillRing: number
+  rxRing: number
 }
 
 export declare const OFFLOAD_F_DATA_VALID: number

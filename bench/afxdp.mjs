@@ -84,7 +84,7 @@ export async function afxdpBench({ Capture, XdpSocket, BENCH, LIVE_S, TX_N, FRAM
       if (pin) pinNapi(near)
       const sent = await sender(LIVE_S)
       const r = JSON.parse((await consumer.exited).out.trim().split('\n').at(-1))
-      return { setup, path: name, sent: sent.frames, packets: r.packets, kpps: r.packets / LIVE_S / 1000, drops: r.drops, fillEmpty: r.fill_empty, cpuNsPerPacket: r.cpu_ns / Math.max(1, r.packets) }
+      return { setup, path: name, sent: sent.frames, packets: r.packets, kpps: r.packets / LIVE_S / 1000, drops: r.drops, fillEmpty: r.fill_empty, batches: r.batches, waits: r.waits, cpuNsPerPacket: r.cpu_ns / Math.max(1, r.packets) }
     }
     if (name === 'AF_PACKET Capture nextBatchBlocking, indexed') {
       const cap = Capture.open(near, { profile: 'high-throughput' })
@@ -101,7 +101,7 @@ export async function afxdpBench({ Capture, XdpSocket, BENCH, LIVE_S, TX_N, FRAM
       drops = cap.stats().drops
       cap.close()
       const cpu = process.cpuUsage(cpu0)
-      return { setup, path: name, sent: sent.frames, packets, kpps: packets / LIVE_S / 1000, drops, fillEmpty: null, cpuNsPerPacket: ((cpu.user + cpu.system) * 1000) / Math.max(1, packets) }
+      return { setup, path: name, sent: sent.frames, packets, kpps: packets / LIVE_S / 1000, drops, fillEmpty: null, batches: null, waits: null, cpuNsPerPacket: ((cpu.user + cpu.system) * 1000) / Math.max(1, packets) }
     }
     const xsk = XdpSocket.open(near, { mode: 'rx', attach: 'driver' })
     if (pin) pinNapi(near)
@@ -111,10 +111,11 @@ export async function afxdpBench({ Capture, XdpSocket, BENCH, LIVE_S, TX_N, FRAM
     const s = xsk.stats()
     drops = s.rxDropped
     fillEmpty = s.rxFillRingEmptyDescs
+    const { batches, waits } = s
     xsk.close()
     const cpu = process.cpuUsage(cpu0)
     cpuNs = (cpu.user + cpu.system) * 1000
-    return { setup, path: name, sent: sent.frames, packets, kpps: packets / LIVE_S / 1000, drops, fillEmpty, cpuNsPerPacket: cpuNs / Math.max(1, packets) }
+    return { setup, path: name, sent: sent.frames, packets, kpps: packets / LIVE_S / 1000, drops, fillEmpty, batches, waits, cpuNsPerPacket: cpuNs / Math.max(1, packets) }
   }
 
   const results = { rx: [], tx: [] }
@@ -234,9 +235,13 @@ function pinNapi(dev) {
 /** Adds the AF_XDP tables to the report (`lines`, through its `table`). */
 export function afxdpReport(results, { lines, LIVE_S, TX_N, FRAME, fmt, table, nativeTxAfPacket }) {
   lines.push(`**AF_XDP receive** (a raw-socket sender at its maximum rate for ${LIVE_S} s per path, ${FRAME}-byte frames, driver mode, copy: veth has no zero-copy)`, '')
+  // Packets per batch and waits per 1000 packets are counts, not timings: they say whether a
+  // reader keeps up in few large batches or sleeps and wakes every few packets.
+  const perBatch = (r) => (r.batches ? fmt(r.packets / r.batches, 0) : 'n/a')
+  const waitsPerK = (r) => (r.waits === null ? 'n/a' : fmt((r.waits * 1000) / Math.max(1, r.packets), 1))
   table(
-    ['set-up', 'path', 'sent', 'received', 'kpps', 'rx dropped', 'fill ring empty', 'CPU ns/pkt'],
-    results.rx.map((r) => [r.setup, r.path, r.sent.toLocaleString(), r.packets.toLocaleString(), fmt(r.kpps, 0), r.drops, r.fillEmpty ?? 'n/a', fmt(r.cpuNsPerPacket, 0)]),
+    ['set-up', 'path', 'sent', 'received', 'kpps', 'rx dropped', 'fill ring empty', 'pkts/batch', 'waits/1k pkts', 'CPU ns/pkt'],
+    results.rx.map((r) => [r.setup, r.path, r.sent.toLocaleString(), r.packets.toLocaleString(), fmt(r.kpps, 0), r.drops, r.fillEmpty ?? 'n/a', perBatch(r), waitsPerK(r), fmt(r.cpuNsPerPacket, 0)]),
   )
   lines.push(`**AF_XDP transmit** (${TX_N.toLocaleString()} × ${FRAME}-byte frames, counted on the receiving end)`, '')
   table(

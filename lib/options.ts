@@ -257,7 +257,7 @@ export type XdpAttachMode = `${Binding.XdpAttach}`
 export interface XdpOptions {
   /** The RX (and TX) queue of the interface to bind to. @default 0 */
   queue?: number
-  /** Directions served; the UMEM is split half and half for 'rxtx'. @default 'rxtx' */
+  /** Directions served; the UMEM is split half and half for 'rxtx' (a socket that only receives gets twice the RX frames with 'rx'). @default 'rxtx' */
   mode?: XdpMode
   /** How netring's XDP program is attached: driver (native) where supported, else generic. @default 'auto' */
   attach?: XdpAttachMode
@@ -269,7 +269,7 @@ export interface XdpOptions {
   frameSize?: number
   /** Frames in the UMEM (half RX, half TX in 'rxtx' mode). @default 4096 */
   frameCount?: number
-  /** Entries of each of the four rings (fill, completion, RX, TX), a power of two. @default 2048 */
+  /** Entries of each of the four rings (fill, completion, RX, TX), a power of two. @default 2048, or the RX frames if more (4096 for 'rx') */
   ringSize?: number
   /** Bytes kept free in front of each received packet (a multiple of 8). @default 0 */
   headroom?: number

@@ -17,7 +17,7 @@ use crate::batch_table::u32_array;
 use crate::error::{to_js_error, OrThrow};
 use crate::lent_buffer::{force_copy_from_env, LentBuffer, TakenBack};
 use crate::vocabulary::{XdpAttach, XdpMode, XdpZeroCopy};
-use crate::wait::readiness_promise;
+use crate::wait::{interruptible, readiness_promise, timeout_from_ms};
 
 /// RX table: header words (packet count, run count, receive time sec, nsec), then per packet
 /// (run, offset in the run's buffer, length).
@@ -72,6 +72,9 @@ pub struct NativeXdpInfo {
 #[napi(object)]
 pub struct NativeXdpStats {
     pub received: f64,
+    /// RX batches handed out, and the times the socket slept waiting for packets.
+    pub batches: f64,
+    pub waits: f64,
     pub sent: f64,
     pub pending: u32,
     pub rx_dropped: f64,
@@ -80,6 +83,10 @@ pub struct NativeXdpStats {
     pub rx_ring_full: f64,
     pub rx_fill_ring_empty_descs: f64,
     pub tx_ring_empty_descs: f64,
+    /// Now, not cumulative: RX frames in the fill ring (what the kernel can still receive into
+    /// before the next batch is taken) and packets waiting in the RX ring.
+    pub fill_ring: u32,
+    pub rx_ring: u32,
 }
 
 /// TX frames lent as one buffer: `count` frames one frame size apart, `length` bytes each.
@@ -134,14 +141,14 @@ impl NativeXdpSocket {
         cells[0] = rows as u32;
         cells[1] = batch.runs.len() as u32;
         (cells[2], cells[3]) = now;
-        let mut run = 0;
-        for (i, p) in batch.packets.iter().enumerate() {
-            while p.frame >= batch.runs[run].first + batch.runs[run].count {
-                run += 1;
-            }
+        // Packets come in run order, one frame each: run k holds the next `runs[k].count`. A
+        // batch that wraps the RX range has a second run at lower addresses than the first, so
+        // a packet's run is found by counting, never by comparing frame numbers.
+        let run_of = batch.runs.iter().enumerate().flat_map(|(k, r)| (0..r.count).map(move |_| (k, r.first)));
+        for (i, (p, (run, first))) in batch.packets.iter().zip(run_of).enumerate() {
             let row = XDP_TABLE_HEADER_WORDS as usize + i * XDP_TABLE_ROW_WORDS as usize;
             cells[row] = run as u32;
-            cells[row + 1] = (p.frame - batch.runs[run].first) * fs as u32 + p.offset;
+            cells[row + 1] = (p.frame - first) * fs as u32 + p.offset;
             cells[row + 2] = p.len;
         }
         let mut runs = env.create_array(batch.runs.len() as u32)?;
@@ -177,8 +184,9 @@ impl NativeXdpSocket {
         timeout_ms: Option<f64>,
     ) -> Result<Option<Object<'env>>> {
         self.take_back_rx(env)?;
-        let timeout = timeout_ms.map(|ms| Duration::from_secs_f64(ms.max(0.0) / 1000.0));
-        if self.engine(env)?.wait_ready(timeout).or_throw(env)? {
+        let engine = self.engine(env)?;
+        // In slices, as for Capture: worker.terminate() and process.exit() wait for this thread.
+        if interruptible(env, timeout_from_ms(timeout_ms), |slice| engine.wait_ready(slice).or_throw(env))? {
             self.next_batch(env)
         } else {
             Ok(None)
@@ -332,6 +340,8 @@ impl NativeXdpSocket {
         let k = s.kernel;
         Ok(NativeXdpStats {
             received: s.received as f64,
+            batches: s.batches as f64,
+            waits: s.waits as f64,
             sent: s.sent as f64,
             pending,
             rx_dropped: k.rx_dropped as f64,
@@ -340,6 +350,8 @@ impl NativeXdpSocket {
             rx_ring_full: k.rx_ring_full as f64,
             rx_fill_ring_empty_descs: k.rx_fill_ring_empty_descs as f64,
             tx_ring_empty_descs: k.tx_ring_empty_descs as f64,
+            fill_ring: s.fill_ring,
+            rx_ring: s.rx_ring,
         })
     }
 

@@ -223,10 +223,12 @@ fn xdp_live(iface: &str, seconds: u64) {
     }
     let stats = xsk.stats().expect("stats");
     println!(
-        r#"{{"packets":{packets},"ns":{},"drops":{},"fill_empty":{},"cpu_ns":{},"checksum":{checksum}}}"#,
+        r#"{{"packets":{packets},"ns":{},"drops":{},"fill_empty":{},"batches":{},"waits":{},"cpu_ns":{},"checksum":{checksum}}}"#,
         start.elapsed().as_nanos(),
         stats.kernel.rx_dropped,
         stats.kernel.rx_fill_ring_empty_descs,
+        stats.batches,
+        stats.waits,
         cpu_ns() - cpu0
     );
 }

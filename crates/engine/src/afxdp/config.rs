@@ -63,6 +63,14 @@ pub const DEFAULT_BATCH_SIZE: u32 = 256;
 /// allocation is capped by the page allocator well before).
 const MAX_RING_SIZE: u32 = 1 << 16;
 
+/// The fill and RX rings hold every RX frame by default: a frame the fill ring has no room for
+/// is UMEM the kernel never receives into, and when the consumer is off the CPU the frames
+/// posted are all the kernel has (with 4096 RX frames and 2048 entries, half sat idle and the
+/// fill ring ran dry twice as soon).
+fn default_ring_size(rx_frames: u32) -> u32 {
+    rx_frames.checked_next_power_of_two().unwrap_or(MAX_RING_SIZE).clamp(DEFAULT_RING_SIZE, MAX_RING_SIZE)
+}
+
 /// Options resolved with defaults and checked.
 #[derive(Debug, Clone)]
 pub struct XdpConfig {
@@ -83,7 +91,7 @@ pub struct XdpConfig {
 impl XdpConfig {
     pub fn resolve(o: XdpOptions) -> Result<XdpConfig> {
         let mode = o.mode.unwrap_or(XdpMode::RxTx);
-        let c = XdpConfig {
+        let mut c = XdpConfig {
             queue: o.queue.unwrap_or(0),
             mode,
             attach: o.attach.unwrap_or(AttachMode::Auto),
@@ -91,12 +99,14 @@ impl XdpConfig {
             need_wakeup: o.need_wakeup.unwrap_or(true),
             frame_size: o.frame_size.unwrap_or(DEFAULT_FRAME_SIZE),
             frame_count: o.frame_count.unwrap_or(DEFAULT_FRAME_COUNT),
-            ring_size: o.ring_size.unwrap_or(DEFAULT_RING_SIZE),
+            ring_size: 0,
             headroom: o.headroom.unwrap_or(0),
             program: o.program.unwrap_or(if mode.receives() { ProgramChoice::BuiltIn } else { ProgramChoice::None }),
             busy_poll_us: o.busy_poll_us,
-            batch_size: o.batch_size.unwrap_or(DEFAULT_BATCH_SIZE.min(o.ring_size.unwrap_or(DEFAULT_RING_SIZE))),
+            batch_size: 0,
         };
+        c.ring_size = o.ring_size.unwrap_or_else(|| default_ring_size(c.split().0));
+        c.batch_size = o.batch_size.unwrap_or(DEFAULT_BATCH_SIZE.min(c.ring_size));
         if c.frame_size != 2048 && c.frame_size != 4096 {
             return Err(Error::invalid_option("frameSize", format!("must be 2048 or 4096, got {}", c.frame_size)));
         }
@@ -189,6 +199,13 @@ mod tests {
         let c = XdpConfig::resolve(XdpOptions::default()).unwrap();
         assert_eq!((c.frame_size, c.frame_count, c.ring_size), (2048, 4096, 2048));
         assert_eq!(c.split(), (2048, 2048));
+        // Receive-only: every frame is an RX frame, and the rings hold them all.
+        let rx = XdpConfig::resolve(XdpOptions { mode: Some(XdpMode::Rx), ..Default::default() }).unwrap();
+        assert_eq!((rx.split(), rx.ring_size, rx.batch_size), ((4096, 0), 4096, 256));
+        let big = XdpOptions { mode: Some(XdpMode::Rx), frame_count: Some(6000), ..Default::default() };
+        assert_eq!(XdpConfig::resolve(big).unwrap().ring_size, 8192);
+        let explicit = XdpOptions { mode: Some(XdpMode::Rx), ring_size: Some(64), ..Default::default() };
+        assert_eq!(XdpConfig::resolve(explicit).unwrap().batch_size, 64);
         assert!(c.need_wakeup);
         let tx = XdpConfig::resolve(XdpOptions { mode: Some(XdpMode::Tx), ..Default::default() }).unwrap();
         assert_eq!((tx.split(), tx.program), ((0, 4096), ProgramChoice::None));

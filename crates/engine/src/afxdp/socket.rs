@@ -41,11 +41,21 @@ const MAX_KICKS: u32 = 1024;
 pub struct XdpStats {
     /// Packets handed out in batches.
     pub received: u64,
+    /// RX batches handed out, and how often the socket slept waiting for packets (a poll, or an
+    /// armed wait for readability): packets per batch and waits per packet say whether the
+    /// reader keeps up in few large batches or wakes for every few packets.
+    pub batches: u64,
+    pub waits: u64,
     /// Frames the kernel completed.
     pub sent: u64,
     /// Descriptors netring refused (they also count in `kernel.rx_invalid_descs`).
     pub refused: u64,
     pub kernel: ffi::xdp_statistics,
+    /// Now, not cumulative: RX frames posted to the fill ring and not yet taken by the kernel
+    /// (what it can still receive into before the next refill), and packets waiting in the RX
+    /// ring.
+    pub fill_ring: u32,
+    pub rx_ring: u32,
 }
 
 /// What the kernel gave.
@@ -284,6 +294,17 @@ impl XdpSocket {
         self.refill();
     }
 
+    /// RX frames in the fill ring: posted and not yet taken by the kernel (which publishes
+    /// what it took at the end of each receive round, `xsk_flush()`).
+    pub fn fill_level(&mut self) -> u32 {
+        self.fill.outstanding()
+    }
+
+    /// Received packets waiting in the RX ring.
+    pub fn rx_backlog(&mut self) -> u32 {
+        self.rx.as_mut().map_or(0, |rx| rx.available())
+    }
+
     fn refill(&mut self) {
         if self.rx.is_none() {
             return;
@@ -360,6 +381,7 @@ impl XdpSocket {
         }
         rx.release(taken);
         self.stats.received += taken as u64;
+        self.stats.batches += 1;
         Ok(Some(RxBatch { packets: &self.packets, runs: &self.runs }))
     }
 
@@ -384,6 +406,7 @@ impl XdpSocket {
             }
             // Never longer than the liveness interval: a deleted interface wakes nobody.
             let step = left.map_or(LIVENESS_INTERVAL, |l| l.min(LIVENESS_INTERVAL));
+            self.stats.waits += 1;
             syscall::poll(self.fd.as_fd(), libc::POLLIN, Some(step))
                 .map_err(|e| Error::sys(e, "poll", self.iface.subject(), "waiting for packets"))?;
         }
@@ -639,6 +662,7 @@ impl XdpSocket {
     /// writable (TX), or reports an error. Arming again withdraws the previous wait.
     pub fn arm_wait(&mut self, writable: bool, callback: Callback) -> Result<()> {
         let want = if writable { libc::EPOLLOUT } else { libc::EPOLLIN };
+        self.stats.waits += u64::from(!writable);
         let fd = self.fd();
         Reactor::rearm(&mut self.wait, fd, want as u32, callback)
     }
@@ -653,7 +677,8 @@ impl XdpSocket {
         let k: ffi::xdp_statistics = syscall::getsockopt(self.fd.as_fd(), ffi::SOL_XDP, ffi::XDP_STATISTICS)
             .map_err(|e| Error::sys(e, "getsockopt", self.iface.subject(), "reading XDP_STATISTICS"))?;
         let kernel = ffi::xdp_statistics { rx_invalid_descs: k.rx_invalid_descs + self.stats.refused, ..k };
-        Ok(XdpStats { kernel, ..self.stats })
+        let (fill_ring, rx_ring) = (self.fill_level(), self.rx_backlog());
+        Ok(XdpStats { kernel, fill_ring, rx_ring, ..self.stats })
     }
 }
 
@@ -805,5 +830,87 @@ mod tests {
         assert_eq!(tx.stats().unwrap().sent, 100);
         drop(rx);
         assert!(!xdp_attached(&veth.1), "the program goes with the last socket");
+    }
+
+    /// Sends `n` frames from a TX socket on the peer and waits until all wait in `rx`'s RX ring.
+    fn deliver(tx: &mut XdpSocket, rx: &mut XdpSocket, n: usize, seq: usize) {
+        let before = rx.rx_backlog() as usize;
+        for i in 0..n {
+            assert!(tx.send(&frame((seq + i) as u8, 60 + (seq + i) % 200)).unwrap());
+        }
+        tx.flush().unwrap();
+        assert!(tx.drain(Some(Duration::from_secs(5))).unwrap());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while (rx.rx_backlog() as usize) < before + n && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(rx.rx_backlog() as usize, before + n, "every frame reached the RX ring");
+    }
+
+    #[test]
+    fn every_rx_frame_not_lent_or_waiting_is_in_the_fill_ring() {
+        if !is_root() {
+            return;
+        }
+        let veth = Veth::new("f");
+        let mut tx = XdpSocket::open(&veth.0, XdpOptions { mode: Some(XdpMode::Tx), ..Default::default() }).unwrap();
+        for mode in [XdpMode::Rx, XdpMode::RxTx] {
+            // Default geometry: the fill ring must be able to hold every RX frame, or frames it
+            // has no room for are UMEM the kernel never receives into.
+            let mut rx = XdpSocket::open(&veth.1, XdpOptions { mode: Some(mode), ..Default::default() }).unwrap();
+            let frames = rx.info().rx_frames;
+            assert_eq!(rx.fill_level(), frames, "{mode:?}: every RX frame is posted at open");
+            let batch = rx.config().batch_size;
+            deliver(&mut tx, &mut rx, batch as usize + 44, 0);
+            assert_eq!(rx.fill_level() + rx.rx_backlog(), frames, "{mode:?}: the kernel took one frame per packet");
+            let lent = rx.next_batch().unwrap().unwrap().packets.len() as u32;
+            assert_eq!(lent, batch);
+            assert_eq!(rx.fill_level() + rx.rx_backlog() + lent, frames, "{mode:?}: nothing is posted while lent");
+            rx.release();
+            assert_eq!(rx.fill_level(), frames - 44, "{mode:?}: a released batch goes back to the fill ring at once");
+            while rx.next_batch().unwrap().is_some() {}
+            assert_eq!(rx.fill_level(), frames, "{mode:?}: all RX frames posted again");
+            assert_eq!(rx.stats().unwrap().kernel.rx_fill_ring_empty_descs, 0);
+        }
+    }
+
+    #[test]
+    fn a_batch_that_wraps_the_rx_frames_is_two_runs_in_packet_order() {
+        if !is_root() {
+            return;
+        }
+        let veth = Veth::new("w");
+        let mut tx = XdpSocket::open(&veth.0, XdpOptions { mode: Some(XdpMode::Tx), ..Default::default() }).unwrap();
+        let options = XdpOptions {
+            mode: Some(XdpMode::Rx),
+            frame_count: Some(64),
+            ring_size: Some(64),
+            batch_size: Some(64),
+            ..Default::default()
+        };
+        let mut rx = XdpSocket::open(&veth.1, options).unwrap();
+        deliver(&mut tx, &mut rx, 40, 0);
+        assert_eq!(rx.next_batch().unwrap().unwrap().runs, [Run { first: 0, count: 40 }]);
+        rx.release();
+        // Frames 40..64 and then 0..16: the batch wraps the RX range.
+        deliver(&mut tx, &mut rx, 40, 40);
+        let umem = rx.umem().as_ptr();
+        let fs = rx.frame_size() as usize;
+        let batch = rx.next_batch().unwrap().unwrap();
+        assert_eq!(batch.runs, [Run { first: 40, count: 24 }, Run { first: 0, count: 16 }]);
+        let mut packets = batch.packets.iter();
+        for run in batch.runs {
+            for j in 0..run.count {
+                let p = packets.next().expect("one packet per frame of the runs");
+                assert_eq!(p.frame, run.first + j, "packets come in run order");
+            }
+        }
+        for (i, p) in batch.packets.iter().enumerate() {
+            // SAFETY: a checked descriptor inside the UMEM, lent to us.
+            let s = unsafe {
+                std::slice::from_raw_parts(umem.add(p.frame as usize * fs + p.offset as usize), p.len as usize)
+            };
+            assert_eq!(s, frame((40 + i) as u8, 60 + (40 + i) % 200).as_slice());
+        }
     }
 }
