@@ -252,3 +252,19 @@ test("a 'packet' listener that throws is an 'error', and delivery goes on with t
     ['a bug in the listener'],
   )
 })
+
+test('a held batch whose memory was moved away with transfer() reads as EPERM, not as undefined fields', async (t) => {
+  if (!('transfer' in ArrayBuffer.prototype)) {
+    t.is(Number(process.versions.node.split('.')[0]), 20, 'only Node 20 lacks ArrayBuffer.prototype.transfer')
+    return
+  }
+  const { cap, batch } = await heldBatch(t, [100, 100])
+  const packet = batch.at(0)!
+  ;(batch.bytes.buffer as ArrayBuffer & { transfer(): ArrayBuffer }).transfer()
+  // Fields used to read as undefined (and timestampNs as a TypeError) until the next call.
+  for (const read of [() => packet.length, () => packet.timestampNs, () => packet.direction, () => packet.data, () => batch.copy()]) {
+    t.throws(read, { instanceOf: NetringError, code: 'EPERM', message: /moved away/ })
+  }
+  t.throws(() => cap.nextBatch(), { instanceOf: NetringError, code: 'EPERM' })
+  t.true(cap.closed)
+})
