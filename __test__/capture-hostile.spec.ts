@@ -137,7 +137,7 @@ test('capture options are read once: a getter cannot change a value after it was
   t.is(reads, 1)
 })
 
-test('readCaptureFile on a directory is a NetringError naming the path', async (t) => {
+test('readCaptureFile: a directory, a path that is no string and a bad info argument are NetringErrors naming what', async (t) => {
   const dir = tempDir(t)
   const e = await t.throwsAsync(
     (async () => {
@@ -146,6 +146,10 @@ test('readCaptureFile on a directory is a NetringError naming the path', async (
     { instanceOf: NetringError, code: 'EISDIR' },
   )
   t.regex(e!.message, new RegExp(dir))
+  // Arguments of the wrong kind are refused by name, not a TypeError half-way through the file.
+  const first = (path: unknown, info?: unknown) => readCaptureFile(path as string, info as never).next()
+  t.is((await t.throwsAsync(first(3), { instanceOf: NetringError, code: 'EINVAL' }))!.option, 'path')
+  t.is((await t.throwsAsync(first(dir, { interfaces: 5 }), { instanceOf: NetringError, code: 'EINVAL' }))!.option, 'info')
 })
 
 test('PcapWriter.write and close check what a packet-like object and the stats say, by name', (t) => {
