@@ -137,7 +137,7 @@ test('capture options are read once: a getter cannot change a value after it was
   t.is(reads, 1)
 })
 
-test('readCaptureFile on a directory is a NetringError naming the path', async (t) => {
+test('readCaptureFile: a directory, a path that is no string and a bad info argument are NetringErrors naming what', async (t) => {
   const dir = tempDir(t)
   const e = await t.throwsAsync(
     (async () => {
@@ -146,6 +146,10 @@ test('readCaptureFile on a directory is a NetringError naming the path', async (
     { instanceOf: NetringError, code: 'EISDIR' },
   )
   t.regex(e!.message, new RegExp(dir))
+  // Arguments of the wrong kind are refused by name, not a TypeError half-way through the file.
+  const first = (path: unknown, info?: unknown) => readCaptureFile(path as string, info as never).next()
+  t.is((await t.throwsAsync(first(3), { instanceOf: NetringError, code: 'EINVAL' }))!.option, 'path')
+  t.is((await t.throwsAsync(first(dir, { interfaces: 5 }), { instanceOf: NetringError, code: 'EINVAL' }))!.option, 'info')
 })
 
 test('PcapWriter.write and close check what a packet-like object and the stats say, by name', (t) => {
@@ -251,4 +255,20 @@ test("a 'packet' listener that throws is an 'error', and delivery goes on with t
     errors.map((e) => e.message),
     ['a bug in the listener'],
   )
+})
+
+test('a held batch whose memory was moved away with transfer() reads as EPERM, not as undefined fields', async (t) => {
+  if (!('transfer' in ArrayBuffer.prototype)) {
+    t.is(Number(process.versions.node.split('.')[0]), 20, 'only Node 20 lacks ArrayBuffer.prototype.transfer')
+    return
+  }
+  const { cap, batch } = await heldBatch(t, [100, 100])
+  const packet = batch.at(0)!
+  ;(batch.bytes.buffer as ArrayBuffer & { transfer(): ArrayBuffer }).transfer()
+  // Fields used to read as undefined (and timestampNs as a TypeError) until the next call.
+  for (const read of [() => packet.length, () => packet.timestampNs, () => packet.direction, () => packet.data, () => batch.copy()]) {
+    t.throws(read, { instanceOf: NetringError, code: 'EPERM', message: /moved away/ })
+  }
+  t.throws(() => cap.nextBatch(), { instanceOf: NetringError, code: 'EPERM' })
+  t.true(cap.closed)
 })

@@ -372,7 +372,7 @@ export class PacketBatch implements Iterable<Packet>, Disposable {
 
   /** @internal A 32-bit header field of the packet whose header is at `h`. */
   word(h: number, w: number): number {
-    if (this.#released) throw releasedError()
+    if (this.#released || this.#bytes.length === 0) throw this.#unreadable()
     return this.#words[(h >> 2) + w]
   }
 
@@ -390,7 +390,7 @@ export class PacketBatch implements Iterable<Packet>, Disposable {
 
   /** @internal */
   byte(at: number): number {
-    if (this.#released) throw releasedError()
+    if (this.#released || this.#bytes.length === 0) throw this.#unreadable()
     return this.#bytes[at]
   }
 
@@ -401,7 +401,7 @@ export class PacketBatch implements Iterable<Packet>, Disposable {
     const length = this.#words[w + W_SNAPLEN]
     // The header lies in memory JavaScript can write: bounds read from it are checked here, so a
     // header written over is a typed error (a NaN from a corrupt table fails the test too).
-    if (!(start + length <= this.#bytes.length)) throw this.#bytes.length === 0 ? releasedError() : corruptHeader(h)
+    if (!(start + length <= this.#bytes.length)) throw this.#bytes.length === 0 ? this.#unreadable() : corruptHeader(h)
     return ringView(this.#block, start, length)
   }
 
@@ -411,7 +411,7 @@ export class PacketBatch implements Iterable<Packet>, Disposable {
    * same API; its `release()` only marks it released. For streams and file writers.
    */
   copy(): PacketBatch {
-    if (this.#released) throw releasedError()
+    if (this.#released || (this.#bytes.length === 0 && this.length > 0)) throw this.#unreadable()
     const last = this.length - 1
     // Packets lie in order in the block: the last one ends the used part. Word-aligned, as the
     // header reads need.
@@ -426,6 +426,19 @@ export class PacketBatch implements Iterable<Packet>, Disposable {
   /** @internal Whether the batch lends ring memory (false for a `copy()`). */
   get lent(): boolean {
     return !this.#owned
+  }
+
+  /**
+   * Why the batch's packets cannot be read: it was released, or (still held) its memory was
+   * detached by someone else, moved away with `transfer()`; the capture closes at its next call.
+   */
+  #unreadable(): NetringError {
+    if (this.#released) return releasedError()
+    return NetringError.of(
+      'EPERM',
+      "this batch's memory was moved away (ArrayBuffer.prototype.transfer): ring memory cannot leave its capture, which closes at its next call",
+      { hint: 'copy packets you want to keep (packet.copy(), Buffer.from(packet.data))' },
+    )
   }
 
   /** Hands the block back to the kernel; every Buffer over it is detached. Idempotent. */

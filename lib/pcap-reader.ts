@@ -4,6 +4,7 @@
 import { open, type FileHandle } from 'node:fs/promises'
 
 import { NetringError } from './errors'
+import { describe } from './numbers'
 import { type Direction, OwnedPacket, type PacketStatus } from './packet'
 
 /** Longest record accepted: larger is a corrupt length, not a packet (libpcap's limit is 256 KiB). */
@@ -22,6 +23,10 @@ export interface CaptureFileInterface {
  * byte offset; a missing file the error `open` gave (`ENOENT`).
  */
 export async function* readCaptureFile(path: string, info?: { interfaces: CaptureFileInterface[] }): AsyncGenerator<OwnedPacket> {
+  if (typeof path !== 'string' || path === '') throw NetringError.invalidOption('path', `must be a file path, got ${describe(path)}`)
+  if (info !== undefined && (typeof info !== 'object' || info === null || !Array.isArray(info.interfaces))) {
+    throw NetringError.invalidOption('info', 'must be { interfaces: [] } (filled with the interfaces the file describes)')
+  }
   let file: FileHandle
   try {
     file = await open(path, 'r')
