@@ -136,6 +136,19 @@ test('capture options are read once: a getter cannot change a value after it was
   t.teardown(() => cap.close())
   t.is(cap.info.blockCount, 4)
   t.is(reads, 1)
+  // setFilter's instructions too: a field is read once, by the check, and that value is used.
+  let codeReads = 0
+  cap.setFilter([
+    {
+      get code() {
+        return (codeReads++ === 0 ? 6 : 'not a number') as number
+      },
+      jt: 0,
+      jf: 0,
+      k: 0xffff,
+    },
+  ])
+  t.is(codeReads, 1)
 })
 
 test('readCaptureFile: a directory, a path that is no string and a bad info argument are NetringErrors naming what', async (t) => {
