@@ -4,6 +4,7 @@
 // not files. Each must end in a typed NetringError (or the right result), never a crash, a
 // Rust panic, a wrong descriptor or stale ring bytes in a file.
 
+import { spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -135,6 +136,19 @@ test('capture options are read once: a getter cannot change a value after it was
   t.teardown(() => cap.close())
   t.is(cap.info.blockCount, 4)
   t.is(reads, 1)
+  // setFilter's instructions too: a field is read once, by the check, and that value is used.
+  let codeReads = 0
+  cap.setFilter([
+    {
+      get code() {
+        return (codeReads++ === 0 ? 6 : 'not a number') as number
+      },
+      jt: 0,
+      jf: 0,
+      k: 0xffff,
+    },
+  ])
+  t.is(codeReads, 1)
 })
 
 test('readCaptureFile: a directory, a path that is no string and a bad info argument are NetringErrors naming what', async (t) => {
@@ -271,4 +285,36 @@ test('a held batch whose memory was moved away with transfer() reads as EPERM, n
   }
   t.throws(() => cap.nextBatch(), { instanceOf: NetringError, code: 'EPERM' })
   t.true(cap.closed)
+})
+
+test('PcapWriter on a piped stdout (non-blocking in Node) waits for a slow reader instead of tearing the file with EAGAIN', async (t) => {
+  // Node leaves a piped stdout O_NONBLOCK, and the writer's dup shares that flag: a full pipe
+  // used to fail the write with EAGAIN half-way through a record.
+  const script = `
+    const { PcapWriter } = require('netring')
+    process.stdout.write('')
+    const w = PcapWriter.open(1, { format: 'pcap' })
+    const data = Buffer.alloc(1400, 7)
+    for (let i = 0; i < 2000; i++) w.write({ data, direction: 'host', timestamp: { sec: i, nsec: 0 }, originalLength: 1400 })
+    w.close()
+    process.stderr.write(JSON.stringify({ bytes: w.bytesWritten, packets: w.packetsWritten }))
+  `
+  const child = spawn(process.execPath, ['-e', script], { cwd: new URL('..', import.meta.url).pathname, stdio: ['ignore', 'pipe', 'pipe'] })
+  const closed = new Promise<[number | null, string | null]>((resolve) => child.on('close', (c, s) => resolve([c, s])))
+  const chunks: Buffer[] = []
+  let stderr = ''
+  child.stderr.on('data', (d: Buffer) => (stderr += d))
+  // A slow reader: nothing is read until the child has filled the pipe.
+  child.stdout.pause()
+  await new Promise((r) => setTimeout(r, 500))
+  child.stdout.on('data', (d: Buffer) => chunks.push(d))
+  child.stdout.resume()
+  const killer = setTimeout(() => child.kill('SIGKILL'), 30_000)
+  const [code, signal] = await closed
+  clearTimeout(killer)
+  t.is(signal, null, stderr)
+  t.is(code, 0, stderr)
+  const file = Buffer.concat(chunks)
+  t.deepEqual(JSON.parse(stderr), { bytes: file.length, packets: 2000 })
+  t.is(readPcap(file).length, 2000, 'every record whole')
 })

@@ -75,7 +75,7 @@ export class Capture extends BatchReader<PacketBatch, Packet> implements Disposa
    * space with the new program as they are read (what libpcap does), not discarded.
    */
   setFilter(filter: CaptureOptions['filter'] | null): void {
-    const checked = filterOption(filter)
+    const checked = filterOption(readOnce(filter))
     this.releaseHeld()
     callNative(() => this.#native.setFilter(checked))
   }

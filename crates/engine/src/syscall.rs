@@ -95,6 +95,11 @@ pub fn kick(fd: BorrowedFd<'_>, flags: libc::c_int) -> Result<usize, Errno> {
 
 /// Writes every byte of `iov` (at most `UIO_MAXIOV` entries), retrying on EINTR and after
 /// short writes. The entries are advanced in place past what was written.
+///
+/// Blocking even on a non-blocking descriptor: Node leaves a piped stdout `O_NONBLOCK` (a flag
+/// of the open file, shared by our `dup`), and giving up with EAGAIN part-way through a record
+/// would leave a torn file; so EAGAIN waits until the descriptor takes more, as a blocking
+/// write does.
 pub fn writev_all(fd: BorrowedFd<'_>, mut iov: &mut [libc::iovec]) -> Result<(), Errno> {
     while !iov.is_empty() {
         // SAFETY: every iovec points at memory the caller keeps alive for this call.
@@ -102,6 +107,11 @@ pub fn writev_all(fd: BorrowedFd<'_>, mut iov: &mut [libc::iovec]) -> Result<(),
         if rc < 0 {
             match Errno::last() {
                 Errno::EINTR => continue,
+                Errno::EAGAIN => {
+                    // POLLERR/POLLHUP end the wait too; the next writev then reports them (EPIPE).
+                    poll(fd, libc::POLLOUT, None)?;
+                    continue;
+                }
                 e => return Err(e),
             }
         }
@@ -124,6 +134,29 @@ pub fn writev_all(fd: BorrowedFd<'_>, mut iov: &mut [libc::iovec]) -> Result<(),
 mod tests {
     use super::*;
     use std::os::fd::AsFd;
+
+    #[test]
+    fn writev_all_waits_out_a_full_non_blocking_pipe() {
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK).unwrap();
+        let data = vec![7u8; 1 << 20]; // more than a pipe holds
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 65536];
+            while got.len() < 1 << 20 {
+                // Non-blocking too: wait for data, then read what is there.
+                poll(r.as_fd(), libc::POLLIN, None).unwrap();
+                match nix::unistd::read(&r, &mut buf) {
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                    Err(Errno::EAGAIN) => {}
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            got
+        });
+        let mut iov = [libc::iovec { iov_base: data.as_ptr() as *mut libc::c_void, iov_len: data.len() }];
+        writev_all(w.as_fd(), &mut iov).unwrap();
+        assert_eq!(reader.join().unwrap(), data);
+    }
 
     #[test]
     fn poll_times_out_after_roughly_the_timeout() {
