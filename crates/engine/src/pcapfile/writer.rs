@@ -192,9 +192,16 @@ impl PcapWriter {
         let info = read_block_header(block)
             .map_err(|c| Error::new(Errno::EIO, Subject::None, format!("corrupt block: {}", c.reason)))?;
         let mut walker = Walker::new(&info);
+        let packets_before = self.packets;
         while let Some(desc) = walker.next(block) {
-            let desc =
-                desc.map_err(|c| Error::new(Errno::EIO, Subject::None, format!("corrupt block: {}", c.reason)))?;
+            let desc = match desc {
+                Ok(desc) => desc,
+                Err(c) => {
+                    // All or nothing, as in write_block.
+                    self.discard_pending(packets_before);
+                    return Err(Error::new(Errno::EIO, Subject::None, format!("corrupt block: {}", c.reason)));
+                }
+            };
             if let Some(r) = record_at(block, desc.header_offset as usize) {
                 self.push_record(r);
             }
@@ -449,6 +456,30 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         assert_eq!(file.len(), 24, "the file header only");
         assert_eq!(w.bytes_written(), 24);
+    }
+
+    #[test]
+    fn a_walked_block_that_turns_out_corrupt_half_way_leaves_nothing_to_write() {
+        let path = temp("half-walked.pcap");
+        let iface = FileInterface { name: "eth0".into(), snap_len: 65535 };
+        let mut w = PcapWriter::create(&path, FileFormat::Pcap { nanos: false }, &iface).unwrap();
+        let mut block = SyntheticBlock::new(1 << 16, 0);
+        block.push(&frame(600, 1), Meta::default());
+        block.push(&frame(600, 2), Meta::default());
+        let info = read_block_header(&block.bytes).unwrap();
+        let mut walker = Walker::new(&info);
+        walker.next(&block.bytes).unwrap().unwrap();
+        let second = walker.next(&block.bytes).unwrap().unwrap().header_offset as usize;
+        // The second packet's snap length now runs past the block: the walk fails there.
+        block.bytes[second + ffi::layout::SNAPLEN..second + ffi::layout::SNAPLEN + 4]
+            .copy_from_slice(&u32::MAX.to_ne_bytes());
+        let e = w.write_walked_block(&block.bytes).unwrap_err();
+        assert_eq!(e.errno, Errno::EIO);
+        assert_eq!(w.packets_written(), 0);
+        w.finish(0, 0, 0).unwrap();
+        let file = std::fs::read(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(file.len(), 24, "the file header only");
     }
 
     #[test]
