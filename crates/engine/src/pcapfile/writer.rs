@@ -192,9 +192,16 @@ impl PcapWriter {
         let info = read_block_header(block)
             .map_err(|c| Error::new(Errno::EIO, Subject::None, format!("corrupt block: {}", c.reason)))?;
         let mut walker = Walker::new(&info);
+        let packets_before = self.packets;
         while let Some(desc) = walker.next(block) {
-            let desc =
-                desc.map_err(|c| Error::new(Errno::EIO, Subject::None, format!("corrupt block: {}", c.reason)))?;
+            let desc = match desc {
+                Ok(desc) => desc,
+                Err(c) => {
+                    // All or nothing, as in write_block.
+                    self.discard_pending(packets_before);
+                    return Err(Error::new(Errno::EIO, Subject::None, format!("corrupt block: {}", c.reason)));
+                }
+            };
             if let Some(r) = record_at(block, desc.header_offset as usize) {
                 self.push_record(r);
             }
@@ -428,14 +435,31 @@ mod tests {
         assert_eq!(got[4], (frames[0].clone(), 999_999_999));
     }
 
+    /// A pcap writer on a fresh file, and a block of 600-byte frames (long enough to be written
+    /// from the block itself, not copied next to their record headers).
+    fn writer_and_block(name: &str, frames: u8) -> (String, PcapWriter, SyntheticBlock) {
+        let path = temp(name);
+        let iface = FileInterface { name: "eth0".into(), snap_len: 65535 };
+        let w = PcapWriter::create(&path, FileFormat::Pcap { nanos: false }, &iface).unwrap();
+        let mut block = SyntheticBlock::new(1 << 16, 0);
+        for i in 0..frames {
+            block.push(&frame(600, i), Meta::default());
+        }
+        (path, w, block)
+    }
+
+    /// Closes the writer and asserts that the file holds its header and nothing else.
+    fn assert_header_only(mut w: PcapWriter, path: &str) {
+        w.finish(0, 0, 0).unwrap();
+        let file = std::fs::read(path).unwrap();
+        std::fs::remove_file(path).unwrap();
+        assert_eq!(file.len(), 24, "the file header only");
+        assert_eq!(w.bytes_written(), 24);
+    }
+
     #[test]
     fn a_block_that_fails_half_way_leaves_nothing_to_write() {
-        let path = temp("half.pcap");
-        let iface = FileInterface { name: "eth0".into(), snap_len: 65535 };
-        let mut w = PcapWriter::create(&path, FileFormat::Pcap { nanos: false }, &iface).unwrap();
-        let mut block = SyntheticBlock::new(1 << 16, 0);
-        // Long enough to be written from the block itself, not copied next to its header.
-        block.push(&frame(600, 1), Meta::default());
+        let (path, mut w, mut block) = writer_and_block("half.pcap", 1);
         let info = read_block_header(&block.bytes).unwrap();
         let first = Walker::new(&info).next(&block.bytes).unwrap().unwrap().header_offset;
         let e = w.write_block(&block.bytes, &[first, u32::MAX - 3]).unwrap_err();
@@ -444,11 +468,23 @@ mod tests {
         // The block goes back to the kernel: what a later flush writes must not come from it.
         block.bytes.fill(0xee);
         w.flush().unwrap();
-        w.finish(0, 0, 0).unwrap();
-        let file = std::fs::read(&path).unwrap();
-        std::fs::remove_file(&path).unwrap();
-        assert_eq!(file.len(), 24, "the file header only");
-        assert_eq!(w.bytes_written(), 24);
+        assert_header_only(w, &path);
+    }
+
+    #[test]
+    fn a_walked_block_that_turns_out_corrupt_half_way_leaves_nothing_to_write() {
+        let (path, mut w, mut block) = writer_and_block("half-walked.pcap", 2);
+        let info = read_block_header(&block.bytes).unwrap();
+        let mut walker = Walker::new(&info);
+        walker.next(&block.bytes).unwrap().unwrap();
+        let second = walker.next(&block.bytes).unwrap().unwrap().header_offset as usize;
+        // The second packet's snap length now runs past the block: the walk fails there.
+        let snaplen = second + ffi::layout::SNAPLEN;
+        block.bytes[snaplen..snaplen + 4].copy_from_slice(&u32::MAX.to_ne_bytes());
+        let e = w.write_walked_block(&block.bytes).unwrap_err();
+        assert_eq!(e.errno, Errno::EIO);
+        assert_eq!(w.packets_written(), 0);
+        assert_header_only(w, &path);
     }
 
     #[test]
