@@ -2,7 +2,7 @@
 // checked with tshark, its output lines, summaries and exit codes checked as text.
 
 import { execFileSync, spawn } from 'node:child_process'
-import { accessSync, constants, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { accessSync, constants, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
@@ -23,26 +23,43 @@ function tempDir(t: ExecutionContext): string {
 }
 
 interface Run {
-  /** Resolves once stderr contains `text`. */
+  /** Resolves once stderr (the terminal's text, under `terminal`) matches `text`. */
   saw(text: string | RegExp): Promise<void>
+  /** Under `terminal`, SIGINT is a Ctrl-C typed on the terminal. */
   signal(name: NodeJS.Signals): void
   done: Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>
 }
 
+interface RunOptions {
+  timeoutMs?: number
+  /**
+   * Run on a pseudo-terminal (util-linux `script`), as in an interactive shell: stdout and
+   * stderr are the terminal, and what it shows comes back as `stderr`.
+   */
+  terminal?: boolean
+}
+
+const shellQuote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`
+
 /** Runs the command (killed after `timeoutMs`, so a hang fails the test instead of the suite). */
-function netring(t: ExecutionContext, args: string[], timeoutMs = 30_000): Run {
-  const child = spawn(CLI, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+function netring(t: ExecutionContext, args: string[], { timeoutMs = 30_000, terminal = false }: RunOptions = {}): Run {
+  // `script -e` exits with the command's status; its stdin stays open so that it keeps running
+  // (and passes a typed Ctrl-C on to the terminal).
+  const child = terminal
+    ? spawn('script', ['-qfec', [CLI, ...args].map(shellQuote).join(' '), '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] })
+    : spawn(CLI, args, { stdio: ['ignore', 'pipe', 'pipe'] })
   let stdout = ''
   let stderr = ''
   const waiters: { text: string | RegExp; resolve: () => void }[] = []
-  child.stdout.on('data', (d) => (stdout += d))
-  child.stderr.on('data', (d) => {
+  const onStderr = (d: Buffer) => {
     stderr += d
     for (const w of waiters.splice(0)) {
       if (typeof w.text === 'string' ? stderr.includes(w.text) : w.text.test(stderr)) w.resolve()
       else waiters.push(w)
     }
-  })
+  }
+  child.stdout!.on('data', terminal ? onStderr : (d) => (stdout += d))
+  child.stderr!.on('data', terminal ? (d) => (stdout += d) : onStderr)
   const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
   const done = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>((resolve) =>
     child.once('close', (code, signal) => {
@@ -61,9 +78,34 @@ function netring(t: ExecutionContext, args: string[], timeoutMs = 30_000): Run {
         waiters.push({ text, resolve })
         void done.then((r) => reject(new Error(`netring exited (${r.code ?? r.signal}) before printing ${String(text)}: ${r.stderr}`)))
       }),
-    signal: (name) => child.kill(name),
+    signal: (name) => (terminal && name === 'SIGINT' ? child.stdin!.write('\x03') : child.kill(name)),
     done,
   }
+}
+
+/** Every status line drawn (`\r`, erase line, then the line), in order. */
+function statusLines(text: string) {
+  const re = /\r\x1b\[K(\d+) packets, (\d+) pps, (\d+\.\d) Mbit\/s, (\d+) drops(?:, (\d+(?:\.\d)? [KMG]iB))?/g
+  return [...text.matchAll(re)].map((m) => ({ packets: Number(m[1]), pps: Number(m[2]), drops: Number(m[4]), file: m[5] }))
+}
+
+/** The text a terminal shows at the end: carriage returns, newlines and erase-line applied. */
+function screen(text: string): string[] {
+  const lines: string[] = ['']
+  let col = 0
+  for (const part of text.split(/(\r|\n|\x1b\[K)/)) {
+    const row = lines.length - 1
+    if (part === '\r') col = 0
+    else if (part === '\n') {
+      lines.push('')
+      col = 0
+    } else if (part === '\x1b[K') lines[row] = lines[row].slice(0, col)
+    else {
+      lines[row] = lines[row].slice(0, col) + part + lines[row].slice(col + part.length)
+      col += part.length
+    }
+  }
+  return lines
 }
 
 async function readAll(path: string) {
@@ -328,4 +370,113 @@ test('capture --workers 0 or x: one error line, exit 1', async (t) => {
     t.is(r.code, 1)
     t.regex(r.stderr.split('\n')[0], /^netring: --workers needs an integer of at least 1 or 'auto'/)
   }
+})
+
+/** A status line showing exactly `n` packets. */
+const statusShowing = (n: number) => new RegExp(`\\r\\x1b\\[K${n} packets, `)
+
+test('capture -w on a terminal: a live status line counts the packets and the file, and is erased before the summary', async (t) => {
+  const veth = vethPair(t)
+  const file = join(tempDir(t), 'status.pcap')
+  const run = netring(t, ['capture', '-i', veth.near, '-w', file, '--format', 'pcap'], { terminal: true, timeoutMs: 60_000 })
+  await run.saw('listening on')
+  const traffic = mixedTraffic(veth.nearMac, veth.farMac)
+  const half = traffic.length >> 1
+  // Two rounds: the line follows the count as it grows, up to exactly what was sent.
+  await veth.send(traffic.slice(0, half))
+  await run.saw(statusShowing(half))
+  await veth.send(traffic.slice(half))
+  await run.saw(statusShowing(traffic.length))
+  const size = statSync(file).size
+  run.signal('SIGINT')
+  const r = await run.done
+  t.is(r.code, 0, r.stderr)
+  t.is(tsharkFrames(file).length, traffic.length)
+  const lines = statusLines(r.stderr)
+  const counts = lines.map((s) => s.packets)
+  t.deepEqual(
+    counts,
+    [...counts].sort((a, b) => a - b),
+    'the count never goes back',
+  )
+  t.true(counts.includes(half))
+  t.true(lines.every((s) => s.drops === 0 && s.file !== undefined))
+  // Everything was in the file (pcap has no end block), so the last line shows its size.
+  t.is(lines.at(-1)!.file, `${(size / 1024).toFixed(0)} KiB`)
+  t.is(size, statSync(file).size)
+  // What the terminal shows at the end: the banner, the summary, no remnant of the status line.
+  const shown = screen(r.stderr).filter((l) => l !== '' && l !== '^C')
+  t.regex(shown[0], /^netring: listening on /)
+  t.deepEqual(shown.slice(1), [`${traffic.length} packets captured`, `${traffic.length} packets received by filter`, '0 packets dropped by kernel'])
+})
+
+test('without a terminal there is no status line; printing to a terminal, none either', async (t) => {
+  const veth = vethPair(t)
+  const traffic = mixedTraffic(veth.nearMac, veth.farMac).slice(0, 20)
+  const file = join(tempDir(t), 'quiet.pcapng')
+  // stderr a pipe: nothing but the banner and the summary, even while running for seconds.
+  const piped = netring(t, ['capture', '-i', veth.near, '-c', '20', '-w', file])
+  // stdout and stderr on one terminal: packet lines only, a status line would cut into them.
+  const printing = netring(t, ['capture', '-i', veth.near, '-n'], { terminal: true })
+  await Promise.all([piped.saw('listening on'), printing.saw('listening on')])
+  await veth.send(traffic.slice(0, 10))
+  await printing.saw(/(?:[^\n]* In [^\n]*\n){10}/)
+  await new Promise((r) => setTimeout(r, 2500)) // status lines would have been drawn twice
+  await veth.send(traffic.slice(10))
+  await printing.saw(/(?:[^\n]* In [^\n]*\n){20}/)
+  printing.signal('SIGINT')
+  const [a, b] = await Promise.all([piped.done, printing.done])
+  t.is(a.code, 0, a.stderr)
+  t.is(b.code, 0, b.stderr)
+  for (const text of [a.stderr, b.stderr]) {
+    t.notRegex(text, /\x1b|pps/)
+    t.is(statusLines(text).length, 0)
+  }
+  t.regex(a.stderr, /^netring: listening on [^\n]*\n\n20 packets captured\n\d+ packets received by filter\n0 packets dropped by kernel\n$/)
+  t.is(screen(b.stderr).filter((l) => / In /.test(l)).length, 20)
+})
+
+test('replay on a terminal: the status line counts the frames sent, and the receiver got that many', async (t) => {
+  const link = localVethPair(t)
+  const file = join(tempDir(t), 'status-replay.pcapng')
+  const frames = mixedTraffic(link.bMac, link.aMac).slice(0, 40)
+  const w = PcapWriter.open(file)
+  frames.forEach((f, i) => w.write({ data: f, timestamp: { sec: 100, nsec: i * 1_000_000 }, originalLength: f.length, direction: 'host' } as never))
+  w.close()
+  using cap = Capture.open(link.b)
+  // Read while it runs: seconds of traffic at a small rate fill more blocks than the ring has.
+  const got: Buffer[] = []
+  const stopReading = new AbortController()
+  const reading = (async () => {
+    try {
+      for await (const batch of cap.batches({ signal: stopReading.signal })) {
+        for (const p of batch) if (p.direction !== 'outgoing') got.push(p.copy().data)
+      }
+    } catch (e) {
+      if ((e as Error).name !== 'AbortError') throw e
+    }
+  })()
+  const run = netring(t, ['replay', '-i', link.a, file, '--pps', '100', '--loop', '100'], { terminal: true, timeoutMs: 60_000 })
+  // Two status lines with a growing count, then Ctrl-C.
+  await run.saw(/\r\x1b\[K[1-9]\d* packets, [^\r]*\r\x1b\[K[1-9]\d* packets, /)
+  run.signal('SIGINT')
+  const r = await run.done
+  t.is(r.code, 0, r.stderr)
+  const sent = Number(/Actual: (\d+) packets/.exec(r.stderr)?.[1])
+  const lines = statusLines(r.stderr)
+  t.true(lines.length >= 2)
+  const counts = lines.map((s) => s.packets)
+  t.true(counts[0] > 0 && counts.every((n, i) => i === 0 || n >= counts[i - 1]) && counts.at(-1)! <= sent, counts.join(' '))
+  t.true(lines.every((s) => s.drops === 0 && s.file === undefined))
+  for (let waited = 0; got.length < sent && waited < 10_000; waited += 50) await new Promise((r) => setTimeout(r, 50))
+  stopReading.abort()
+  await reading
+  t.is(cap.stats().drops, 0)
+  t.deepEqual(
+    got,
+    Array.from({ length: sent }, (_, i) => frames[i % frames.length]),
+  )
+  const shown = screen(r.stderr).filter((l) => l !== '' && l !== '^C')
+  t.regex(shown[0], /^Actual: /)
+  t.false(shown.some((l) => / pps, /.test(l)))
 })

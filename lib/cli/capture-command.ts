@@ -13,7 +13,7 @@ import { readCaptureFile } from '../pcap-reader'
 import { intOption, parseArgs, stringOption, UsageError, type OptionSpec } from './args'
 import { META_FIELDS, type CaptureWorkerData, type PostedLines, type PostedPackets } from './capture-worker'
 import { formatPacket, type LineOptions } from './format-packet'
-import { onInterrupt, startStatusLine } from './status'
+import { onInterrupt, startStatusLine, statusLineShown } from './status'
 
 export const CAPTURE_USAGE =
   'usage: netring capture -i IFACE [-c COUNT] [-w FILE] [-s SNAPLEN] [-G SECONDS | -C MB] [--format pcap|pcap-ns|pcapng]\n' +
@@ -94,20 +94,23 @@ export async function captureCommand(argv: string[]): Promise<number> {
 
   let captured = 0
   let bytes = 0
-  const countBytes = process.stderr.isTTY
-  let stats: CaptureStats = { packets: 0, drops: 0, freezeCount: 0 }
   const files = openFiles()
-  const stopStatus = startStatusLine({
-    packets: () => captured,
-    bytes: () => bytes,
-    drops: () => (cap.closed ? stats : (stats = cap.stats())).drops,
-    fileBytes: () => files?.totalBytes(),
-  })
+  const showStatus = statusLineShown(files === undefined)
+  let stats: CaptureStats = { packets: 0, drops: 0, freezeCount: 0 }
+  const stopStatus = startStatusLine(
+    {
+      packets: () => captured,
+      bytes: () => bytes,
+      drops: () => (cap.closed ? stats : (stats = cap.stats())).drops,
+      fileBytes: () => files?.totalBytes(),
+    },
+    showStatus,
+  )
   try {
     for await (const batch of cap.batches({ signal: abort.signal })) {
       const take = count === undefined ? batch.length : Math.min(batch.length, count - captured)
       // Bytes only feed the status line: no JavaScript per packet otherwise.
-      if (countBytes) for (let i = 0; i < take; i++) bytes += batch.lengthAt(i)
+      if (showStatus) for (let i = 0; i < take; i++) bytes += batch.lengthAt(i)
       if (files) {
         files.rotateIfDue(() => cap.stats())
         if (take === batch.length) files.current.write(batch)
@@ -160,12 +163,15 @@ async function captureWithPool(pool: FanoutPool, count: number | undefined, file
     process.stderr.write(`netring: worker ${e.workerIndex ?? '?'}: ${e.message}\n`)
     end()
   })
-  const stopStatus = startStatusLine({
-    packets: () => captured,
-    bytes: () => bytes,
-    drops: () => (pool.closed ? 0 : pool.stats().total.drops),
-    fileBytes: () => files?.totalBytes(),
-  })
+  const stopStatus = startStatusLine(
+    {
+      packets: () => captured,
+      bytes: () => bytes,
+      drops: () => (pool.closed ? 0 : pool.stats().total.drops),
+      fileBytes: () => files?.totalBytes(),
+    },
+    statusLineShown(files === undefined),
+  )
   pool.on('message', (value) => {
     const m = value as PostedLines | PostedPackets
     if (ended) return
