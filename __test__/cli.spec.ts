@@ -2,7 +2,7 @@
 // checked with tshark, its output lines, summaries and exit codes checked as text.
 
 import { execFileSync, spawn } from 'node:child_process'
-import { accessSync, constants, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
+import { accessSync, constants, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
@@ -480,3 +480,99 @@ test('replay on a terminal: the status line counts the frames sent, and the rece
   t.regex(shown[0], /^Actual: /)
   t.false(shown.some((l) => / pps, /.test(l)))
 })
+
+/** `n` distinct UDP frames of `size` bytes over 64 flows (so a hash fanout spreads them), numbered in their payload. */
+function numberedFlows(dst: Buffer, src: Buffer, n: number, size: number, first = 0): Buffer[] {
+  return Array.from({ length: n }, (_, k) => {
+    const i = first + k
+    const payload = Buffer.alloc(size - 42, i & 0xff)
+    payload.writeUInt32BE(i)
+    return ipv4Frame(dst, src, `10.99.${i % 64}.1`, '10.99.0.2', 17, udp(5000 + (i % 64), 7777, payload))
+  })
+}
+
+/** The rotated files, every frame in them (each file checked by tshark), and the summary's counts. */
+function rotatedFiles(t: ExecutionContext, dir: string, stderr: string) {
+  const names = readdirSync(dir).sort((a, b) => a.length - b.length || a.localeCompare(b))
+  const perFile = names.map((name) => {
+    const got = tsharkFrames(join(dir, name))
+    t.true(got.every((f) => f.interfaceName !== ''), name)
+    return got.map((f) => f.bytes.toString('hex'))
+  })
+  const frames = perFile.flat()
+  const number = (re: RegExp) => Number(re.exec(stderr)?.[1])
+  return {
+    names,
+    perFile,
+    frames,
+    captured: number(/^(\d+) packets captured$/m),
+    received: number(/^(\d+) packets received by filter$/m),
+    dropped: number(/^(\d+) packets dropped by kernel$/m),
+  }
+}
+
+for (const workers of [[], ['--workers', '2']]) {
+  const label = workers.join(' ') || 'one ring'
+  test(`capture ${label} -C 1: files of 1 MB, each read by tshark, every packet once, as many as the kernel counted`, async (t) => {
+    const veth = vethPair(t)
+    const dir = tempDir(t)
+    const run = netring(t, ['capture', '-i', veth.near, ...workers, '-w', join(dir, 'c.pcapng'), '-C', '1'], { timeoutMs: 90_000 })
+    await run.saw('listening on')
+    const sent = numberedFlows(veth.nearMac, veth.farMac, 3000, 1000)
+    await veth.send(sent)
+    // Ctrl-C once every packet is in (the sum of the files' sizes says so).
+    const want = sent.reduce((n, f) => n + f.length, 0)
+    for (let waited = 0; waited < 30_000; waited += 100) {
+      const bytes = readdirSync(dir).reduce((n, name) => n + statSync(join(dir, name)).size, 0)
+      if (bytes > want) break
+      await new Promise((r) => setTimeout(r, 100))
+    }
+    run.signal('SIGINT')
+    const r = await run.done
+    t.is(r.code, 0, r.stderr)
+    const got = rotatedFiles(t, dir, r.stderr)
+    t.deepEqual(got.names.slice(0, 3), ['c.pcapng', 'c.pcapng1', 'c.pcapng2'])
+    t.true(got.names.length >= 3)
+    // As tcpdump's -C: a file is closed once it holds 1 MB, so all but the last hold that and at
+    // most one packet (a record of 1032 bytes) and the closing statistics block (52) more.
+    for (const name of got.names.slice(0, -1)) {
+      const size = statSync(join(dir, name)).size
+      t.true(size >= 1_000_000 && size <= 1_000_000 + 1032 + 52, `${name}: ${size}`)
+    }
+    t.deepEqual([...got.frames].sort(), sent.map((f) => f.toString('hex')).sort())
+    t.is(got.captured, sent.length)
+    t.is(got.received, sent.length)
+    t.is(got.dropped, 0)
+  })
+
+  test(`capture ${label} -G 1: a file per second, named by strftime, every packet once, as many as the kernel counted`, async (t) => {
+    const veth = vethPair(t)
+    const dir = tempDir(t)
+    const run = netring(t, ['capture', '-i', veth.near, ...workers, '-w', join(dir, 'g-%s.pcapng'), '-G', '1'], { timeoutMs: 90_000 })
+    await run.saw('listening on')
+    // Three rounds more than a second apart: a packet after a second opens the next file.
+    const rounds = [0, 1, 2].map((k) => numberedFlows(veth.nearMac, veth.farMac, 200, 200, k * 200))
+    for (const [k, round] of rounds.entries()) {
+      if (k > 0) await new Promise((r) => setTimeout(r, 1200))
+      await veth.send(round)
+    }
+    const sent = rounds.flat()
+    for (let waited = 0; waited < 30_000; waited += 100) {
+      const n = readdirSync(dir).reduce((n, name) => n + statSync(join(dir, name)).size, 0)
+      if (n > sent.reduce((m, f) => m + f.length, 0)) break
+      await new Promise((r) => setTimeout(r, 100))
+    }
+    run.signal('SIGINT')
+    const r = await run.done
+    t.is(r.code, 0, r.stderr)
+    const got = rotatedFiles(t, dir, r.stderr)
+    // A file opens at the first packet after its second is up, as with tcpdump: the first may
+    // be empty when the first packet came later than that.
+    t.true(got.perFile.filter((f) => f.length > 0).length >= 3, got.names.join(' '))
+    t.true(got.names.every((n) => /^g-\d{10}\.pcapng$/.test(n)), got.names.join(' '))
+    t.deepEqual([...got.frames].sort(), sent.map((f) => f.toString('hex')).sort())
+    t.is(got.captured, sent.length)
+    t.is(got.received, sent.length)
+    t.is(got.dropped, 0)
+  })
+}

@@ -155,19 +155,34 @@ impl PcapWriter {
         Ok(())
     }
 
-    /// Writes every packet of a ring block whose headers start at `header_offsets` (the
-    /// packets the caller was handed, in order), straight from the block.
-    pub fn write_block(&mut self, block: &[u8], header_offsets: &[u32]) -> Result<()> {
+    /// The file's size once what is buffered is written.
+    pub fn size(&self) -> u64 {
+        self.bytes + self.buf.len() as u64
+    }
+
+    /// Writes the packets of a ring block whose headers start at `header_offsets` (the packets
+    /// the caller was handed, in order), straight from the block, and returns how many. Like
+    /// tcpdump's `-C`, it stops before a packet once the file holds `size_limit` bytes (the
+    /// caller then opens the next file): a file grows past the limit by one packet at most.
+    pub fn write_block(&mut self, block: &[u8], header_offsets: &[u32], size_limit: u64) -> Result<usize> {
         self.flush()?;
         // Records are never larger than the ring's own headers: one reservation per block.
         self.buf.reserve(block.len());
+        let mut size = self.bytes;
+        let mut written = 0;
         for &h in header_offsets {
+            if size >= size_limit {
+                break;
+            }
             let r = record_at(block, h as usize).ok_or_else(|| {
                 Error::new(Errno::EINVAL, Subject::None, format!("no packet header at offset {h} of the block"))
             })?;
+            size += u64::from(self.record_len(r.data.len()));
             self.push_record(r);
+            written += 1;
         }
-        self.write_pieces()
+        self.write_pieces()?;
+        Ok(written)
     }
 
     /// Writes every packet of a ring block, found by walking it (for the engine's own loops).
@@ -269,6 +284,14 @@ impl PcapWriter {
                 let (high, low) = ((ts >> 32) as u32, ts as u32);
                 self.buf.extend_from_slice(&words::<7, 28>([PCAPNG_EPB, len, 0, high, low, caplen, r.original_len]));
             }
+        }
+    }
+
+    /// Bytes of a record holding `caplen` bytes of frame.
+    fn record_len(&self, caplen: usize) -> u32 {
+        match self.format {
+            FileFormat::Pcap { .. } => 16 + caplen as u32,
+            FileFormat::PcapNg => epb_len(caplen),
         }
     }
 
@@ -410,6 +433,35 @@ mod tests {
             assert_eq!(&g.0, f);
         }
         assert_eq!(got[4], (frames[0].clone(), 999_999_999));
+    }
+
+    #[test]
+    fn a_size_limit_stops_before_the_packet_that_finds_the_file_full() {
+        let path = temp("limit.pcapng");
+        let iface = FileInterface { name: "eth0".into(), snap_len: 65535 };
+        let mut w = PcapWriter::create(&path, FileFormat::PcapNg, &iface).unwrap();
+        let mut block = SyntheticBlock::new(1 << 16, 0);
+        for i in 0..6 {
+            block.push(&frame(100 + 300 * i, i as u8), Meta::default());
+        }
+        let info = read_block_header(&block.bytes).unwrap();
+        let mut walker = Walker::new(&info);
+        let mut offsets = Vec::new();
+        while let Some(desc) = walker.next(&block.bytes) {
+            offsets.push(desc.unwrap().header_offset);
+        }
+        // The header, then records of 148, 448, 748, ... bytes: a limit one byte past the
+        // header and the first record lets the second in (the file was not full before it).
+        let header = w.size();
+        let limit = header + epb_len(100) as u64 + 1;
+        assert_eq!(w.write_block(&block.bytes, &offsets, limit).unwrap(), 2);
+        assert_eq!(w.size(), header + u64::from(epb_len(100) + epb_len(400)));
+        assert_eq!(w.write_block(&block.bytes, &offsets[2..], limit).unwrap(), 0);
+        assert_eq!(w.write_block(&block.bytes, &offsets[2..], u64::MAX).unwrap(), 4);
+        assert_eq!(w.packets_written(), 6);
+        w.finish(6, 0, 0).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), w.size());
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]
