@@ -576,3 +576,25 @@ for (const workers of [[], ['--workers', '2']]) {
     t.is(got.dropped, 0)
   })
 }
+
+test('capture --workers 2 prints the lines of all workers in time order, every packet once', async (t) => {
+  const veth = vethPair(t)
+  // 64 flows, so the hash fanout gives both workers packets, interleaved in time.
+  const sent = numberedFlows(veth.nearMac, veth.farMac, 600, 100)
+  const run = netring(t, ['capture', '-i', veth.near, '--workers', '2', '-n', '-tttt', '-c', String(sent.length)], { timeoutMs: 60_000 })
+  await run.saw('listening on')
+  // In rounds, so that several batches from each worker are in flight together.
+  for (let i = 0; i < sent.length; i += 100) await veth.send(sent.slice(i, i + 100))
+  const r = await run.done
+  t.is(r.code, 0, r.stderr)
+  const lines = r.stdout.trim().split('\n')
+  t.is(lines.length, sent.length)
+  // `YYYY-MM-DD HH:MM:SS.uuuuuu`: text order is time order.
+  const times = lines.map((l) => l.slice(0, 26))
+  const backwards = times.findIndex((time, i) => i > 0 && time < times[i - 1])
+  t.is(backwards, -1, `line ${backwards}: ${lines[backwards - 1]} then ${lines[backwards]}`)
+  // Every packet once: source address and port name the flow, the sender's order numbers them.
+  const flows = lines.map((l) => /IP (10\.99\.\d+\.1\.\d+) > /.exec(l)?.[1])
+  const want = sent.map((_, i) => `10.99.${i % 64}.1.${5000 + (i % 64)}`)
+  t.deepEqual([...flows].sort(), [...want].sort())
+})

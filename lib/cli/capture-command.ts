@@ -13,6 +13,7 @@ import { readCaptureFile } from '../pcap-reader'
 import { intOption, parseArgs, stringOption, UsageError, type OptionSpec } from './args'
 import { META_FIELDS, type CaptureWorkerData, type PostedLines, type PostedPackets } from './capture-worker'
 import { formatPacket, type LineOptions } from './format-packet'
+import { LineMerger } from './line-merger'
 import { onInterrupt, startStatusLine, statusLineShown } from './status'
 
 export const CAPTURE_USAGE =
@@ -170,15 +171,14 @@ async function captureWithPool(pool: FanoutPool, count: number | undefined, file
     },
     statusLineShown(files === undefined),
   )
-  pool.on('message', (value) => {
+  const merger = files ? undefined : new LineMerger(pool.workers.length, (text) => process.stdout.write(text))
+  pool.on('message', (value, worker) => {
     const m = value as PostedLines | PostedPackets
     if (ended) return
     const n = m.kind === 'lines' ? m.lines.length : m.meta.length / META_FIELDS
     const take = count === undefined ? n : Math.min(n, count - captured)
     if (m.kind === 'lines') {
-      let out = ''
-      for (let i = 0; i < take; i++) out += `${m.lines[i]}\n`
-      process.stdout.write(out)
+      merger?.add(worker.index, take === n ? m.lines : m.lines.slice(0, take), m.times)
     } else if (files) {
       writeOwned(files, m, take, () => pool.stats().total)
     }
@@ -191,6 +191,7 @@ async function captureWithPool(pool: FanoutPool, count: number | undefined, file
     await done
   } finally {
     stopStatus()
+    merger?.end()
     stats = (await pool.close()).total
     files?.close(stats)
   }
