@@ -261,14 +261,20 @@ test('list --json matches ip -d -s link', async (t) => {
   t.regex(table.stdout, new RegExp(`^${ip.ifindex}\\s+${veth.near}\\s+up\\s+1500\\s`, 'm'))
 })
 
+/** A file of 40 frames from `link.a` to `link.b`, a millisecond apart. */
+function replayFile(t: ExecutionContext, link: { aMac: Buffer; bMac: Buffer }) {
+  const file = join(tempDir(t), 'replay.pcapng')
+  const frames = mixedTraffic(link.bMac, link.aMac).slice(0, 40)
+  const w = PcapWriter.open(file)
+  frames.forEach((f, i) => w.write({ data: f, timestamp: { sec: 100, nsec: i * 1_000_000 }, originalLength: f.length, direction: 'host' } as never))
+  w.close()
+  return { file, frames }
+}
+
 for (const pace of [['--top', '--loop', '2'], [], ['--pps', '2000'], ['--speed', '4']]) {
   test(`replay ${pace.join(' ') || '(at the file’s pace)'} sends the file’s frames in order`, async (t) => {
     const link = localVethPair(t)
-    const file = join(tempDir(t), 'replay.pcapng')
-    const frames = mixedTraffic(link.bMac, link.aMac).slice(0, 40)
-    const w = PcapWriter.open(file)
-    frames.forEach((f, i) => w.write({ data: f, timestamp: { sec: 100, nsec: i * 1_000_000 }, originalLength: f.length, direction: 'host' } as never))
-    w.close()
+    const { file, frames } = replayFile(t, link)
     using cap = Capture.open(link.b)
     const loops = pace.includes('--loop') ? 2 : 1
     const r = await netring(t, ['replay', '-i', link.a, file, ...pace]).done
@@ -438,13 +444,11 @@ test('without a terminal there is no status line; printing to a terminal, none e
 
 test('replay on a terminal: the status line counts the frames sent, and the receiver got that many', async (t) => {
   const link = localVethPair(t)
-  const file = join(tempDir(t), 'status-replay.pcapng')
-  const frames = mixedTraffic(link.bMac, link.aMac).slice(0, 40)
-  const w = PcapWriter.open(file)
-  frames.forEach((f, i) => w.write({ data: f, timestamp: { sec: 100, nsec: i * 1_000_000 }, originalLength: f.length, direction: 'host' } as never))
-  w.close()
-  using cap = Capture.open(link.b)
-  // Read while it runs: seconds of traffic at a small rate fill more blocks than the ring has.
+  const { file, frames } = replayFile(t, link)
+  // At a small rate a block holds what came in its timeout: long timeouts and many blocks let
+  // the ring hold a minute of this traffic, even while other tests block this event loop
+  // (tshark runs synchronously); it is read while the command runs all the same.
+  using cap = Capture.open(link.b, { blockSize: 256 * 1024, blockCount: 64, blockTimeoutMs: 1000 })
   const got: Buffer[] = []
   const stopReading = new AbortController()
   const reading = (async () => {

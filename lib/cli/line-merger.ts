@@ -9,7 +9,7 @@
 //   the window after another's later lines can print out of order.
 
 /** How long a line may wait for a quiet worker, in milliseconds. */
-export const REORDER_WINDOW_MS = 300
+export const REORDER_WINDOW_MS = 500
 /** Lines held at most; beyond, the earliest are released (memory stays bounded at any rate). */
 const MAX_HELD = 100_000
 
