@@ -158,12 +158,18 @@ export declare class NativePcapWriter {
   static fromFd(fd: number, options: NativePcapWriterOptions): NativePcapWriter
   /** Copies one packet in; written when the buffer fills or on `flush`. */
   writePacket(data: Uint8Array, sec: number, nsec: number, originalLen: number, pkttype: number): void
-  /** Writes every packet of a lent batch (its block and table) straight from the block. */
-  writeBlock(block: Uint8Array, table: Uint32Array): void
+  /**
+   * Writes packets `start..end` of a lent batch (its block and table) straight from the
+   * block, stopping before a packet once the file holds `size_limit` bytes; returns how many
+   * were written.
+   */
+  writeBlock(block: Uint8Array, table: Uint32Array, start: number, end: number, sizeLimit?: number | undefined | null): number
   flush(): void
   /** Writes the statistics (pcapng) and what is buffered, and closes the file. Idempotent. */
   close(received?: number | undefined | null, dropped?: number | undefined | null): void
   get bytesWritten(): number
+  /** The file's size once what is buffered is written. */
+  get size(): number
   get packetsWritten(): number
 }
 

@@ -261,3 +261,56 @@ test('stream({ batches: true }) gives owned batches (one copy per block) that pi
   t.true(owned[0].released)
   t.throws(() => owned[0].at(0)!.length, { instanceOf: NetringError, code: 'EBADF' })
 })
+
+test('writeBatch with maxSize splits batches across files as -C does: each file full to the limit, every packet once, in order', async (t) => {
+  const dir = tempDir(t)
+  const maxSize = 2000
+  const files: string[] = []
+  const open = () => {
+    files.push(join(dir, `part${files.length}.pcapng`))
+    return PcapWriter.open(files.at(-1)!, { interface: 'part' })
+  }
+  let w = open()
+  const writeRange = (batch: import('netring').PacketBatch, start: number, end: number, cap: Capture) => {
+    let next = start
+    while ((next = w.writeBatch(batch, { start: next, end, maxSize })) < end) {
+      w.close(cap.stats())
+      w = open()
+    }
+  }
+  // Each batch in two ranges, so that ranges starting and ending inside a batch are exercised.
+  const { copies } = await liveCapture(t, (batch, cap) => {
+    writeRange(batch, 0, batch.length >> 1, cap)
+    writeRange(batch, batch.length >> 1, batch.length, cap)
+  })
+  w.close()
+  t.true(files.length >= 5, `${files.length} files`)
+  // Every file but the last holds the limit and at most one record (244 bytes at snap length 200) more.
+  for (const f of files.slice(0, -1)) {
+    const size = readFileSync(f).length
+    t.true(size >= maxSize && size < maxSize + 244 + 52, `${f}: ${size}`)
+  }
+  const frames = files.flatMap((f) => tsharkFrames(f))
+  t.deepEqual(
+    frames.map((f) => f.bytes),
+    copies.map((p) => p.data),
+  )
+})
+
+test('writeBatch refuses a range outside the batch: EINVAL naming the option', async (t) => {
+  const dir = tempDir(t)
+  using w = PcapWriter.open(join(dir, 'range.pcapng'))
+  let checked = false
+  await liveCapture(t, (batch) => {
+    if (checked) return
+    checked = true
+    for (const range of [{ start: -1 }, { start: 2, end: 1 }, { end: batch.length + 1 }, { start: 0.5 }]) {
+      const e = t.throws(() => w.writeBatch(batch, range), { instanceOf: NetringError })
+      t.is(e?.code, 'EINVAL')
+      t.is(e?.option, 'start')
+    }
+    const e = t.throws(() => w.writeBatch(batch, { maxSize: Number.NaN }), { instanceOf: NetringError })
+    t.is(e?.option, 'maxSize')
+    t.is(w.packetsWritten, 0)
+  })
+})

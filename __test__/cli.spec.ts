@@ -1,10 +1,11 @@
 // The `netring` command, run as a user runs it: a child process on real interfaces, its files
 // checked with tshark, its output lines, summaries and exit codes checked as text.
 
-import { execFileSync, spawn } from 'node:child_process'
-import { accessSync, constants, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { execFile, execFileSync, spawn } from 'node:child_process'
+import { accessSync, constants, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { promisify } from 'node:util'
 
 import test, { type ExecutionContext } from 'ava'
 import { Capture, PcapWriter, readCaptureFile } from 'netring'
@@ -15,6 +16,7 @@ import { tsharkFrames, tsharkInterfaceStats } from './helpers/tshark'
 import { ipv4Frame, mixedTraffic, udp } from './helpers/traffic'
 
 const CLI = join(process.cwd(), 'dist/cli/main.js')
+const execFileAsync = promisify(execFile)
 
 function tempDir(t: ExecutionContext): string {
   const dir = mkdtempSync(join(tmpdir(), 'netring-cli-'))
@@ -23,26 +25,43 @@ function tempDir(t: ExecutionContext): string {
 }
 
 interface Run {
-  /** Resolves once stderr contains `text`. */
+  /** Resolves once stderr (the terminal's text, under `terminal`) matches `text`. */
   saw(text: string | RegExp): Promise<void>
+  /** Under `terminal`, SIGINT is a Ctrl-C typed on the terminal. */
   signal(name: NodeJS.Signals): void
   done: Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>
 }
 
+interface RunOptions {
+  timeoutMs?: number
+  /**
+   * Run on a pseudo-terminal (util-linux `script`), as in an interactive shell: stdout and
+   * stderr are the terminal, and what it shows comes back as `stderr`.
+   */
+  terminal?: boolean
+}
+
+const shellQuote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`
+
 /** Runs the command (killed after `timeoutMs`, so a hang fails the test instead of the suite). */
-function netring(t: ExecutionContext, args: string[], timeoutMs = 30_000): Run {
-  const child = spawn(CLI, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+function netring(t: ExecutionContext, args: string[], { timeoutMs = 30_000, terminal = false }: RunOptions = {}): Run {
+  // `script -e` exits with the command's status; its stdin stays open so that it keeps running
+  // (and passes a typed Ctrl-C on to the terminal).
+  const child = terminal
+    ? spawn('script', ['-qfec', [CLI, ...args].map(shellQuote).join(' '), '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] })
+    : spawn(CLI, args, { stdio: ['ignore', 'pipe', 'pipe'] })
   let stdout = ''
   let stderr = ''
   const waiters: { text: string | RegExp; resolve: () => void }[] = []
-  child.stdout.on('data', (d) => (stdout += d))
-  child.stderr.on('data', (d) => {
+  const onStderr = (d: Buffer) => {
     stderr += d
     for (const w of waiters.splice(0)) {
       if (typeof w.text === 'string' ? stderr.includes(w.text) : w.text.test(stderr)) w.resolve()
       else waiters.push(w)
     }
-  })
+  }
+  child.stdout!.on('data', terminal ? onStderr : (d) => (stdout += d))
+  child.stderr!.on('data', terminal ? (d) => (stdout += d) : onStderr)
   const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
   const done = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>((resolve) =>
     child.once('close', (code, signal) => {
@@ -61,9 +80,34 @@ function netring(t: ExecutionContext, args: string[], timeoutMs = 30_000): Run {
         waiters.push({ text, resolve })
         void done.then((r) => reject(new Error(`netring exited (${r.code ?? r.signal}) before printing ${String(text)}: ${r.stderr}`)))
       }),
-    signal: (name) => child.kill(name),
+    signal: (name) => (terminal && name === 'SIGINT' ? child.stdin!.write('\x03') : child.kill(name)),
     done,
   }
+}
+
+/** Every status line drawn (`\r`, erase line, then the line), in order. */
+function statusLines(text: string) {
+  const re = /\r\x1b\[K(\d+) packets, (\d+) pps, (\d+\.\d) Mbit\/s, (\d+) drops(?:, (\d+(?:\.\d)? [KMG]iB))?/g
+  return [...text.matchAll(re)].map((m) => ({ packets: Number(m[1]), pps: Number(m[2]), drops: Number(m[4]), file: m[5] }))
+}
+
+/** The text a terminal shows at the end: carriage returns, newlines and erase-line applied. */
+function screen(text: string): string[] {
+  const lines: string[] = ['']
+  let col = 0
+  for (const part of text.split(/(\r|\n|\x1b\[K)/)) {
+    const row = lines.length - 1
+    if (part === '\r') col = 0
+    else if (part === '\n') {
+      lines.push('')
+      col = 0
+    } else if (part === '\x1b[K') lines[row] = lines[row].slice(0, col)
+    else {
+      lines[row] = lines[row].slice(0, col) + part + lines[row].slice(col + part.length)
+      col += part.length
+    }
+  }
+  return lines
 }
 
 async function readAll(path: string) {
@@ -219,14 +263,20 @@ test('list --json matches ip -d -s link', async (t) => {
   t.regex(table.stdout, new RegExp(`^${ip.ifindex}\\s+${veth.near}\\s+up\\s+1500\\s`, 'm'))
 })
 
+/** A file of 40 frames from `link.a` to `link.b`, a millisecond apart. */
+function replayFile(t: ExecutionContext, link: { aMac: Buffer; bMac: Buffer }) {
+  const file = join(tempDir(t), 'replay.pcapng')
+  const frames = mixedTraffic(link.bMac, link.aMac).slice(0, 40)
+  const w = PcapWriter.open(file)
+  frames.forEach((f, i) => w.write({ data: f, timestamp: { sec: 100, nsec: i * 1_000_000 }, originalLength: f.length, direction: 'host' } as never))
+  w.close()
+  return { file, frames }
+}
+
 for (const pace of [['--top', '--loop', '2'], [], ['--pps', '2000'], ['--speed', '4']]) {
   test(`replay ${pace.join(' ') || '(at the file’s pace)'} sends the file’s frames in order`, async (t) => {
     const link = localVethPair(t)
-    const file = join(tempDir(t), 'replay.pcapng')
-    const frames = mixedTraffic(link.bMac, link.aMac).slice(0, 40)
-    const w = PcapWriter.open(file)
-    frames.forEach((f, i) => w.write({ data: f, timestamp: { sec: 100, nsec: i * 1_000_000 }, originalLength: f.length, direction: 'host' } as never))
-    w.close()
+    const { file, frames } = replayFile(t, link)
     using cap = Capture.open(link.b)
     const loops = pace.includes('--loop') ? 2 : 1
     const r = await netring(t, ['replay', '-i', link.a, file, ...pace]).done
@@ -328,4 +378,243 @@ test('capture --workers 0 or x: one error line, exit 1', async (t) => {
     t.is(r.code, 1)
     t.regex(r.stderr.split('\n')[0], /^netring: --workers needs an integer of at least 1 or 'auto'/)
   }
+})
+
+/** A status line showing exactly `n` packets. */
+const statusShowing = (n: number) => new RegExp(`\\r\\x1b\\[K${n} packets, `)
+
+test('capture -w on a terminal: a live status line counts the packets and the file, and is erased before the summary', async (t) => {
+  const veth = vethPair(t)
+  const file = join(tempDir(t), 'status.pcap')
+  const run = netring(t, ['capture', '-i', veth.near, '-w', file, '--format', 'pcap'], { terminal: true, timeoutMs: 60_000 })
+  await run.saw('listening on')
+  const traffic = mixedTraffic(veth.nearMac, veth.farMac)
+  const half = traffic.length >> 1
+  // Two rounds: the line follows the count as it grows, up to exactly what was sent.
+  await veth.send(traffic.slice(0, half))
+  await run.saw(statusShowing(half))
+  await veth.send(traffic.slice(half))
+  await run.saw(statusShowing(traffic.length))
+  const size = statSync(file).size
+  run.signal('SIGINT')
+  const r = await run.done
+  t.is(r.code, 0, r.stderr)
+  t.is((await tsharkPayloads(file)).length, traffic.length)
+  const lines = statusLines(r.stderr)
+  const counts = lines.map((s) => s.packets)
+  t.deepEqual(
+    counts,
+    [...counts].sort((a, b) => a - b),
+    'the count never goes back',
+  )
+  t.true(counts.includes(half))
+  t.true(lines.every((s) => s.drops === 0 && s.file !== undefined))
+  // Everything was in the file (pcap has no end block), so the last line shows its size.
+  t.is(lines.at(-1)!.file, `${(size / 1024).toFixed(0)} KiB`)
+  t.is(size, statSync(file).size)
+  // What the terminal shows at the end: the banner, the summary, no remnant of the status line.
+  const shown = screen(r.stderr).filter((l) => l !== '' && l !== '^C')
+  t.regex(shown[0], /^netring: listening on /)
+  t.deepEqual(shown.slice(1), [`${traffic.length} packets captured`, `${traffic.length} packets received by filter`, '0 packets dropped by kernel'])
+})
+
+test('without a terminal there is no status line; printing to a terminal, none either', async (t) => {
+  const veth = vethPair(t)
+  const traffic = mixedTraffic(veth.nearMac, veth.farMac).slice(0, 20)
+  const file = join(tempDir(t), 'quiet.pcapng')
+  // stderr a pipe: nothing but the banner and the summary, even while running for seconds.
+  const piped = netring(t, ['capture', '-i', veth.near, '-c', '20', '-w', file])
+  // stdout and stderr on one terminal: packet lines only, a status line would cut into them.
+  const printing = netring(t, ['capture', '-i', veth.near, '-n'], { terminal: true })
+  await Promise.all([piped.saw('listening on'), printing.saw('listening on')])
+  await veth.send(traffic.slice(0, 10))
+  await printing.saw(/(?:[^\n]* In [^\n]*\n){10}/)
+  await new Promise((r) => setTimeout(r, 2500)) // status lines would have been drawn twice
+  await veth.send(traffic.slice(10))
+  await printing.saw(/(?:[^\n]* In [^\n]*\n){20}/)
+  printing.signal('SIGINT')
+  const [a, b] = await Promise.all([piped.done, printing.done])
+  t.is(a.code, 0, a.stderr)
+  t.is(b.code, 0, b.stderr)
+  for (const text of [a.stderr, b.stderr]) {
+    t.notRegex(text, /\x1b|pps/)
+    t.is(statusLines(text).length, 0)
+  }
+  t.regex(a.stderr, /^netring: listening on [^\n]*\n\n20 packets captured\n\d+ packets received by filter\n0 packets dropped by kernel\n$/)
+  t.is(screen(b.stderr).filter((l) => / In /.test(l)).length, 20)
+})
+
+test('replay on a terminal: the status line counts the frames sent, and the receiver got that many', async (t) => {
+  const link = localVethPair(t)
+  const { file, frames } = replayFile(t, link)
+  // At a small rate a block holds what came in its timeout: long timeouts and many blocks let
+  // the ring hold a minute of this traffic, even while other tests block this event loop
+  // (tshark runs synchronously); it is read while the command runs all the same.
+  using cap = Capture.open(link.b, { blockSize: 256 * 1024, blockCount: 64, blockTimeoutMs: 1000 })
+  const got: Buffer[] = []
+  const stopReading = new AbortController()
+  const reading = (async () => {
+    try {
+      for await (const batch of cap.batches({ signal: stopReading.signal })) {
+        for (const p of batch) if (p.direction !== 'outgoing') got.push(p.copy().data)
+      }
+    } catch (e) {
+      if ((e as Error).name !== 'AbortError') throw e
+    }
+  })()
+  const run = netring(t, ['replay', '-i', link.a, file, '--pps', '100', '--loop', '100'], { terminal: true, timeoutMs: 60_000 })
+  // Two status lines with a growing count, then Ctrl-C.
+  await run.saw(/\r\x1b\[K[1-9]\d* packets, [^\r]*\r\x1b\[K[1-9]\d* packets, /)
+  run.signal('SIGINT')
+  const r = await run.done
+  t.is(r.code, 0, r.stderr)
+  const sent = Number(/Actual: (\d+) packets/.exec(r.stderr)?.[1])
+  const lines = statusLines(r.stderr)
+  t.true(lines.length >= 2)
+  const counts = lines.map((s) => s.packets)
+  t.true(counts[0] > 0 && counts.every((n, i) => i === 0 || n >= counts[i - 1]) && counts.at(-1)! <= sent, counts.join(' '))
+  t.true(lines.every((s) => s.drops === 0 && s.file === undefined))
+  for (let waited = 0; got.length < sent && waited < 10_000; waited += 50) await new Promise((r) => setTimeout(r, 50))
+  stopReading.abort()
+  await reading
+  t.is(cap.stats().drops, 0)
+  t.deepEqual(
+    got,
+    Array.from({ length: sent }, (_, i) => frames[i % frames.length]),
+  )
+  const shown = screen(r.stderr).filter((l) => l !== '' && l !== '^C')
+  t.regex(shown[0], /^Actual: /)
+  t.false(shown.some((l) => / pps, /.test(l)))
+})
+
+/** `n` distinct UDP frames of `size` bytes over 64 flows (so a hash fanout spreads them), numbered in their payload. */
+function numberedFlows(dst: Buffer, src: Buffer, n: number, size: number, first = 0): Buffer[] {
+  return Array.from({ length: n }, (_, k) => {
+    const i = first + k
+    const payload = Buffer.alloc(size - 42, i & 0xff)
+    payload.writeUInt32BE(i)
+    return ipv4Frame(dst, src, `10.99.${i % 64}.1`, '10.99.0.2', 17, udp(5000 + (i % 64), 7777, payload))
+  })
+}
+
+/**
+ * Length and UDP payload of every frame of `file` as tshark reads it, run without blocking this
+ * process (other tests' children keep being served meanwhile).
+ */
+async function tsharkPayloads(file: string): Promise<string[]> {
+  const { stdout } = await execFileAsync('tshark', ['-r', file, '-T', 'fields', '-e', 'frame.len', '-e', 'udp.payload'], {
+    maxBuffer: 256 << 20,
+    timeout: 60_000,
+  })
+  return stdout
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => l.replace('\t', ' '))
+}
+
+/** What `tsharkPayloads` gives for a frame sent. */
+const payloadRow = (f: Buffer) => `${f.length} ${f.subarray(42).toString('hex')}`
+
+/** The rotated files, every frame in them (each file read by tshark), and the summary's counts. */
+async function rotatedFiles(dir: string, stderr: string) {
+  const names = readdirSync(dir).sort((a, b) => a.length - b.length || a.localeCompare(b))
+  const perFile: string[][] = []
+  for (const name of names) perFile.push(await tsharkPayloads(join(dir, name)))
+  const number = (re: RegExp) => Number(re.exec(stderr)?.[1])
+  return {
+    names,
+    perFile,
+    frames: perFile.flat(),
+    captured: number(/^(\d+) packets captured$/m),
+    received: number(/^(\d+) packets received by filter$/m),
+    dropped: number(/^(\d+) packets dropped by kernel$/m),
+  }
+}
+
+for (const workers of [[], ['--workers', '2']]) {
+  const label = workers.join(' ') || 'one ring'
+  test(`capture ${label} -C 1: files of 1 MB, each read by tshark, every packet once, as many as the kernel counted`, async (t) => {
+    const veth = vethPair(t)
+    const dir = tempDir(t)
+    const run = netring(t, ['capture', '-i', veth.near, ...workers, '-w', join(dir, 'c.pcapng'), '-C', '1'], { timeoutMs: 90_000 })
+    await run.saw('listening on')
+    const sent = numberedFlows(veth.nearMac, veth.farMac, 3000, 1000)
+    await veth.send(sent)
+    // Ctrl-C once every packet is in (the sum of the files' sizes says so).
+    const want = sent.reduce((n, f) => n + f.length, 0)
+    for (let waited = 0; waited < 30_000; waited += 100) {
+      const bytes = readdirSync(dir).reduce((n, name) => n + statSync(join(dir, name)).size, 0)
+      if (bytes > want) break
+      await new Promise((r) => setTimeout(r, 100))
+    }
+    run.signal('SIGINT')
+    const r = await run.done
+    t.is(r.code, 0, r.stderr)
+    const got = await rotatedFiles(dir, r.stderr)
+    t.deepEqual(got.names.slice(0, 3), ['c.pcapng', 'c.pcapng1', 'c.pcapng2'])
+    t.true(got.names.length >= 3)
+    // As tcpdump's -C: a file is closed once it holds 1 MB, so all but the last hold that and at
+    // most one packet (a record of 1032 bytes) and the closing statistics block (52) more.
+    for (const name of got.names.slice(0, -1)) {
+      const size = statSync(join(dir, name)).size
+      t.true(size >= 1_000_000 && size <= 1_000_000 + 1032 + 52, `${name}: ${size}`)
+    }
+    t.deepEqual([...got.frames].sort(), sent.map(payloadRow).sort())
+    t.is(got.captured, sent.length)
+    t.is(got.received, sent.length)
+    t.is(got.dropped, 0)
+  })
+
+  test(`capture ${label} -G 1: a file per second, named by strftime, every packet once, as many as the kernel counted`, async (t) => {
+    const veth = vethPair(t)
+    const dir = tempDir(t)
+    const run = netring(t, ['capture', '-i', veth.near, ...workers, '-w', join(dir, 'g-%s.pcapng'), '-G', '1'], { timeoutMs: 90_000 })
+    await run.saw('listening on')
+    // Three rounds more than a second apart: a packet after a second opens the next file.
+    const rounds = [0, 1, 2].map((k) => numberedFlows(veth.nearMac, veth.farMac, 200, 200, k * 200))
+    for (const [k, round] of rounds.entries()) {
+      if (k > 0) await new Promise((r) => setTimeout(r, 1200))
+      await veth.send(round)
+    }
+    const sent = rounds.flat()
+    for (let waited = 0; waited < 30_000; waited += 100) {
+      const n = readdirSync(dir).reduce((n, name) => n + statSync(join(dir, name)).size, 0)
+      if (n > sent.reduce((m, f) => m + f.length, 0)) break
+      await new Promise((r) => setTimeout(r, 100))
+    }
+    run.signal('SIGINT')
+    const r = await run.done
+    t.is(r.code, 0, r.stderr)
+    const got = await rotatedFiles(dir, r.stderr)
+    // A file opens at the first packet after its second is up, as with tcpdump: the first may
+    // be empty when the first packet came later than that.
+    t.true(got.perFile.filter((f) => f.length > 0).length >= 3, got.names.join(' '))
+    t.true(got.names.every((n) => /^g-\d{10}\.pcapng$/.test(n)), got.names.join(' '))
+    t.deepEqual([...got.frames].sort(), sent.map(payloadRow).sort())
+    t.is(got.captured, sent.length)
+    t.is(got.received, sent.length)
+    t.is(got.dropped, 0)
+  })
+}
+
+test('capture --workers 2 prints the lines of all workers in time order, every packet once', async (t) => {
+  const veth = vethPair(t)
+  // 64 flows, so the hash fanout gives both workers packets, interleaved in time.
+  const sent = numberedFlows(veth.nearMac, veth.farMac, 600, 100)
+  const run = netring(t, ['capture', '-i', veth.near, '--workers', '2', '-n', '-tttt', '-c', String(sent.length)], { timeoutMs: 60_000 })
+  await run.saw('listening on')
+  // In rounds, so that several batches from each worker are in flight together.
+  for (let i = 0; i < sent.length; i += 100) await veth.send(sent.slice(i, i + 100))
+  const r = await run.done
+  t.is(r.code, 0, r.stderr)
+  const lines = r.stdout.trim().split('\n')
+  t.is(lines.length, sent.length)
+  // `YYYY-MM-DD HH:MM:SS.uuuuuu`: text order is time order.
+  const times = lines.map((l) => l.slice(0, 26))
+  const backwards = times.findIndex((time, i) => i > 0 && time < times[i - 1])
+  t.is(backwards, -1, `line ${backwards}: ${lines[backwards - 1]} then ${lines[backwards]}`)
+  // Every packet once: source address and port name the flow, the sender's order numbers them.
+  const flows = lines.map((l) => /IP (10\.99\.\d+\.1\.\d+) > /.exec(l)?.[1])
+  const want = sent.map((_, i) => `10.99.${i % 64}.1.${5000 + (i % 64)}`)
+  t.deepEqual([...flows].sort(), [...want].sort())
 })

@@ -60,6 +60,11 @@ export class PcapWriter implements Disposable {
     return this.#native.bytesWritten
   }
 
+  /** The file's size once what is buffered is written (what `-C` rotation compares). */
+  get size(): number {
+    return this.#native.size
+  }
+
   /** Packets written (or buffered) so far. */
   get packetsWritten(): number {
     return this.#native.packetsWritten
@@ -68,8 +73,7 @@ export class PcapWriter implements Disposable {
   /** Writes a batch whole, or one packet (copied). */
   write(item: PacketBatch | PacketInfo): void {
     if (item instanceof PacketBatch) {
-      const table = item.table
-      callNative(() => this.#native.writeBlock(item.bytes, table))
+      this.writeBatch(item)
       return
     }
     if (typeof item !== 'object' || item === null) {
@@ -87,6 +91,20 @@ export class PcapWriter implements Disposable {
     const nsec = integer(timestamp.nsec, 'timestamp.nsec', 0, 999_999_999)
     const wireLength = integer(originalLength, 'originalLength')
     callNative(() => this.#native.writePacket(data, sec, nsec, wireLength, pkttype))
+  }
+
+  /**
+   * Writes packets `start` to `end` (exclusive) of a batch, straight from the ring, and returns
+   * the index of the first packet not written: with `maxSize`, it stops before a packet once
+   * the file holds that many bytes (tcpdump's `-C`: a file passes it by one packet at most).
+   */
+  writeBatch(batch: PacketBatch, { start = 0, end = batch.length, maxSize }: { start?: number; end?: number; maxSize?: number } = {}): number {
+    if (!Number.isInteger(start) || !Number.isInteger(end) || start < 0 || end < start || end > batch.length) {
+      throw NetringError.invalidOption('start', `start and end must be packet indexes with start <= end <= ${batch.length}, got ${start} and ${end}`)
+    }
+    if (maxSize !== undefined && !(maxSize >= 0)) throw NetringError.invalidOption('maxSize', `must be a number of bytes, got ${String(maxSize)}`)
+    const table = batch.table
+    return start + callNative(() => this.#native.writeBlock(batch.bytes, table, start, end, maxSize))
   }
 
   /** Writes what is buffered. */

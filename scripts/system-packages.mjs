@@ -6,12 +6,13 @@
 import { spawnSync } from 'node:child_process'
 
 const PACKAGES = {
-  apt: ['iproute2', 'tcpdump', 'tshark', 'ethtool', 'libpcap0.8', 'python3', 'procps', 'util-linux'],
+  apt: ['iproute2', 'tcpdump', 'tshark', 'ethtool', 'libpcap0.8', 'python3', 'procps', 'util-linux', 'bsdutils'],
   apk: ['iproute2', 'tcpdump', 'tshark', 'ethtool', 'libpcap', 'python3', 'procps', 'util-linux', 'bash'],
 }
 
-// The commands the tests run, from those packages (libpcap is checked by the tests that load it).
-const COMMANDS = ['ip', 'tcpdump', 'tshark', 'ethtool', 'python3', 'ps', 'nsenter']
+// The commands the tests run, from those packages (libpcap is checked by the tests that load it;
+// `script`, from bsdutils on Debian, runs the command on a pseudo-terminal).
+const COMMANDS = ['ip', 'tcpdump', 'tshark', 'ethtool', 'python3', 'ps', 'nsenter', 'script']
 const has = (command) => spawnSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' }).status === 0
 const manager = has('dpkg-query') && has('apt-get') ? 'apt' : has('apk') ? 'apk' : null
 if (!manager) {

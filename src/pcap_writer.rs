@@ -80,18 +80,31 @@ impl NativePcapWriter {
         self.writer(env)?.write_packet(&record).or_throw(env)
     }
 
-    /// Writes every packet of a lent batch (its block and table) straight from the block.
+    /// Writes packets `start..end` of a lent batch (its block and table) straight from the
+    /// block, stopping before a packet once the file holds `size_limit` bytes; returns how many
+    /// were written.
     #[napi(catch_unwind)]
-    pub fn write_block(&mut self, env: &Env, block: Uint8Array, table: Uint32Array) -> napi::Result<()> {
+    pub fn write_block(
+        &mut self,
+        env: &Env,
+        block: Uint8Array,
+        table: Uint32Array,
+        start: u32,
+        end: u32,
+        size_limit: Option<f64>,
+    ) -> napi::Result<u32> {
         let count = table.first().copied().unwrap_or(0) as usize;
         let header = TABLE_HEADER_WORDS as usize;
-        let offsets = table.get(header..header + count).ok_or_else(|| {
+        let (start, end) = (start as usize, (end as usize).min(count));
+        let offsets = table.get(header + start.min(end)..header + end).ok_or_else(|| {
             to_js_error(
                 env,
                 Error::new(Errno::EINVAL, Subject::None, "the batch table is shorter than its packet count"),
             )
         })?;
-        self.writer(env)?.write_block(&block, offsets).or_throw(env)
+        let limit = size_limit.map_or(u64::MAX, |l| l as u64);
+        let written = self.writer(env)?.write_block(&block, offsets, limit).or_throw(env)?;
+        Ok(written as u32)
     }
 
     #[napi(catch_unwind)]
@@ -113,6 +126,12 @@ impl NativePcapWriter {
     #[napi(getter, catch_unwind)]
     pub fn bytes_written(&self) -> f64 {
         self.writer.as_ref().map_or(self.written.0, PcapWriter::bytes_written) as f64
+    }
+
+    /// The file's size once what is buffered is written.
+    #[napi(getter, catch_unwind)]
+    pub fn size(&self) -> f64 {
+        self.writer.as_ref().map_or(self.written.0, PcapWriter::size) as f64
     }
 
     #[napi(getter, catch_unwind)]

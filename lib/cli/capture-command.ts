@@ -7,13 +7,14 @@ import { Capture, type CaptureStats } from '../capture'
 import { FanoutPool } from '../fanout-pool'
 import { FilterProgram } from '../filter'
 import type { FanoutMode } from '../options'
-import { DIRECTIONS, type PacketInfo } from '../packet'
+import { DIRECTIONS, type PacketBatch, type PacketInfo } from '../packet'
 import { PcapWriter, type FileFormat } from '../pcap-writer'
 import { readCaptureFile } from '../pcap-reader'
 import { intOption, parseArgs, stringOption, UsageError, type OptionSpec } from './args'
 import { META_FIELDS, type CaptureWorkerData, type PostedLines, type PostedPackets } from './capture-worker'
 import { formatPacket, type LineOptions } from './format-packet'
-import { onInterrupt, startStatusLine } from './status'
+import { LineMerger } from './line-merger'
+import { onInterrupt, startStatusLine, statusLineShown } from './status'
 
 export const CAPTURE_USAGE =
   'usage: netring capture -i IFACE [-c COUNT] [-w FILE] [-s SNAPLEN] [-G SECONDS | -C MB] [--format pcap|pcap-ns|pcapng]\n' +
@@ -94,24 +95,25 @@ export async function captureCommand(argv: string[]): Promise<number> {
 
   let captured = 0
   let bytes = 0
-  const countBytes = process.stderr.isTTY
-  let stats: CaptureStats = { packets: 0, drops: 0, freezeCount: 0 }
   const files = openFiles()
-  const stopStatus = startStatusLine({
-    packets: () => captured,
-    bytes: () => bytes,
-    drops: () => (cap.closed ? stats : (stats = cap.stats())).drops,
-    fileBytes: () => files?.totalBytes(),
-  })
+  const showStatus = statusLineShown(files === undefined)
+  let stats: CaptureStats = { packets: 0, drops: 0, freezeCount: 0 }
+  const stopStatus = startStatusLine(
+    {
+      packets: () => captured,
+      bytes: () => bytes,
+      drops: () => (cap.closed ? stats : (stats = cap.stats())).drops,
+      fileBytes: () => files?.totalBytes(),
+    },
+    showStatus,
+  )
   try {
     for await (const batch of cap.batches({ signal: abort.signal })) {
       const take = count === undefined ? batch.length : Math.min(batch.length, count - captured)
       // Bytes only feed the status line: no JavaScript per packet otherwise.
-      if (countBytes) for (let i = 0; i < take; i++) bytes += batch.lengthAt(i)
+      if (showStatus) for (let i = 0; i < take; i++) bytes += batch.lengthAt(i)
       if (files) {
-        files.rotateIfDue(() => cap.stats())
-        if (take === batch.length) files.current.write(batch)
-        else for (let i = 0; i < take; i++) files.current.write(batch.at(i)!)
+        files.writeBatch(batch, take, () => cap.stats())
       } else {
         let out = ''
         for (let i = 0; i < take; i++) out += `${formatPacket(batch.at(i)!, lines)}\n`
@@ -160,24 +162,25 @@ async function captureWithPool(pool: FanoutPool, count: number | undefined, file
     process.stderr.write(`netring: worker ${e.workerIndex ?? '?'}: ${e.message}\n`)
     end()
   })
-  const stopStatus = startStatusLine({
-    packets: () => captured,
-    bytes: () => bytes,
-    drops: () => (pool.closed ? 0 : pool.stats().total.drops),
-    fileBytes: () => files?.totalBytes(),
-  })
-  pool.on('message', (value) => {
+  const stopStatus = startStatusLine(
+    {
+      packets: () => captured,
+      bytes: () => bytes,
+      drops: () => (pool.closed ? 0 : pool.stats().total.drops),
+      fileBytes: () => files?.totalBytes(),
+    },
+    statusLineShown(files === undefined),
+  )
+  const merger = files ? undefined : new LineMerger(pool.workers.length, (text) => process.stdout.write(text))
+  pool.on('message', (value, worker) => {
     const m = value as PostedLines | PostedPackets
     if (ended) return
     const n = m.kind === 'lines' ? m.lines.length : m.meta.length / META_FIELDS
     const take = count === undefined ? n : Math.min(n, count - captured)
     if (m.kind === 'lines') {
-      let out = ''
-      for (let i = 0; i < take; i++) out += `${m.lines[i]}\n`
-      process.stdout.write(out)
+      merger?.add(worker.index, take === n ? m.lines : m.lines.slice(0, take), m.times)
     } else if (files) {
-      files.rotateIfDue(() => pool.stats().total)
-      writeOwned(files.current, m, take)
+      writeOwned(files, m, take, () => pool.stats().total)
     }
     if (m.kind === 'packets') for (let i = 0; i < take; i++) bytes += m.meta[i * META_FIELDS]
     captured += take
@@ -188,6 +191,7 @@ async function captureWithPool(pool: FanoutPool, count: number | undefined, file
     await done
   } finally {
     stopStatus()
+    merger?.end()
     stats = (await pool.close()).total
     files?.close(stats)
   }
@@ -196,17 +200,19 @@ async function captureWithPool(pool: FanoutPool, count: number | undefined, file
   return 0
 }
 
-/** Writes the first `take` packets of a worker's posted copy. */
-function writeOwned(writer: PcapWriter, m: PostedPackets, take: number): void {
+/** Writes the first `take` packets of a worker's posted copy, then flushes: one write per batch, as on the ring path. */
+function writeOwned(files: RotatingFile, m: PostedPackets, take: number, stats: () => CaptureStats): void {
   const buffer = Buffer.from(m.bytes.buffer, m.bytes.byteOffset, m.bytes.byteLength)
+  files.rotateIfDue(stats)
   let at = 0
   for (let i = 0; i < take; i++) {
     const [length, sec, nsec, originalLength, pkttype] = m.meta.subarray(i * META_FIELDS, (i + 1) * META_FIELDS)
     // Only the fields PcapWriter.write reads for one packet.
     const packet = { data: buffer.subarray(at, at + length), timestamp: { sec, nsec }, originalLength, direction: DIRECTIONS[pkttype] }
-    writer.write(packet as PacketInfo)
+    files.writePacket(packet as PacketInfo, stats)
     at += length
   }
+  files.current.flush()
 }
 
 /** tcpdump's summary: "received by filter" counts what the kernel's filter accepted, dropped ones included. */
@@ -279,10 +285,30 @@ class RotatingFile {
     return this.#closedBytes + this.current.bytesWritten
   }
 
+  /** `-G`: the next file once the current one is SECONDS old (checked as packets arrive, as tcpdump does). */
   rotateIfDue(stats: () => CaptureStats): void {
-    const bySize = this.mb !== undefined && this.current.bytesWritten >= this.mb * 1_000_000
-    const byTime = this.seconds !== undefined && Date.now() - this.#openedAt >= this.seconds * 1000
-    if (!bySize && !byTime) return
+    if (this.seconds !== undefined && Date.now() - this.#openedAt >= this.seconds * 1000) this.#rotate(stats)
+  }
+
+  /** The first `end` packets of a ring batch, from the ring, across as many `-C` files as they fill. */
+  writeBatch(batch: PacketBatch, end: number, stats: () => CaptureStats): void {
+    this.rotateIfDue(stats)
+    let next = 0
+    while ((next = this.current.writeBatch(batch, { start: next, end, maxSize: this.#maxSize })) < end) this.#rotate(stats)
+  }
+
+  /** One packet; `-C`: the next file first if this one is full. */
+  writePacket(packet: PacketInfo, stats: () => CaptureStats): void {
+    if (this.current.size >= this.#maxSize) this.#rotate(stats)
+    this.current.write(packet)
+  }
+
+  /** `-C MB`: millions of bytes, as tcpdump counts them. */
+  get #maxSize(): number {
+    return this.mb === undefined ? Infinity : this.mb * 1_000_000
+  }
+
+  #rotate(stats: () => CaptureStats): void {
     this.close(stats())
     this.#index++
     this.#openedAt = Date.now()

@@ -1,6 +1,7 @@
 // The worker side of `netring capture --workers N`: a FanoutPool handler. Each worker reads its
 // own ring and posts what the main thread needs, because only the main thread writes output:
-// printed lines (formatted here, so formatting runs on every core), or owned copies of the
+// printed lines with their times (formatted here, so formatting runs on every core; the main
+// thread merges them in time order), or owned copies of the
 // packets for the one capture file (one writer keeps the file valid and every packet in it once).
 
 import type { Capture } from '../capture'
@@ -23,6 +24,8 @@ export interface PostedPackets {
 export interface PostedLines {
   kind: 'lines'
   lines: string[]
+  /** Each packet's time in microseconds since the epoch, for the merge in time order. */
+  times: Float64Array
 }
 
 export const META_FIELDS = 5
@@ -32,8 +35,12 @@ export default async function captureWorker(capture: Capture, context: FanoutCon
   for await (const batch of capture.batches({ signal: context.signal })) {
     if (output === 'lines') {
       const text: string[] = []
-      for (const p of batch) text.push(formatPacket(p, lines))
-      context.postMessage({ kind: 'lines', lines: text } satisfies PostedLines)
+      const times = new Float64Array(batch.length)
+      for (const p of batch) {
+        times[text.length] = p.timestamp.sec * 1e6 + Math.floor(p.timestamp.nsec / 1000)
+        text.push(formatPacket(p, lines))
+      }
+      context.postMessage({ kind: 'lines', lines: text, times } satisfies PostedLines, [times.buffer])
       continue
     }
     let total = 0

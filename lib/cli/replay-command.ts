@@ -8,7 +8,7 @@ import { NetringError } from '../errors'
 import { Injector } from '../injector'
 import { readCaptureFile } from '../pcap-reader'
 import { intOption, numberOption, parseArgs, stringOption, UsageError, type OptionSpec } from './args'
-import { onInterrupt, startStatusLine } from './status'
+import { onInterrupt, startStatusLine, statusLineShown } from './status'
 
 export const REPLAY_USAGE = 'usage: netring replay -i IFACE FILE [--pps N | --speed X | --top] [--loop N]'
 
@@ -43,7 +43,7 @@ export async function replayCommand(argv: string[]): Promise<number> {
   let sent = 0
   let bytes = 0
   let failed = 0
-  const stopStatus = startStatusLine({ packets: () => sent, bytes: () => bytes, drops: () => failed, fileBytes: () => undefined })
+  const stopStatus = startStatusLine({ packets: () => sent, bytes: () => bytes, drops: () => failed, fileBytes: () => undefined }, statusLineShown(false))
   const start = process.hrtime.bigint()
   let scheduled = 0 // packets sent under --pps
   try {

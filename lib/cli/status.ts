@@ -10,9 +10,20 @@ export interface StatusSource {
 const human = (n: number) =>
   n >= 1 << 30 ? `${(n / (1 << 30)).toFixed(1)} GiB` : n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MiB` : `${(n / 1024).toFixed(0)} KiB`
 
-/** Redraws one line on stderr every second while running; a no-op when stderr is not a TTY. */
-export function startStatusLine(source: StatusSource): () => void {
-  if (!process.stderr.isTTY) return () => {}
+/**
+ * Whether the status line is drawn: only on a terminal, and not when the command prints packet
+ * lines to that same terminal (a redrawn line would land in the middle of them).
+ */
+export function statusLineShown(printsLines: boolean): boolean {
+  return process.stderr.isTTY === true && !(printsLines && process.stdout.isTTY)
+}
+
+/**
+ * Redraws one line on stderr every second while running (when `shown`, see `statusLineShown`).
+ * The returned function stops it and erases the line, so what follows starts on a clean line.
+ */
+export function startStatusLine(source: StatusSource, shown: boolean): () => void {
+  if (!shown) return () => {}
   let last = { at: process.hrtime.bigint(), packets: 0, bytes: 0 }
   const timer = setInterval(() => {
     const now = { at: process.hrtime.bigint(), packets: source.packets(), bytes: source.bytes() }

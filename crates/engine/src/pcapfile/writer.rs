@@ -155,14 +155,26 @@ impl PcapWriter {
         Ok(())
     }
 
-    /// Writes every packet of a ring block whose headers start at `header_offsets` (the
-    /// packets the caller was handed, in order), straight from the block.
-    pub fn write_block(&mut self, block: &[u8], header_offsets: &[u32]) -> Result<()> {
+    /// The file's size once what is buffered is written.
+    pub fn size(&self) -> u64 {
+        self.bytes + self.buf.len() as u64
+    }
+
+    /// Writes the packets of a ring block whose headers start at `header_offsets` (the packets
+    /// the caller was handed, in order), straight from the block, and returns how many. Like
+    /// tcpdump's `-C`, it stops before a packet once the file holds `size_limit` bytes (the
+    /// caller then opens the next file): a file grows past the limit by one packet at most.
+    pub fn write_block(&mut self, block: &[u8], header_offsets: &[u32], size_limit: u64) -> Result<usize> {
         self.flush()?;
         // Records are never larger than the ring's own headers: one reservation per block.
         self.buf.reserve(block.len());
         let packets_before = self.packets;
+        let mut size = self.bytes;
+        let mut written = 0;
         for &h in header_offsets {
+            if size >= size_limit {
+                break;
+            }
             let Some(r) = record_at(block, h as usize) else {
                 // All or nothing: the records queued so far point into a block the caller is
                 // about to hand back, so a later flush must not write them.
@@ -173,9 +185,12 @@ impl PcapWriter {
                     format!("no packet header at offset {h} of the block"),
                 ));
             };
+            size += u64::from(self.record_len(r.data.len()));
             self.push_record(r);
+            written += 1;
         }
-        self.write_pieces()
+        self.write_pieces()?;
+        Ok(written)
     }
 
     /// Drops the records of a block that failed half-way (the buffer was flushed before it).
@@ -292,6 +307,14 @@ impl PcapWriter {
                 let (high, low) = ((ts >> 32) as u32, ts as u32);
                 self.buf.extend_from_slice(&words::<7, 28>([PCAPNG_EPB, len, 0, high, low, caplen, r.original_len]));
             }
+        }
+    }
+
+    /// Bytes of a record holding `caplen` bytes of frame.
+    fn record_len(&self, caplen: usize) -> u32 {
+        match self.format {
+            FileFormat::Pcap { .. } => 16 + caplen as u32,
+            FileFormat::PcapNg => epb_len(caplen),
         }
     }
 
@@ -462,7 +485,7 @@ mod tests {
         let (path, mut w, mut block) = writer_and_block("half.pcap", 1);
         let info = read_block_header(&block.bytes).unwrap();
         let first = Walker::new(&info).next(&block.bytes).unwrap().unwrap().header_offset;
-        let e = w.write_block(&block.bytes, &[first, u32::MAX - 3]).unwrap_err();
+        let e = w.write_block(&block.bytes, &[first, u32::MAX - 3], u64::MAX).unwrap_err();
         assert_eq!(e.errno, Errno::EINVAL);
         assert_eq!(w.packets_written(), 0);
         // The block goes back to the kernel: what a later flush writes must not come from it.
@@ -485,6 +508,35 @@ mod tests {
         assert_eq!(e.errno, Errno::EIO);
         assert_eq!(w.packets_written(), 0);
         assert_header_only(w, &path);
+    }
+
+    #[test]
+    fn a_size_limit_stops_before_the_packet_that_finds_the_file_full() {
+        let path = temp("limit.pcapng");
+        let iface = FileInterface { name: "eth0".into(), snap_len: 65535 };
+        let mut w = PcapWriter::create(&path, FileFormat::PcapNg, &iface).unwrap();
+        let mut block = SyntheticBlock::new(1 << 16, 0);
+        for i in 0..6 {
+            block.push(&frame(100 + 300 * i, i as u8), Meta::default());
+        }
+        let info = read_block_header(&block.bytes).unwrap();
+        let mut walker = Walker::new(&info);
+        let mut offsets = Vec::new();
+        while let Some(desc) = walker.next(&block.bytes) {
+            offsets.push(desc.unwrap().header_offset);
+        }
+        // The header, then records of 148, 448, 748, ... bytes: a limit one byte past the
+        // header and the first record lets the second in (the file was not full before it).
+        let header = w.size();
+        let limit = header + epb_len(100) as u64 + 1;
+        assert_eq!(w.write_block(&block.bytes, &offsets, limit).unwrap(), 2);
+        assert_eq!(w.size(), header + u64::from(epb_len(100) + epb_len(400)));
+        assert_eq!(w.write_block(&block.bytes, &offsets[2..], limit).unwrap(), 0);
+        assert_eq!(w.write_block(&block.bytes, &offsets[2..], u64::MAX).unwrap(), 4);
+        assert_eq!(w.packets_written(), 6);
+        w.finish(6, 0, 0).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), w.size());
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]
