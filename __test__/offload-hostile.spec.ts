@@ -50,6 +50,13 @@ const KERNEL_REFUSES: { what: string; frame: () => Buffer; offload: Partial<Pack
     option: 'offload.csumStart',
   },
   {
+    what: 'a TCP GSO frame whose csumStart is not at its TCP header',
+    frame: () => tcpFrame(1700),
+    offload: { ...tso(1000), csumStart: 30 },
+    code: 'EINVAL',
+    option: 'offload.csumStart',
+  },
+  {
     what: 'a gsoSize not below the payload of a frame larger than the MTU (sent uncut)',
     frame: () => tcpFrame(1700),
     offload: tso(60_000),

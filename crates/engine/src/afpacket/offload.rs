@@ -201,7 +201,17 @@ fn check_gso(h: &virtio_net_hdr, frame: &[u8], max_plain: usize, thlen: usize) -
     // needsCsum (a frame GRO merged from a NIC that verified its checksums), after the one the
     // kernel finds in the frame itself; it refuses a frame of another protocol.
     let payload = if needs_csum {
-        h.csum_start as usize + thlen
+        // The kernel cuts by the header at csum_start and refuses, late and as ENOMEM, a
+        // checksum that is not that header's (tcp_gso_segment()). Behind IPv6 extension
+        // headers it is further on.
+        let start = h.csum_start as usize;
+        if (l.proto == want_proto && start != l.l4) || start < l.l4 {
+            return Err(bad(
+                "offload.csumStart",
+                format!("must be at the transport header ({}) for this gsoType, got {start}", l.l4),
+            ));
+        }
+        start + thlen
     } else if base == ffi::VIRTIO_NET_HDR_GSO_UDP_L4 {
         return Err(bad("offload.needsCsum", "udp-l4 needs needsCsum, with csumStart at the UDP header"));
     } else if l.proto == want_proto && l.l4 + thlen <= frame_len {
@@ -494,6 +504,12 @@ mod tests {
         let tail_tso = virtio_net_hdr { hdr_len: 0, gso_size: 10, ..tail };
         let tail_tso = virtio_net_hdr { gso_type: 1, ..tail_tso };
         assert_eq!(field(tail_tso, &tcp4(100)), "offload.csumStart");
+        // The kernel cuts by the header at csumStart: it must be the transport header.
+        assert_eq!(field(virtio_net_hdr { csum_start: 30, ..tso }, &f), "offload.csumStart");
+        let mut tagged = f.clone();
+        tagged.splice(12..12, [0x81, 0, 0, 100]);
+        assert_eq!(field(tso, &tagged), "offload.csumStart", "the tag moves the TCP header 4 bytes on");
+        assert!(check(&virtio_net_hdr { csum_start: 38, hdr_len: 58, ..tso }, &tagged, 1518).is_ok());
         // Without needsCsum the kernel cuts by the header it finds: it must be the gsoType's.
         let gro = virtio_net_hdr { flags: 0, csum_start: 0, csum_offset: 0, ..tso };
         assert!(check(&gro, &f, 1514).is_ok());
