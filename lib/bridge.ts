@@ -64,9 +64,11 @@ export interface BridgeDirectionStats {
   /** The other side's TX ring stayed full, or its interface refused the frame for now (ENOBUFS). */
   droppedRingFull: number
   /**
-   * Refused for good, never to be retried: by the engine (offload metadata that does not fit
-   * the bytes a callback returned) or by the kernel (a frame larger than a slot refused by
-   * sendmsg, or a queued frame refused at the flush because the other side's MTU shrank).
+   * Refused for good, never to be retried: by the engine (bytes a callback returned that are no
+   * frame, shorter than an Ethernet header, or offload metadata that does not fit them) or by
+   * the kernel (a frame larger than a slot refused by sendmsg, or a queued frame refused at the
+   * flush because the other side's MTU shrank). Each is also emitted as `'error'` when someone
+   * listens.
    */
   droppedRejected: number
   /** Dropped by the kernel because this side's RX ring was full. */
@@ -272,8 +274,12 @@ export class Bridge extends EventEmitter<{ error: [Error]; close: [] }> implemen
         throw e
       }
       left--
-      // Closed by the callback: the rest of the batch is not forwarded, and nothing is counted.
-      if (this.#closed) return
+      // Closed by the callback: its answer cannot be sent any more (counted as its drop); the
+      // rest of the batch was never handed to it and is not counted.
+      if (this.#closed) {
+        stats.droppedByCallback++
+        return
+      }
       if (verdict === 'drop') {
         stats.droppedByCallback++
         continue
@@ -295,11 +301,22 @@ export class Bridge extends EventEmitter<{ error: [Error]; close: [] }> implemen
           queued = injector.send(frame) || (injector.flush(), injector.send(frame))
         }
       } catch (e) {
+        const { code, syscall } = e as NetringError
         // Larger than the other side's slot or MTU (checked before it takes a slot).
-        if ((e as NetringError).code === 'EMSGSIZE') stats.droppedTooLarge++
-        else if (isOffloadRefusal(e as NetringError)) stats.droppedRejected++
-        // A frame the kernel refused at sendmsg: the injector counted it as rejected.
-        else if ((e as NetringError).syscall !== 'sendmsg') throw e
+        if (code === 'EMSGSIZE') {
+          stats.droppedTooLarge++
+          continue
+        }
+        // Refused by the engine before it took a slot (bytes that are no frame, shorter than
+        // an Ethernet header, or offload metadata that does not fit them), or by the kernel at
+        // sendmsg (the injector counted that one as rejected).
+        if (code === 'EINVAL' && syscall === undefined) stats.droppedRejected++
+        else if (syscall !== 'sendmsg') {
+          // What was forwarded before leaves now, as when the callback throws.
+          injector.flush()
+          throw e
+        }
+        if (this.listenerCount('error') > 0) this.emit('error', e as Error)
         continue
       }
       if (queued) stats.forwarded++
@@ -317,11 +334,6 @@ export class Bridge extends EventEmitter<{ error: [Error]; close: [] }> implemen
     if (this.#closed) throw NetringError.of('EBADF', 'the bridge is closed')
     return iterationOptions(options, known.includes('timeoutMs') ? 'runSync' : 'run', known)
   }
-}
-
-/** Offload metadata that does not fit the frame (the engine refuses it before the kernel sees it). */
-function isOffloadRefusal(e: NetringError): boolean {
-  return e.code === 'EINVAL' && e.option?.startsWith('offload') === true
 }
 
 function sideOptions(v: unknown, name: string): void {
