@@ -219,3 +219,25 @@ const out = []
   t.is(r.code, 0, r.stderr)
   t.deepEqual(r.result, ['EINVAL', 'EINVAL', 'EINVAL'])
 })
+
+// Known, to be fixed in lib/injector.ts (sendOffload() must hand the binding a snapshot of the
+// values it checked, not the caller's object): a getter, or a change made while a sendAsync
+// frame waits for room, reaches the binding unchecked. The answer is still a typed EINVAL, never
+// a crash, but one without `option` and with the binding's own words, and a frame that was
+// accepted fails later. `test.failing` passes while the bug is there, and fails once it is fixed.
+test.failing('offload metadata is read once, when the call checks it: a getter or a later change cannot reach the binding', async (t) => {
+  const veth = localVethPair(t)
+  using tx = Injector.open(veth.a, { offload: true, frameCount: 4 })
+  let reads = 0
+  const getter = {
+    get gsoSize() {
+      return reads++ === 0 ? 0 : 'x'
+    },
+  } as unknown as Partial<PacketOffload>
+  t.true(tx.send(udpFrame(58), { offload: getter }), 'sent with the gsoSize that was checked')
+  // Eight frames for a ring of four: the last waits for room while its metadata is changed.
+  const later: Record<string, unknown> = {}
+  const sends = Array.from({ length: 8 }, (_, i) => tx.sendAsync(udpFrame(58, i), { offload: i === 7 ? later : {} }))
+  later.gsoSize = 'later'
+  await t.notThrowsAsync(Promise.all(sends))
+})
