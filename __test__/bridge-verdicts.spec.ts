@@ -138,3 +138,33 @@ test('close() inside the callback, then a Buffer: run() resolves, that packet co
   t.like(o.stats, { forwarded: 2, droppedByCallback: 1 })
   t.is(accountedFor(o.stats), o.calls)
 })
+
+test('run() leaves no wait armed when it ends (aborted, or the callback threw): the process exits by itself', async (t) => {
+  const left = localVethPair(t)
+  const right = localVethPair(t)
+  // The bridge is left open on purpose: only a wait still armed could keep the process alive.
+  const r = await runChild(
+    `
+const { Bridge, Injector } = require('netring')
+const [inA, a, b] = process.argv.slice(1)
+const f = Buffer.alloc(80); f.writeUInt16BE(0x88b5, 12)
+;(async () => {
+  const bridge = Bridge.open({ a, b })
+  const ended = []
+  const aborted = bridge.run(() => 'forward', { signal: AbortSignal.timeout(200) })
+  ended.push(await aborted.then(() => 'aborted: resolved'))
+  const tx = Injector.open(inA)
+  const threw = bridge.run(() => { throw new Error('boom') })
+  tx.send(f); tx.flush()
+  ended.push(await threw.catch((e) => 'threw: ' + e.message))
+  tx.close()
+  console.log(JSON.stringify(ended))
+})()
+`,
+    [left.a, left.b, right.a],
+    { timeoutMs: 15_000 },
+  )
+  t.false(r.timedOut, 'the process exited by itself')
+  t.is(r.code, 0, r.stderr)
+  t.deepEqual(r.result, ['aborted: resolved', 'threw: boom'])
+})
