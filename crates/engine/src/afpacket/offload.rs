@@ -361,11 +361,14 @@ pub fn redo_checksums(f: &mut [u8], h: &mut virtio_net_hdr) {
 /// from the new start. `saved` is the header as read before the tag was inserted.
 pub fn follow_vlan_reinsert(block: &mut [u8], new_mac: usize, saved: &virtio_net_hdr) {
     let mut h = *saved;
+    // The kernel's offsets count from the untagged frame. Only a GSO frame has a hdr_len (the
+    // kernel leaves it 0 otherwise, and 0 must stay "none"). Saturating: the kernel's numbers
+    // are not trusted to leave room.
     if h.flags & ffi::VIRTIO_NET_HDR_F_NEEDS_CSUM != 0 {
-        h.csum_start += ffi::VLAN_HLEN as u16;
+        h.csum_start = h.csum_start.saturating_add(ffi::VLAN_HLEN as u16);
     }
     if is_gso(&h) {
-        h.hdr_len += ffi::VLAN_HLEN as u16;
+        h.hdr_len = h.hdr_len.saturating_add(ffi::VLAN_HLEN as u16);
     }
     write(&h, &mut block[new_mac - ffi::VIRTIO_NET_HDR_LEN..new_mac]);
 }
@@ -582,6 +585,14 @@ mod tests {
         block[10..30].fill(0xee); // the frame's addresses and tag, written over the header's end
         follow_vlan_reinsert(&mut block, 10, &saved);
         assert_eq!(read(&block[0..10]), virtio_net_hdr { csum_start: 38, hdr_len: 70, ..tso });
+        // A frame without GSO or a partial checksum keeps its zeroes; a hostile block's
+        // numbers saturate instead of wrapping.
+        let plain = virtio_net_hdr { flags: ffi::VIRTIO_NET_HDR_F_DATA_VALID, ..Default::default() };
+        follow_vlan_reinsert(&mut block, 10, &plain);
+        assert_eq!(read(&block[0..10]), plain);
+        let edge = virtio_net_hdr { csum_start: u16::MAX - 1, hdr_len: u16::MAX, ..tso };
+        follow_vlan_reinsert(&mut block, 10, &edge);
+        assert_eq!(read(&block[0..10]), virtio_net_hdr { csum_start: u16::MAX, ..edge });
     }
 
     #[test]
