@@ -46,6 +46,7 @@ const frame = (n) => {
     'a Uint16Array': () => new Uint16Array(40),
     'a DataView': () => new DataView(new ArrayBuffer(80)),
     undefined: () => undefined,
+    'runSync inside': () => (bridge.runSync(() => 'forward', { iterations: 1 }), 'forward'),
   }[which]
   const controller = new AbortController()
   const running = bridge.run((p) => {
@@ -129,6 +130,14 @@ test('answers that are no verdict reject run() with EINVAL; what was forwarded b
     // The packet answered so, and the rest of its batch (never handed to the callback).
     t.true(o.stats.droppedByCallback >= 1 && accountedFor(o.stats) >= o.calls, `${which}: ${JSON.stringify(o.stats)}`)
   }
+})
+
+test('runSync() from inside the callback is EBUSY, as a callback that throws: the batch it is in is not lost', async (t) => {
+  const o = await bridgeAnswering(t, 'runSync inside', 'offload')
+  t.is(o.ended, 'EBUSY')
+  t.deepEqual(o.got, [0, 1], 'the two forwarded before it arrived')
+  t.is(o.stats.forwarded, 2)
+  t.true(o.stats.droppedByCallback >= 1 && accountedFor(o.stats) >= o.calls, JSON.stringify(o.stats))
 })
 
 test('close() inside the callback, then a Buffer: run() resolves, that packet counts as dropped by the callback', async (t) => {

@@ -99,6 +99,8 @@ const DEFAULT_CAPTURE: CaptureOptions = { profile: 'low-latency' }
 export class Bridge extends EventEmitter<{ error: [Error]; close: [] }> implements Disposable, AsyncDisposable {
   readonly #from: { a: Side; b: Side }
   #closed = false
+  /** A turn is under way (the callback runs inside it). */
+  #turning = false
 
   private constructor(from: { a: Side; b: Side }) {
     super()
@@ -253,6 +255,15 @@ export class Bridge extends EventEmitter<{ error: [Error]; close: [] }> implemen
 
   /** One pass over both sides; returns how many packets were handled. */
   #turn(fn: BridgeCallback): number {
+    this.#turning = true
+    try {
+      return this.#turnSides(fn)
+    } finally {
+      this.#turning = false
+    }
+  }
+
+  #turnSides(fn: BridgeCallback): number {
     let handled = 0
     for (const side of [this.#from.a, this.#from.b]) {
       if (this.#closed) break
@@ -347,6 +358,9 @@ export class Bridge extends EventEmitter<{ error: [Error]; close: [] }> implemen
   ): BridgeRunOptions & { timeoutMs?: number } {
     if (typeof fn !== 'function') throw NetringError.invalidOption('callback', 'must be a function (packet, direction) => verdict')
     if (this.#closed) throw NetringError.of('EBADF', 'the bridge is closed')
+    // A turn inside the callback would take the next batch and hand back the one the outer
+    // turn is still walking: its packets would be neither forwarded nor counted.
+    if (this.#turning) throw NetringError.of('EBUSY', "run() and runSync() cannot be called from inside the bridge's callback")
     return iterationOptions(options, known.includes('timeoutMs') ? 'runSync' : 'run', known)
   }
 }
