@@ -115,13 +115,21 @@ async function through(forwarder, net, { Bridge, BENCH }, body) {
 export async function bridgeBench({ Bridge, BENCH, quick, progress }) {
   const net = hosts()
   const bytes = (quick ? 200 : 1000) << 20
-  const rows = []
+  const best = new Map()
   try {
-    for (const forwarder of ['kernel', 'js', 'native']) {
-      progress(`bridge: TCP through the ${forwarder} bridge`)
-      const { result } = await through(forwarder, net, { Bridge, BENCH }, () => goodput(net, bytes))
-      rows.push({ forwarder, ...result })
+    // Rounds of the three, interleaved, and the best of each: on a shared 2-core machine one
+    // transfer of each, in a row, mostly measured what else was running at that moment.
+    const rounds = quick ? 2 : 3
+    for (let round = 1; round <= rounds; round++) {
+      for (const forwarder of ['kernel', 'js', 'native']) {
+        progress(`bridge: TCP through the ${forwarder} bridge (round ${round} of ${rounds})`)
+        const { result } = await through(forwarder, net, { Bridge, BENCH }, () => goodput(net, bytes))
+        const runs = [...(best.get(forwarder)?.runs ?? []), Math.round(result.mbps)]
+        if (!best.has(forwarder) || result.mbps > best.get(forwarder).mbps) best.set(forwarder, { forwarder, ...result, runs })
+        else best.get(forwarder).runs = runs
+      }
     }
+    const rows = [...best.values()]
     progress('bridge: 64-byte frames through the JS bridge')
     const frames = quick ? 200_000 : 1_000_000
     const { result: sent, stats } = await through('js', net, { Bridge, BENCH }, async () => {

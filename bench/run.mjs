@@ -855,15 +855,16 @@ lines.push(
   '',
 )
 afxdpReport(results.afxdp, { lines, LIVE_S, TX_N, FRAME, fmt, table, nativeTxAfPacket: nativeTx })
-lines.push('**Bridge** (two namespaces with default offloads, each behind a veth pair; TCP from one to the other)', '')
+lines.push('**Bridge** (two namespaces with default offloads, each behind a veth pair; TCP from one to the other; the best of rounds of the three, interleaved)', '')
 table(
-  ['forwarder', 'MB sent', 'seconds', 'goodput MB/s', '× kernel bridge'],
+  ['forwarder', 'MB sent', 'seconds', 'goodput MB/s', '× kernel bridge', 'every round, MB/s'],
   results.bridge.goodput.map((r) => [
     { kernel: 'kernel Linux bridge (reference)', js: 'netring Bridge, JS callback forwarding', native: "the engine's bridge loop (native)" }[r.forwarder],
     fmt(r.bytes / 1e6, 0),
     fmt(r.seconds, 2),
     fmt(r.mbps, 0),
     fmt(r.mbps / goodputOf('kernel'), 3),
+    r.runs.join(', '),
   ]),
 )
 lines.push(

@@ -64,9 +64,11 @@ export interface BridgeDirectionStats {
   /** The other side's TX ring stayed full, or its interface refused the frame for now (ENOBUFS). */
   droppedRingFull: number
   /**
-   * Refused for good, never to be retried: by the engine (offload metadata that does not fit
-   * the bytes a callback returned) or by the kernel (a frame larger than a slot refused by
-   * sendmsg, or a queued frame refused at the flush because the other side's MTU shrank).
+   * Refused for good, never to be retried: by the engine (bytes a callback returned that are no
+   * frame, shorter than an Ethernet header, or offload metadata that does not fit them) or by
+   * the kernel (a frame larger than a slot refused by sendmsg, or a queued frame refused at the
+   * flush because the other side's MTU shrank). Each is also emitted as `'error'` when someone
+   * listens.
    */
   droppedRejected: number
   /** Dropped by the kernel because this side's RX ring was full. */
@@ -97,6 +99,8 @@ const DEFAULT_CAPTURE: CaptureOptions = { profile: 'low-latency' }
 export class Bridge extends EventEmitter<{ error: [Error]; close: [] }> implements Disposable, AsyncDisposable {
   readonly #from: { a: Side; b: Side }
   #closed = false
+  /** A turn is under way (the callback runs inside it). */
+  #turning = false
 
   private constructor(from: { a: Side; b: Side }) {
     super()
@@ -163,19 +167,34 @@ export class Bridge extends EventEmitter<{ error: [Error]; close: [] }> implemen
   async run(fn: BridgeCallback, options?: BridgeRunOptions): Promise<Record<BridgeDirection, BridgeDirectionStats>> {
     const { signal, iterations = Infinity } = this.#runOptions(fn, options)
     const { a, b } = this.#from
-    for (let turn = 0; turn < iterations && !this.#closed && !signal?.aborted; turn++) {
-      if (this.#turn(fn) === 0) {
-        // Nothing ready on either side: wait for both, and stop waiting on the other one.
-        const stop = new AbortController()
-        const both = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal
+    // One wait per side, kept across turns: the side that did not wake the bridge is still
+    // waited for at the next idle turn, not withdrawn and armed again (per turn, that cost a
+    // signal, an abort and a native re-arm, a tenth of the JS bridge's time under TCP).
+    const stop = new AbortController()
+    const until = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal
+    const waits = new Map<Side, Promise<void>>()
+    const ready = (side: Side): Promise<void> => {
+      let wait = waits.get(side)
+      if (!wait) {
+        wait = side.capture.readable(until).finally(() => waits.delete(side))
+        waits.set(side, wait)
+      }
+      return wait
+    }
+    try {
+      for (let turn = 0; turn < iterations && !this.#closed && !signal?.aborted; turn++) {
+        if (this.#turn(fn) > 0) continue
+        // Nothing ready on either side: wait for either.
         try {
-          await Promise.race([a.capture.readable(both), b.capture.readable(both)])
+          await Promise.race([ready(a), ready(b)])
         } catch (e) {
           if ((e as Error).name !== 'AbortError') throw e
-        } finally {
-          stop.abort()
         }
       }
+    } finally {
+      // Withdraws the waits still armed (each capture cancels its native wait on abort).
+      stop.abort()
+      await Promise.allSettled(waits.values())
     }
     return this.stats()
   }
@@ -236,6 +255,15 @@ export class Bridge extends EventEmitter<{ error: [Error]; close: [] }> implemen
 
   /** One pass over both sides; returns how many packets were handled. */
   #turn(fn: BridgeCallback): number {
+    this.#turning = true
+    try {
+      return this.#turnSides(fn)
+    } finally {
+      this.#turning = false
+    }
+  }
+
+  #turnSides(fn: BridgeCallback): number {
     let handled = 0
     for (const side of [this.#from.a, this.#from.b]) {
       if (this.#closed) break
@@ -272,8 +300,12 @@ export class Bridge extends EventEmitter<{ error: [Error]; close: [] }> implemen
         throw e
       }
       left--
-      // Closed by the callback: the rest of the batch is not forwarded, and nothing is counted.
-      if (this.#closed) return
+      // Closed by the callback: its answer cannot be sent any more (counted as its drop); the
+      // rest of the batch was never handed to it and is not counted.
+      if (this.#closed) {
+        stats.droppedByCallback++
+        return
+      }
       if (verdict === 'drop') {
         stats.droppedByCallback++
         continue
@@ -295,11 +327,22 @@ export class Bridge extends EventEmitter<{ error: [Error]; close: [] }> implemen
           queued = injector.send(frame) || (injector.flush(), injector.send(frame))
         }
       } catch (e) {
+        const { code, syscall } = e as NetringError
         // Larger than the other side's slot or MTU (checked before it takes a slot).
-        if ((e as NetringError).code === 'EMSGSIZE') stats.droppedTooLarge++
-        else if (isOffloadRefusal(e as NetringError)) stats.droppedRejected++
-        // A frame the kernel refused at sendmsg: the injector counted it as rejected.
-        else if ((e as NetringError).syscall !== 'sendmsg') throw e
+        if (code === 'EMSGSIZE') {
+          stats.droppedTooLarge++
+          continue
+        }
+        // Refused by the engine before it took a slot (bytes that are no frame, shorter than
+        // an Ethernet header, or offload metadata that does not fit them), or by the kernel at
+        // sendmsg (the injector counted that one as rejected).
+        if (code === 'EINVAL' && syscall === undefined) stats.droppedRejected++
+        else if (syscall !== 'sendmsg') {
+          // What was forwarded before leaves now, as when the callback throws.
+          injector.flush()
+          throw e
+        }
+        if (this.listenerCount('error') > 0) this.emit('error', e as Error)
         continue
       }
       if (queued) stats.forwarded++
@@ -315,13 +358,11 @@ export class Bridge extends EventEmitter<{ error: [Error]; close: [] }> implemen
   ): BridgeRunOptions & { timeoutMs?: number } {
     if (typeof fn !== 'function') throw NetringError.invalidOption('callback', 'must be a function (packet, direction) => verdict')
     if (this.#closed) throw NetringError.of('EBADF', 'the bridge is closed')
+    // A turn inside the callback would take the next batch and hand back the one the outer
+    // turn is still walking: its packets would be neither forwarded nor counted.
+    if (this.#turning) throw NetringError.of('EBUSY', "run() and runSync() cannot be called from inside the bridge's callback")
     return iterationOptions(options, known.includes('timeoutMs') ? 'runSync' : 'run', known)
   }
-}
-
-/** Offload metadata that does not fit the frame (the engine refuses it before the kernel sees it). */
-function isOffloadRefusal(e: NetringError): boolean {
-  return e.code === 'EINVAL' && e.option?.startsWith('offload') === true
 }
 
 function sideOptions(v: unknown, name: string): void {

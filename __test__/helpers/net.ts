@@ -63,22 +63,28 @@ function macOf(iface: string, ns?: string): Buffer {
   return Buffer.from((JSON.parse(json)[0].address as string).replaceAll(':', ''), 'hex')
 }
 
-/** A veth pair with its far end in a fresh namespace; removed when the test ends. */
-export function vethPair(t: ExecutionContext, options: { mtu?: number } = {}): VethPair {
+/**
+ * A veth pair with its far end in a fresh namespace (or in `ns`, one of the test's own, to
+ * have several far ends in one namespace); removed when the test ends.
+ */
+export function vethPair(t: ExecutionContext, options: { mtu?: number; ns?: string } = {}): VethPair {
   const id = unique()
-  const ns = `netring-t-${id}`
+  const ns = options.ns ?? `netring-t-${id}`
   const near = `nt${id}a`
   const far = `nt${id}b`
-  sh('ip', ['netns', 'add', ns])
-  created.add(ns)
+  const ownNs = options.ns === undefined
+  if (ownNs) {
+    sh('ip', ['netns', 'add', ns])
+    created.add(ns)
+  }
   const remove = () => {
-    if (!created.delete(ns)) return
+    if (ownNs ? !created.delete(ns) : !created.has(ns)) return
     try {
       sh('ip', ['link', 'del', near])
     } catch {
       // deleted with the namespace's end, or by the test itself
     }
-    sh('ip', ['netns', 'del', ns])
+    if (ownNs) sh('ip', ['netns', 'del', ns])
   }
   t.teardown(remove)
   // One queue each keeps ordering simple; IPv6 off keeps the link silent (no router

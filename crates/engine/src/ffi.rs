@@ -202,6 +202,13 @@ pub const VIRTIO_NET_HDR_GSO_UDP: u8 = 3;
 pub const VIRTIO_NET_HDR_GSO_TCPV6: u8 = 4;
 pub const VIRTIO_NET_HDR_GSO_UDP_L4: u8 = 5;
 pub const VIRTIO_NET_HDR_GSO_ECN: u8 = 0x80;
+/// A `gso_size` the kernel reserves for itself (include/linux/skbuff.h); refused on transmit.
+pub const GSO_BY_FRAGS: u16 = 0xffff;
+/// The most segments one UDP GSO frame may be cut into (include/linux/udp.h).
+pub const UDP_MAX_SEGMENTS: usize = 64;
+/// The bytes of a TCP and of a UDP header the kernel needs in front of a GSO payload.
+pub const TCP_MIN_HLEN: usize = 20;
+pub const UDP_HLEN: usize = 8;
 
 /// `struct virtio_net_hdr`: the offload metadata that precedes each frame on a socket with
 /// `PACKET_VNET_HDR` (little-endian fields on little-endian hosts, `vio_le()`).

@@ -326,7 +326,7 @@ impl Injector {
             self.check_len(frame.len(), tagged)?;
         }
         let vlan = if tagged { ffi::VLAN_HLEN } else { 0 };
-        offload::check(h, frame.len(), self.mtu as usize + ffi::ETH_HLEN + vlan)
+        offload::check(h, frame, self.mtu as usize + ffi::ETH_HLEN + vlan)
     }
 
     /// Like `send`, with offload metadata (the injector must have been opened with `offload`).

@@ -83,25 +83,34 @@ fn bad(field: &'static str, why: impl std::fmt::Display) -> Error {
     )
 }
 
-/// Checks a header against the frame it is sent with, so the kernel never sees nonsense (a
-/// checksum position outside the frame, a GSO type without a segment size, ...). `max_plain`
-/// is the largest frame the interface takes unsegmented (MTU + Ethernet header, + 4 if tagged).
-pub fn check(h: &virtio_net_hdr, frame_len: usize, max_plain: usize) -> Result<()> {
+/// Checks a header against the frame it is sent with, as the kernel will on transmit
+/// (`__packet_snd_vnet_parse()` in net/packet/af_packet.c, `virtio_net_hdr_to_skb()` in
+/// include/linux/virtio_net.h), so the kernel never sees a header it refuses: on a TX ring with
+/// PACKET_LOSS it would skip such a frame without a word, and a frame it sends unsegmented
+/// while larger than the MTU is dropped by the device and retried on every kick, holding up the
+/// ring. `max_plain` is the largest frame the interface takes unsegmented (MTU + Ethernet
+/// header, + 4 if tagged).
+pub fn check(h: &virtio_net_hdr, frame: &[u8], max_plain: usize) -> Result<()> {
+    let frame_len = frame.len();
     let known = ffi::VIRTIO_NET_HDR_F_NEEDS_CSUM | ffi::VIRTIO_NET_HDR_F_DATA_VALID;
     if h.flags & !known != 0 {
         return Err(bad("offload.flags", format!("has unknown bits 0x{:02x}", h.flags & !known)));
     }
     let needs_csum = h.flags & ffi::VIRTIO_NET_HDR_F_NEEDS_CSUM != 0;
     let base = h.gso_type & !ffi::VIRTIO_NET_HDR_GSO_ECN;
-    if !matches!(
-        base,
-        ffi::VIRTIO_NET_HDR_GSO_NONE
-            | ffi::VIRTIO_NET_HDR_GSO_TCPV4
-            | ffi::VIRTIO_NET_HDR_GSO_UDP
-            | ffi::VIRTIO_NET_HDR_GSO_TCPV6
-            | ffi::VIRTIO_NET_HDR_GSO_UDP_L4
-    ) {
-        return Err(bad("offload.gsoType", format!("must be none, tcpv4, tcpv6, udp or udp-l4, got type {base}")));
+    // The transport header a GSO type implies: its name, checksum field and the bytes the
+    // kernel needs of it.
+    let transport = match base {
+        ffi::VIRTIO_NET_HDR_GSO_NONE => None,
+        ffi::VIRTIO_NET_HDR_GSO_TCPV4 | ffi::VIRTIO_NET_HDR_GSO_TCPV6 => Some(("TCP", 16, ffi::TCP_MIN_HLEN)),
+        ffi::VIRTIO_NET_HDR_GSO_UDP | ffi::VIRTIO_NET_HDR_GSO_UDP_L4 => Some(("UDP", 6, ffi::UDP_HLEN)),
+        _ => {
+            return Err(bad("offload.gsoType", format!("must be none, tcpv4, tcpv6, udp or udp-l4, got type {base}")));
+        }
+    };
+    // The kernel refuses a header longer than the frame whatever the GSO type.
+    if h.hdr_len as usize > frame_len {
+        return Err(bad("offload.hdrLen", format!("{} is beyond the {frame_len}-byte frame", h.hdr_len)));
     }
     if base == ffi::VIRTIO_NET_HDR_GSO_NONE {
         if h.gso_type != 0 {
@@ -111,32 +120,15 @@ pub fn check(h: &virtio_net_hdr, frame_len: usize, max_plain: usize) -> Result<(
             return Err(bad("offload.gsoSize", format!("must be 0 without a gsoType, got {}", h.gso_size)));
         }
         if frame_len > max_plain {
-            return Err(Error::new(
-                Errno::EMSGSIZE,
-                crate::error::Subject::Option("offload.gsoType"),
+            return Err(too_large(
+                "offload.gsoType",
                 format!(
                     "a frame of {frame_len} bytes without a gsoType is larger than the interface takes ({max_plain})"
                 ),
-            )
-            .with_hint("give a gsoType and gsoSize so the kernel segments it, or send frames up to the MTU"));
-        }
-    } else {
-        if h.gso_size == 0 {
-            return Err(bad("offload.gsoSize", "must be at least 1 with a gsoType (the segment payload size)"));
-        }
-        // Without needsCsum (a frame GRO merged from a NIC that verified its checksums) the
-        // kernel sets the checksum up itself when it segments (tcp4_gso_segment()).
-        if h.hdr_len as usize > frame_len {
-            return Err(bad("offload.hdrLen", format!("{} is beyond the {frame_len}-byte frame", h.hdr_len)));
-        }
-        if frame_len > MAX_GSO_FRAME_LEN {
-            return Err(Error::new(
-                Errno::EMSGSIZE,
-                crate::error::Subject::Option("offload.gsoSize"),
-                format!("a GSO frame of {frame_len} bytes is larger than the largest IP packet ({MAX_GSO_FRAME_LEN})"),
             ));
         }
     }
+    let thlen = transport.map_or(0, |(_, _, len)| len);
     if needs_csum {
         let start = h.csum_start as usize;
         if start < ffi::ETH_HLEN || start >= frame_len {
@@ -149,13 +141,8 @@ pub fn check(h: &virtio_net_hdr, frame_len: usize, max_plain: usize) -> Result<(
             ));
         }
         // The kernel segments a GSO frame by its TCP or UDP header, found at csum_start, and
-        // refuses a checksum elsewhere than that header's (virtio_net_hdr_to_skb()).
-        let transport = match base {
-            ffi::VIRTIO_NET_HDR_GSO_TCPV4 | ffi::VIRTIO_NET_HDR_GSO_TCPV6 => Some(("TCP", 16)),
-            ffi::VIRTIO_NET_HDR_GSO_UDP | ffi::VIRTIO_NET_HDR_GSO_UDP_L4 => Some(("UDP", 6)),
-            _ => None,
-        };
-        if let Some((proto, at)) = transport.filter(|&(_, at)| h.csum_offset != at) {
+        // refuses a checksum elsewhere than that header's.
+        if let Some((proto, at, _)) = transport.filter(|&(_, at, _)| h.csum_offset != at) {
             return Err(bad(
                 "offload.csumOffset",
                 format!("must be {at} (the {proto} checksum) for this gsoType, got {}", h.csum_offset),
@@ -167,10 +154,100 @@ pub fn check(h: &virtio_net_hdr, frame_len: usize, max_plain: usize) -> Result<(
                 format!("{} puts the checksum past the end of the {frame_len}-byte frame", h.csum_offset),
             ));
         }
+        if start + thlen > frame_len {
+            return Err(bad(
+                "offload.csumStart",
+                format!("{start} leaves no room for a {thlen}-byte transport header"),
+            ));
+        }
     } else if h.csum_start != 0 || h.csum_offset != 0 {
         return Err(bad("offload.csumStart", "csumStart and csumOffset need needsCsum"));
     }
+    if base != ffi::VIRTIO_NET_HDR_GSO_NONE {
+        check_gso(h, frame, max_plain, thlen)?;
+    }
     Ok(())
+}
+
+/// The GSO half of `check`: a segment size the kernel takes, a payload where the kernel looks
+/// for it, and a frame the kernel really cuts, or one small enough to go whole.
+fn check_gso(h: &virtio_net_hdr, frame: &[u8], max_plain: usize, thlen: usize) -> Result<()> {
+    let frame_len = frame.len();
+    let base = h.gso_type & !ffi::VIRTIO_NET_HDR_GSO_ECN;
+    let needs_csum = h.flags & ffi::VIRTIO_NET_HDR_F_NEEDS_CSUM != 0;
+    let gso_size = h.gso_size as usize;
+    if h.gso_size == 0 {
+        return Err(bad("offload.gsoSize", "must be at least 1 with a gsoType (the segment payload size)"));
+    }
+    if h.gso_size == ffi::GSO_BY_FRAGS {
+        return Err(bad("offload.gsoSize", "65535 is reserved by the kernel (GSO_BY_FRAGS): at most 65534"));
+    }
+    if frame_len > MAX_GSO_FRAME_LEN {
+        return Err(too_large(
+            "offload.gsoSize",
+            format!("a GSO frame of {frame_len} bytes is larger than the largest IP packet ({MAX_GSO_FRAME_LEN})"),
+        ));
+    }
+    // The kernel cuts IP packets only (a frame of another ethertype fails deep inside it, as
+    // ENOMEM): IPv4 for tcpv4, IPv6 for tcpv6, either for UDP.
+    let (want_v4, want_proto, name) = match base {
+        ffi::VIRTIO_NET_HDR_GSO_TCPV4 => (Some(true), ffi::IPPROTO_TCP, "IPv4 TCP"),
+        ffi::VIRTIO_NET_HDR_GSO_TCPV6 => (Some(false), ffi::IPPROTO_TCP, "IPv6 TCP"),
+        _ => (None, ffi::IPPROTO_UDP, "UDP over IP"),
+    };
+    let not_it = || bad("offload.gsoType", format!("the frame is not {name}, which this gsoType cuts"));
+    let l = layers(frame).filter(|l| want_v4.is_none_or(|v4| v4 == l.v4)).ok_or_else(not_it)?;
+    // Where the payload starts: after the transport header at csum_start, or, without
+    // needsCsum (a frame GRO merged from a NIC that verified its checksums), after the one the
+    // kernel finds in the frame itself; it refuses a frame of another protocol.
+    let payload = if needs_csum {
+        // The kernel cuts by the header at csum_start and refuses, late and as ENOMEM, a
+        // checksum that is not that header's (tcp_gso_segment()). Behind IPv6 extension
+        // headers it is further on.
+        let start = h.csum_start as usize;
+        if (l.proto == want_proto && start != l.l4) || start < l.l4 {
+            return Err(bad(
+                "offload.csumStart",
+                format!("must be at the transport header ({}) for this gsoType, got {start}", l.l4),
+            ));
+        }
+        start + thlen
+    } else if base == ffi::VIRTIO_NET_HDR_GSO_UDP_L4 {
+        return Err(bad("offload.needsCsum", "udp-l4 needs needsCsum, with csumStart at the UDP header"));
+    } else if l.proto == want_proto && l.l4 + thlen <= frame_len {
+        l.l4 + thlen
+    } else {
+        return Err(not_it());
+    };
+    if base == ffi::VIRTIO_NET_HDR_GSO_UDP_L4 {
+        if h.gso_type != base {
+            return Err(bad("offload.gsoType", "the ECN bit goes with TCP only"));
+        }
+        if frame_len - payload > gso_size * ffi::UDP_MAX_SEGMENTS {
+            return Err(bad(
+                "offload.gsoSize",
+                format!("{gso_size} cuts the frame into more than {} segments", ffi::UDP_MAX_SEGMENTS),
+            ));
+        }
+    }
+    // UDP fragmentation (udp) counts the UDP header as payload.
+    let payload = if base == ffi::VIRTIO_NET_HDR_GSO_UDP { payload - thlen } else { payload };
+    if frame_len - payload <= gso_size && frame_len > max_plain {
+        return Err(too_large(
+            "offload.gsoSize",
+            format!(
+                "{gso_size} is not less than the frame's {} payload bytes: the kernel sends it uncut, and at {frame_len} bytes it is larger than the interface takes ({max_plain})",
+                frame_len - payload
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn too_large(field: &'static str, why: String) -> Error {
+    Error::new(Errno::EMSGSIZE, crate::error::Subject::Option(field), why).with_hint(
+        "give a gsoType and a gsoSize below the payload so the kernel segments it, or send frames up to the MTU",
+    )
 }
 
 /// Where a frame's transport header is, for the frames whose checksums netring redoes:
@@ -284,11 +361,14 @@ pub fn redo_checksums(f: &mut [u8], h: &mut virtio_net_hdr) {
 /// from the new start. `saved` is the header as read before the tag was inserted.
 pub fn follow_vlan_reinsert(block: &mut [u8], new_mac: usize, saved: &virtio_net_hdr) {
     let mut h = *saved;
+    // The kernel's offsets count from the untagged frame. Only a GSO frame has a hdr_len (the
+    // kernel leaves it 0 otherwise, and 0 must stay "none"). Saturating: the kernel's numbers
+    // are not trusted to leave room.
     if h.flags & ffi::VIRTIO_NET_HDR_F_NEEDS_CSUM != 0 {
-        h.csum_start += ffi::VLAN_HLEN as u16;
+        h.csum_start = h.csum_start.saturating_add(ffi::VLAN_HLEN as u16);
     }
     if is_gso(&h) {
-        h.hdr_len += ffi::VLAN_HLEN as u16;
+        h.hdr_len = h.hdr_len.saturating_add(ffi::VLAN_HLEN as u16);
     }
     write(&h, &mut block[new_mac - ffi::VIRTIO_NET_HDR_LEN..new_mac]);
 }
@@ -356,14 +436,25 @@ mod tests {
     use super::*;
     use crate::error::Subject;
 
-    fn field(h: virtio_net_hdr, len: usize) -> &'static str {
-        match check(&h, len, 1514).unwrap_err().subject {
+    fn field(h: virtio_net_hdr, frame: &[u8]) -> &'static str {
+        match check(&h, frame, 1514).unwrap_err().subject {
             Subject::Option(name) => name,
             s => panic!("{s:?}"),
         }
     }
 
     const CSUM: u8 = ffi::VIRTIO_NET_HDR_F_NEEDS_CSUM;
+
+    /// An IPv4/TCP frame of `len` bytes (a 20-byte TCP header, then zeroes).
+    fn tcp4(len: usize) -> Vec<u8> {
+        let mut f = vec![0u8; len];
+        f[12..14].copy_from_slice(&ffi::ETH_P_IP.to_be_bytes());
+        f[14] = 0x45;
+        f[16..18].copy_from_slice(&((len - 14) as u16).to_be_bytes());
+        f[23] = ffi::IPPROTO_TCP;
+        f[46] = 5 << 4;
+        f
+    }
 
     #[test]
     fn header_bytes_round_trip() {
@@ -378,25 +469,75 @@ mod tests {
     fn nonsense_is_refused_naming_the_field() {
         let tso =
             virtio_net_hdr { flags: CSUM, gso_type: 1, hdr_len: 66, gso_size: 1448, csum_start: 34, csum_offset: 16 };
-        assert!(check(&tso, 30_000, 1514).is_ok());
-        assert!(check(&virtio_net_hdr::default(), 1514, 1514).is_ok());
-        assert_eq!(field(virtio_net_hdr { gso_size: 0, ..tso }, 30_000), "offload.gsoSize");
-        assert_eq!(field(virtio_net_hdr { gso_type: 9, ..tso }, 30_000), "offload.gsoType");
-        assert_eq!(field(virtio_net_hdr { flags: 0, ..tso }, 30_000), "offload.csumStart");
+        let big = tcp4(30_000);
+        assert!(check(&tso, &big, 1514).is_ok());
+        assert!(check(&virtio_net_hdr::default(), &tcp4(1514), 1514).is_ok());
+        assert_eq!(field(virtio_net_hdr { gso_size: 0, ..tso }, &big), "offload.gsoSize");
+        assert_eq!(field(virtio_net_hdr { gso_type: 9, ..tso }, &big), "offload.gsoType");
+        assert_eq!(field(virtio_net_hdr { flags: 0, ..tso }, &big), "offload.csumStart");
         let gro = virtio_net_hdr { flags: ffi::VIRTIO_NET_HDR_F_DATA_VALID, csum_start: 0, csum_offset: 0, ..tso };
-        assert!(check(&gro, 30_000, 1514).is_ok(), "a GRO frame whose checksums were verified");
-        assert_eq!(field(virtio_net_hdr { hdr_len: 40_000, ..tso }, 30_000), "offload.hdrLen");
-        assert_eq!(field(virtio_net_hdr { csum_start: 30_000, ..tso }, 30_000), "offload.csumStart");
-        assert_eq!(field(virtio_net_hdr { csum_start: 4, ..tso }, 30_000), "offload.csumStart");
-        assert_eq!(field(virtio_net_hdr { csum_offset: 6, ..tso }, 30_000), "offload.csumOffset");
+        assert!(check(&gro, &big, 1514).is_ok(), "a GRO frame whose checksums were verified");
+        assert_eq!(field(virtio_net_hdr { hdr_len: 40_000, ..tso }, &big), "offload.hdrLen");
+        assert_eq!(field(virtio_net_hdr { csum_start: 30_000, ..tso }, &big), "offload.csumStart");
+        assert_eq!(field(virtio_net_hdr { csum_start: 4, ..tso }, &big), "offload.csumStart");
+        assert_eq!(field(virtio_net_hdr { csum_offset: 6, ..tso }, &big), "offload.csumOffset");
         let no_gso = virtio_net_hdr { flags: CSUM, csum_start: 34, csum_offset: 16, ..Default::default() };
-        assert_eq!(field(virtio_net_hdr { csum_offset: 1466, ..no_gso }, 1500), "offload.csumOffset");
-        assert_eq!(field(virtio_net_hdr { flags: 0x40, ..tso }, 30_000), "offload.flags");
-        assert_eq!(field(virtio_net_hdr { gso_size: 100, ..Default::default() }, 100), "offload.gsoSize");
-        assert_eq!(field(virtio_net_hdr { csum_start: 34, ..Default::default() }, 100), "offload.csumStart");
-        let big = check(&virtio_net_hdr::default(), 3000, 1514).unwrap_err();
-        assert_eq!(big.errno, Errno::EMSGSIZE);
-        assert_eq!(check(&tso, MAX_GSO_FRAME_LEN + 1, 1514).unwrap_err().errno, Errno::EMSGSIZE);
+        assert_eq!(field(virtio_net_hdr { csum_offset: 1466, ..no_gso }, &tcp4(1500)), "offload.csumOffset");
+        assert_eq!(field(virtio_net_hdr { flags: 0x40, ..tso }, &big), "offload.flags");
+        assert_eq!(field(virtio_net_hdr { gso_size: 100, ..Default::default() }, &tcp4(100)), "offload.gsoSize");
+        assert_eq!(field(virtio_net_hdr { csum_start: 34, ..Default::default() }, &tcp4(100)), "offload.csumStart");
+        let e = check(&virtio_net_hdr::default(), &tcp4(3000), 1514).unwrap_err();
+        assert_eq!(e.errno, Errno::EMSGSIZE);
+        assert_eq!(check(&tso, &tcp4(MAX_GSO_FRAME_LEN + 1), 1514).unwrap_err().errno, Errno::EMSGSIZE);
+    }
+
+    /// What the kernel refuses on transmit (a TX ring with PACKET_LOSS would skip it silently),
+    /// or sends uncut although it is larger than the MTU (the device drops it on every kick).
+    #[test]
+    fn what_the_kernel_refuses_is_refused_first() {
+        let tso =
+            virtio_net_hdr { flags: CSUM, gso_type: 1, hdr_len: 54, gso_size: 1000, csum_start: 34, csum_offset: 16 };
+        let f = tcp4(3000);
+        // A header length beyond the frame, with or without a GSO type.
+        assert_eq!(field(virtio_net_hdr { hdr_len: 101, ..Default::default() }, &tcp4(100)), "offload.hdrLen");
+        assert_eq!(field(virtio_net_hdr { gso_size: ffi::GSO_BY_FRAGS, ..tso }, &f), "offload.gsoSize");
+        // The kernel needs the whole TCP header after csum_start, not only the checksum.
+        let tail = virtio_net_hdr { flags: CSUM, csum_start: 81, csum_offset: 16, ..Default::default() };
+        assert!(check(&tail, &tcp4(100), 1514).is_ok(), "no GSO: only the checksum must fit");
+        let tail_tso = virtio_net_hdr { hdr_len: 0, gso_size: 10, ..tail };
+        let tail_tso = virtio_net_hdr { gso_type: 1, ..tail_tso };
+        assert_eq!(field(tail_tso, &tcp4(100)), "offload.csumStart");
+        // The kernel cuts by the header at csumStart: it must be the transport header.
+        assert_eq!(field(virtio_net_hdr { csum_start: 30, ..tso }, &f), "offload.csumStart");
+        let mut tagged = f.clone();
+        tagged.splice(12..12, [0x81, 0, 0, 100]);
+        assert_eq!(field(tso, &tagged), "offload.csumStart", "the tag moves the TCP header 4 bytes on");
+        assert!(check(&virtio_net_hdr { csum_start: 38, hdr_len: 58, ..tso }, &tagged, 1518).is_ok());
+        // Without needsCsum the kernel cuts by the header it finds: it must be the gsoType's.
+        let gro = virtio_net_hdr { flags: 0, csum_start: 0, csum_offset: 0, ..tso };
+        assert!(check(&gro, &f, 1514).is_ok());
+        let mut udp = f.clone();
+        udp[23] = ffi::IPPROTO_UDP;
+        assert_eq!(field(gro, &udp), "offload.gsoType");
+        assert_eq!(field(virtio_net_hdr { gso_type: 4, ..gro }, &f), "offload.gsoType", "tcpv6 on IPv4");
+        assert_eq!(field(gro, &vec![0u8; 3000]), "offload.gsoType", "not IP at all");
+        // udp-l4: needsCsum, no ECN, at most 64 segments.
+        let usso = virtio_net_hdr { gso_type: 5, csum_offset: 6, ..tso };
+        assert!(check(&usso, &udp, 1514).is_ok());
+        assert_eq!(
+            field(virtio_net_hdr { flags: 0, csum_start: 0, csum_offset: 0, ..usso }, &udp),
+            "offload.needsCsum"
+        );
+        assert_eq!(
+            field(virtio_net_hdr { gso_type: 5 | ffi::VIRTIO_NET_HDR_GSO_ECN, ..usso }, &udp),
+            "offload.gsoType"
+        );
+        assert_eq!(field(virtio_net_hdr { gso_size: 40, ..usso }, &udp), "offload.gsoSize");
+        // A segment size not below the payload: the kernel sends the frame uncut.
+        let uncut = check(&virtio_net_hdr { gso_size: 3000 - 54, ..tso }, &f, 1514).unwrap_err();
+        assert_eq!((uncut.errno, uncut.subject), (Errno::EMSGSIZE, Subject::Option("offload.gsoSize")));
+        assert!(check(&virtio_net_hdr { gso_size: 3000 - 55, ..tso }, &f, 1514).is_ok());
+        assert!(check(&virtio_net_hdr { gso_size: 60_000, ..tso }, &tcp4(1500), 1514).is_ok(), "uncut, and it fits");
     }
 
     /// An IPv4/UDP frame with payload `p` and wrong checksums.
@@ -444,6 +585,14 @@ mod tests {
         block[10..30].fill(0xee); // the frame's addresses and tag, written over the header's end
         follow_vlan_reinsert(&mut block, 10, &saved);
         assert_eq!(read(&block[0..10]), virtio_net_hdr { csum_start: 38, hdr_len: 70, ..tso });
+        // A frame without GSO or a partial checksum keeps its zeroes; a hostile block's
+        // numbers saturate instead of wrapping.
+        let plain = virtio_net_hdr { flags: ffi::VIRTIO_NET_HDR_F_DATA_VALID, ..Default::default() };
+        follow_vlan_reinsert(&mut block, 10, &plain);
+        assert_eq!(read(&block[0..10]), plain);
+        let edge = virtio_net_hdr { csum_start: u16::MAX - 1, hdr_len: u16::MAX, ..tso };
+        follow_vlan_reinsert(&mut block, 10, &edge);
+        assert_eq!(read(&block[0..10]), virtio_net_hdr { csum_start: u16::MAX, ..edge });
     }
 
     #[test]
