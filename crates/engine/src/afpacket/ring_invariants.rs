@@ -8,6 +8,8 @@
 //! so each test can also count what it sent.
 
 use std::net::UdpSocket;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::block::{read_block_header, BlockInfo, Walker};
@@ -60,18 +62,23 @@ fn check_block(block: &[u8], info: &BlockInfo, expected_first: usize, marker: &[
     ours
 }
 
-/// Sends `count` datagrams of varied sizes, each carrying `marker`, to a socket of our own.
-fn send_marked(count: usize, marker: &'static [u8]) -> std::thread::JoinHandle<()> {
+/// Sends `count` datagrams of varied sizes, each carrying `marker`, to a socket of our own,
+/// never more than `IN_FLIGHT` ahead of what the reader has `seen`. Blocks retire after 1 ms
+/// however little they hold, so a reader kept off the CPU under load would otherwise find the
+/// ring full of nearly empty blocks and the kernel dropping ours.
+fn send_marked(count: usize, marker: &'static [u8], seen: Arc<AtomicUsize>) -> std::thread::JoinHandle<()> {
+    const IN_FLIGHT: usize = 16; // two copies each on lo: 32 packets, fewer than the 64 blocks
     std::thread::spawn(move || {
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
         let target = sock.local_addr().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
         for i in 0..count {
+            while i >= seen.load(Ordering::Acquire) + IN_FLIGHT && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_micros(200));
+            }
             let mut payload = marker.to_vec();
             payload.resize(marker.len() + (i * 37) % 1400, i as u8);
             sock.send_to(&payload, target).unwrap();
-            if i % 16 == 0 {
-                std::thread::sleep(Duration::from_millis(1));
-            }
         }
     })
 }
@@ -95,7 +102,8 @@ fn capture_blocks_are_continuous_and_their_lengths_add_up() {
         },
     )
     .unwrap();
-    let sender = send_marked(3000, marker);
+    let seen = Arc::new(AtomicUsize::new(0));
+    let sender = send_marked(3000, marker, seen.clone());
     let deadline = Instant::now() + Duration::from_secs(20);
     let (mut ours, mut blocks, mut last_seq) = (0, 0, None::<u64>);
     // Every datagram is seen twice on lo (outgoing and incoming); we count the incoming copy.
@@ -107,6 +115,7 @@ fn capture_blocks_are_continuous_and_their_lengths_add_up() {
         }
         last_seq = Some(info.seq_num);
         ours += check_block(batch.bytes(), &info, ffi::BLOCK_DESC_LEN, marker);
+        seen.store(ours, Ordering::Release);
         blocks += 1;
     }
     sender.join().unwrap();
@@ -135,7 +144,8 @@ fn a_ring_with_a_private_area_per_block_is_walked_from_the_right_offset() {
     );
     socket.bind(iface.index, ffi::ETH_P_ALL).unwrap();
 
-    let sender = send_marked(1000, marker);
+    let seen = Arc::new(AtomicUsize::new(0));
+    let sender = send_marked(1000, marker, seen.clone());
     let expected_first = align8(ffi::BLOCK_DESC_LEN) + align8(PRIV as usize);
     let deadline = Instant::now() + Duration::from_secs(20);
     let (mut ours, mut index, mut last_seq) = (0, 0u32, None::<u64>);
@@ -153,6 +163,7 @@ fn a_ring_with_a_private_area_per_block_is_walked_from_the_right_offset() {
         }
         last_seq = Some(info.seq_num);
         ours += check_block(block, &info, expected_first, marker);
+        seen.store(ours, Ordering::Release);
         ring.release(index);
         index = (index + 1) % geometry.block_count;
     }
