@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
 import test, { type ExecutionContext } from 'ava'
-import { Capture, NetringError, type PacketBatch, PcapWriter, readCaptureFile } from 'netring'
+import { Capture, Injector, NetringError, type PacketBatch, PcapWriter, readCaptureFile, XdpSocket } from 'netring'
 
 import { lastJson, runNode, within } from './helpers/child'
 import { frame, vethPair } from './helpers/net'
@@ -149,6 +149,32 @@ test('capture options are read once: a getter cannot change a value after it was
     },
   ])
   t.is(codeReads, 1)
+})
+
+test('Injector and XdpSocket options are read once too, through the same check', async (t) => {
+  const veth = vethPair(t)
+  // A getter that answers the check with a valid count and a second read with a wrapping one.
+  const flipping = (first: number) => {
+    let reads = 0
+    return {
+      get frameCount() {
+        return reads++ === 0 ? first : 2 ** 32 + 2
+      },
+      get reads() {
+        return reads
+      },
+    }
+  }
+  const inj = flipping(64)
+  const injector = Injector.open(veth.near, { get frameCount() { return inj.frameCount } })
+  t.teardown(() => injector.close())
+  t.is(injector.info.frameCount, 64)
+  t.is(inj.reads, 1)
+  const x = flipping(4096)
+  const xsk = XdpSocket.open(veth.near, { get frameCount() { return x.frameCount } })
+  t.teardown(() => xsk.close())
+  t.is(xsk.info.frameCount, 4096)
+  t.is(x.reads, 1)
 })
 
 test('readCaptureFile: a directory, a path that is no string and a bad info argument are NetringErrors naming what', async (t) => {

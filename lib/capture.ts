@@ -8,7 +8,7 @@ import type { Readable } from 'node:stream'
 import { BatchReader, type StreamOptions } from './batch-reader'
 import { callNative, NetringError } from './errors'
 import { native, type Binding } from './native'
-import { captureOptions, filterOption, interfaceName, isObject, type CaptureOptions, type Profile } from './options'
+import { captureOptions, filterOption, interfaceName, isObject, readOnce, type CaptureOptions, type Profile } from './options'
 import { OwnedPacket, type Packet, PacketBatch } from './packet'
 
 export interface CaptureStats {
@@ -45,7 +45,7 @@ export class Capture extends BatchReader<PacketBatch, Packet> implements Disposa
    */
   static open(iface: string, options?: CaptureOptions): Capture {
     interfaceName(iface)
-    const nativeOptions = captureOptions(readOnce(options))
+    const nativeOptions = captureOptions(options)
     return new Capture(iface, callNative(() => native.NativeCapture.open(iface, nativeOptions)))
   }
 
@@ -175,19 +175,4 @@ export class Capture extends BatchReader<PacketBatch, Packet> implements Disposa
   protected releaseHeld(): void {
     if (this.#batch) this.#batch.release()
   }
-}
-
-/**
- * A plain copy of an options object, every value read once: the checks and the binding then
- * see the same values (a getter could otherwise answer the check with one number and the
- * binding with another). Options nest three levels (`filter[i].code`); deeper is left as it
- * is, for the checks to refuse, so a cycle cannot recurse forever.
- */
-function readOnce(v: unknown, depth = 0): unknown {
-  if (depth > 3) return v
-  if (Array.isArray(v)) return Array.from(v, (x) => readOnce(x, depth + 1))
-  if (isObject(v) && Object.getPrototypeOf(v) === Object.prototype) {
-    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, readOnce(x, depth + 1)]))
-  }
-  return v
 }

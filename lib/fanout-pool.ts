@@ -503,10 +503,11 @@ const POOL_OPTIONS: Record<keyof FanoutPoolOptions, Check> = {
 }
 
 /** Checks the options once, in the caller's thread, and works out what each worker gets. */
-function planOf(iface: string, options: FanoutPoolOptions): Plan {
+function planOf(iface: string, given: FanoutPoolOptions): Plan {
   interfaceName(iface)
-  if (!isObject(options)) throw NetringError.invalidOption('options', `must be an object with at least a handler, got ${describe(options)}`)
-  checkOptions(options, '', POOL_OPTIONS)
+  if (!isObject(given)) throw NetringError.invalidOption('options', `must be an object with at least a handler, got ${describe(given)}`)
+  // The checked copy from here on: a getter cannot answer the check with one value and the plan with another.
+  const options = checkOptions(given, '', POOL_OPTIONS) as unknown as FanoutPoolOptions
   if (options.handler === undefined) throw NetringError.invalidOption('handler', 'is required: the module whose default export runs in every worker')
   const url =
     options.handler instanceof URL

@@ -215,9 +215,26 @@ export function injectorOptions(options: unknown, prefix = ''): Binding.NativeIn
 /** Checks that `options` is undefined or an object whose keys all have a check, and checks them. */
 export function checkOptions(options: unknown, prefix: string, checks: Record<string, Check>): Record<string, unknown> {
   if (options === undefined) return {}
-  if (!isObject(options)) throw NetringError.invalidOption(prefix || 'options', `must be an object, got ${describe(options)}`)
-  checkKeys(options, prefix, checks)
-  return options
+  const copy = readOnce(options)
+  if (!isObject(copy)) throw NetringError.invalidOption(prefix || 'options', `must be an object, got ${describe(options)}`)
+  checkKeys(copy, prefix, checks)
+  return copy
+}
+
+/**
+ * A plain copy of an options object, every value read once (every options object goes through
+ * `checkOptions`, which checks and returns this copy): the checks and the binding then
+ * see the same values (a getter could otherwise answer the check with one number and the
+ * binding with another). Options nest three levels (`filter[i].code`); deeper is left as it
+ * is, for the checks to refuse, so a cycle cannot recurse forever.
+ */
+export function readOnce(v: unknown, depth = 0): unknown {
+  if (depth > 3) return v
+  if (Array.isArray(v)) return Array.from(v, (x) => readOnce(x, depth + 1))
+  if (isObject(v) && [Object.prototype, null].includes(Object.getPrototypeOf(v))) {
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, readOnce(x, depth + 1)]))
+  }
+  return v
 }
 
 /** Checks a plain options object of an iteration method (`{ limit, timeoutMs, signal }`). */
