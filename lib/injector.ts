@@ -178,13 +178,13 @@ export class TxSlot implements Disposable {
 }
 
 /**
- * Consecutive transmit slots lent as one buffer by `Injector.allocateBatch()`: write frame `i`
+ * A run of consecutive transmit slots lent as one buffer by `allocateRun()`: write frame `i`
  * into `slot(i)`, then `send()` the first n of them (all by default); the rest go back to the
- * ring. One lend and one detach for the whole batch is what makes it cheap per frame. Write only
+ * ring. One lend and one detach for the whole run is what makes it cheap per frame. Write only
  * inside the `slot(i)` views: the buffer behind them also spans the later frames' headers, which
  * the engine rewrites in full before the kernel may read them (what is written there is lost).
  */
-export class TxSlotBatch implements Disposable {
+export class TxSlotRun implements Disposable {
   /** How many slots were lent (may be fewer than asked for). */
   readonly count: number
   /** Bytes per slot. */
@@ -224,7 +224,7 @@ export class TxSlotBatch implements Disposable {
    * call throws.
    */
   send(count: number = this.count, lengths: number | readonly number[] = this.length): void {
-    if (this.#done) throw NetringError.of('EINVAL', 'this batch of slots was already sent or discarded')
+    if (this.#done) throw NetringError.of('EINVAL', 'this run of slots was already sent or discarded')
     this.#done = true
     abandoned.unregister(this)
     const refuse = (option: string, why: string): NetringError => {
@@ -250,6 +250,11 @@ export class TxSlotBatch implements Disposable {
     if (!this.#done && !this.#injector.closed) this.discard()
   }
 }
+
+/** @deprecated The old name of `TxSlotRun` ("batch" now means only an RX block). */
+export const TxSlotBatch = TxSlotRun
+/** @deprecated The old name of `TxSlotRun`. */
+export type TxSlotBatch = TxSlotRun
 
 export class Injector extends EventEmitter<InjectorEvents> implements Disposable, AsyncDisposable {
   readonly #native: Binding.NativeInjector
@@ -328,7 +333,7 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
    * checked first: if one is refused the call throws and nothing is queued (a retry cannot send
    * a frame twice).
    */
-  sendBatch(frames: readonly Uint8Array[]): number {
+  sendFrames(frames: readonly Uint8Array[]): number {
     this.#throwKept()
     if (!Array.isArray(frames)) throw NetringError.invalidOption('frames', 'must be an array of Buffers')
     // Array.from reads holes of a sparse array as undefined, which asBuffer refuses.
@@ -350,13 +355,13 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
    * Lends up to `count` consecutive slots of `length` bytes as one buffer (zero-copy, cheap per
    * frame); fewer at the end of the ring or where frames are still in flight; `null` when full.
    */
-  allocateBatch(count: number, length: number): TxSlotBatch | null {
+  allocateRun(count: number, length: number): TxSlotRun | null {
     this.#throwKept()
     // The engine lends at least one slot: a count of 0 would come back as 1.
     if (!isU32(count) || count === 0) throw NetringError.invalidOption('count', `must be a positive integer, got ${String(count)}`)
     if (!isU32(length)) throw NetringError.invalidOption('length', `must be a non-negative integer, got ${String(length)}`)
     const run = callNative(() => this.#native.allocateRun(count, length))
-    return run && new TxSlotBatch(this, run, length)
+    return run && new TxSlotRun(this, run, length)
   }
 
   /** @internal */
@@ -606,7 +611,7 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
         } else s.resolve()
       }
     }
-    // One report per refused frame nobody owns (sent with send(), sendBatch() or a slot).
+    // One report per refused frame nobody owns (sent with send(), sendFrames() or a slot).
     for (let i = owned; rejection && i < rejection.seqs.length; i++) this.#report(error)
   }
 
@@ -645,6 +650,16 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
     }
   }
 }
+
+// The 0.x names, kept as the very same functions.
+export interface Injector {
+  /** @deprecated The old name of `sendFrames`. */
+  sendBatch: Injector['sendFrames']
+  /** @deprecated The old name of `allocateRun`. */
+  allocateBatch: Injector['allocateRun']
+}
+Injector.prototype.sendBatch = Injector.prototype.sendFrames
+Injector.prototype.allocateBatch = Injector.prototype.allocateRun
 
 const OFFLOAD_FIELDS: Record<keyof PacketOffload, 'string' | 'number' | 'boolean'> = {
   gsoType: 'string',

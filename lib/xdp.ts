@@ -11,7 +11,7 @@ import { Writable } from 'node:stream'
 import { BatchReader } from './batch-reader'
 import { integer, timeoutMs as checkTimeout } from './numbers'
 import { callNative, NetringError } from './errors'
-import { asBuffer, TxSlot, TxSlotBatch, type SlotOwner } from './injector'
+import { asBuffer, TxSlot, TxSlotRun, type SlotOwner } from './injector'
 import { native, type Binding } from './native'
 import { interfaceName, xdpOptions, type XdpOptions } from './options'
 
@@ -271,7 +271,7 @@ export class XdpSocket extends BatchReader<XdpBatch, XdpPacket> implements SlotO
   }
 
   /** Queues frames in order until no TX frame is free; returns how many were queued. */
-  sendBatch(frames: readonly Uint8Array[]): number {
+  sendFrames(frames: readonly Uint8Array[]): number {
     if (!Array.isArray(frames)) throw NetringError.invalidOption('frames', 'must be an array of Buffers')
     return callNative(() => this.#native.sendFrames(frames.map((f, i) => asBuffer(f, `frames[${i}]`))))
   }
@@ -284,11 +284,11 @@ export class XdpSocket extends BatchReader<XdpBatch, XdpPacket> implements SlotO
   }
 
   /** Lends up to `count` consecutive TX frames of `length` bytes as one buffer; `null` when none is free. */
-  allocateBatch(count: number, length: number): TxSlotBatch | null {
+  allocateRun(count: number, length: number): TxSlotRun | null {
     integer(count, 'count')
     integer(length, 'length')
     const run = callNative(() => this.#native.allocateRun(count, length))
-    return run && new TxSlotBatch(this, run, length)
+    return run && new TxSlotRun(this, run, length)
   }
 
   /** @internal */
@@ -419,6 +419,16 @@ export class XdpSocket extends BatchReader<XdpBatch, XdpPacket> implements SlotO
     this.close(0)
   }
 }
+
+// The 0.x names, kept as the very same functions.
+export interface XdpSocket {
+  /** @deprecated The old name of `sendFrames`. */
+  sendBatch: XdpSocket['sendFrames']
+  /** @deprecated The old name of `allocateRun`. */
+  allocateBatch: XdpSocket['allocateRun']
+}
+XdpSocket.prototype.sendBatch = XdpSocket.prototype.sendFrames
+XdpSocket.prototype.allocateBatch = XdpSocket.prototype.allocateRun
 
 function releasedError(): NetringError {
   return NetringError.of('EBADF', "this packet's batch was released: its frame went back to the kernel. copy() packets while their batch is held")

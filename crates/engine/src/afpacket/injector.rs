@@ -481,7 +481,7 @@ impl Injector {
         for i in 0..send {
             let len = if lengths.len() == 1 { lengths[0] } else { lengths[i as usize] };
             self.check_commit(first + i, len as usize).map_err(|mut e| {
-                e.message = format!("slot {i} of the batch: {}", e.message);
+                e.message = format!("slot {i} of the run: {}", e.message);
                 e
             })?;
         }
@@ -537,7 +537,7 @@ impl Injector {
         for (i, frame) in frames.iter().enumerate() {
             let frame = frame.as_ref();
             self.check_len(frame.len(), is_vlan_tagged(frame)).map_err(|mut e| {
-                e.message = format!("frame {i} of the batch: {}", e.message);
+                e.message = format!("frames[{i}]: {}", e.message);
                 e
             })?;
         }
@@ -973,7 +973,7 @@ mod tests {
         assert_eq!(link.received(1), vec![1]);
     }
 
-    /// A batch with one bad frame queues none of it.
+    /// A list of frames with one bad frame queues none of it.
     #[test]
     fn send_frames_checks_every_frame_before_queueing_any() {
         let Some(link) = Link::new("sb") else { return };
@@ -981,7 +981,7 @@ mod tests {
         let frames: Vec<Vec<u8>> = vec![test_frame(0).to_vec(), test_frame(1).to_vec(), vec![0; 3000]];
         let e = tx.send_frames(&frames).unwrap_err();
         assert_eq!(e.errno, Errno::EMSGSIZE);
-        assert!(e.message.starts_with("frame 2 of the batch"), "{}", e.message);
+        assert!(e.message.starts_with("frames[2]: "), "{}", e.message);
         assert_eq!(tx.pending(), 0);
         assert_eq!(tx.send_frames(&frames[..2]).unwrap(), 2);
     }
