@@ -11,14 +11,15 @@
 // and is otherwise kept and thrown by the next call.
 
 import { EventEmitter } from 'node:events'
-import { Writable } from 'node:stream'
+import type { Writable } from 'node:stream'
 
 import { callNative, NetringError } from './errors'
 import { native, type Binding } from './native'
 import { integer, timeoutMs as checkTimeout } from './numbers'
 import type { PacketOffload } from './offload'
-import { checkOptions, injectorOptions, interfaceName, type InjectorOptions } from './options'
+import { injectorOptions, interfaceName, type InjectorOptions } from './options'
 import { ringView } from './ring-view'
+import { asBuffer, TxQueue } from './tx-queue'
 
 export interface InjectorStats {
   /** Frames the kernel took from the ring and did not reject. */
@@ -44,56 +45,8 @@ interface InjectorEvents {
   close: []
 }
 
-/** How long to wait for POLLOUT before kicking again: frames that met backpressure (ENOBUFS)
- * need a new kick, and the kernel does not announce when that would succeed. */
-const RETRY_MS = 2
-
-/** A `sendAsync` loop on a ring with room never waits for anything: at least this often it
- * gives timers and I/O a turn (one setImmediate), so a timer can still stop it. */
-const YIELD_MS = 4
-
 /** A count or length the binding takes as a u32. */
 const isU32 = (v: unknown): v is number => Number.isInteger(v) && (v as number) >= 0 && (v as number) <= 0xffff_ffff
-
-/** A frame handed to `sendAsync`, until it is settled: `seq` once it is queued. */
-interface Sender {
-  frame: Buffer
-  offload: Binding.NativeOffload | undefined
-  seq: number
-  resolve: () => void
-  reject: (error: unknown) => void
-}
-
-/** A first-in first-out queue without Array.shift()'s copying (thousands of senders may wait). */
-class Fifo<T> {
-  #items: T[] = []
-  #head = 0
-  get length(): number {
-    return this.#items.length - this.#head
-  }
-  peek(): T | undefined {
-    return this.#items[this.#head]
-  }
-  push(item: T): void {
-    this.#items.push(item)
-  }
-  shift(): T | undefined {
-    const item = this.#items[this.#head]
-    this.#items[this.#head++] = undefined as T
-    if (this.#head === this.#items.length) {
-      this.#items = []
-      this.#head = 0
-    }
-    return item
-  }
-  /** Empties the queue; returns what it held, in order. */
-  takeAll(): T[] {
-    const all = this.#items.slice(this.#head)
-    this.#items = []
-    this.#head = 0
-    return all
-  }
-}
 
 // A slot dropped without send() or discard() would hold back every frame allocated after it
 // (the kernel sends in ring order), so a collected slot or run of slots is given back.
@@ -259,15 +212,8 @@ export type TxSlotBatch = TxSlotRun
 export class Injector extends EventEmitter<InjectorEvents> implements Disposable, AsyncDisposable {
   readonly #native: Binding.NativeInjector
   readonly interface: string
-  /** `sendAsync` frames waiting for ring room, in call order. */
-  #waiting = new Fifo<Sender>()
-  /** `sendAsync` frames queued in the ring, by sequence number, until the kernel takes them. */
-  #queued = new Fifo<Sender>()
-  #driving = false
-  #roomWait: Promise<void> | null = null
-  #lastYield = performance.now()
-  /** An error nobody could be told of yet (no owner, no 'error' listener): the next call throws it. */
-  #kept: unknown = null
+  /** `sendAsync` and `writable()`: waiting for room, settling, errors nobody owns. */
+  readonly #tx: TxQueue
   /** close() is under way: a close() from a listener it runs (an 'error' while draining) waits for it. */
   #closing = false
 
@@ -275,6 +221,18 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
     super()
     this.interface = iface
     this.#native = nativeInjector
+    const n = nativeInjector
+    this.#tx = new TxQueue(
+      n,
+      {
+        offloadOf: sendOffload,
+        enqueue: (frame, offload) => (offload ? n.sendOffload(frame, offload) : n.send(frame)),
+        settledBefore: () => n.settledBefore(),
+        takeRejection: () => n.takeRejection(),
+        withdraw: (seq) => n.withdraw(seq),
+      },
+      this,
+    )
   }
 
   /** Opens an injector on `iface`. It only sends: its socket receives nothing. */
@@ -306,7 +264,7 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
    * or use `sendAsync`). A frame larger than the slot or the interface MTU + 18 is EMSGSIZE.
    */
   send(frame: Uint8Array, options?: SendOptions): boolean {
-    this.#throwKept()
+    this.#tx.throwKept()
     const buffer = asBuffer(frame)
     const offload = sendOffload(options)
     if (offload) return callNative(() => this.#native.sendOffload(buffer, offload)) >= 0
@@ -319,7 +277,7 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
    * everything queued before it has left).
    */
   _forward(frame: Buffer, header: Buffer | undefined, modified: boolean): boolean {
-    this.#throwKept()
+    this.#tx.throwKept()
     return callNative(() => this.#native.forward(frame, header ?? null, modified)) >= 0
   }
 
@@ -334,7 +292,7 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
    * a frame twice).
    */
   sendFrames(frames: readonly Uint8Array[]): number {
-    this.#throwKept()
+    this.#tx.throwKept()
     if (!Array.isArray(frames)) throw NetringError.invalidOption('frames', 'must be an array of Buffers')
     // Array.from reads holes of a sparse array as undefined, which asBuffer refuses.
     const buffers = Array.from(frames as unknown[], (f, i) => asBuffer(f, `frames[${i}]`))
@@ -343,7 +301,7 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
 
   /** Lends a slot of `length` bytes to write a frame into, without a copy; `null` when full. */
   allocate(length: number): TxSlot | null {
-    this.#throwKept()
+    this.#tx.throwKept()
     if (!isU32(length)) {
       throw NetringError.invalidOption('length', `must be a non-negative integer, got ${String(length)}`)
     }
@@ -356,7 +314,7 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
    * frame); fewer at the end of the ring or where frames are still in flight; `null` when full.
    */
   allocateRun(count: number, length: number): TxSlotRun | null {
-    this.#throwKept()
+    this.#tx.throwKept()
     // The engine lends at least one slot: a count of 0 would come back as 1.
     if (!isU32(count) || count === 0) throw NetringError.invalidOption('count', `must be a positive integer, got ${String(count)}`)
     if (!isU32(length)) throw NetringError.invalidOption('length', `must be a non-negative integer, got ${String(length)}`)
@@ -381,12 +339,7 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
 
   /** @internal Gives back a collected slot: background work, so an error is reported, never thrown. */
   _giveBack(giveBack: () => void): void {
-    if (this.closed) return
-    try {
-      giveBack()
-    } catch (e) {
-      this.#report(e)
-    }
+    this.#tx.giveBack(giveBack)
   }
 
   /**
@@ -396,30 +349,19 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
    * the next call.
    */
   flush(): number {
-    this.#throwKept()
-    return this.#flushNow()
+    this.#tx.throwKept()
+    return this.#tx.flush()
   }
 
   /** Flushes and blocks until everything was sent or `timeoutMs` passed (no limit when omitted
    * or Infinity); whether it all was. */
   drain(timeoutMs?: number): boolean {
-    const limit = checkTimeout(timeoutMs)
-    this.#flushNow()
-    try {
-      return callNative(() => this.#native.drain(limit))
-    } finally {
-      this.#settle()
-    }
+    return this.#tx.drain(timeoutMs)
   }
 
   /** Flushes and resolves once everything queued was sent, without blocking the event loop. */
-  async drained(): Promise<void> {
-    this.#throwKept()
-    for (;;) {
-      this.#flushNow()
-      if (this.stats().pending === 0) return
-      await this.#room()
-    }
+  drained(): Promise<void> {
+    return this.#tx.drained()
   }
 
   /**
@@ -430,13 +372,7 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
    * metadata too (a frame larger than a slot waits until everything before it has left).
    */
   sendAsync(frame: Uint8Array, options?: SendOptions): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      this.#throwKept()
-      const sender: Sender = { frame: asBuffer(frame), offload: sendOffload(options), seq: -1, resolve, reject }
-      // Behind frames already waiting for room, never ahead of them.
-      if (this.#waiting.length > 0 || !this.#queue(sender)) this.#waiting.push(sender)
-      void this.#drive()
-    })
+    return this.#tx.sendAsync(frame, options)
   }
 
   /**
@@ -446,31 +382,7 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
    * that fails fails the stream.
    */
   writable(options?: { highWaterMark?: number }): Writable {
-    const { highWaterMark = 256 } = checkOptions(options, 'writable', {
-      highWaterMark: (v, o) => {
-        if (!isU32(v)) throw NetringError.invalidOption(o, `must be a non-negative integer, got ${String(v)}`)
-      },
-    }) as { highWaterMark?: number }
-    const frameOf = (chunk: unknown): Buffer => {
-      if (chunk instanceof Uint8Array) return asBuffer(chunk)
-      const data = (chunk as { data?: unknown } | null)?.data
-      if (data instanceof Uint8Array) return asBuffer(data)
-      throw NetringError.invalidOption('chunk', 'must be a Buffer, a Uint8Array or a packet with data')
-    }
-    const settle = (sent: () => Promise<unknown>, callback: (error?: Error | null) => void) => {
-      sent().then(() => callback(), callback)
-    }
-    return new Writable({
-      objectMode: true,
-      highWaterMark,
-      write: (chunk, _encoding, callback) => settle(async () => this.sendAsync(frameOf(chunk)), callback),
-      writev: (chunks, callback) =>
-        settle(async () => {
-          const frames = chunks.map((c) => frameOf(c.chunk))
-          return Promise.all(frames.map((f) => this.sendAsync(f)))
-        }, callback),
-      final: (callback) => settle(() => this.drained(), callback),
-    })
+    return this.#tx.writable(options)
   }
 
   /**
@@ -486,11 +398,10 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
     try {
       // Slots still lent are abandoned now: given back, they no longer hold queued frames.
       callNative(() => this.#native.giveBackLent())
-      this.drain(drainTimeoutMs)
+      this.#tx.drain(drainTimeoutMs, 'drainTimeoutMs')
     } finally {
       callNative(() => this.#native.close())
-      const error = NetringError.of('EBADF', 'the injector was closed before this frame was sent', { syscall: 'sendto' })
-      for (const sender of [...this.#queued.takeAll(), ...this.#waiting.takeAll()]) sender.reject(error)
+      this.#tx.abandon(NetringError.of('EBADF', 'the injector was closed before this frame was sent', { syscall: 'sendto' }))
       this.emit('close')
     }
   }
@@ -507,146 +418,6 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
     } finally {
       clearTimeout(timer)
       this.close(0)
-    }
-  }
-
-  /** Queues a sender's frame if there is room (then it waits to be settled); false when full. */
-  #queue(sender: Sender): boolean {
-    const { frame, offload } = sender
-    const seq = callNative(() => (offload ? this.#native.sendOffload(frame, offload) : this.#native.send(frame)))
-    if (seq < 0) return false
-    sender.seq = seq
-    this.#queued.push(sender)
-    return true
-  }
-
-  /**
-   * Runs while `sendAsync` frames wait for room or for the kernel: queues waiting frames in
-   * call order, flushes, settles, waits for room. One loop, so waiters never race each other.
-   */
-  async #drive(): Promise<void> {
-    if (this.#driving) return
-    this.#driving = true
-    try {
-      for (;;) {
-        // Frames sent in the same tick leave with one kick.
-        await this.#yield()
-        if (this.closed) return
-        for (let sender = this.#waiting.peek(); sender; sender = this.#waiting.peek()) {
-          try {
-            if (!this.#queue(sender)) break
-          } catch (e) {
-            sender.reject(e)
-          }
-          this.#waiting.shift()
-        }
-        this.#flushForOwners()
-        if (this.#waiting.length === 0 && this.#queued.length === 0) return
-        await this.#room()
-      }
-    } finally {
-      this.#driving = false
-    }
-  }
-
-  /** A microtask usually; a full turn of the event loop once YIELD_MS have passed without one. */
-  #yield(): Promise<void> {
-    if (performance.now() - this.#lastYield < YIELD_MS) return Promise.resolve()
-    return new Promise((resolve) =>
-      setImmediate(() => {
-        this.#lastYield = performance.now()
-        resolve()
-      }),
-    )
-  }
-
-  /** Flushes, then settles what the kernel took. Throws what the flush threw. */
-  #flushNow(): number {
-    try {
-      return callNative(() => this.#native.flush())
-    } finally {
-      this.#settle()
-    }
-  }
-
-  /**
-   * The background flush: never throws. A failed kick (ENETDOWN, ENXIO, ...) is the error of
-   * every `sendAsync` frame still queued or waiting: those queued are withdrawn from the ring,
-   * so a frame whose promise rejected never leaves later.
-   */
-  #flushForOwners(): void {
-    let error: unknown
-    try {
-      this.#flushNow()
-      return
-    } catch (e) {
-      error = e
-    }
-    if (this.closed) return
-    const owners = this.#queued.length + this.#waiting.length
-    const taken: Sender[] = []
-    for (const sender of this.#queued.takeAll()) {
-      if (this.#native.withdraw(sender.seq)) sender.reject(error)
-      else taken.push(sender) // the kernel has it: settled by a later flush
-    }
-    for (const sender of taken) this.#queued.push(sender)
-    for (const sender of this.#waiting.takeAll()) sender.reject(error)
-    if (owners === 0) this.#report(error)
-  }
-
-  /** Settles the `sendAsync` frames the kernel took; reports refused frames to their owners. */
-  #settle(): void {
-    if (this.closed) return
-    const rejection = this.#native.takeRejection()
-    const error = rejection && NetringError.fromNative(rejection.error)
-    const refused = rejection && new Set(rejection.seqs)
-    let owned = 0
-    if (this.#queued.length > 0) {
-      const before = this.#native.settledBefore()
-      for (let s = this.#queued.peek(); s && s.seq < before; s = this.#queued.peek()) {
-        this.#queued.shift()
-        if (refused?.has(s.seq)) {
-          owned++
-          s.reject(error)
-        } else s.resolve()
-      }
-    }
-    // One report per refused frame nobody owns (sent with send(), sendFrames() or a slot).
-    for (let i = owned; rejection && i < rejection.seqs.length; i++) this.#report(error)
-  }
-
-  /** An error with no owner: to 'error' listeners, or kept for the next call to throw. */
-  #report(error: unknown): void {
-    if (this.listenerCount('error') > 0) this.emit('error', error as Error)
-    else this.#kept ??= error
-  }
-
-  #throwKept(): void {
-    if (this.#kept === null) return
-    const error = this.#kept
-    this.#kept = null
-    throw error
-  }
-
-  /** Resolves when the ring may have room: POLLOUT from the reactor, or a short retry timer.
-   * One wait serves every caller (a second native wait would withdraw the first). */
-  #room(): Promise<void> {
-    this.#roomWait ??= this.#waitForRoom().finally(() => {
-      this.#roomWait = null
-    })
-    return this.#roomWait
-  }
-
-  async #waitForRoom(): Promise<void> {
-    if (this.closed) return
-    let timer: NodeJS.Timeout | undefined
-    const retry = new Promise<void>((resolve) => (timer = setTimeout(resolve, RETRY_MS)))
-    const writable = callNative(() => this.#native.waitWritable())
-    try {
-      await Promise.race([writable, retry])
-    } finally {
-      clearTimeout(timer)
-      if (!this.closed) this.#native.cancelWait()
     }
   }
 }
@@ -672,10 +443,10 @@ const OFFLOAD_FIELDS: Record<keyof PacketOffload, 'string' | 'number' | 'boolean
 }
 
 /** The `offload` of send options, type-checked (the engine checks the values against the frame). */
-function sendOffload(options: SendOptions | undefined): Binding.NativeOffload | undefined {
+function sendOffload(options: unknown): Binding.NativeOffload | undefined {
   if (options === undefined) return undefined
   if (typeof options !== 'object' || options === null) throw NetringError.invalidOption('options', 'must be an object { offload }')
-  const offload = options.offload as Record<string, unknown> | undefined
+  const offload = (options as SendOptions).offload as Record<string, unknown> | undefined
   if (offload === undefined) return undefined
   if (typeof offload !== 'object' || offload === null) throw NetringError.invalidOption('offload', 'must be an object like packet.offload')
   for (const [key, value] of Object.entries(offload)) {
@@ -687,11 +458,4 @@ function sendOffload(options: SendOptions | undefined): Binding.NativeOffload | 
     else if (typeof value !== type) throw NetringError.invalidOption(`offload.${key}`, `must be a ${type}, got ${String(value)}`)
   }
   return offload as Binding.NativeOffload
-}
-
-/** A frame argument as a Buffer (no copy), or EINVAL naming `option`. */
-export function asBuffer(frame: unknown, option = 'frame'): Buffer {
-  if (Buffer.isBuffer(frame)) return frame
-  if (frame instanceof Uint8Array) return Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength)
-  throw NetringError.invalidOption(option, `must be a Buffer or a Uint8Array, got ${frame === null ? 'null' : typeof frame}`)
 }

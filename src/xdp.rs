@@ -17,7 +17,7 @@ use crate::batch_table::u32_array;
 use crate::error::{to_js_error, OrThrow};
 use crate::lent_buffer::{force_copy_from_env, LentBuffer, TakenBack};
 use crate::vocabulary::{XdpAttach, XdpMode, XdpZeroCopy};
-use crate::wait::readiness_promise;
+use crate::wait::{readiness_promise, timeout_from_ms};
 
 /// RX table: header words (packet count, run count, receive time sec, nsec), then per packet
 /// (run, offset in the run's buffer, length).
@@ -318,8 +318,8 @@ impl NativeXdpSocket {
     /// Flushes and blocks until everything was sent or `timeoutMs` passed.
     #[napi(catch_unwind)]
     pub fn drain(&mut self, env: &Env, timeout_ms: Option<f64>) -> Result<bool> {
-        let timeout = timeout_ms.map(|ms| Duration::from_secs_f64(ms.max(0.0) / 1000.0));
-        self.engine(env)?.drain(timeout).or_throw(env)
+        // No number can make the conversion panic (Infinity: no limit).
+        self.engine(env)?.drain(timeout_from_ms(timeout_ms)).or_throw(env)
     }
 
     #[napi(catch_unwind)]
