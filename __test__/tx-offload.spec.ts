@@ -12,7 +12,12 @@ import { localVethPair, sh } from './helpers/net'
 
 let tapCounter = 0
 
-/** A tap device in our namespace, read by a Python process that prints every IPv4 TCP frame in hex. */
+/**
+ * A tap device in our namespace, read by a Python process that prints every IPv4 TCP frame in
+ * hex until it has `want` of them (or 60 s passed), then its own count. `frames` resolves once
+ * the reader has exited and all it printed was read: on 'close', not 'exit' (Node may emit
+ * 'exit' before the child's last output has been read).
+ */
 async function tapReader(t: import('ava').ExecutionContext, want: number) {
   const name = `ntap${process.pid.toString(36)}${tapCounter++}`
   const script = `
@@ -20,27 +25,38 @@ import fcntl, os, select, struct, sys, time
 fd = os.open("/dev/net/tun", os.O_RDWR)
 fcntl.ioctl(fd, 0x400454ca, struct.pack("16sH", sys.argv[1].encode(), 0x0002 | 0x1000))  # TUNSETIFF, IFF_TAP | IFF_NO_PI
 print("ready", flush=True)
-deadline, want, got = time.time() + 20, int(sys.argv[2]), 0
+deadline, want, got = time.time() + 60, int(sys.argv[2]), 0
 while got < want and time.time() < deadline:
     if not select.select([fd], [], [], 0.2)[0]: continue
     f = os.read(fd, 65536)
     if len(f) > 34 and f[12:14] == b"\\x08\\x00" and f[23] == 6:
         print(f.hex(), flush=True); got += 1
+print("read", got, flush=True)
 `
   // The tap lives as long as the reader: it goes away with it, even if the test fails.
-  const child = spawn('python3', ['-c', script, name, String(want)], { stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000 })
+  const child = spawn('python3', ['-c', script, name, String(want)], { stdio: ['ignore', 'pipe', 'pipe'], timeout: 90_000 })
   t.teardown(() => child.kill())
   let out = ''
+  let err = ''
+  child.stderr.on('data', (d) => (err += d))
   const ready = new Promise<void>((resolve, reject) => {
     child.stdout.on('data', (d) => {
       out += d
       if (out.startsWith('ready\n')) resolve()
     })
-    child.on('exit', () => reject(new Error(`the tap reader exited: ${out}`)))
+    child.on('close', () => reject(new Error(`the tap reader exited: ${out}${err}`)))
   })
-  const done = new Promise<Buffer[]>((resolve) =>
-    child.on('exit', () => resolve(out.split('\n').slice(1).filter(Boolean).map((h) => Buffer.from(h, 'hex')))),
+  const done = new Promise<Buffer[]>((resolve, reject) =>
+    child.on('close', () => {
+      const lines = out.split('\n').slice(1).filter(Boolean)
+      // The reader's own count: fewer frames printed than it read would be lost output, fewer
+      // read than wanted a frame that never reached the tap.
+      if (lines.at(-1) !== `read ${want}`) reject(new Error(`the tap reader saw ${lines.at(-1)} of ${want} frames; stderr: ${err}`))
+      resolve(lines.slice(0, -1).map((h) => Buffer.from(h, 'hex')))
+    }),
   )
+  // Awaited by the test; a test that failed before then leaves it unobserved.
+  done.catch(() => undefined)
   await ready
   sh('sysctl', ['-qw', `net.ipv6.conf.${name}.disable_ipv6=1`])
   sh('ip', ['link', 'set', name, 'up'])
