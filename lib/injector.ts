@@ -15,8 +15,8 @@ import type { Writable } from 'node:stream'
 
 import { callNative, NetringError } from './errors'
 import { native, type Binding } from './native'
-import { integer, timeoutMs as checkTimeout } from './numbers'
-import type { PacketOffload } from './offload'
+import { timeoutMs as checkTimeout } from './numbers'
+import { checkOffload, encodeOffloads, type PacketOffload } from './offload'
 import { injectorOptions, interfaceName, type InjectorOptions } from './options'
 import { ringView } from './ring-view'
 import { asBuffer, TxQueue } from './tx-queue'
@@ -38,6 +38,16 @@ export type InjectorInfo = Binding.NativeInjectorInfo
 export interface SendOptions {
   /** The frame's offload metadata, as `packet.offload` shows it; omitted fields are 0 / false. */
   offload?: Partial<PacketOffload>
+}
+
+/** Offload metadata for several frames or slots: one object for all, or one entry per frame
+ * (null or undefined: that frame has none). */
+export type OffloadList = Partial<PacketOffload> | readonly (Partial<PacketOffload> | null | undefined)[]
+
+/** Options of `sendFrames()` and `TxSlotRun.send()` (offload needs an injector opened with `{ offload: true }`). */
+export interface SendListOptions {
+  /** The frames' offload metadata: one object for all, or one per frame sent. */
+  offload?: OffloadList
 }
 
 interface InjectorEvents {
@@ -62,6 +72,8 @@ export interface SlotOwner {
   _giveBack(giveBack: () => void): void
   /** @internal Absent where frames carry no offload metadata (an XdpSocket). */
   _setSlotOffload?(index: number, offload: Binding.NativeOffload): void
+  /** @internal Like `_commitRun`, with raw offload headers (one for all, or one per slot sent). */
+  _commitRunOffload?(first: number, count: number, lengths: number[], headers: Buffer, perSlot: boolean): void
 }
 
 /**
@@ -172,25 +184,40 @@ export class TxSlotRun implements Disposable {
 
   /**
    * Queues the first `count` slots (all by default) and gives back the rest. `lengths`: bytes to
-   * send from each slot, one number for all (the slot length by default) or one per slot. All
-   * of it is checked first: on a bad argument nothing is queued, every slot goes back, and the
-   * call throws.
+   * send from each slot, one number for all (the slot length by default) or one per slot.
+   * `options.offload` (an injector opened with `offload`): one metadata object for every slot
+   * sent, or one per slot sent. All of it is checked first: on a bad argument nothing is queued,
+   * every slot goes back, and the call throws (a field of slot i's metadata is named
+   * `offload[i].field`).
    */
-  send(count: number = this.count, lengths: number | readonly number[] = this.length): void {
+  send(count: number = this.count, lengths: number | readonly number[] = this.length, options?: SendListOptions): void {
     if (this.#done) throw NetringError.of('EINVAL', 'this run of slots was already sent or discarded')
     this.#done = true
     abandoned.unregister(this)
-    const refuse = (option: string, why: string): NetringError => {
+    let list: number[]
+    let headers: Buffer | undefined
+    let perSlot = false
+    try {
+      if (!isU32(count)) throw NetringError.invalidOption('count', `must be an integer from 0 to ${this.count}, got ${String(count)}`)
+      // Array.from reads holes of a sparse array as undefined, which the check below refuses.
+      const given = typeof lengths === 'number' ? [lengths] : Array.isArray(lengths) ? Array.from(lengths) : null
+      if (!given) throw NetringError.invalidOption('lengths', `must be a number or an array of numbers, got ${String(lengths)}`)
+      const bad = given.findIndex((l) => !isU32(l))
+      if (bad >= 0) throw NetringError.invalidOption('lengths', `lengths[${bad}] must be a non-negative integer, got ${String(given[bad])}`)
+      list = given
+      const offload = optionsOffload(options)
+      if (offload !== undefined && count > 0) {
+        if (!this.#injector._commitRunOffload) throw NetringError.invalidOption('offload', 'this socket sends no offload metadata')
+        headers = encodeOffloads(offload, count)
+        perSlot = Array.isArray(offload)
+      }
+    } catch (e) {
+      // Refused before anything is queued: every slot goes back.
       this.#injector._commitRun(this.#first, 0, [this.length])
-      return NetringError.invalidOption(option, why)
+      throw e
     }
-    if (!isU32(count)) throw refuse('count', `must be an integer from 0 to ${this.count}, got ${String(count)}`)
-    // Array.from reads holes of a sparse array as undefined, which the check below refuses.
-    const list = typeof lengths === 'number' ? [lengths] : Array.isArray(lengths) ? Array.from(lengths) : null
-    if (!list) throw refuse('lengths', `must be a number or an array of numbers, got ${String(lengths)}`)
-    const bad = list.findIndex((l) => !isU32(l))
-    if (bad >= 0) throw refuse('lengths', `lengths[${bad}] must be a non-negative integer, got ${String(list[bad])}`)
-    this.#injector._commitRun(this.#first, count, list)
+    if (headers) this.#injector._commitRunOffload!(this.#first, count, list, headers, perSlot)
+    else this.#injector._commitRun(this.#first, count, list)
   }
 
   /** Gives every slot back unsent. */
@@ -289,14 +316,19 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
   /**
    * Queues frames in order until the ring is full; returns how many were queued. Every frame is
    * checked first: if one is refused the call throws and nothing is queued (a retry cannot send
-   * a frame twice).
+   * a frame twice). `options.offload` (an injector opened with `offload`): one metadata object
+   * for every frame, or one per frame; a frame larger than a slot leaves through the second
+   * socket once everything before it has, and the call returns there while some is queued.
    */
-  sendFrames(frames: readonly Uint8Array[]): number {
+  sendFrames(frames: readonly Uint8Array[], options?: SendListOptions): number {
     this.#tx.throwKept()
     if (!Array.isArray(frames)) throw NetringError.invalidOption('frames', 'must be an array of Buffers')
     // Array.from reads holes of a sparse array as undefined, which asBuffer refuses.
     const buffers = Array.from(frames as unknown[], (f, i) => asBuffer(f, `frames[${i}]`))
-    return callNative(() => this.#native.sendFrames(buffers))
+    const offload = optionsOffload(options)
+    if (offload === undefined || buffers.length === 0) return callNative(() => this.#native.sendFrames(buffers))
+    const headers = encodeOffloads(offload, buffers.length)
+    return callNative(() => this.#native.sendFramesOffload(buffers, headers, Array.isArray(offload)))
   }
 
   /** Lends a slot of `length` bytes to write a frame into, without a copy; `null` when full. */
@@ -325,6 +357,11 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
   /** @internal */
   _commitRun(first: number, count: number, lengths: number[]): void {
     callNative(() => this.#native.commitRun(first, count, lengths))
+  }
+
+  /** @internal */
+  _commitRunOffload(first: number, count: number, lengths: number[], headers: Buffer, perSlot: boolean): void {
+    callNative(() => this.#native.commitRunOffload(first, count, lengths, headers, perSlot))
   }
 
   /** @internal */
@@ -381,7 +418,7 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
    * end, so `pipeline(capture.stream(), transform, injector.writable())` loses nothing; a frame
    * that fails fails the stream.
    */
-  writable(options?: { highWaterMark?: number }): Writable {
+  writable(options?: { highWaterMark?: number; offload?: boolean }): Writable {
     return this.#tx.writable(options)
   }
 
@@ -432,30 +469,15 @@ export interface Injector {
 Injector.prototype.sendBatch = Injector.prototype.sendFrames
 Injector.prototype.allocateBatch = Injector.prototype.allocateRun
 
-const OFFLOAD_FIELDS: Record<keyof PacketOffload, 'string' | 'number' | 'boolean'> = {
-  gsoType: 'string',
-  gsoSize: 'number',
-  hdrLen: 'number',
-  csumStart: 'number',
-  csumOffset: 'number',
-  needsCsum: 'boolean',
-  csumValid: 'boolean',
-}
-
 /** The `offload` of send options, type-checked (the engine checks the values against the frame). */
 function sendOffload(options: unknown): Binding.NativeOffload | undefined {
+  const offload = optionsOffload(options)
+  return offload === undefined ? undefined : checkOffload(offload)
+}
+
+/** The `offload` field of an options object (`{ offload }`), unchecked. */
+function optionsOffload(options: unknown): unknown {
   if (options === undefined) return undefined
   if (typeof options !== 'object' || options === null) throw NetringError.invalidOption('options', 'must be an object { offload }')
-  const offload = (options as SendOptions).offload as Record<string, unknown> | undefined
-  if (offload === undefined) return undefined
-  if (typeof offload !== 'object' || offload === null) throw NetringError.invalidOption('offload', 'must be an object like packet.offload')
-  for (const [key, value] of Object.entries(offload)) {
-    const type = OFFLOAD_FIELDS[key as keyof PacketOffload]
-    if (!type) throw NetringError.invalidOption(`offload.${key}`, `unknown field (known: ${Object.keys(OFFLOAD_FIELDS).join(', ')})`)
-    if (value === undefined) continue
-    // Numbers go to the binding as u32s; the engine checks their range against the frame.
-    if (type === 'number') integer(value, `offload.${key}`)
-    else if (typeof value !== type) throw NetringError.invalidOption(`offload.${key}`, `must be a ${type}, got ${String(value)}`)
-  }
-  return offload as Binding.NativeOffload
+  return (options as { offload?: unknown }).offload
 }

@@ -14,7 +14,7 @@ import { Writable } from 'node:stream'
 import { callNative, NetringError } from './errors'
 import type { Binding } from './native'
 import { timeoutMs as checkTimeout } from './numbers'
-import { checkOptions, u32 } from './options'
+import { boolean, checkOptions, u32 } from './options'
 
 /** The native calls an Injector and an XdpSocket both have, under the same names. */
 export interface NativeSender {
@@ -161,23 +161,37 @@ export class TxQueue {
   /**
    * A Writable (object mode) of frames: Buffers, Uint8Arrays, or packets (`{ data }`). It waits
    * for ring room (backpressure) and flushes and drains on end; a frame that fails fails the
-   * stream.
+   * stream. With `offload: true` a chunk's own `offload` (a packet's from a capture with
+   * `offloadInfo`, or `{ data, offload }`) is sent as its metadata.
    */
   writable(options: unknown): Writable {
-    const { highWaterMark = 256 } = checkOptions(options, 'writable', { highWaterMark: u32 }) as { highWaterMark?: number }
+    const { highWaterMark = 256, offload = false } = checkOptions(options, 'writable', { highWaterMark: u32, offload: boolean }) as {
+      highWaterMark?: number
+      offload?: boolean
+    }
+    // A socket that sends no offload metadata refuses it now, not at the first chunk.
+    if (offload) this.#port.offloadOf({ offload: {} })
+    const chunkOf = (chunk: unknown) => ({
+      frame: frameOf(chunk),
+      options: offload ? { offload: (chunk as { offload?: unknown }).offload ?? undefined } : undefined,
+    })
     const settle = (sent: () => Promise<unknown>, callback: (error?: Error | null) => void) => {
       sent().then(() => callback(), callback)
     }
-    const send = (chunk: unknown) => this.sendAsync(frameOf(chunk), undefined)
     return new Writable({
       objectMode: true,
       highWaterMark,
-      write: (chunk, _encoding, callback) => settle(async () => send(chunk), callback),
+      write: (chunk, _encoding, callback) =>
+        settle(async () => {
+          const c = chunkOf(chunk)
+          return this.sendAsync(c.frame, c.options)
+        }, callback),
       writev: (chunks, callback) =>
         settle(async () => {
           // Every chunk is checked before any is sent, as sendFrames() does.
-          const frames = chunks.map((c) => frameOf(c.chunk))
-          return Promise.all(frames.map((f) => this.sendAsync(f, undefined)))
+          const all = chunks.map((c) => chunkOf(c.chunk))
+          all.forEach((c) => this.#port.offloadOf(c.options))
+          return Promise.all(all.map((c) => this.sendAsync(c.frame, c.options)))
         }, callback),
       final: (callback) => settle(() => this.drained(), callback),
     })

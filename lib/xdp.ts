@@ -288,8 +288,9 @@ export class XdpSocket extends BatchReader<XdpBatch, XdpPacket> implements SlotO
   }
 
   /** Queues frames in order until no TX frame is free; returns how many were queued. */
-  sendFrames(frames: readonly Uint8Array[]): number {
+  sendFrames(frames: readonly Uint8Array[], options?: { offload?: undefined }): number {
     this.#tx.throwKept()
+    noOffload(options)
     if (!Array.isArray(frames)) throw NetringError.invalidOption('frames', 'must be an array of Buffers')
     return callNative(() => this.#native.sendFrames(frames.map((f, i) => asBuffer(f, `frames[${i}]`))))
   }
@@ -358,7 +359,7 @@ export class XdpSocket extends BatchReader<XdpBatch, XdpPacket> implements SlotO
   }
 
   /** A Writable (object mode) of frames or packets (`{ data }`), with backpressure; drains on end. */
-  writable(options?: { highWaterMark?: number }): Writable {
+  writable(options?: { highWaterMark?: number; offload?: false }): Writable {
     return this.#tx.writable(options)
   }
 
