@@ -96,6 +96,13 @@ export declare class NativeInjector {
    */
   sendFrames(frames: Array<Buffer>): number
   /**
+   * Like `send_frames`, with offload metadata: `headers` holds 10-byte virtio-net headers
+   * (as the facade encodes `offload`), one for every frame or one per frame (`per_frame`: the
+   * caller gave a list, so an error names the entry). A frame larger than a slot leaves
+   * through the second socket, in order.
+   */
+  sendFramesOffload(frames: Array<Buffer>, headers: Buffer, perFrame: boolean): number
+  /**
    * Lends the next free slot as `{ index, data }` (`data`: an ArrayBuffer of `length` bytes
    * over the ring frame), or null when the ring is full.
    */
@@ -112,6 +119,11 @@ export declare class NativeInjector {
    * error nothing is queued and the whole run goes back.
    */
   commitRun(first: number, send: number, lengths: Array<number>): void
+  /**
+   * Like `commit_run`, with offload metadata for the slots sent (10-byte headers, one for
+   * all or one per slot sent, as for `send_frames_offload`).
+   */
+  commitRunOffload(first: number, send: number, lengths: Array<number>, headers: Buffer, perSlot: boolean): void
   /**
    * Queues a lent slot with `length` bytes (at most what was allocated); its buffer is
    * detached first. Returns the frame's sequence number. On error the slot goes back.

@@ -143,7 +143,7 @@ test('where external buffers are refused, batches are copies with the same API a
     timeout: 30_000,
   })
   const result = JSON.parse(out)
-  t.deepEqual(result, { copyMode: true, matched: true, detachedAfterRelease: true, txSlotsArrived: 'batch0,batch1,single' })
+  t.deepEqual(result, { copyMode: true, matched: true, detachedAfterRelease: true, txSlotsArrived: 'run0,run1,single' })
 })
 
 test('a collected capture that was never closed releases its socket', async (t) => {

@@ -6,6 +6,7 @@
 import test from 'ava'
 
 import { lastJson, runNode } from './helpers/child'
+import { localVethPair } from './helpers/net'
 
 /** Runs `body` (which sets `result`) in a child and checks that it exited cleanly. */
 async function inChild(t: import('ava').ExecutionContext, body: string): Promise<Record<string, unknown>> {
@@ -98,6 +99,57 @@ test('drain(Infinity) and close(Infinity) on an injector return once the ring is
     `,
   )
   t.deepEqual(result, { drained: true, closed: true })
+})
+
+test('close(drainTimeoutMs) of an Injector and an XdpSocket: NaN, negatives and non-numbers are EINVAL naming drainTimeoutMs; Infinity waits until sent', async (t) => {
+  const veth = localVethPair(t)
+  const result = await inChild(
+    t,
+    `
+    const { XdpSocket } = require('netring')
+    const f = Buffer.alloc(60)
+    f.writeUInt16BE(0x88b5, 12)
+    const senders = {
+      injector: () => Injector.open('${veth.a}'),
+      xdp: () => XdpSocket.open('${veth.a}', { mode: 'tx', program: 'none' }),
+    }
+    for (const [name, open] of Object.entries(senders)) {
+      const cap = Capture.open('${veth.b}', { blockTimeoutMs: 1 })
+      const tx = open()
+      for (const [label, v] of Object.entries({ nan: NaN, negative: -1, minusInfinity: -Infinity, string: '10', null: null })) {
+        result[name + '.' + label] = codeOf(() => tx.close(v))
+      }
+      result[name + '.openAfterRefusals'] = !tx.closed
+      let queued = 0
+      for (let i = 0; i < 10; i++) if (tx.send(f)) queued++
+      result[name + '.queued'] = queued
+      tx.close(Infinity)
+      result[name + '.closed'] = tx.closed
+      // close(Infinity) returned: what it drained arrived at the peer.
+      let arrived = 0
+      for (const until = Date.now() + 5000; arrived < queued && Date.now() < until; ) {
+        const batch = cap.nextBatchBlocking(100)
+        for (const p of batch ?? []) if (p.data.readUInt16BE(12) === 0x88b5) arrived++
+      }
+      result[name + '.arrived'] = arrived
+      cap.close()
+    }
+    `,
+  )
+  const einval = 'NetringError:EINVAL:drainTimeoutMs'
+  for (const name of ['injector', 'xdp']) {
+    t.like(result, {
+      [`${name}.nan`]: einval,
+      [`${name}.negative`]: einval,
+      [`${name}.minusInfinity`]: einval,
+      [`${name}.string`]: einval,
+      [`${name}.null`]: einval,
+      [`${name}.openAfterRefusals`]: true,
+      [`${name}.queued`]: 10,
+      [`${name}.closed`]: true,
+      [`${name}.arrived`]: 10,
+    })
+  }
 })
 
 test('the binding itself takes any number: the facade is not the only guard', async (t) => {

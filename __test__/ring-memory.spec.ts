@@ -63,7 +63,7 @@ test('an async native job reading a batch survives close() and collection of the
   t.is(lastJson<{ rounds: number }>(r).rounds, 6)
 })
 
-test('copy mode: a slot batch whose buffer was moved away and collected is refused, never read', async (t) => {
+test('copy mode: a slot run whose buffer was moved away and collected is refused, never read', async (t) => {
   // NETRING_FORCE_COPY=1 is the Electron path: slots are copies written back at send. Before
   // the fix, send() copied from the freed copy (SIGSEGV or garbage on the wire).
   const r = await runNode(
@@ -74,7 +74,7 @@ test('copy mode: a slot batch whose buffer was moved away and collected is refus
     result.copyMode = tx.info.slotCapacity > 0
     for (let round = 0; round < 10; round++) {
       // 128 slots of 1500 bytes: a copy large enough to be unmapped when it is collected.
-      const run = tx.allocateBatch(128, 1500)
+      const run = tx.allocateRun(128, 1500)
       const view = run.slot(0)
       structuredClone(view.buffer, { transfer: [view.buffer] })
       globalThis.gc()
@@ -134,7 +134,7 @@ test("a held batch's Buffers cannot reach the block descriptor: writing through 
   packets.forEach((p, i) => t.deepEqual(p.data, copies[i], `packet ${i} is unchanged while its batch is held`))
 })
 
-test('header words a slot batch can reach never reach the kernel: discarded slots stay unsent', async (t) => {
+test('header words a slot run can reach never reach the kernel: discarded slots stay unsent', async (t) => {
   const { Capture, Injector } = await import('netring')
   const { localVethPair, frame } = await import('./helpers/net')
   const { collect, seqOf } = await import('./helpers/collect')
@@ -145,7 +145,7 @@ test('header words a slot batch can reach never reach the kernel: discarded slot
   let seq = 0
   const expected: number[] = []
   for (let round = 0; round < 8; round++) {
-    const run = tx.allocateBatch(4, 100)!
+    const run = tx.allocateRun(4, 100)!
     t.truthy(run)
     t.true(run.count >= 2, 'a run of at least two slots')
     const whole = new DataView(run.slot(0).buffer)

@@ -17,8 +17,8 @@ for (const how of TRANSMIT_WAYS) {
     using rx = Capture.open(veth.b)
     const pcap = await tcpdump(t, veth.b, 'ether proto 0x88b5')
     // qdiscBypass for one of them: the frames must arrive the same way.
-    using tx = Injector.open(veth.a, { frameCount: 64, qdiscBypass: how === 'sendBatch' })
-    t.is(tx.info.qdiscBypass, how === 'sendBatch')
+    using tx = Injector.open(veth.a, { frameCount: 64, qdiscBypass: how === 'sendFrames' })
+    t.is(tx.info.qdiscBypass, how === 'sendFrames')
     const frames = Array.from({ length: 140 }, (_, i) => frame(veth.bMac, veth.aMac, sizes[i % sizes.length], i))
 
     const queued = queueFrames(t, tx, frames, how)
@@ -41,16 +41,16 @@ for (const how of TRANSMIT_WAYS) {
   })
 }
 
-test('a batch of slots sends the first n and gives the rest back, in ring order', async (t) => {
+test('a run of slots sends the first n and gives the rest back, in ring order', async (t) => {
   const veth = localVethPair(t)
   using rx = Capture.open(veth.b)
   using tx = Injector.open(veth.a, { frameCount: 8 })
   const f = (seq: number) => frame(veth.bMac, veth.aMac, 70, seq)
-  const batch = tx.allocateBatch(6, 70)!
-  t.is(batch.count, 6)
-  for (let i = 0; i < 6; i++) f(i).copy(batch.slot(i))
-  batch.send(4)
-  t.throws(() => batch.send(), { code: 'EINVAL' })
+  const run = tx.allocateRun(6, 70)!
+  t.is(run.count, 6)
+  for (let i = 0; i < 6; i++) f(i).copy(run.slot(i))
+  run.send(4)
+  t.throws(() => run.send(), { code: 'EINVAL' })
   // The two slots not sent went back: the next frames take them, right after the four.
   t.true(tx.send(f(4)))
   t.true(tx.send(f(5)))
@@ -62,10 +62,10 @@ test('a batch of slots sends the first n and gives the rest back, in ring order'
   )
   got.forEach((p, i) => t.true(p.data.equals(f(i))))
   t.like(tx.stats(), { sent: 6, pending: 0 })
-  const whole = tx.allocateBatch(100, 60)!
+  const whole = tx.allocateRun(100, 60)!
   t.true(whole.count >= 1 && whole.count <= 8, 'no more than the ring holds')
   whole.discard()
-  t.throws(() => tx.allocateBatch(1, 5000), { code: 'EMSGSIZE' })
+  t.throws(() => tx.allocateRun(1, 5000), { code: 'EMSGSIZE' })
 })
 
 test('a discarded slot is reused and nothing is sent for it', async (t) => {

@@ -114,10 +114,10 @@ test('a frame the kernel rejects at flush is counted and emitted, and the ring g
   t.is(tx.stats().sent, 2)
 })
 
-test('slots and batches of slots used after close(): empty views, and EBADF to send them', (t) => {
+test('slots and runs of slots used after close(): empty views, and EBADF to send them', (t) => {
   const veth = localVethPair(t)
   const tx = Injector.open(veth.a)
-  const run = tx.allocateBatch(4, 60)!
+  const run = tx.allocateRun(4, 60)!
   const slot = tx.allocate(60)!
   tx.close()
   t.is(run.slot(0).length, 0, 'not a TypeError over the detached buffer')

@@ -134,7 +134,7 @@ const [iface] = process.argv.slice(1)
 const tx = Injector.open(iface, { frameCount: 8 })
 const f = Buffer.alloc(80, 0xff)
 f.writeUInt16BE(0x88b5, 12)
-;(() => { tx.allocate(80); tx.allocateBatch(2, 80) })() // lent, then dropped
+;(() => { tx.allocate(80); tx.allocateRun(2, 80) })() // lent, then dropped
 tx.send(f)
 const deadline = setTimeout(() => { console.log(JSON.stringify({ drained: false, stats: tx.stats() })); process.exit(0) }, 10000)
 ;(async () => {

@@ -1,4 +1,4 @@
-// Transmit misuse: wrong lengths, wrong types, sparse arrays, a batch with one bad frame. Each
+// Transmit misuse: wrong lengths, wrong types, sparse arrays, a list of frames with one bad frame. Each
 // is a NetringError naming what was wrong, queues nothing, and leaves the Injector usable: the
 // frames sent afterwards leave and drained() resolves.
 
@@ -9,7 +9,7 @@ import { runChild, within } from './helpers/child'
 import { collect, seqOf } from './helpers/collect'
 import { frame, localVethPair } from './helpers/net'
 
-test('bad lengths for a slot or a batch of slots are EINVAL naming the option; nothing is queued, the ring goes on', async (t) => {
+test('bad lengths for a slot or a run of slots are EINVAL naming the option; nothing is queued, the ring goes on', async (t) => {
   const veth = localVethPair(t)
   using rx = Capture.open(veth.b)
   using tx = Injector.open(veth.a, { frameCount: 16 })
@@ -18,17 +18,17 @@ test('bad lengths for a slot or a batch of slots are EINVAL naming the option; n
     ['slot.send(null)', (tx) => tx.allocate(60)!.send(null as never), 'length'],
     ["slot.send('60')", (tx) => tx.allocate(60)!.send('60' as never), 'length'],
     ['slot.send(-1)', (tx) => tx.allocate(60)!.send(-1), 'length'],
-    ['run.send(null)', (tx) => tx.allocateBatch(4, 60)!.send(null as never), 'count'],
-    ['run.send(5) of 4 slots', (tx) => tx.allocateBatch(4, 60)!.send(5), 'count'],
-    ['run.send(2, [60, undefined])', (tx) => tx.allocateBatch(4, 60)!.send(2, [60, undefined as never]), 'lengths'],
+    ['run.send(null)', (tx) => tx.allocateRun(4, 60)!.send(null as never), 'count'],
+    ['run.send(5) of 4 slots', (tx) => tx.allocateRun(4, 60)!.send(5), 'count'],
+    ['run.send(2, [60, undefined])', (tx) => tx.allocateRun(4, 60)!.send(2, [60, undefined as never]), 'lengths'],
     // eslint-disable-next-line no-sparse-arrays
-    ['run.send(2, [60, , 60]) (sparse)', (tx) => tx.allocateBatch(4, 60)!.send(2, [60, , 60] as number[]), 'lengths'],
-    ['run.send(3, [60, 60]) with too few lengths', (tx) => tx.allocateBatch(4, 60)!.send(3, [60, 60]), 'lengths'],
-    ['run.send(2, [60, 61])', (tx) => tx.allocateBatch(4, 60)!.send(2, [60, 61]), 'length'],
-    ["run.send(2, '60')", (tx) => tx.allocateBatch(4, 60)!.send(2, '60' as never), 'lengths'],
+    ['run.send(2, [60, , 60]) (sparse)', (tx) => tx.allocateRun(4, 60)!.send(2, [60, , 60] as number[]), 'lengths'],
+    ['run.send(3, [60, 60]) with too few lengths', (tx) => tx.allocateRun(4, 60)!.send(3, [60, 60]), 'lengths'],
+    ['run.send(2, [60, 61])', (tx) => tx.allocateRun(4, 60)!.send(2, [60, 61]), 'length'],
+    ["run.send(2, '60')", (tx) => tx.allocateRun(4, 60)!.send(2, '60' as never), 'lengths'],
     ['allocate(null)', (tx) => tx.allocate(null as never), 'length'],
-    ["allocateBatch('4', 60)", (tx) => tx.allocateBatch('4' as never, 60), 'count'],
-    ['allocateBatch(0, 60)', (tx) => tx.allocateBatch(0, 60), 'count'],
+    ["allocateRun('4', 60)", (tx) => tx.allocateRun('4' as never, 60), 'count'],
+    ['allocateRun(0, 60)', (tx) => tx.allocateRun(0, 60), 'count'],
   ]
   for (const [what, misuse, option] of misuses) {
     const e = t.throws(() => misuse(tx), { instanceOf: NetringError }, what)
@@ -37,7 +37,7 @@ test('bad lengths for a slot or a batch of slots are EINVAL naming the option; n
     t.is(tx.stats().pending, 0, `${what}: nothing queued`)
   }
   // Every slot went back: the whole ring can be lent again, and frames still leave, in order.
-  const run = tx.allocateBatch(16, 60)!
+  const run = tx.allocateRun(16, 60)!
   t.is(run.count, 16, 'every slot is free again')
   run.discard()
   for (let i = 0; i < 3; i++) t.true(tx.send(frame(veth.bMac, veth.aMac, 60, i)))
@@ -52,30 +52,30 @@ test('bad lengths for a slot or a batch of slots are EINVAL naming the option; n
   t.like(tx.stats(), { sent: 4, rejected: 0, pending: 0 })
 })
 
-test('frames of the wrong type are EINVAL naming the option, for send, sendBatch and sendAsync', async (t) => {
+test('frames of the wrong type are EINVAL naming the option, for send, sendFrames and sendAsync', async (t) => {
   const veth = localVethPair(t)
   using tx = Injector.open(veth.a)
   t.throws(() => tx.send(null as never), { instanceOf: NetringError, code: 'EINVAL', message: /frame/ })
-  t.throws(() => tx.sendBatch('x' as never), { instanceOf: NetringError, code: 'EINVAL' })
+  t.throws(() => tx.sendFrames('x' as never), { instanceOf: NetringError, code: 'EINVAL' })
   const good = frame(veth.bMac, veth.aMac, 60, 0)
   // eslint-disable-next-line no-sparse-arrays
   for (const frames of [[good, null], [good, , good], [good, 'x']] as unknown as Buffer[][]) {
-    const e = t.throws(() => tx.sendBatch(frames), { instanceOf: NetringError, code: 'EINVAL' })!
+    const e = t.throws(() => tx.sendFrames(frames), { instanceOf: NetringError, code: 'EINVAL' })!
     t.regex(e.option!, /^frames\[1\]$/)
   }
   await t.throwsAsync(tx.sendAsync(undefined as never), { instanceOf: NetringError, code: 'EINVAL' })
   t.is(tx.stats().pending, 0)
 })
 
-test('sendBatch with one frame too large throws and queues none of it: a retry sends each frame once', async (t) => {
+test('sendFrames with one frame too large throws and queues none of it: a retry sends each frame once', async (t) => {
   const veth = localVethPair(t)
   using rx = Capture.open(veth.b)
   using tx = Injector.open(veth.a, { frameCount: 16 })
   const frames = [0, 1, 2].map((i) => frame(veth.bMac, veth.aMac, 60, i))
-  const e = t.throws(() => tx.sendBatch([...frames, Buffer.alloc(3000)]), { instanceOf: NetringError, code: 'EMSGSIZE' })!
-  t.regex(e.message, /frame 3 of the batch/)
+  const e = t.throws(() => tx.sendFrames([...frames, Buffer.alloc(3000)]), { instanceOf: NetringError, code: 'EMSGSIZE' })!
+  t.regex(e.message, /frames\[3\]: /)
   t.is(tx.stats().pending, 0, 'nothing queued')
-  t.is(tx.sendBatch(frames), 3, 'the retry, without the bad frame')
+  t.is(tx.sendFrames(frames), 3, 'the retry, without the bad frame')
   t.true(tx.drain(2000))
   t.deepEqual(
     (await collect(rx, 3)).map((p) => seqOf(p)),

@@ -4,15 +4,22 @@
 // them); metadata that does not fit its frame is EINVAL naming the field, and nothing is sent.
 
 import { spawn } from 'node:child_process'
+import { Readable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
 
 import test from 'ava'
-import { Injector, NetringError, type PacketOffload } from 'netring'
+import { Injector, NetringError, XdpSocket, type PacketOffload } from 'netring'
 
 import { localVethPair, sh } from './helpers/net'
 
 let tapCounter = 0
 
-/** A tap device in our namespace, read by a Python process that prints every IPv4 TCP frame in hex. */
+/**
+ * A tap device in our namespace, read by a Python process that prints every IPv4 TCP frame in
+ * hex until it has `want` of them (or 60 s passed), then its own count. `frames` resolves once
+ * the reader has exited and all it printed was read: on 'close', not 'exit' (Node may emit
+ * 'exit' before the child's last output has been read).
+ */
 async function tapReader(t: import('ava').ExecutionContext, want: number) {
   const name = `ntap${process.pid.toString(36)}${tapCounter++}`
   const script = `
@@ -20,27 +27,38 @@ import fcntl, os, select, struct, sys, time
 fd = os.open("/dev/net/tun", os.O_RDWR)
 fcntl.ioctl(fd, 0x400454ca, struct.pack("16sH", sys.argv[1].encode(), 0x0002 | 0x1000))  # TUNSETIFF, IFF_TAP | IFF_NO_PI
 print("ready", flush=True)
-deadline, want, got = time.time() + 20, int(sys.argv[2]), 0
+deadline, want, got = time.time() + 60, int(sys.argv[2]), 0
 while got < want and time.time() < deadline:
     if not select.select([fd], [], [], 0.2)[0]: continue
     f = os.read(fd, 65536)
     if len(f) > 34 and f[12:14] == b"\\x08\\x00" and f[23] == 6:
         print(f.hex(), flush=True); got += 1
+print("read", got, flush=True)
 `
   // The tap lives as long as the reader: it goes away with it, even if the test fails.
-  const child = spawn('python3', ['-c', script, name, String(want)], { stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000 })
+  const child = spawn('python3', ['-c', script, name, String(want)], { stdio: ['ignore', 'pipe', 'pipe'], timeout: 90_000 })
   t.teardown(() => child.kill())
   let out = ''
+  let err = ''
+  child.stderr.on('data', (d) => (err += d))
   const ready = new Promise<void>((resolve, reject) => {
     child.stdout.on('data', (d) => {
       out += d
       if (out.startsWith('ready\n')) resolve()
     })
-    child.on('exit', () => reject(new Error(`the tap reader exited: ${out}`)))
+    child.on('close', () => reject(new Error(`the tap reader exited: ${out}${err}`)))
   })
-  const done = new Promise<Buffer[]>((resolve) =>
-    child.on('exit', () => resolve(out.split('\n').slice(1).filter(Boolean).map((h) => Buffer.from(h, 'hex')))),
+  const done = new Promise<Buffer[]>((resolve, reject) =>
+    child.on('close', () => {
+      const lines = out.split('\n').slice(1).filter(Boolean)
+      // The reader's own count: fewer frames printed than it read would be lost output, fewer
+      // read than wanted a frame that never reached the tap.
+      if (lines.at(-1) !== `read ${want}`) reject(new Error(`the tap reader saw ${lines.at(-1)} of ${want} frames; stderr: ${err}`))
+      resolve(lines.slice(0, -1).map((h) => Buffer.from(h, 'hex')))
+    }),
   )
+  // Awaited by the test; a test that failed before then leaves it unobserved.
+  done.catch(() => undefined)
   await ready
   sh('sysctl', ['-qw', `net.ipv6.conf.${name}.disable_ipv6=1`])
   sh('ip', ['link', 'set', name, 'up'])
@@ -91,36 +109,32 @@ const tso = (gsoSize: number): Partial<PacketOffload> => ({
   csumOffset: 16,
 })
 
-test('GSO frames sent with offload metadata arrive as segmented, checksummed frames (ring, jumbo and slot paths)', async (t) => {
-  const sends = [
-    { payload: 1500, mss: 500, how: 'ring' }, // larger than the MTU, fits a slot
-    { payload: 20_000, mss: 1000, how: 'jumbo' }, // larger than a slot
-    { payload: 1200, mss: 600, how: 'slot' },
-  ] as const
-  const segments = sends.reduce((n, s) => n + s.payload / s.mss, 0)
-  const tap = await tapReader(t, segments)
-  using tx = Injector.open(tap.name, { offload: true })
-  t.true(tx.info.offload)
-  let seq = 1
-  const expected: { seq: number; payload: Buffer }[] = []
-  for (const s of sends) {
+/** What one GSO frame must arrive as: its segments' sequence numbers and payloads. */
+interface Segment {
+  seq: number
+  payload: Buffer
+}
+
+/**
+ * GSO frames of the given payload sizes and MSSs (payloads numbered from `seq`), with what they
+ * must arrive as.
+ */
+function gsoFrames(sends: readonly { payload: number; mss: number }[], seq = 1) {
+  const expected: Segment[] = []
+  const frames = sends.map((s, n) => {
     const payload = Buffer.alloc(s.payload)
-    for (let i = 0; i < payload.length; i++) payload[i] = (i * 13 + seq) & 0xff
+    for (let i = 0; i < payload.length; i++) payload[i] = (i * 13 + n + seq) & 0xff
     const f = tcpFrame(payload, seq)
-    if (s.how === 'slot') {
-      const slot = tx.allocate(f.length)!
-      f.copy(slot.data)
-      slot.send(f.length, { offload: tso(s.mss) })
-    } else {
-      t.true(tx.send(f, { offload: tso(s.mss) }), `${s.how}: queued`)
-    }
     for (let off = 0; off < s.payload; off += s.mss) expected.push({ seq: seq + off, payload: payload.subarray(off, off + s.mss) })
     seq += s.payload
-  }
-  t.true(tx.drain(5000))
-  t.like(tx.stats(), { sent: sends.length, rejected: 0, pending: 0 })
-  const frames = await tap.frames
-  t.is(frames.length, segments, 'one frame per segment')
+    return f
+  })
+  return { frames, offloads: sends.map((s) => tso(s.mss)), expected }
+}
+
+/** Every segment arrived in order, with valid IP and TCP checksums and its own payload. */
+function checkSegments(t: import('ava').ExecutionContext, frames: Buffer[], expected: Segment[]) {
+  t.is(frames.length, expected.length, 'one frame per segment')
   frames.forEach((f, i) => {
     const e = expected[i]
     t.is(f.readUInt32BE(38), e.seq, `segment ${i}: in order`)
@@ -129,6 +143,100 @@ test('GSO frames sent with offload metadata arrive as segmented, checksummed fra
     t.is(sum(f.subarray(34), pseudo(f, f.length - 34)), 0xffff, `segment ${i}: TCP checksum`)
     t.deepEqual(f.subarray(54), e.payload, `segment ${i}: payload`)
   })
+}
+
+test('GSO frames sent with offload metadata arrive as segmented, checksummed frames (ring, jumbo and slot paths)', async (t) => {
+  const sends = [
+    { payload: 1500, mss: 500 }, // larger than the MTU, fits a slot
+    { payload: 20_000, mss: 1000 }, // larger than a slot
+    { payload: 1200, mss: 600 }, // through a slot
+  ]
+  const { frames, offloads, expected } = gsoFrames(sends)
+  const tap = await tapReader(t, expected.length)
+  using tx = Injector.open(tap.name, { offload: true })
+  t.true(tx.info.offload)
+  t.true(tx.send(frames[0], { offload: offloads[0] }), 'ring: queued')
+  t.true(tx.send(frames[1], { offload: offloads[1] }), 'jumbo: queued')
+  const slot = tx.allocate(frames[2].length)!
+  frames[2].copy(slot.data)
+  slot.send(frames[2].length, { offload: offloads[2] })
+  t.true(tx.drain(5000))
+  t.like(tx.stats(), { sent: sends.length, rejected: 0, pending: 0 })
+  checkSegments(t, await tap.frames, expected)
+})
+
+test('sendFrames with offload metadata, one per frame or one for all: ring and second-socket frames arrive segmented, in order', async (t) => {
+  // A 4-frame ring: the large frames wait for those queued before them, and the list goes on
+  // from where a call stopped.
+  const perFrame = gsoFrames([
+    { payload: 1500, mss: 500 },
+    { payload: 6000, mss: 1000 },
+    { payload: 700, mss: 700 },
+    { payload: 1400, mss: 700 },
+    { payload: 9000, mss: 1500 },
+    { payload: 1200, mss: 600 },
+  ])
+  const forAll = gsoFrames(Array.from({ length: 5 }, (_, i) => ({ payload: i === 2 ? 8000 : 1600, mss: 800 })), 100_001)
+  const tap = await tapReader(t, perFrame.expected.length + forAll.expected.length)
+  using tx = Injector.open(tap.name, { offload: true, frameCount: 4 })
+  const sendAll = (frames: Buffer[], offload: (i: number) => Parameters<Injector['sendFrames']>[1]) => {
+    for (let queued = 0, calls = 0; queued < frames.length; calls++) {
+      t.true(calls < 10_000, 'sendFrames makes progress')
+      const n = tx.sendFrames(frames.slice(queued), offload(queued))
+      queued += n
+      if (n === 0) tx.drain(1000)
+    }
+  }
+  sendAll(perFrame.frames, (from) => ({ offload: perFrame.offloads.slice(from) }))
+  sendAll(forAll.frames, () => ({ offload: tso(800) }))
+  t.true(tx.drain(5000))
+  t.like(tx.stats(), { sent: perFrame.frames.length + forAll.frames.length, rejected: 0, pending: 0 })
+  checkSegments(t, await tap.frames, [...perFrame.expected, ...forAll.expected])
+})
+
+test('a run of slots sent with offload metadata, one per slot or one for all, arrives segmented, in order', async (t) => {
+  const perSlot = gsoFrames([
+    { payload: 1500, mss: 500 },
+    { payload: 1000, mss: 1000 },
+    { payload: 1800, mss: 600 },
+  ])
+  const forAll = gsoFrames(Array.from({ length: 4 }, () => ({ payload: 1600, mss: 400 })), 50_001)
+  const tap = await tapReader(t, perSlot.expected.length + forAll.expected.length)
+  using tx = Injector.open(tap.name, { offload: true })
+  for (const [{ frames }, offload] of [
+    [perSlot, perSlot.offloads],
+    [forAll, tso(400)],
+  ] as const) {
+    const run = tx.allocateRun(frames.length + 1, 1900)!
+    t.is(run.count, frames.length + 1)
+    frames.forEach((f, i) => f.copy(run.slot(i)))
+    // One slot more than sent: it goes back unsent.
+    run.send(
+      frames.length,
+      frames.map((f) => f.length),
+      { offload },
+    )
+  }
+  t.true(tx.drain(5000))
+  t.like(tx.stats(), { sent: perSlot.frames.length + forAll.frames.length, rejected: 0, pending: 0 })
+  checkSegments(t, await tap.frames, [...perSlot.expected, ...forAll.expected])
+})
+
+test("writable({ offload: true }) sends each chunk's own offload metadata, packets' and { data, offload } alike, in order", async (t) => {
+  const { frames, offloads, expected } = gsoFrames([
+    { payload: 1500, mss: 500 },
+    { payload: 12_000, mss: 1000 },
+    { payload: 800, mss: 800 },
+    { payload: 3000, mss: 1000 },
+  ])
+  const tap = await tapReader(t, expected.length)
+  using tx = Injector.open(tap.name, { offload: true, frameCount: 4 })
+  await pipeline(
+    Readable.from(frames.map((data, i) => ({ data, offload: offloads[i] }))),
+    tx.writable({ offload: true }),
+  )
+  t.like(tx.stats(), { sent: frames.length, rejected: 0, pending: 0 })
+  checkSegments(t, await tap.frames, expected)
 })
 
 test('sendAsync with offload metadata: frames through the ring and the second socket settle and arrive in call order', async (t) => {
@@ -197,4 +305,60 @@ test('offload metadata that does not fit its frame is EINVAL naming the field; n
   using plain = Injector.open(veth.a)
   t.false(plain.info.offload)
   t.throws(() => plain.send(f.subarray(0, 1000), { offload: tso(500) }), { code: 'EINVAL', message: /offload: true/ })
+})
+
+test('offload metadata for a list or a run is checked whole first: EINVAL naming the field and its index, nothing sent', (t) => {
+  const veth = localVethPair(t)
+  using tx = Injector.open(veth.a, { offload: true })
+  const { frames } = gsoFrames([
+    { payload: 1500, mss: 500 },
+    { payload: 1500, mss: 500 },
+    { payload: 1500, mss: 500 },
+  ])
+  const bad: [unknown, string][] = [
+    [[tso(500), { ...tso(500), gsoSize: 0 }, tso(500)], 'offload[1].gsoSize'], // checked by the engine
+    [[tso(500), tso(500), { ...tso(500), csumOffset: 6 }], 'offload[2].csumOffset'],
+    [[{ ...tso(500), hdrLen: 70_000 }, tso(500), tso(500)], 'offload[0].hdrLen'], // past 16 bits
+    [[tso(500), { ...tso(500), gsoType: 'sctp' }, tso(500)], 'offload[1].gsoType'],
+    [[tso(500), { gsoSzie: 1 }, tso(500)], 'offload[1].gsoSzie'],
+    [[tso(500), 'x', tso(500)], 'offload[1]'],
+    [[tso(500), tso(500)], 'offload'], // one per frame, or one for all
+    [{ ...tso(500), csumStart: 2 }, 'offload.csumStart'], // one for all
+  ]
+  for (const [offload, option] of bad) {
+    const e = t.throws(() => tx.sendFrames(frames, { offload } as never), { instanceOf: NetringError, code: 'EINVAL' }, option)!
+    t.is(e.option, option, `sendFrames: ${option}`)
+    const run = tx.allocateRun(3, 1600)!
+    frames.forEach((f, i) => f.copy(run.slot(i)))
+    const r = t.throws(() => run.send(3, 1554, { offload } as never), { instanceOf: NetringError, code: 'EINVAL' }, option)!
+    t.is(r.option, option, `run.send: ${option}`)
+    // The run went back whole, as when a length is refused.
+    t.throws(() => run.discard(), { message: /already sent or discarded/ })
+  }
+  // A frame without metadata is as large as the interface takes, with it or not.
+  const plain = t.throws(() => tx.sendFrames(frames, { offload: [tso(500), null, tso(500)] }), { instanceOf: NetringError })!
+  t.is(plain.code, 'EMSGSIZE')
+  t.true(tx.drain(1000))
+  t.like(tx.stats(), { sent: 0, rejected: 0, pending: 0 })
+
+  using withoutOffload = Injector.open(veth.a)
+  t.throws(() => withoutOffload.sendFrames(frames, { offload: tso(500) }), { code: 'EINVAL', message: /offload: true/ })
+  const run = withoutOffload.allocateRun(2, 1000)!
+  t.throws(() => run.send(2, 1000, { offload: tso(500) }), { code: 'EINVAL', message: /offload: true/ })
+  t.like(withoutOffload.stats(), { sent: 0, pending: 0 })
+})
+
+test('an XdpSocket sends no offload metadata: sendFrames, a run and writable() refuse it with EINVAL naming offload', (t) => {
+  const veth = localVethPair(t)
+  using xsk = XdpSocket.open(veth.a, { mode: 'tx', program: 'none' })
+  const { frames } = gsoFrames([{ payload: 600, mss: 600 }])
+  const einval = { instanceOf: NetringError, code: 'EINVAL', message: /no offload metadata/ }
+  t.is(t.throws(() => xsk.sendFrames(frames, { offload: tso(600) } as never), einval)?.option, 'offload')
+  t.is(t.throws(() => xsk.writable({ offload: true } as never), einval)?.option, 'offload')
+  const run = xsk.allocateRun(1, frames[0].length)!
+  frames[0].copy(run.slot(0))
+  t.is(t.throws(() => run.send(1, frames[0].length, { offload: tso(600) }), { instanceOf: NetringError, code: 'EINVAL' })?.option, 'offload')
+  t.throws(() => run.discard(), { message: /already sent or discarded/ })
+  t.true(xsk.drain(1000))
+  t.is(xsk.stats().sent, 0)
 })

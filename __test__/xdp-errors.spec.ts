@@ -146,8 +146,8 @@ test('sizes past 32 bits and NaN, negative or non-number timeouts are EINVAL nam
   // 2^32 + 60 once reached the binding as 60: a slot of the wrong length, silently.
   t.throws(() => xsk.allocate(2 ** 32 + 60), einval('length'))
   t.throws(() => xsk.allocate(2 ** 53), einval('length'))
-  t.throws(() => xsk.allocateBatch(2 ** 32 + 1, 60), einval('count'))
-  t.throws(() => xsk.allocateBatch(1, 2 ** 32 + 60), einval('length'))
+  t.throws(() => xsk.allocateRun(2 ** 32 + 1, 60), einval('count'))
+  t.throws(() => xsk.allocateRun(1, 2 ** 32 + 60), einval('length'))
   for (const bad of [NaN, -1, '1', { valueOf: () => 1 }]) {
     const e = t.throws(() => xsk.drain(bad as number), einval('timeoutMs'))
     t.is(e?.option, 'timeoutMs')

@@ -141,31 +141,31 @@ export async function afxdpBench({ Capture, XdpSocket, BENCH, LIVE_S, TX_N, FRAM
       return f
     }
     const txPaths = {
-      'XdpSocket.sendBatch (256)': (xsk) => {
-        const batch = Array.from({ length: 256 }, (_, i) => template(i))
+      'XdpSocket.sendFrames (256)': (xsk) => {
+        const frames = Array.from({ length: 256 }, (_, i) => template(i))
         for (let i = 0; i < TX_N; ) {
           const n = Math.min(256, TX_N - i)
-          const queued = xsk.sendBatch(n === 256 ? batch : batch.slice(0, n))
+          const queued = xsk.sendFrames(n === 256 ? frames : frames.slice(0, n))
           i += queued
           xsk.flush()
         }
       },
-      'XdpSocket.allocateBatch (zero-copy, 256)': (xsk) => {
+      'XdpSocket.allocateRun (zero-copy, 256)': (xsk) => {
         const f = template(0)
         for (let i = 0; i < TX_N; ) {
-          const batch = xsk.allocateBatch(Math.min(256, TX_N - i), FRAME)
-          if (!batch) {
+          const run = xsk.allocateRun(Math.min(256, TX_N - i), FRAME)
+          if (!run) {
             xsk.flush()
             continue
           }
-          for (let j = 0; j < batch.count; j++) {
-            const slot = batch.slot(j)
+          for (let j = 0; j < run.count; j++) {
+            const slot = run.slot(j)
             f.copy(slot)
             slot.writeUInt32BE(i + j, 14)
           }
-          batch.send()
+          run.send()
           xsk.flush()
-          i += batch.count
+          i += run.count
         }
       },
     }
@@ -201,8 +201,8 @@ export async function afxdpBench({ Capture, XdpSocket, BENCH, LIVE_S, TX_N, FRAM
   results.targets = [
     ['AF_XDP: JS RX on the split set-up ≥ 1.2 Mpps (figure: Mpps)', jsSplit.kpps / 1000, 1.2],
     ['AF_XDP: JS RX on the split set-up, zero fill-ring starvation (figure: empty-fill count)', jsSplit.fillEmpty, (v) => v === 0],
-    ['AF_XDP: sendBatch ≥ 0.8× native AF_XDP TX', results.tx[1].mpps / nativeTx, 0.8],
-    ['AF_XDP: allocateBatch ≥ 0.8× native AF_XDP TX', results.tx[2].mpps / nativeTx, 0.8],
+    ['AF_XDP: sendFrames ≥ 0.8× native AF_XDP TX', results.tx[1].mpps / nativeTx, 0.8],
+    ['AF_XDP: allocateRun ≥ 0.8× native AF_XDP TX', results.tx[2].mpps / nativeTx, 0.8],
   ]
   return results
 }

@@ -583,28 +583,28 @@ const txPaths = {
       i++
     }
   },
-  'Injector.allocateBatch (zero-copy, 256)': (tx) => {
+  'Injector.allocateRun (zero-copy, 256)': (tx) => {
     const f = template(0)
     for (let i = 0; i < TX_N; ) {
-      const batch = tx.allocateBatch(Math.min(256, TX_N - i), FRAME)
-      if (!batch) {
+      const run = tx.allocateRun(Math.min(256, TX_N - i), FRAME)
+      if (!run) {
         tx.flush()
         continue
       }
-      for (let j = 0; j < batch.count; j++) {
-        const slot = batch.slot(j)
+      for (let j = 0; j < run.count; j++) {
+        const slot = run.slot(j)
         f.copy(slot)
         slot.writeUInt32BE(i + j, 14)
       }
-      batch.send()
-      i += batch.count
+      run.send()
+      i += run.count
     }
   },
-  'Injector.sendBatch (256)': (tx) => {
-    const batch = Array.from({ length: 256 }, (_, i) => template(i))
+  'Injector.sendFrames (256)': (tx) => {
+    const frames = Array.from({ length: 256 }, (_, i) => template(i))
     for (let i = 0; i < TX_N; ) {
       const n = Math.min(256, TX_N - i)
-      const queued = tx.sendBatch(n === 256 ? batch : batch.slice(0, n))
+      const queued = tx.sendFrames(n === 256 ? frames : frames.slice(0, n))
       i += queued
       if (queued < n) tx.flush()
     }
@@ -637,7 +637,7 @@ for (const [name, send] of Object.entries(txPaths)) {
 }
 
 // Not a way to send: what lending one slot and taking it back costs (allocate() then discard(),
-// nothing queued), the part of `allocate()` that `allocateBatch()` pays once per batch.
+// nothing queued), the part of `allocate()` that `allocateRun()` pays once per run.
 progress('transmit: lending a slot and taking it back')
 {
   const tx = Injector.open(net.near, { frameCount: 4096 })
@@ -745,8 +745,8 @@ const targets = [
   ['live: every JS path, zero ring drops', liveJs.every((r) => r.ringDrops === 0) ? 1 : 0, 1],
   ['live: every JS path got all that arrived (≥ 99 %)', Math.min(...liveJs.map((r) => r.packets / r.arrived)), 0.99],
   ['transmit: allocate, one slot at a time ≥ 0.8× native TX', txOf('Injector.allocate (zero-copy)') / nativeTx, 0.8],
-  ['transmit: allocateBatch (zero-copy) ≥ 0.8× native TX', txOf('Injector.allocateBatch (zero-copy, 256)') / nativeTx, 0.8],
-  ['transmit: sendBatch ≥ 0.8× native TX', txOf('Injector.sendBatch (256)') / nativeTx, 0.8],
+  ['transmit: allocateRun (zero-copy) ≥ 0.8× native TX', txOf('Injector.allocateRun (zero-copy, 256)') / nativeTx, 0.8],
+  ['transmit: sendFrames ≥ 0.8× native TX', txOf('Injector.sendFrames (256)') / nativeTx, 0.8],
   ['drain: stream({ batches: true }) ≥ 10× stream() (owned packets)', drainOf('stream({ batches: true }) (owned batches), indexed') / drainOf('stream() (owned copies)'), 10],
   ['memory: RSS growth < 16 MiB (figure: growth in MiB)', results.memory.rssGrowthMiB, (v) => v < 16],
   ['fanout pool: 2 workers drain ≥ 1.7× 1 worker', fanoutDrain(2) / fanoutDrain(1), 1.7],
@@ -912,8 +912,8 @@ if (!quick) {
       `The 'batch' event: ${fmt(drainOf("EventEmitter 'batch', indexed") / nativeDrain, 3)}×.`,
     `- \`allocate()\` one slot at a time: 0.8× native TX allows ${fmt(txBudgetUs, 2)} µs per frame on top of the native engine's ${fmt(txNativeUs, 2)} µs. ` +
       `Lending a slot to JavaScript and taking it back (\`allocate()\` then \`discard()\`, nothing sent: one external ArrayBuffer made and detached through Node-API) ` +
-      `costs ${fmt(lendUs, 2)} µs${lendUs > txBudgetUs ? ', over that budget alone' : ''}. \`allocateBatch()\` lends once per batch: ` +
-      `${fmt(txOf('Injector.allocateBatch (zero-copy, 256)') / nativeTx, 3)}×.`,
+      `costs ${fmt(lendUs, 2)} µs${lendUs > txBudgetUs ? ', over that budget alone' : ''}. \`allocateRun()\` lends once per run: ` +
+      `${fmt(txOf('Injector.allocateRun (zero-copy, 256)') / nativeTx, 3)}×.`,
     '',
   )
 }

@@ -11,14 +11,15 @@
 // and is otherwise kept and thrown by the next call.
 
 import { EventEmitter } from 'node:events'
-import { Writable } from 'node:stream'
+import type { Writable } from 'node:stream'
 
 import { callNative, NetringError } from './errors'
 import { native, type Binding } from './native'
-import { integer, timeoutMs as checkTimeout } from './numbers'
-import type { PacketOffload } from './offload'
-import { checkOptions, injectorOptions, interfaceName, type InjectorOptions } from './options'
+import { timeoutMs as checkTimeout } from './numbers'
+import { checkOffload, encodeOffloads, type PacketOffload } from './offload'
+import { injectorOptions, interfaceName, type InjectorOptions } from './options'
 import { ringView } from './ring-view'
+import { asBuffer, TxQueue } from './tx-queue'
 
 export interface InjectorStats {
   /** Frames the kernel took from the ring and did not reject. */
@@ -39,61 +40,23 @@ export interface SendOptions {
   offload?: Partial<PacketOffload>
 }
 
+/** Offload metadata for several frames or slots: one object for all, or one entry per frame
+ * (null or undefined: that frame has none). */
+export type OffloadList = Partial<PacketOffload> | readonly (Partial<PacketOffload> | null | undefined)[]
+
+/** Options of `sendFrames()` and `TxSlotRun.send()` (offload needs an injector opened with `{ offload: true }`). */
+export interface SendListOptions {
+  /** The frames' offload metadata: one object for all, or one per frame sent. */
+  offload?: OffloadList
+}
+
 interface InjectorEvents {
   error: [error: Error]
   close: []
 }
 
-/** How long to wait for POLLOUT before kicking again: frames that met backpressure (ENOBUFS)
- * need a new kick, and the kernel does not announce when that would succeed. */
-const RETRY_MS = 2
-
-/** A `sendAsync` loop on a ring with room never waits for anything: at least this often it
- * gives timers and I/O a turn (one setImmediate), so a timer can still stop it. */
-const YIELD_MS = 4
-
 /** A count or length the binding takes as a u32. */
 const isU32 = (v: unknown): v is number => Number.isInteger(v) && (v as number) >= 0 && (v as number) <= 0xffff_ffff
-
-/** A frame handed to `sendAsync`, until it is settled: `seq` once it is queued. */
-interface Sender {
-  frame: Buffer
-  offload: Binding.NativeOffload | undefined
-  seq: number
-  resolve: () => void
-  reject: (error: unknown) => void
-}
-
-/** A first-in first-out queue without Array.shift()'s copying (thousands of senders may wait). */
-class Fifo<T> {
-  #items: T[] = []
-  #head = 0
-  get length(): number {
-    return this.#items.length - this.#head
-  }
-  peek(): T | undefined {
-    return this.#items[this.#head]
-  }
-  push(item: T): void {
-    this.#items.push(item)
-  }
-  shift(): T | undefined {
-    const item = this.#items[this.#head]
-    this.#items[this.#head++] = undefined as T
-    if (this.#head === this.#items.length) {
-      this.#items = []
-      this.#head = 0
-    }
-    return item
-  }
-  /** Empties the queue; returns what it held, in order. */
-  takeAll(): T[] {
-    const all = this.#items.slice(this.#head)
-    this.#items = []
-    this.#head = 0
-    return all
-  }
-}
 
 // A slot dropped without send() or discard() would hold back every frame allocated after it
 // (the kernel sends in ring order), so a collected slot or run of slots is given back.
@@ -109,6 +72,8 @@ export interface SlotOwner {
   _giveBack(giveBack: () => void): void
   /** @internal Absent where frames carry no offload metadata (an XdpSocket). */
   _setSlotOffload?(index: number, offload: Binding.NativeOffload): void
+  /** @internal Like `_commitRun`, with raw offload headers (one for all, or one per slot sent). */
+  _commitRunOffload?(first: number, count: number, lengths: number[], headers: Buffer, perSlot: boolean): void
 }
 
 /**
@@ -178,13 +143,13 @@ export class TxSlot implements Disposable {
 }
 
 /**
- * Consecutive transmit slots lent as one buffer by `Injector.allocateBatch()`: write frame `i`
+ * A run of consecutive transmit slots lent as one buffer by `allocateRun()`: write frame `i`
  * into `slot(i)`, then `send()` the first n of them (all by default); the rest go back to the
- * ring. One lend and one detach for the whole batch is what makes it cheap per frame. Write only
+ * ring. One lend and one detach for the whole run is what makes it cheap per frame. Write only
  * inside the `slot(i)` views: the buffer behind them also spans the later frames' headers, which
  * the engine rewrites in full before the kernel may read them (what is written there is lost).
  */
-export class TxSlotBatch implements Disposable {
+export class TxSlotRun implements Disposable {
   /** How many slots were lent (may be fewer than asked for). */
   readonly count: number
   /** Bytes per slot. */
@@ -219,25 +184,40 @@ export class TxSlotBatch implements Disposable {
 
   /**
    * Queues the first `count` slots (all by default) and gives back the rest. `lengths`: bytes to
-   * send from each slot, one number for all (the slot length by default) or one per slot. All
-   * of it is checked first: on a bad argument nothing is queued, every slot goes back, and the
-   * call throws.
+   * send from each slot, one number for all (the slot length by default) or one per slot.
+   * `options.offload` (an injector opened with `offload`): one metadata object for every slot
+   * sent, or one per slot sent. All of it is checked first: on a bad argument nothing is queued,
+   * every slot goes back, and the call throws (a field of slot i's metadata is named
+   * `offload[i].field`).
    */
-  send(count: number = this.count, lengths: number | readonly number[] = this.length): void {
-    if (this.#done) throw NetringError.of('EINVAL', 'this batch of slots was already sent or discarded')
+  send(count: number = this.count, lengths: number | readonly number[] = this.length, options?: SendListOptions): void {
+    if (this.#done) throw NetringError.of('EINVAL', 'this run of slots was already sent or discarded')
     this.#done = true
     abandoned.unregister(this)
-    const refuse = (option: string, why: string): NetringError => {
+    let list: number[]
+    let headers: Buffer | undefined
+    let perSlot = false
+    try {
+      if (!isU32(count)) throw NetringError.invalidOption('count', `must be an integer from 0 to ${this.count}, got ${String(count)}`)
+      // Array.from reads holes of a sparse array as undefined, which the check below refuses.
+      const given = typeof lengths === 'number' ? [lengths] : Array.isArray(lengths) ? Array.from(lengths) : null
+      if (!given) throw NetringError.invalidOption('lengths', `must be a number or an array of numbers, got ${String(lengths)}`)
+      const bad = given.findIndex((l) => !isU32(l))
+      if (bad >= 0) throw NetringError.invalidOption('lengths', `lengths[${bad}] must be a non-negative integer, got ${String(given[bad])}`)
+      list = given
+      const offload = optionsOffload(options)
+      if (offload !== undefined && count > 0) {
+        if (!this.#injector._commitRunOffload) throw NetringError.invalidOption('offload', 'this socket sends no offload metadata')
+        headers = encodeOffloads(offload, count)
+        perSlot = Array.isArray(offload)
+      }
+    } catch (e) {
+      // Refused before anything is queued: every slot goes back.
       this.#injector._commitRun(this.#first, 0, [this.length])
-      return NetringError.invalidOption(option, why)
+      throw e
     }
-    if (!isU32(count)) throw refuse('count', `must be an integer from 0 to ${this.count}, got ${String(count)}`)
-    // Array.from reads holes of a sparse array as undefined, which the check below refuses.
-    const list = typeof lengths === 'number' ? [lengths] : Array.isArray(lengths) ? Array.from(lengths) : null
-    if (!list) throw refuse('lengths', `must be a number or an array of numbers, got ${String(lengths)}`)
-    const bad = list.findIndex((l) => !isU32(l))
-    if (bad >= 0) throw refuse('lengths', `lengths[${bad}] must be a non-negative integer, got ${String(list[bad])}`)
-    this.#injector._commitRun(this.#first, count, list)
+    if (headers) this.#injector._commitRunOffload!(this.#first, count, list, headers, perSlot)
+    else this.#injector._commitRun(this.#first, count, list)
   }
 
   /** Gives every slot back unsent. */
@@ -251,18 +231,16 @@ export class TxSlotBatch implements Disposable {
   }
 }
 
+/** @deprecated The old name of `TxSlotRun` ("batch" now means only an RX block). */
+export const TxSlotBatch = TxSlotRun
+/** @deprecated The old name of `TxSlotRun`. */
+export type TxSlotBatch = TxSlotRun
+
 export class Injector extends EventEmitter<InjectorEvents> implements Disposable, AsyncDisposable {
   readonly #native: Binding.NativeInjector
   readonly interface: string
-  /** `sendAsync` frames waiting for ring room, in call order. */
-  #waiting = new Fifo<Sender>()
-  /** `sendAsync` frames queued in the ring, by sequence number, until the kernel takes them. */
-  #queued = new Fifo<Sender>()
-  #driving = false
-  #roomWait: Promise<void> | null = null
-  #lastYield = performance.now()
-  /** An error nobody could be told of yet (no owner, no 'error' listener): the next call throws it. */
-  #kept: unknown = null
+  /** `sendAsync` and `writable()`: waiting for room, settling, errors nobody owns. */
+  readonly #tx: TxQueue
   /** close() is under way: a close() from a listener it runs (an 'error' while draining) waits for it. */
   #closing = false
 
@@ -270,6 +248,18 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
     super()
     this.interface = iface
     this.#native = nativeInjector
+    const n = nativeInjector
+    this.#tx = new TxQueue(
+      n,
+      {
+        offloadOf: sendOffload,
+        enqueue: (frame, offload) => (offload ? n.sendOffload(frame, offload) : n.send(frame)),
+        settledBefore: () => n.settledBefore(),
+        takeRejection: () => n.takeRejection(),
+        withdraw: (seq) => n.withdraw(seq),
+      },
+      this,
+    )
   }
 
   /** Opens an injector on `iface`. It only sends: its socket receives nothing. */
@@ -301,7 +291,7 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
    * or use `sendAsync`). A frame larger than the slot or the interface MTU + 18 is EMSGSIZE.
    */
   send(frame: Uint8Array, options?: SendOptions): boolean {
-    this.#throwKept()
+    this.#tx.throwKept()
     const buffer = asBuffer(frame)
     const offload = sendOffload(options)
     if (offload) return callNative(() => this.#native.sendOffload(buffer, offload)) >= 0
@@ -314,7 +304,7 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
    * everything queued before it has left).
    */
   _forward(frame: Buffer, header: Buffer | undefined, modified: boolean): boolean {
-    this.#throwKept()
+    this.#tx.throwKept()
     return callNative(() => this.#native.forward(frame, header ?? null, modified)) >= 0
   }
 
@@ -326,19 +316,24 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
   /**
    * Queues frames in order until the ring is full; returns how many were queued. Every frame is
    * checked first: if one is refused the call throws and nothing is queued (a retry cannot send
-   * a frame twice).
+   * a frame twice). `options.offload` (an injector opened with `offload`): one metadata object
+   * for every frame, or one per frame; a frame larger than a slot leaves through the second
+   * socket once everything before it has, and the call returns there while some is queued.
    */
-  sendBatch(frames: readonly Uint8Array[]): number {
-    this.#throwKept()
+  sendFrames(frames: readonly Uint8Array[], options?: SendListOptions): number {
+    this.#tx.throwKept()
     if (!Array.isArray(frames)) throw NetringError.invalidOption('frames', 'must be an array of Buffers')
     // Array.from reads holes of a sparse array as undefined, which asBuffer refuses.
     const buffers = Array.from(frames as unknown[], (f, i) => asBuffer(f, `frames[${i}]`))
-    return callNative(() => this.#native.sendFrames(buffers))
+    const offload = optionsOffload(options)
+    if (offload === undefined || buffers.length === 0) return callNative(() => this.#native.sendFrames(buffers))
+    const headers = encodeOffloads(offload, buffers.length)
+    return callNative(() => this.#native.sendFramesOffload(buffers, headers, Array.isArray(offload)))
   }
 
   /** Lends a slot of `length` bytes to write a frame into, without a copy; `null` when full. */
   allocate(length: number): TxSlot | null {
-    this.#throwKept()
+    this.#tx.throwKept()
     if (!isU32(length)) {
       throw NetringError.invalidOption('length', `must be a non-negative integer, got ${String(length)}`)
     }
@@ -350,18 +345,23 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
    * Lends up to `count` consecutive slots of `length` bytes as one buffer (zero-copy, cheap per
    * frame); fewer at the end of the ring or where frames are still in flight; `null` when full.
    */
-  allocateBatch(count: number, length: number): TxSlotBatch | null {
-    this.#throwKept()
+  allocateRun(count: number, length: number): TxSlotRun | null {
+    this.#tx.throwKept()
     // The engine lends at least one slot: a count of 0 would come back as 1.
     if (!isU32(count) || count === 0) throw NetringError.invalidOption('count', `must be a positive integer, got ${String(count)}`)
     if (!isU32(length)) throw NetringError.invalidOption('length', `must be a non-negative integer, got ${String(length)}`)
     const run = callNative(() => this.#native.allocateRun(count, length))
-    return run && new TxSlotBatch(this, run, length)
+    return run && new TxSlotRun(this, run, length)
   }
 
   /** @internal */
   _commitRun(first: number, count: number, lengths: number[]): void {
     callNative(() => this.#native.commitRun(first, count, lengths))
+  }
+
+  /** @internal */
+  _commitRunOffload(first: number, count: number, lengths: number[], headers: Buffer, perSlot: boolean): void {
+    callNative(() => this.#native.commitRunOffload(first, count, lengths, headers, perSlot))
   }
 
   /** @internal */
@@ -376,12 +376,7 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
 
   /** @internal Gives back a collected slot: background work, so an error is reported, never thrown. */
   _giveBack(giveBack: () => void): void {
-    if (this.closed) return
-    try {
-      giveBack()
-    } catch (e) {
-      this.#report(e)
-    }
+    this.#tx.giveBack(giveBack)
   }
 
   /**
@@ -391,30 +386,19 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
    * the next call.
    */
   flush(): number {
-    this.#throwKept()
-    return this.#flushNow()
+    this.#tx.throwKept()
+    return this.#tx.flush()
   }
 
   /** Flushes and blocks until everything was sent or `timeoutMs` passed (no limit when omitted
    * or Infinity); whether it all was. */
   drain(timeoutMs?: number): boolean {
-    const limit = checkTimeout(timeoutMs)
-    this.#flushNow()
-    try {
-      return callNative(() => this.#native.drain(limit))
-    } finally {
-      this.#settle()
-    }
+    return this.#tx.drain(timeoutMs)
   }
 
   /** Flushes and resolves once everything queued was sent, without blocking the event loop. */
-  async drained(): Promise<void> {
-    this.#throwKept()
-    for (;;) {
-      this.#flushNow()
-      if (this.stats().pending === 0) return
-      await this.#room()
-    }
+  drained(): Promise<void> {
+    return this.#tx.drained()
   }
 
   /**
@@ -425,13 +409,7 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
    * metadata too (a frame larger than a slot waits until everything before it has left).
    */
   sendAsync(frame: Uint8Array, options?: SendOptions): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      this.#throwKept()
-      const sender: Sender = { frame: asBuffer(frame), offload: sendOffload(options), seq: -1, resolve, reject }
-      // Behind frames already waiting for room, never ahead of them.
-      if (this.#waiting.length > 0 || !this.#queue(sender)) this.#waiting.push(sender)
-      void this.#drive()
-    })
+    return this.#tx.sendAsync(frame, options)
   }
 
   /**
@@ -440,32 +418,8 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
    * end, so `pipeline(capture.stream(), transform, injector.writable())` loses nothing; a frame
    * that fails fails the stream.
    */
-  writable(options?: { highWaterMark?: number }): Writable {
-    const { highWaterMark = 256 } = checkOptions(options, 'writable', {
-      highWaterMark: (v, o) => {
-        if (!isU32(v)) throw NetringError.invalidOption(o, `must be a non-negative integer, got ${String(v)}`)
-      },
-    }) as { highWaterMark?: number }
-    const frameOf = (chunk: unknown): Buffer => {
-      if (chunk instanceof Uint8Array) return asBuffer(chunk)
-      const data = (chunk as { data?: unknown } | null)?.data
-      if (data instanceof Uint8Array) return asBuffer(data)
-      throw NetringError.invalidOption('chunk', 'must be a Buffer, a Uint8Array or a packet with data')
-    }
-    const settle = (sent: () => Promise<unknown>, callback: (error?: Error | null) => void) => {
-      sent().then(() => callback(), callback)
-    }
-    return new Writable({
-      objectMode: true,
-      highWaterMark,
-      write: (chunk, _encoding, callback) => settle(async () => this.sendAsync(frameOf(chunk)), callback),
-      writev: (chunks, callback) =>
-        settle(async () => {
-          const frames = chunks.map((c) => frameOf(c.chunk))
-          return Promise.all(frames.map((f) => this.sendAsync(f)))
-        }, callback),
-      final: (callback) => settle(() => this.drained(), callback),
-    })
+  writable(options?: { highWaterMark?: number; offload?: boolean }): Writable {
+    return this.#tx.writable(options)
   }
 
   /**
@@ -481,11 +435,10 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
     try {
       // Slots still lent are abandoned now: given back, they no longer hold queued frames.
       callNative(() => this.#native.giveBackLent())
-      this.drain(drainTimeoutMs)
+      this.#tx.drain(drainTimeoutMs, 'drainTimeoutMs')
     } finally {
       callNative(() => this.#native.close())
-      const error = NetringError.of('EBADF', 'the injector was closed before this frame was sent', { syscall: 'sendto' })
-      for (const sender of [...this.#queued.takeAll(), ...this.#waiting.takeAll()]) sender.reject(error)
+      this.#tx.abandon(NetringError.of('EBADF', 'the injector was closed before this frame was sent', { syscall: 'sendto' }))
       this.emit('close')
     }
   }
@@ -504,179 +457,27 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
       this.close(0)
     }
   }
-
-  /** Queues a sender's frame if there is room (then it waits to be settled); false when full. */
-  #queue(sender: Sender): boolean {
-    const { frame, offload } = sender
-    const seq = callNative(() => (offload ? this.#native.sendOffload(frame, offload) : this.#native.send(frame)))
-    if (seq < 0) return false
-    sender.seq = seq
-    this.#queued.push(sender)
-    return true
-  }
-
-  /**
-   * Runs while `sendAsync` frames wait for room or for the kernel: queues waiting frames in
-   * call order, flushes, settles, waits for room. One loop, so waiters never race each other.
-   */
-  async #drive(): Promise<void> {
-    if (this.#driving) return
-    this.#driving = true
-    try {
-      for (;;) {
-        // Frames sent in the same tick leave with one kick.
-        await this.#yield()
-        if (this.closed) return
-        for (let sender = this.#waiting.peek(); sender; sender = this.#waiting.peek()) {
-          try {
-            if (!this.#queue(sender)) break
-          } catch (e) {
-            sender.reject(e)
-          }
-          this.#waiting.shift()
-        }
-        this.#flushForOwners()
-        if (this.#waiting.length === 0 && this.#queued.length === 0) return
-        await this.#room()
-      }
-    } finally {
-      this.#driving = false
-    }
-  }
-
-  /** A microtask usually; a full turn of the event loop once YIELD_MS have passed without one. */
-  #yield(): Promise<void> {
-    if (performance.now() - this.#lastYield < YIELD_MS) return Promise.resolve()
-    return new Promise((resolve) =>
-      setImmediate(() => {
-        this.#lastYield = performance.now()
-        resolve()
-      }),
-    )
-  }
-
-  /** Flushes, then settles what the kernel took. Throws what the flush threw. */
-  #flushNow(): number {
-    try {
-      return callNative(() => this.#native.flush())
-    } finally {
-      this.#settle()
-    }
-  }
-
-  /**
-   * The background flush: never throws. A failed kick (ENETDOWN, ENXIO, ...) is the error of
-   * every `sendAsync` frame still queued or waiting: those queued are withdrawn from the ring,
-   * so a frame whose promise rejected never leaves later.
-   */
-  #flushForOwners(): void {
-    let error: unknown
-    try {
-      this.#flushNow()
-      return
-    } catch (e) {
-      error = e
-    }
-    if (this.closed) return
-    const owners = this.#queued.length + this.#waiting.length
-    const taken: Sender[] = []
-    for (const sender of this.#queued.takeAll()) {
-      if (this.#native.withdraw(sender.seq)) sender.reject(error)
-      else taken.push(sender) // the kernel has it: settled by a later flush
-    }
-    for (const sender of taken) this.#queued.push(sender)
-    for (const sender of this.#waiting.takeAll()) sender.reject(error)
-    if (owners === 0) this.#report(error)
-  }
-
-  /** Settles the `sendAsync` frames the kernel took; reports refused frames to their owners. */
-  #settle(): void {
-    if (this.closed) return
-    const rejection = this.#native.takeRejection()
-    const error = rejection && NetringError.fromNative(rejection.error)
-    const refused = rejection && new Set(rejection.seqs)
-    let owned = 0
-    if (this.#queued.length > 0) {
-      const before = this.#native.settledBefore()
-      for (let s = this.#queued.peek(); s && s.seq < before; s = this.#queued.peek()) {
-        this.#queued.shift()
-        if (refused?.has(s.seq)) {
-          owned++
-          s.reject(error)
-        } else s.resolve()
-      }
-    }
-    // One report per refused frame nobody owns (sent with send(), sendBatch() or a slot).
-    for (let i = owned; rejection && i < rejection.seqs.length; i++) this.#report(error)
-  }
-
-  /** An error with no owner: to 'error' listeners, or kept for the next call to throw. */
-  #report(error: unknown): void {
-    if (this.listenerCount('error') > 0) this.emit('error', error as Error)
-    else this.#kept ??= error
-  }
-
-  #throwKept(): void {
-    if (this.#kept === null) return
-    const error = this.#kept
-    this.#kept = null
-    throw error
-  }
-
-  /** Resolves when the ring may have room: POLLOUT from the reactor, or a short retry timer.
-   * One wait serves every caller (a second native wait would withdraw the first). */
-  #room(): Promise<void> {
-    this.#roomWait ??= this.#waitForRoom().finally(() => {
-      this.#roomWait = null
-    })
-    return this.#roomWait
-  }
-
-  async #waitForRoom(): Promise<void> {
-    if (this.closed) return
-    let timer: NodeJS.Timeout | undefined
-    const retry = new Promise<void>((resolve) => (timer = setTimeout(resolve, RETRY_MS)))
-    const writable = callNative(() => this.#native.waitWritable())
-    try {
-      await Promise.race([writable, retry])
-    } finally {
-      clearTimeout(timer)
-      if (!this.closed) this.#native.cancelWait()
-    }
-  }
 }
 
-const OFFLOAD_FIELDS: Record<keyof PacketOffload, 'string' | 'number' | 'boolean'> = {
-  gsoType: 'string',
-  gsoSize: 'number',
-  hdrLen: 'number',
-  csumStart: 'number',
-  csumOffset: 'number',
-  needsCsum: 'boolean',
-  csumValid: 'boolean',
+// The 0.x names, kept as the very same functions.
+export interface Injector {
+  /** @deprecated The old name of `sendFrames`. */
+  sendBatch: Injector['sendFrames']
+  /** @deprecated The old name of `allocateRun`. */
+  allocateBatch: Injector['allocateRun']
 }
+Injector.prototype.sendBatch = Injector.prototype.sendFrames
+Injector.prototype.allocateBatch = Injector.prototype.allocateRun
 
 /** The `offload` of send options, type-checked (the engine checks the values against the frame). */
-function sendOffload(options: SendOptions | undefined): Binding.NativeOffload | undefined {
-  if (options === undefined) return undefined
-  if (typeof options !== 'object' || options === null) throw NetringError.invalidOption('options', 'must be an object { offload }')
-  const offload = options.offload as Record<string, unknown> | undefined
-  if (offload === undefined) return undefined
-  if (typeof offload !== 'object' || offload === null) throw NetringError.invalidOption('offload', 'must be an object like packet.offload')
-  for (const [key, value] of Object.entries(offload)) {
-    const type = OFFLOAD_FIELDS[key as keyof PacketOffload]
-    if (!type) throw NetringError.invalidOption(`offload.${key}`, `unknown field (known: ${Object.keys(OFFLOAD_FIELDS).join(', ')})`)
-    if (value === undefined) continue
-    // Numbers go to the binding as u32s; the engine checks their range against the frame.
-    if (type === 'number') integer(value, `offload.${key}`)
-    else if (typeof value !== type) throw NetringError.invalidOption(`offload.${key}`, `must be a ${type}, got ${String(value)}`)
-  }
-  return offload as Binding.NativeOffload
+function sendOffload(options: unknown): Binding.NativeOffload | undefined {
+  const offload = optionsOffload(options)
+  return offload === undefined ? undefined : checkOffload(offload)
 }
 
-/** A frame argument as a Buffer (no copy), or EINVAL naming `option`. */
-export function asBuffer(frame: unknown, option = 'frame'): Buffer {
-  if (Buffer.isBuffer(frame)) return frame
-  if (frame instanceof Uint8Array) return Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength)
-  throw NetringError.invalidOption(option, `must be a Buffer or a Uint8Array, got ${frame === null ? 'null' : typeof frame}`)
+/** The `offload` field of an options object (`{ offload }`), unchecked. */
+function optionsOffload(options: unknown): unknown {
+  if (options === undefined) return undefined
+  if (typeof options !== 'object' || options === null) throw NetringError.invalidOption('options', 'must be an object { offload }')
+  return (options as { offload?: unknown }).offload
 }

@@ -6,17 +6,18 @@
 // detaches every Buffer over it, and only then do its frames go back to the kernel's fill ring.
 // Sending copies into free TX frames (`send`) or lends them to write in place (`allocate`).
 
-import { Writable } from 'node:stream'
+import type { Writable } from 'node:stream'
 
 import { BatchReader } from './batch-reader'
 import { integer, timeoutMs as checkTimeout } from './numbers'
 import { callNative, NetringError } from './errors'
-import { asBuffer, TxSlot, TxSlotBatch, type SlotOwner } from './injector'
+import { TxSlot, TxSlotRun, type SlotOwner } from './injector'
 import { native, type Binding } from './native'
 import { interfaceName, xdpOptions, type XdpOptions } from './options'
 
 export type { XdpAttachMode, XdpMode, XdpOptions } from './options'
 import { ringView } from './ring-view'
+import { asBuffer, TxQueue } from './tx-queue'
 
 const { XDP_TABLE_HEADER_WORDS: HEADER, XDP_TABLE_ROW_WORDS: ROW } = native
 
@@ -29,8 +30,6 @@ export type XdpStats = Binding.NativeXdpStats
 /** How long a wait lasts before the socket checks that its interface still exists: a deleted
  * interface wakes no epoll waiter. */
 const LIVENESS_MS = 250
-/** How long to wait for POLLOUT before flushing again. */
-const RETRY_MS = 2
 
 /** What every received packet, lent or owned, tells about itself. */
 export interface XdpPacketInfo {
@@ -183,7 +182,10 @@ export class XdpSocket extends BatchReader<XdpBatch, XdpPacket> implements SlotO
   readonly interface: string
   readonly queue: number
   #batch: XdpBatch | null = null
-  #flushScheduled = false
+  /** `sendAsync` and `writable()`: waiting for room, settling, errors nobody owns. */
+  readonly #tx: TxQueue
+  /** Frames queued so far: `sendAsync` frames are numbered by it. */
+  #queuedCount = 0
   protected override readonly recheckMs = LIVENESS_MS
 
   private constructor(iface: string, nativeSocket: Binding.NativeXdpSocket) {
@@ -191,6 +193,20 @@ export class XdpSocket extends BatchReader<XdpBatch, XdpPacket> implements SlotO
     this.interface = iface
     this.#native = nativeSocket
     this.queue = nativeSocket.info().queue
+    const n = nativeSocket
+    this.#tx = new TxQueue(
+      n,
+      {
+        offloadOf: noOffload,
+        enqueue: (frame) => (n.send(frame) ? this.#queuedCount++ : -1),
+        // A frame in the TX ring is settled: AF_XDP refuses nothing after it was queued, and
+        // no frame is withdrawn.
+        settledBefore: () => this.#queuedCount,
+        takeRejection: () => null,
+        withdraw: () => false,
+      },
+      this,
+    )
   }
 
   /**
@@ -267,28 +283,33 @@ export class XdpSocket extends BatchReader<XdpBatch, XdpPacket> implements SlotO
 
   /** Copies `frame` into a free TX frame and queues it; `false` when none is free (flush, or `sendAsync`). */
   send(frame: Uint8Array): boolean {
+    this.#tx.throwKept()
     return callNative(() => this.#native.send(asBuffer(frame)))
   }
 
   /** Queues frames in order until no TX frame is free; returns how many were queued. */
-  sendBatch(frames: readonly Uint8Array[]): number {
+  sendFrames(frames: readonly Uint8Array[], options?: { offload?: undefined }): number {
+    this.#tx.throwKept()
+    noOffload(options)
     if (!Array.isArray(frames)) throw NetringError.invalidOption('frames', 'must be an array of Buffers')
     return callNative(() => this.#native.sendFrames(frames.map((f, i) => asBuffer(f, `frames[${i}]`))))
   }
 
   /** Lends a TX frame of `length` bytes to write in place (zero-copy); `null` when none is free. */
   allocate(length: number): TxSlot | null {
+    this.#tx.throwKept()
     integer(length, 'length')
     const lent = callNative(() => this.#native.allocate(length))
     return lent && new TxSlot(this, lent.index, lent.data)
   }
 
   /** Lends up to `count` consecutive TX frames of `length` bytes as one buffer; `null` when none is free. */
-  allocateBatch(count: number, length: number): TxSlotBatch | null {
+  allocateRun(count: number, length: number): TxSlotRun | null {
+    this.#tx.throwKept()
     integer(count, 'count')
     integer(length, 'length')
     const run = callNative(() => this.#native.allocateRun(count, length))
-    return run && new TxSlotBatch(this, run, length)
+    return run && new TxSlotRun(this, run, length)
   }
 
   /** @internal */
@@ -306,103 +327,62 @@ export class XdpSocket extends BatchReader<XdpBatch, XdpPacket> implements SlotO
     callNative(() => this.#native.commitRun(first, count, lengths))
   }
 
-  /** @internal Gives back a collected slot: background work, so an error goes to 'error' listeners, never thrown. */
+  /** @internal Gives back a collected slot: background work, so an error is reported, never thrown. */
   _giveBack(giveBack: () => void): void {
-    if (this.closed) return
-    try {
-      giveBack()
-    } catch (e) {
-      if (this.listenerCount('error') > 0) this.emit('error', e as Error)
-    }
+    this.#tx.giveBack(giveBack)
   }
 
   /** Hands everything queued to the kernel, kicking it only when it asks (always in copy mode); returns how many frames. */
   flush(): number {
-    return callNative(() => this.#native.flush())
+    this.#tx.throwKept()
+    return this.#tx.flush()
   }
 
-  /** Flushes and blocks until everything was sent or `timeoutMs` passed; whether it all was. */
+  /** Flushes and blocks until everything was sent or `timeoutMs` passed (no limit when omitted
+   * or Infinity); whether it all was. */
   drain(timeoutMs?: number): boolean {
-    const limit = checkTimeout(timeoutMs)
-    return callNative(() => this.#native.drain(limit))
+    return this.#tx.drain(timeoutMs)
   }
 
   /** Flushes and resolves once everything queued was sent, without blocking the event loop. */
-  async drained(): Promise<void> {
-    for (;;) {
-      this.flush()
-      if (this.stats().pending === 0) return
-      await this.#room()
-    }
+  drained(): Promise<void> {
+    return this.#tx.drained()
   }
 
-  /** Queues `frame`, waiting for a free TX frame if needed, and flushes soon after. */
-  async sendAsync(frame: Uint8Array): Promise<void> {
-    const buffer = asBuffer(frame)
-    while (!callNative(() => this.#native.send(buffer))) {
-      this.flush()
-      await this.#room()
-    }
-    this.#scheduleFlush()
+  /**
+   * Queues `frame`, waiting for a free TX frame if needed, and flushes soon after; frames go out
+   * in call order. Resolves once the frame is in the TX ring and the kernel was kicked (AF_XDP
+   * refuses no frame later: a frame that does not fit is refused when queued).
+   */
+  sendAsync(frame: Uint8Array): Promise<void> {
+    return this.#tx.sendAsync(frame, undefined)
   }
 
   /** A Writable (object mode) of frames or packets (`{ data }`), with backpressure; drains on end. */
-  writable(options?: { highWaterMark?: number }): Writable {
-    return new Writable({
-      objectMode: true,
-      highWaterMark: options?.highWaterMark ?? 256,
-      write: (chunk: unknown, _encoding, callback) => {
-        const data = chunk instanceof Uint8Array ? chunk : (chunk as { data?: unknown } | null)?.data
-        if (!(data instanceof Uint8Array)) {
-          callback(NetringError.invalidOption('chunk', 'must be a Buffer, a Uint8Array or a packet with data'))
-          return
-        }
-        this.sendAsync(data).then(() => callback(), callback)
-      },
-      final: (callback) => {
-        this.drained().then(() => callback(), callback)
-      },
-    })
-  }
-
-  #scheduleFlush(): void {
-    if (this.#flushScheduled) return
-    this.#flushScheduled = true
-    queueMicrotask(() => {
-      this.#flushScheduled = false
-      if (!this.closed) this.flush()
-    })
-  }
-
-  async #room(): Promise<void> {
-    let timer: NodeJS.Timeout | undefined
-    const retry = new Promise<void>((resolve) => (timer = setTimeout(resolve, RETRY_MS)))
-    const writable = callNative(() => this.#native.waitWritable())
-    try {
-      await Promise.race([writable, retry])
-    } finally {
-      clearTimeout(timer)
-      if (!this.closed) this.#native.cancelWait()
-    }
+  writable(options?: { highWaterMark?: number; offload?: false }): Writable {
+    return this.#tx.writable(options)
   }
 
   // ---- lifetime ----
 
   /**
-   * Flushes what was queued (waiting up to `drainTimeoutMs`, 1000 by default), detaches every
-   * lent Buffer, unmaps the rings, closes the socket and emits `'close'`; the XDP program goes
-   * with the process's last socket on the interface. Idempotent.
+   * Flushes what was queued (waiting up to `drainTimeoutMs`, 1000 by default; Infinity: no
+   * limit), detaches every lent Buffer, unmaps the rings, closes the socket and emits `'close'`;
+   * the XDP program goes with the process's last socket on the interface. A `sendAsync` frame
+   * not queued by then rejects with EBADF. Idempotent.
    */
   close(drainTimeoutMs = 1000): void {
+    checkTimeout(drainTimeoutMs, 'drainTimeoutMs')
     if (this.closed) return
     this.forgetBatch()
     this.dropReader()
     try {
-      if (this.info.txFrames > 0) this.drain(drainTimeoutMs)
+      if (this.info.txFrames > 0) this.#tx.drain(drainTimeoutMs, 'drainTimeoutMs')
     } catch {
       // The interface may be gone; closing must still happen.
     } finally {
       callNative(() => this.#native.close())
+      this.#tx.abandon(NetringError.of('EBADF', 'the socket was closed before this frame was sent', { syscall: 'sendto' }))
       this.emit('close')
     }
   }
@@ -418,6 +398,26 @@ export class XdpSocket extends BatchReader<XdpBatch, XdpPacket> implements SlotO
     }
     this.close(0)
   }
+}
+
+// The 0.x names, kept as the very same functions.
+export interface XdpSocket {
+  /** @deprecated The old name of `sendFrames`. */
+  sendBatch: XdpSocket['sendFrames']
+  /** @deprecated The old name of `allocateRun`. */
+  allocateBatch: XdpSocket['allocateRun']
+}
+XdpSocket.prototype.sendBatch = XdpSocket.prototype.sendFrames
+XdpSocket.prototype.allocateBatch = XdpSocket.prototype.allocateRun
+
+/** AF_XDP frames carry no offload metadata (there is no virtio-net header to give it to). */
+function noOffload(options: unknown): undefined {
+  if (options === undefined) return undefined
+  if (typeof options !== 'object' || options === null) throw NetringError.invalidOption('options', 'must be an object')
+  if ((options as { offload?: unknown }).offload !== undefined) {
+    throw NetringError.invalidOption('offload', 'an XdpSocket sends no offload metadata (AF_XDP has no virtio-net header); use an Injector with { offload: true }')
+  }
+  return undefined
 }
 
 function releasedError(): NetringError {

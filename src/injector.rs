@@ -1,10 +1,10 @@
 //! `NativeInjector`: the engine's `Injector`, with zero-copy slots lent to JavaScript.
 
 use napi::bindgen_prelude::{Buffer, Object, ObjectFinalize};
-use napi::{Env, Result};
+use napi::{Env, JsValue, Result};
 use netring_engine::afpacket::offload;
 use netring_engine::reactor::Readiness;
-use netring_engine::{ffi, Errno, Error, Injector, InjectorOptions, Subject};
+use netring_engine::{ffi, Errno, Error, Injector, InjectorOptions, RefusedFrame, Subject};
 
 use crate::error::{error_object, to_js_error, OrThrow};
 use crate::external_memory::ReportedMemory;
@@ -166,6 +166,22 @@ impl NativeInjector {
         self.engine(env)?.send_frames(&frames).or_throw(env)
     }
 
+    /// Like `send_frames`, with offload metadata: `headers` holds 10-byte virtio-net headers
+    /// (as the facade encodes `offload`), one for every frame or one per frame (`per_frame`: the
+    /// caller gave a list, so an error names the entry). A frame larger than a slot leaves
+    /// through the second socket, in order.
+    #[napi(catch_unwind)]
+    pub fn send_frames_offload(
+        &mut self,
+        env: &Env,
+        frames: Vec<Buffer>,
+        headers: Buffer,
+        per_frame: bool,
+    ) -> Result<u32> {
+        let refused = self.engine(env)?.send_frames_offload(&frames, &headers);
+        refused.map_err(|r| refused_error(env, r, per_frame))
+    }
+
     /// Lends the next free slot as `{ index, data }` (`data`: an ArrayBuffer of `length` bytes
     /// over the ring frame), or null when the ring is full.
     #[napi(ts_return_type = "{ index: number, data: ArrayBuffer } | null", catch_unwind)]
@@ -218,6 +234,23 @@ impl NativeInjector {
     pub fn commit_run(&mut self, env: &Env, first: u32, send: u32, lengths: Vec<u32>) -> Result<()> {
         let (count, _) = self.take_back_run(env, first, send > 0)?;
         self.engine(env)?.commit_run(first, count, send, &lengths).or_throw(env)
+    }
+
+    /// Like `commit_run`, with offload metadata for the slots sent (10-byte headers, one for
+    /// all or one per slot sent, as for `send_frames_offload`).
+    #[napi(catch_unwind)]
+    pub fn commit_run_offload(
+        &mut self,
+        env: &Env,
+        first: u32,
+        send: u32,
+        lengths: Vec<u32>,
+        headers: Buffer,
+        per_slot: bool,
+    ) -> Result<()> {
+        let (count, _) = self.take_back_run(env, first, send > 0)?;
+        let refused = self.engine(env)?.commit_run_offload(first, count, send, &lengths, &headers);
+        refused.map_err(|r| refused_error(env, r, per_slot))
     }
 
     /// Queues a lent slot with `length` bytes (at most what was allocated); its buffer is
@@ -466,6 +499,27 @@ fn transferred_error(env: &Env) -> napi::Error {
         )
         .with_hint("write into slot.data, then slot.send(); copy data you want to keep"),
     )
+}
+
+/// A refused frame's error; where the caller gave one offload entry per frame (`per_item`), its
+/// option names the entry: `offload[2].gsoSize`.
+fn refused_error(env: &Env, refused: RefusedFrame, per_item: bool) -> napi::Error {
+    let option = match (&refused.error.subject, refused.index) {
+        (Subject::Option(name), Some(i)) if per_item => {
+            name.strip_prefix("offload").map(|field| format!("offload[{i}]{field}"))
+        }
+        _ => None,
+    };
+    let object = error_object(env, refused.error).and_then(|mut object| {
+        if let Some(option) = option {
+            object.set("option", option)?;
+        }
+        Ok(object)
+    });
+    match object {
+        Ok(object) => napi::Error::from(object.to_unknown()),
+        Err(failed) => failed,
+    }
 }
 
 impl ObjectFinalize for NativeInjector {

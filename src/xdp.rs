@@ -328,8 +328,8 @@ impl NativeXdpSocket {
     /// Flushes and blocks until everything was sent or `timeoutMs` passed.
     #[napi(catch_unwind)]
     pub fn drain(&mut self, env: &Env, timeout_ms: Option<f64>) -> Result<bool> {
-        let timeout = timeout_ms.map(|ms| Duration::from_secs_f64(ms.max(0.0) / 1000.0));
-        self.engine(env)?.drain(timeout).or_throw(env)
+        // No number can make the conversion panic (Infinity: no limit).
+        self.engine(env)?.drain(timeout_from_ms(timeout_ms)).or_throw(env)
     }
 
     #[napi(catch_unwind)]

@@ -1,19 +1,19 @@
-// Queueing a list of frames through one of the four ways in (send, sendBatch and the two
+// Queueing a list of frames through one of the four ways in (send, sendFrames and the two
 // zero-copy slot forms), the same for an Injector and an XdpSocket: the byte-exact tests of both
 // check what arrives, this checks what each way promises on the sending side (sent slots detach).
 
 import type { ExecutionContext } from 'ava'
-import type { TxSlot, TxSlotBatch } from 'netring'
+import type { TxSlot, TxSlotRun } from 'netring'
 
-export const TRANSMIT_WAYS = ['send', 'sendBatch', 'allocate (zero-copy)', 'allocateBatch (zero-copy)'] as const
+export const TRANSMIT_WAYS = ['send', 'sendFrames', 'allocate (zero-copy)', 'allocateRun (zero-copy)'] as const
 export type TransmitWay = (typeof TRANSMIT_WAYS)[number]
 
 /** What an Injector and an XdpSocket have in common for sending. */
 export interface FrameSender {
   send(frame: Uint8Array): boolean
-  sendBatch(frames: readonly Uint8Array[]): number
+  sendFrames(frames: readonly Uint8Array[]): number
   allocate(length: number): TxSlot | null
-  allocateBatch(count: number, length: number): TxSlotBatch | null
+  allocateRun(count: number, length: number): TxSlotRun | null
   drain(timeoutMs?: number): boolean
 }
 
@@ -25,23 +25,23 @@ export function queueFrames(t: ExecutionContext, tx: FrameSender, frames: Buffer
       while (!tx.send(f)) tx.drain(1000)
       queued++
     }
-  } else if (how === 'sendBatch') {
+  } else if (how === 'sendFrames') {
     while (queued < frames.length) {
-      queued += tx.sendBatch(frames.slice(queued))
+      queued += tx.sendFrames(frames.slice(queued))
       tx.drain(1000)
     }
-  } else if (how === 'allocateBatch (zero-copy)') {
+  } else if (how === 'allocateRun (zero-copy)') {
     while (queued < frames.length) {
-      const batch = tx.allocateBatch(frames.length - queued, 1514)
-      if (!batch) {
+      const run = tx.allocateRun(frames.length - queued, 1514)
+      if (!run) {
         tx.drain(1000)
         continue
       }
-      const views = Array.from({ length: batch.count }, (_, i) => batch.slot(i))
+      const views = Array.from({ length: run.count }, (_, i) => run.slot(i))
       const lengths = views.map((view, i) => frames[queued + i].copy(view))
-      batch.send(batch.count, lengths)
+      run.send(run.count, lengths)
       t.true(views.every((v) => v.byteLength === 0), 'the slots are detached once sent')
-      queued += batch.count
+      queued += run.count
     }
   } else {
     for (const f of frames) {

@@ -21,7 +21,7 @@ pub use afpacket::capture::{Batch, Capture, CaptureStats};
 pub use afpacket::config::{CaptureConfig, CaptureOptions, Profile, TimestampSource};
 pub use afpacket::fanout::{FanoutConfig, FanoutFlags, FanoutMode};
 pub use afpacket::filter::BpfProgram;
-pub use afpacket::injector::{Injector, InjectorOptions, InjectorStats, Rejection};
+pub use afpacket::injector::{Injector, InjectorOptions, InjectorStats, RefusedFrame, Rejection};
 pub use afpacket::ring::{Mapping, RingGeometry, TX_DATA_OFFSET};
 pub use afxdp::config::{XdpMode, XdpOptions, ZeroCopy};
 pub use afxdp::program::{AttachMode, ProgramChoice, XskMapSource};

@@ -88,6 +88,23 @@ pub struct Rejection {
     pub error: Error,
 }
 
+/// A frame of a list, or a slot of a run, refused before anything of the call was queued:
+/// which one (`None` when the call itself was refused, e.g. a bad count), and why.
+#[derive(Debug, Clone)]
+pub struct RefusedFrame {
+    pub index: Option<usize>,
+    pub error: Error,
+}
+
+/// The result of a call over a list of frames or a run of slots.
+pub type Refusable<T> = std::result::Result<T, RefusedFrame>;
+
+impl RefusedFrame {
+    fn call(error: Error) -> RefusedFrame {
+        RefusedFrame { index: None, error }
+    }
+}
+
 pub struct Injector {
     socket: PacketSocket,
     ring: TxRing,
@@ -250,9 +267,28 @@ impl Injector {
     /// Takes a free slot for a frame of up to `len` bytes and lends it out; `None` when the
     /// ring is full (flush, wait, and try again).
     pub fn allocate(&mut self, len: usize) -> Result<Option<u32>> {
-        // The content is not known yet: allow for a tag, and check again at commit.
-        self.check_len(len, true)?;
+        self.check_lend_len(len)?;
         Ok(self.next_free(len as u32))
+    }
+
+    /// Checks the length of a slot to lend. The content is not known yet: allow for a tag, and
+    /// for a GSO frame (larger than the MTU) where frames carry offload metadata; the frame is
+    /// checked in full when it is sent.
+    fn check_lend_len(&mut self, len: usize) -> Result<()> {
+        if self.jumbo.is_none() || len < ffi::ETH_HLEN {
+            return self.check_len(len, true);
+        }
+        if len > self.slot_capacity() as usize {
+            return Err(Error::new(
+                Errno::EMSGSIZE,
+                self.iface.subject(),
+                format!("a slot of {len} bytes is larger than a slot holds ({} bytes)", self.slot_capacity()),
+            )
+            .with_hint(
+                "use a larger frameSize, or send larger GSO frames with send() (they leave through a second socket)",
+            ));
+        }
+        Ok(())
     }
 
     /// Lends the frame at the cursor; `None` when the ring is full.
@@ -272,7 +308,7 @@ impl Injector {
     /// than `max` at the end of the ring, at the end of a block whose size is not a multiple of
     /// the frame size, or where frames are still in flight.
     pub fn allocate_run(&mut self, max: u32, len: usize) -> Result<Option<(u32, u32)>> {
-        self.check_len(len, true)?;
+        self.check_lend_len(len)?;
         let first = self.cursor;
         let n = self.ring.frame_count();
         let mut end = n.min(first.saturating_add(max.max(1)));
@@ -450,6 +486,43 @@ impl Injector {
     /// `lengths` bytes each (one length for all, or one per slot sent), and gives the rest back.
     /// Everything is checked first: on error nothing is queued and the whole run goes back.
     pub fn commit_run(&mut self, first: u32, count: u32, send: u32, lengths: &[u32]) -> Result<()> {
+        self.commit_run_checked(first, count, send, lengths).map_err(|r| r.error)
+    }
+
+    /// Like `commit_run`, with offload metadata for the slots sent: `headers` holds raw
+    /// virtio-net headers (`offload::read`), one for every slot or one per slot sent. A refused
+    /// slot says which it was.
+    pub fn commit_run_offload(
+        &mut self,
+        first: u32,
+        count: u32,
+        send: u32,
+        lengths: &[u32],
+        headers: &[u8],
+    ) -> Refusable<()> {
+        let refused = if self.jumbo.is_none() {
+            Some(Error::invalid_option("offload", "this injector was opened without { offload: true }"))
+        } else if !header_count_fits(headers, send as usize) {
+            Some(Error::invalid_option(
+                "offload",
+                format!("needs one header for all slots or one per slot sent ({send})"),
+            ))
+        } else {
+            None
+        };
+        if let Some(error) = refused {
+            self.commit_run_checked(first, count, 0, &[0])?;
+            return Err(RefusedFrame::call(error));
+        }
+        for i in 0..send.min(count) {
+            if self.lent_len(first + i).is_ok() {
+                self.offloads[(first + i) as usize] = header_at(headers, i as usize);
+            }
+        }
+        self.commit_run_checked(first, count, send, lengths)
+    }
+
+    fn commit_run_checked(&mut self, first: u32, count: u32, send: u32, lengths: &[u32]) -> Refusable<()> {
         let checked = self.check_run(first, count, send, lengths);
         let queued = if checked.is_ok() { send } else { 0 };
         for i in 0..queued {
@@ -459,30 +532,33 @@ impl Injector {
         // Give back what was not queued, last first, so the cursor steps back over it.
         for index in (first + queued..first + count).rev() {
             if self.lent_len(index).is_ok() {
-                self.discard(index)?;
+                self.discard(index).map_err(RefusedFrame::call)?;
             }
         }
         checked
     }
 
-    fn check_run(&mut self, first: u32, count: u32, send: u32, lengths: &[u32]) -> Result<()> {
+    fn check_run(&mut self, first: u32, count: u32, send: u32, lengths: &[u32]) -> Refusable<()> {
         if send > count {
-            return Err(Error::invalid_option("count", format!("must be at most the {count} slots lent, got {send}")));
+            return Err(RefusedFrame::call(Error::invalid_option(
+                "count",
+                format!("must be at most the {count} slots lent, got {send}"),
+            )));
         }
         if lengths.is_empty() || (lengths.len() != 1 && lengths.len() < send as usize) {
-            return Err(Error::invalid_option(
+            return Err(RefusedFrame::call(Error::invalid_option(
                 "lengths",
                 format!("needs one length for all slots or one per slot sent ({send}), got {}", lengths.len()),
-            ));
+            )));
         }
         for i in 0..count {
-            self.lent_len(first + i)?;
+            self.lent_len(first + i).map_err(RefusedFrame::call)?;
         }
         for i in 0..send {
             let len = if lengths.len() == 1 { lengths[0] } else { lengths[i as usize] };
-            self.check_commit(first + i, len as usize).map_err(|mut e| {
-                e.message = format!("slot {i} of the batch: {}", e.message);
-                e
+            self.check_commit(first + i, len as usize).map_err(|mut error| {
+                error.message = format!("slot {i} of the run: {}", error.message);
+                RefusedFrame { index: Some(i as usize), error }
             })?;
         }
         Ok(())
@@ -537,13 +613,65 @@ impl Injector {
         for (i, frame) in frames.iter().enumerate() {
             let frame = frame.as_ref();
             self.check_len(frame.len(), is_vlan_tagged(frame)).map_err(|mut e| {
-                e.message = format!("frame {i} of the batch: {}", e.message);
+                e.message = format!("frames[{i}]: {}", e.message);
                 e
             })?;
         }
         let mut queued = 0;
         for frame in frames {
             if self.copy_in(frame.as_ref()).is_none() {
+                break;
+            }
+            queued += 1;
+        }
+        Ok(queued)
+    }
+
+    /// Like `send_frames`, with offload metadata: `headers` holds raw virtio-net headers
+    /// (`offload::read`), one for every frame or one per frame. Frames that fit a slot go into
+    /// the ring; a larger (GSO) frame leaves through the second socket once everything queued
+    /// before it has been taken, so the list keeps its order, and the call stops there (returns
+    /// how many were queued) while some is still queued. Every frame is checked first; a
+    /// refused frame says which it was, and nothing is queued.
+    pub fn send_frames_offload<F: AsRef<[u8]>>(&mut self, frames: &[F], headers: &[u8]) -> Refusable<u32> {
+        if self.jumbo.is_none() {
+            return Err(RefusedFrame::call(Error::invalid_option(
+                "offload",
+                "this injector was opened without { offload: true }",
+            )));
+        }
+        if !header_count_fits(headers, frames.len()) {
+            return Err(RefusedFrame::call(Error::invalid_option(
+                "offload",
+                format!("needs one header for all frames or one per frame ({})", frames.len()),
+            )));
+        }
+        for (i, frame) in frames.iter().enumerate() {
+            self.check_offloaded(frame.as_ref(), &header_at(headers, i)).map_err(|mut error| {
+                error.message = format!("frames[{i}]: {}", error.message);
+                RefusedFrame { index: Some(i), error }
+            })?;
+        }
+        let mut queued = 0;
+        for (i, frame) in frames.iter().enumerate() {
+            let (frame, h) = (frame.as_ref(), header_at(headers, i));
+            let sent = if frame.len() <= self.slot_capacity() as usize {
+                self.next_free(frame.len() as u32).map(|index| {
+                    // SAFETY: the slot is ours (Lent) and holds at least frame.len() bytes (checked).
+                    unsafe { std::ptr::copy_nonoverlapping(frame.as_ptr(), self.slot_ptr(index), frame.len()) };
+                    self.offloads[index as usize] = h;
+                    self.queue_frame(index, frame.len())
+                })
+            } else {
+                match self.send_jumbo(frame, &h) {
+                    Ok(sent) => sent,
+                    // What was queued before it stays queued: the caller learns of the failure
+                    // when this frame comes first.
+                    Err(_) if queued > 0 => None,
+                    Err(error) => return Err(RefusedFrame { index: Some(i), error }),
+                }
+            };
+            if sent.is_none() {
                 break;
             }
             queued += 1;
@@ -760,6 +888,22 @@ impl Drop for Injector {
     }
 }
 
+/// Whether `headers` holds one raw virtio-net header for all of `n` items, or one per item.
+fn header_count_fits(headers: &[u8], n: usize) -> bool {
+    let len = ffi::VIRTIO_NET_HDR_LEN;
+    headers.len() == len || (headers.len() == n * len && n > 0)
+}
+
+/// Item `i`'s header in `headers` (one for all, or one per item; see `header_count_fits`).
+fn header_at(headers: &[u8], i: usize) -> ffi::virtio_net_hdr {
+    let len = ffi::VIRTIO_NET_HDR_LEN;
+    if headers.len() == len {
+        offload::read(headers)
+    } else {
+        offload::read(&headers[i * len..][..len])
+    }
+}
+
 /// Whether an Ethernet frame carries an 802.1Q tag (the only tag the kernel lets exceed the MTU).
 fn is_vlan_tagged(frame: &[u8]) -> bool {
     frame.get(12..14) == Some(&ffi::ETH_P_8021Q.to_be_bytes())
@@ -973,7 +1117,29 @@ mod tests {
         assert_eq!(link.received(1), vec![1]);
     }
 
-    /// A batch with one bad frame queues none of it.
+    /// Offload headers for a list: one for all or one per frame; a refused one says which
+    /// frame it was, and nothing is queued.
+    #[test]
+    fn send_frames_offload_names_the_refused_frame_and_queues_none() {
+        let Some(link) = Link::new("fo") else { return };
+        let options = InjectorOptions { frame_count: Some(8), offload: Some(true), ..Default::default() };
+        let mut tx = Injector::open(&link.a, options).unwrap();
+        let frames: Vec<Vec<u8>> = (0..3).map(|i| test_frame(i).to_vec()).collect();
+        // Frame 1's header: a GSO type without a segment size.
+        let mut headers = [0u8; 30];
+        headers[11] = ffi::VIRTIO_NET_HDR_GSO_TCPV4;
+        let refused = tx.send_frames_offload(&frames, &headers).unwrap_err();
+        assert_eq!((refused.index, refused.error.subject), (Some(1), Subject::Option("offload.gsoSize")));
+        assert!(refused.error.message.starts_with("frames[1]: "), "{}", refused.error.message);
+        assert_eq!(tx.pending(), 0);
+        // Neither one per frame nor one for all.
+        assert_eq!(tx.send_frames_offload(&frames, &[0u8; 20]).unwrap_err().index, None);
+        assert_eq!(tx.send_frames_offload(&frames, &[0u8; 10]).unwrap(), 3);
+        assert!(tx.drain(Some(Duration::from_secs(2))).unwrap());
+        assert_eq!(tx.stats().sent, 3);
+    }
+
+    /// A list of frames with one bad frame queues none of it.
     #[test]
     fn send_frames_checks_every_frame_before_queueing_any() {
         let Some(link) = Link::new("sb") else { return };
@@ -981,7 +1147,7 @@ mod tests {
         let frames: Vec<Vec<u8>> = vec![test_frame(0).to_vec(), test_frame(1).to_vec(), vec![0; 3000]];
         let e = tx.send_frames(&frames).unwrap_err();
         assert_eq!(e.errno, Errno::EMSGSIZE);
-        assert!(e.message.starts_with("frame 2 of the batch"), "{}", e.message);
+        assert!(e.message.starts_with("frames[2]: "), "{}", e.message);
         assert_eq!(tx.pending(), 0);
         assert_eq!(tx.send_frames(&frames[..2]).unwrap(), 2);
     }
