@@ -220,12 +220,9 @@ const out = []
   t.deepEqual(r.result, ['EINVAL', 'EINVAL', 'EINVAL'])
 })
 
-// Known, to be fixed in lib/injector.ts (sendOffload() must hand the binding a snapshot of the
-// values it checked, not the caller's object): a getter, or a change made while a sendAsync
-// frame waits for room, reaches the binding unchecked. The answer is still a typed EINVAL, never
-// a crash, but one without `option` and with the binding's own words, and a frame that was
-// accepted fails later. `test.failing` passes while the bug is there, and fails once it is fixed.
-test.failing('offload metadata is read once, when the call checks it: a getter or a later change cannot reach the binding', async (t) => {
+// checkOffload hands the binding a copy of the values it checked, read once: a getter, or a change
+// made while a sendAsync frame waits for room, cannot reach the binding unchecked.
+test('offload metadata is read once, when the call checks it: a getter or a later change cannot reach the binding', async (t) => {
   const veth = localVethPair(t)
   using tx = Injector.open(veth.a, { offload: true, frameCount: 4 })
   let reads = 0

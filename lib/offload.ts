@@ -67,6 +67,9 @@ export function checkOffload(value: unknown, option = 'offload'): Binding.Native
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw NetringError.invalidOption(option, `must be an object like packet.offload, got ${describe(value)}`)
   }
+  // A plain copy of what was checked, each field read once: a getter, or a change made while a
+  // frame waits for room, cannot hand the binding a value the check never saw.
+  const copy: Record<string, unknown> = {}
   for (const [key, v] of Object.entries(value)) {
     const type = OFFLOAD_FIELDS[key as keyof PacketOffload]
     if (!type) throw NetringError.invalidOption(`${option}.${key}`, `unknown field (known: ${Object.keys(OFFLOAD_FIELDS).join(', ')})`)
@@ -74,8 +77,9 @@ export function checkOffload(value: unknown, option = 'offload'): Binding.Native
     // Numbers go to the binding as u32s; the engine checks their range against the frame.
     if (type === 'number') integer(v, `${option}.${key}`)
     else if (typeof v !== type) throw NetringError.invalidOption(`${option}.${key}`, `must be a ${type}, got ${describe(v)}`)
+    copy[key] = v
   }
-  return value as Binding.NativeOffload
+  return copy as Binding.NativeOffload
 }
 
 /**
