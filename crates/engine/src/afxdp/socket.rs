@@ -26,8 +26,10 @@ use super::ring::Ring;
 use super::umem::{FrameState, Frames, RxFrame};
 
 /// How long a bind that finds the queue busy is retried: the kernel releases a closed socket's
-/// queue with a delay (up to ~100 ms measured).
-const BIND_RETRY: Duration = Duration::from_millis(500);
+/// queue from deferred work, ~25 ms after close on a quiet machine, but past 500 ms when both
+/// cores are busy (seen in the 200-cycle churn test under load). A queue another socket holds
+/// is EBUSY after this long.
+const BIND_RETRY: Duration = Duration::from_secs(2);
 /// How often a wait with no packets checks that the interface still exists: a deleted
 /// interface wakes no epoll waiter.
 pub const LIVENESS_INTERVAL: Duration = Duration::from_millis(200);
