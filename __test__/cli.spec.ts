@@ -618,3 +618,84 @@ test('capture --workers 2 prints the lines of all workers in time order, every p
   const want = sent.map((_, i) => `10.99.${i % 64}.1.${5000 + (i % 64)}`)
   t.deepEqual([...flows].sort(), [...want].sort())
 })
+
+test('a full disk: one ENOSPC line, exit 1, and the file ends at the last complete write (tshark reads it without error)', async (t) => {
+  const dir = tempDir(t)
+  // A small tmpfs of our own fills after a few hundred frames.
+  sh('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', dir])
+  t.teardown(() => sh('umount', ['-l', dir]))
+  for (const format of ['pcapng', 'pcap']) {
+    const veth = vethPair(t)
+    const file = join(dir, `full.${format}`)
+    const run = netring(t, ['capture', '-i', veth.near, '--format', format, '-w', file])
+    await run.saw('listening on')
+    // 1,000 frames of 333 bytes are more than 256 KiB; a few at a time, until the command stops.
+    let sent = 0
+    const finished = run.done.then(() => true)
+    while (sent < 5_000 && !(await Promise.race([finished, new Promise<false>((r) => setTimeout(() => r(false), 20))]))) {
+      await veth.send(numberedFlows(veth.nearMac, veth.farMac, 100, 333, sent))
+      sent += 100
+    }
+    const r = await run.done
+    t.is(r.code, 1, r.stderr)
+    t.is(r.signal, null)
+    const errors = r.stderr.split('\n').filter((l) => l.startsWith('netring: ') && !l.includes('listening on'))
+    t.is(errors.length, 1, r.stderr)
+    t.regex(errors[0], /No space left on device \(ENOSPC\)/)
+    t.notRegex(r.stderr, /^\s+at /m, 'no stack trace')
+    const frames = tsharkFrames(file)
+    t.true(frames.length > 0, format)
+    rmSync(file)
+  }
+})
+
+test('capture -w - | head -c 100: the reader going away ends the command quietly, exit 0', async (t) => {
+  const veth = vethPair(t)
+  const child = spawn('bash', ['-c', `set -o pipefail; ${shellQuote(CLI)} capture -i ${veth.near} -w - | head -c 100 >/dev/null`], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  })
+  let stderr = ''
+  const done = new Promise<number | null>((resolve) => child.once('close', resolve))
+  const killer = setTimeout(() => child.kill('SIGKILL'), 30_000)
+  t.teardown(() => {
+    clearTimeout(killer)
+    child.kill('SIGKILL')
+  })
+  child.stderr!.on('data', (d) => (stderr += d))
+  for (let waited = 0; !stderr.includes('listening on') && waited < 20_000; waited += 50) await new Promise((r) => setTimeout(r, 50))
+  // Until the pipe breaks (the first write after head exits sees EPIPE).
+  const exited = done.then(() => true)
+  for (let i = 0; i < 50 && !(await Promise.race([exited, new Promise<false>((r) => setTimeout(() => r(false), 50))])); i++) {
+    await veth.send(numberedFlows(veth.nearMac, veth.farMac, 20, 200, i * 20))
+  }
+  t.is(await done, 0, stderr)
+  t.notRegex(stderr, /EPIPE|Broken pipe|failed/, stderr)
+  t.notRegex(stderr, /^\s+at /m, 'no stack trace')
+})
+
+test('SIGHUP (the terminal went away) finishes the file and prints the summary, as SIGINT does', async (t) => {
+  const veth = vethPair(t)
+  const file = join(tempDir(t), 'hangup.pcapng')
+  const run = netring(t, ['capture', '-i', veth.near, '-w', file])
+  await run.saw('listening on')
+  const traffic = numberedFlows(veth.nearMac, veth.farMac, 10, 100)
+  await veth.send(traffic)
+  for (let waited = 0; waited < 10_000; waited += 50) {
+    const n = await readAll(file).then(
+      (p) => p.length,
+      () => 0,
+    )
+    if (n >= traffic.length) break
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  run.signal('SIGHUP')
+  const r = await run.done
+  t.is(r.signal, null, 'not killed by SIGHUP')
+  t.is(r.code, 0, r.stderr)
+  t.regex(r.stderr, new RegExp(`^${traffic.length} packets captured$`, 'm'))
+  t.deepEqual(
+    tsharkFrames(file).map((f) => f.bytes),
+    traffic,
+  )
+  t.is(tsharkInterfaceStats(file).dropped, 0)
+})
