@@ -72,6 +72,11 @@ pub struct PcapWriter {
     iov: Vec<libc::iovec>,
     bytes: u64,
     packets: u64,
+    /// Packets in `bytes`: what is in the file after a failed write.
+    packets_flushed: u64,
+    /// Where the file began in a regular file (None for a pipe or a terminal): a write that
+    /// fails half-way (ENOSPC) is cut back to the last complete one from here.
+    file_start: Option<u64>,
 }
 
 #[derive(Clone, Copy)]
@@ -99,7 +104,12 @@ impl PcapWriter {
             iov: Vec::new(),
             bytes: 0,
             packets: 0,
+            packets_flushed: 0,
+            file_start: None,
         };
+        if nix::sys::stat::fstat(w.fd.as_fd()).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG) {
+            w.file_start = nix::unistd::lseek(w.fd.as_fd(), 0, nix::unistd::Whence::SeekCur).ok().map(|o| o as u64);
+        }
         match format {
             FileFormat::Pcap { nanos } => {
                 w.put_u32(if nanos { PCAP_MAGIC_NANOS } else { PCAP_MAGIC_MICROS });
@@ -288,8 +298,24 @@ impl PcapWriter {
         self.buf_mark = 0;
         if result.is_ok() {
             self.bytes += total as u64;
+            self.packets_flushed = self.packets;
+        } else {
+            self.cut_back_to_last_write();
         }
         result
+    }
+
+    /// After a write that failed half-way (a full disk writes part of a record), removes the
+    /// part: the file then ends with a complete record, readers see no truncated packet, and
+    /// what comes next (the statistics block at close) lands right after it. Best effort: a
+    /// pipe cannot be cut, and the write's own error is the one reported.
+    fn cut_back_to_last_write(&mut self) {
+        self.packets = self.packets_flushed;
+        if let Some(start) = self.file_start {
+            let end = start + self.bytes;
+            let _ = nix::unistd::ftruncate(self.fd.as_fd(), end as libc::off_t);
+            let _ = nix::unistd::lseek(self.fd.as_fd(), end as libc::off_t, nix::unistd::Whence::SeekSet);
+        }
     }
 
     // Each record header and trailer goes in with one copy of a stack array: this runs once per
