@@ -699,3 +699,32 @@ test('SIGHUP (the terminal went away) finishes the file and prints the summary, 
   )
   t.is(tsharkInterfaceStats(file).dropped, 0)
 })
+
+test('replay --pps or --speed too small to schedule a frame: one usage line, exit 1, no stack', async (t) => {
+  const link = localVethPair(t)
+  const { file } = replayFile(t, link)
+  for (const [flag, value] of [
+    ['--pps', '1e-300'],
+    ['--speed', '1e-320'],
+  ]) {
+    const r = await netring(t, ['replay', '-i', link.a, file, flag, value]).done
+    t.is(r.code, 1, r.stderr)
+    t.is(r.signal, null)
+    t.regex(r.stderr.split('\n')[0], new RegExp(`^netring: ${flag} `))
+    t.notRegex(r.stderr, /RangeError|Warning| at /, r.stderr)
+  }
+})
+
+test('replay: Ctrl-C while waiting for the next frame ends at once with the summary', async (t) => {
+  const link = localVethPair(t)
+  const { file } = replayFile(t, link)
+  // One frame every 1,000 s: the command sends the first, then waits; the run is killed (and
+  // the test fails) long before the second is due.
+  const run = netring(t, ['replay', '-i', link.a, file, '--pps', '0.001'], { terminal: true, timeoutMs: 30_000 })
+  await run.saw(/\r\x1b\[K1 packets, /)
+  run.signal('SIGINT')
+  const r = await run.done
+  t.is(r.signal, null)
+  t.is(r.code, 0, r.stderr)
+  t.regex(r.stderr, /Actual: 1 packets/)
+})
