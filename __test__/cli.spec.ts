@@ -515,6 +515,24 @@ async function tsharkPayloads(file: string): Promise<string[]> {
 /** What `tsharkPayloads` gives for a frame sent. */
 const payloadRow = (f: Buffer) => `${f.length} ${f.subarray(42).toString('hex')}`
 
+/**
+ * Waits until the files of `dir` hold `count` packets (the sum of their sizes cannot say so: the
+ * records' headers count in it too). A file being written may end in the middle of a block.
+ */
+async function packetsInFiles(dir: string, count: number): Promise<void> {
+  for (let waited = 0; waited < 30_000; waited += 100) {
+    let n = 0
+    for (const name of readdirSync(dir)) {
+      n += await readAll(join(dir, name)).then(
+        (p) => p.length,
+        () => 0,
+      )
+    }
+    if (n >= count) return
+    await new Promise((r) => setTimeout(r, 100))
+  }
+}
+
 /** The rotated files, every frame in them (each file read by tshark), and the summary's counts. */
 async function rotatedFiles(dir: string, stderr: string) {
   const names = readdirSync(dir).sort((a, b) => a.length - b.length || a.localeCompare(b))
@@ -540,13 +558,8 @@ for (const workers of [[], ['--workers', '2']]) {
     await run.saw('listening on')
     const sent = numberedFlows(veth.nearMac, veth.farMac, 3000, 1000)
     await veth.send(sent)
-    // Ctrl-C once every packet is in (the sum of the files' sizes says so).
-    const want = sent.reduce((n, f) => n + f.length, 0)
-    for (let waited = 0; waited < 30_000; waited += 100) {
-      const bytes = readdirSync(dir).reduce((n, name) => n + statSync(join(dir, name)).size, 0)
-      if (bytes > want) break
-      await new Promise((r) => setTimeout(r, 100))
-    }
+    // Ctrl-C once every packet is in the files.
+    await packetsInFiles(dir, sent.length)
     run.signal('SIGINT')
     const r = await run.done
     t.is(r.code, 0, r.stderr)
@@ -577,11 +590,7 @@ for (const workers of [[], ['--workers', '2']]) {
       await veth.send(round)
     }
     const sent = rounds.flat()
-    for (let waited = 0; waited < 30_000; waited += 100) {
-      const n = readdirSync(dir).reduce((n, name) => n + statSync(join(dir, name)).size, 0)
-      if (n > sent.reduce((m, f) => m + f.length, 0)) break
-      await new Promise((r) => setTimeout(r, 100))
-    }
+    await packetsInFiles(dir, sent.length)
     run.signal('SIGINT')
     const r = await run.done
     t.is(r.code, 0, r.stderr)
