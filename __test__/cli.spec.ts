@@ -116,6 +116,25 @@ async function readAll(path: string) {
   return out
 }
 
+/**
+ * Waits (up to 30 s) until the files `paths()` names hold `count` packets between them (their
+ * sizes cannot say so: record headers count in them too). A file being written may end in the
+ * middle of a batch: it counts as empty until it is whole.
+ */
+async function filesHold(paths: () => string[], count: number): Promise<void> {
+  for (let waited = 0; waited < 30_000; waited += 50) {
+    let n = 0
+    for (const path of paths()) {
+      n += await readAll(path).then(
+        (p) => p.length,
+        () => 0,
+      )
+    }
+    if (n >= count) return
+    await new Promise((r) => setTimeout(r, 50))
+  }
+}
+
 test('the bin is an executable script with a shebang, as npm installs it', (t) => {
   const pkg = JSON.parse(readFileSync('package.json', 'utf8')) as { bin: Record<string, string> }
   t.is(pkg.bin.netring, 'dist/cli/main.js')
@@ -204,37 +223,35 @@ test('a bad expression, an unknown interface or option: one line on stderr, exit
   }
 })
 
-test('Ctrl-C delivered twice finishes the file and prints the summary, exit 0', async (t) => {
-  const veth = vethPair(t)
-  const file = join(tempDir(t), 'interrupted.pcapng')
-  const run = netring(t, ['capture', '-i', veth.near, '-w', file])
-  await run.saw('listening on')
-  const traffic = mixedTraffic(veth.nearMac, veth.farMac)
-  await veth.send(traffic)
-  // Wait until every frame is in the file, so the count below is exact.
-  for (let waited = 0; waited < 10_000; waited += 50) {
-    const n = await readAll(file).then(
-      (p) => p.length,
-      () => 0,
+// A terminal and a parent both send a Ctrl-C; a terminal that goes away sends SIGHUP (tcpdump
+// finishes its file then too).
+for (const [label, signals] of [
+  ['Ctrl-C delivered twice', ['SIGINT', 'SIGINT']],
+  ['SIGHUP (the terminal went away)', ['SIGHUP']],
+] as const) {
+  test(`${label} finishes the file and prints the summary, exit 0`, async (t) => {
+    const veth = vethPair(t)
+    const file = join(tempDir(t), 'interrupted.pcapng')
+    const run = netring(t, ['capture', '-i', veth.near, '-w', file])
+    await run.saw('listening on')
+    const traffic = mixedTraffic(veth.nearMac, veth.farMac)
+    await veth.send(traffic)
+    // Wait until every frame is in the file, so the count below is exact.
+    await filesHold(() => [file], traffic.length)
+    for (const name of signals) run.signal(name)
+    const r = await run.done
+    t.is(r.signal, null, `not killed by ${signals.join(', ')}`)
+    t.is(r.code, 0, r.stderr)
+    t.regex(r.stderr, new RegExp(`^${traffic.length} packets captured$`, 'm'))
+    t.deepEqual(
+      tsharkFrames(file).map((f) => f.bytes),
+      traffic,
     )
-    if (n >= traffic.length) break
-    await new Promise((r) => setTimeout(r, 50))
-  }
-  // A terminal and a parent both send one.
-  run.signal('SIGINT')
-  run.signal('SIGINT')
-  const r = await run.done
-  t.is(r.signal, null, 'not killed by the second SIGINT')
-  t.is(r.code, 0, r.stderr)
-  t.regex(r.stderr, new RegExp(`^${traffic.length} packets captured$`, 'm'))
-  t.deepEqual(
-    tsharkFrames(file).map((f) => f.bytes),
-    traffic,
-  )
-  const stats = tsharkInterfaceStats(file)
-  t.is(stats.dropped, 0)
-  t.true(stats.received >= traffic.length)
-})
+    const stats = tsharkInterfaceStats(file)
+    t.is(stats.dropped, 0)
+    t.true(stats.received >= traffic.length)
+  })
+}
 
 test('list --json matches ip -d -s link', async (t) => {
   const veth = vethPair(t)
@@ -515,23 +532,6 @@ async function tsharkPayloads(file: string): Promise<string[]> {
 /** What `tsharkPayloads` gives for a frame sent. */
 const payloadRow = (f: Buffer) => `${f.length} ${f.subarray(42).toString('hex')}`
 
-/**
- * Waits until the files of `dir` hold `count` packets (the sum of their sizes cannot say so: the
- * records' headers count in it too). A file being written may end in the middle of a block.
- */
-async function packetsInFiles(dir: string, count: number): Promise<void> {
-  for (let waited = 0; waited < 30_000; waited += 100) {
-    let n = 0
-    for (const name of readdirSync(dir)) {
-      n += await readAll(join(dir, name)).then(
-        (p) => p.length,
-        () => 0,
-      )
-    }
-    if (n >= count) return
-    await new Promise((r) => setTimeout(r, 100))
-  }
-}
 
 /** The rotated files, every frame in them (each file read by tshark), and the summary's counts. */
 async function rotatedFiles(dir: string, stderr: string) {
@@ -559,7 +559,7 @@ for (const workers of [[], ['--workers', '2']]) {
     const sent = numberedFlows(veth.nearMac, veth.farMac, 3000, 1000)
     await veth.send(sent)
     // Ctrl-C once every packet is in the files.
-    await packetsInFiles(dir, sent.length)
+    await filesHold(() => readdirSync(dir).map((name) => join(dir, name)), sent.length)
     run.signal('SIGINT')
     const r = await run.done
     t.is(r.code, 0, r.stderr)
@@ -590,7 +590,7 @@ for (const workers of [[], ['--workers', '2']]) {
       await veth.send(round)
     }
     const sent = rounds.flat()
-    await packetsInFiles(dir, sent.length)
+    await filesHold(() => readdirSync(dir).map((name) => join(dir, name)), sent.length)
     run.signal('SIGINT')
     const r = await run.done
     t.is(r.code, 0, r.stderr)
@@ -680,33 +680,6 @@ test('capture -w - | head -c 100: the reader going away ends the command quietly
   t.is(await done, 0, stderr)
   t.notRegex(stderr, /EPIPE|Broken pipe|failed/, stderr)
   t.notRegex(stderr, /^\s+at /m, 'no stack trace')
-})
-
-test('SIGHUP (the terminal went away) finishes the file and prints the summary, as SIGINT does', async (t) => {
-  const veth = vethPair(t)
-  const file = join(tempDir(t), 'hangup.pcapng')
-  const run = netring(t, ['capture', '-i', veth.near, '-w', file])
-  await run.saw('listening on')
-  const traffic = numberedFlows(veth.nearMac, veth.farMac, 10, 100)
-  await veth.send(traffic)
-  for (let waited = 0; waited < 10_000; waited += 50) {
-    const n = await readAll(file).then(
-      (p) => p.length,
-      () => 0,
-    )
-    if (n >= traffic.length) break
-    await new Promise((r) => setTimeout(r, 50))
-  }
-  run.signal('SIGHUP')
-  const r = await run.done
-  t.is(r.signal, null, 'not killed by SIGHUP')
-  t.is(r.code, 0, r.stderr)
-  t.regex(r.stderr, new RegExp(`^${traffic.length} packets captured$`, 'm'))
-  t.deepEqual(
-    tsharkFrames(file).map((f) => f.bytes),
-    traffic,
-  )
-  t.is(tsharkInterfaceStats(file).dropped, 0)
 })
 
 test('replay --pps or --speed too small to schedule a frame: one usage line, exit 1, no stack', async (t) => {
