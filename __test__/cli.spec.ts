@@ -211,6 +211,9 @@ test('a bad expression, an unknown interface or option: one line on stderr, exit
     [['capture', '-i', 'lo', '-c', 'many'], /-c needs an integer/],
     [['frobnicate'], /unknown command 'frobnicate'/],
     [['replay', '-i', 'lo', '/nonexistent.pcap'], /ENOENT|no such file/i],
+    // Options of a live capture are refused with -r, not ignored (`-r in -w out` wrote nothing).
+    [['capture', '-r', '/nonexistent.pcap', '-w', '/nonexistent/out.pcap'], /-w cannot be used with -r/],
+    [['capture', '-r', '/nonexistent.pcap', '-i', 'lo', '-G', '1'], /-i cannot be used with -r/],
   ]
   for (const [args, why] of cases) {
     const r = await netring(t, args).done
