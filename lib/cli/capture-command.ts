@@ -39,6 +39,9 @@ const SPECS: Record<string, OptionSpec> = {
   '-tttt': { value: false, name: 'date' },
 }
 
+/** The options that only a live capture uses (`-r FILE` takes none of them). */
+const LIVE_ONLY = new Set(['interface', 'write', 'snaplen', 'rotateSeconds', 'rotateMb', 'format', 'fanout', 'workers', 'noPromiscuous'])
+
 const FANOUT_MODES: readonly FanoutMode[] = ['hash', 'lb', 'cpu', 'rollover', 'random', 'qm']
 const FORMATS: readonly FileFormat[] = ['pcap', 'pcap-ns', 'pcapng']
 
@@ -49,6 +52,10 @@ export async function captureCommand(argv: string[]): Promise<number> {
   const lines: LineOptions = { link: p.options.has('link'), date: p.options.has('date') }
   const read = stringOption(p, 'read')
   if (read !== undefined) {
+    // Options of a live capture would otherwise be ignored without a word (`-r in -w out` would
+    // write no file at all).
+    const live = Object.entries(SPECS).find(([, spec]) => LIVE_ONLY.has(spec.name) && p.options.has(spec.name))
+    if (live) throw new UsageError(`${live[0]} cannot be used with -r (it applies to a live capture)`)
     return readFile(read, count, lines, expression ? new FilterProgram(expression) : undefined)
   }
   const iface = stringOption(p, 'interface')
