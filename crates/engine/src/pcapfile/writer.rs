@@ -74,9 +74,11 @@ pub struct PcapWriter {
     packets: u64,
     /// Packets in `bytes`: what is in the file after a failed write.
     packets_flushed: u64,
-    /// Where the file began in a regular file (None for a pipe or a terminal): a write that
-    /// fails half-way (ENOSPC) is cut back to the last complete one from here.
-    file_start: Option<u64>,
+    /// The writer created the file, so it holds our bytes only, from offset 0: a write that
+    /// fails half-way (ENOSPC) can be cut off. Not so for a descriptor it was given: a pipe
+    /// cannot be cut, and a file opened by someone else (perhaps for appending) may hold their
+    /// bytes after ours.
+    owns_file: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -89,7 +91,9 @@ impl PcapWriter {
     /// Creates (or truncates) `path` and writes the file header.
     pub fn create(path: &str, format: FileFormat, iface: &FileInterface) -> Result<Self> {
         let file = File::create(path).map_err(|e| file_error(e.raw_os_error(), "open", path, "creating"))?;
-        Self::new(file.into(), path.to_string(), format, iface)
+        let mut w = Self::new(file.into(), path.to_string(), format, iface)?;
+        w.owns_file = true;
+        Ok(w)
     }
 
     /// Writes to an open descriptor (standard output for `-w -`).
@@ -105,11 +109,8 @@ impl PcapWriter {
             bytes: 0,
             packets: 0,
             packets_flushed: 0,
-            file_start: None,
+            owns_file: false,
         };
-        if nix::sys::stat::fstat(w.fd.as_fd()).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG) {
-            w.file_start = nix::unistd::lseek(w.fd.as_fd(), 0, nix::unistd::Whence::SeekCur).ok().map(|o| o as u64);
-        }
         match format {
             FileFormat::Pcap { nanos } => {
                 w.put_u32(if nanos { PCAP_MAGIC_NANOS } else { PCAP_MAGIC_MICROS });
@@ -311,10 +312,10 @@ impl PcapWriter {
     /// pipe cannot be cut, and the write's own error is the one reported.
     fn cut_back_to_last_write(&mut self) {
         self.packets = self.packets_flushed;
-        if let Some(start) = self.file_start {
-            let end = start + self.bytes;
-            let _ = nix::unistd::ftruncate(self.fd.as_fd(), end as libc::off_t);
-            let _ = nix::unistd::lseek(self.fd.as_fd(), end as libc::off_t, nix::unistd::Whence::SeekSet);
+        if self.owns_file {
+            let end = self.bytes as libc::off_t;
+            let _ = nix::unistd::ftruncate(self.fd.as_fd(), end);
+            let _ = nix::unistd::lseek(self.fd.as_fd(), end, nix::unistd::Whence::SeekSet);
         }
     }
 
