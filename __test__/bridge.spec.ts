@@ -78,10 +78,13 @@ test.serial('opening a bridge on a missing interface fails cleanly, leaving no s
   t.throws(() => Bridge.open({ a: veth.near, b: 'netring-nope0' }), { code: 'ENODEV' })
   t.is(ownPacketSockets(), before)
   t.throws(() => Bridge.open({ a: veth.near } as never), { code: 'EINVAL' })
-  t.throws(() => Bridge.open({ a: veth.near, b: veth.near, sides: { a: { capture: { blockSize: 3 } } } }), {
+  const same = t.throws(() => Bridge.open({ a: veth.near, b: veth.near }), { code: 'EINVAL', message: /another interface/ })
+  t.is((same as { option?: string }).option, 'b')
+  t.throws(() => Bridge.open({ a: veth.near, b: 'lo', sides: { a: { capture: { blockSize: 3 } } } }), {
     code: 'EINVAL',
     message: /blockSize/,
   })
+  t.is(ownPacketSockets(), before)
 })
 
 test("a 'drop' callback cuts the hosts off", async (t) => {

@@ -116,6 +116,25 @@ async function readAll(path: string) {
   return out
 }
 
+/**
+ * Waits (up to 30 s) until the files `paths()` names hold `count` packets between them (their
+ * sizes cannot say so: record headers count in them too). A file being written may end in the
+ * middle of a batch: it counts as empty until it is whole.
+ */
+async function filesHold(paths: () => string[], count: number): Promise<void> {
+  for (let waited = 0; waited < 30_000; waited += 50) {
+    let n = 0
+    for (const path of paths()) {
+      n += await readAll(path).then(
+        (p) => p.length,
+        () => 0,
+      )
+    }
+    if (n >= count) return
+    await new Promise((r) => setTimeout(r, 50))
+  }
+}
+
 test('the bin is an executable script with a shebang, as npm installs it', (t) => {
   const pkg = JSON.parse(readFileSync('package.json', 'utf8')) as { bin: Record<string, string> }
   t.is(pkg.bin.netring, 'dist/cli/main.js')
@@ -192,6 +211,11 @@ test('a bad expression, an unknown interface or option: one line on stderr, exit
     [['capture', '-i', 'lo', '-c', 'many'], /-c needs an integer/],
     [['frobnicate'], /unknown command 'frobnicate'/],
     [['replay', '-i', 'lo', '/nonexistent.pcap'], /ENOENT|no such file/i],
+    // Options of a live capture are refused with -r, not ignored (`-r in -w out` wrote nothing).
+    [['capture', '-r', '/nonexistent.pcap', '-w', '/nonexistent/out.pcap'], /-w cannot be used with -r/],
+    [['capture', '-r', '/nonexistent.pcap', '-i', 'lo', '-G', '1'], /-i cannot be used with -r/],
+    // A bridge from an interface to itself sends every frame back where it came from.
+    [['bridge', 'lo', 'lo'], /b: must be another interface than a/],
   ]
   for (const [args, why] of cases) {
     const r = await netring(t, args).done
@@ -204,37 +228,35 @@ test('a bad expression, an unknown interface or option: one line on stderr, exit
   }
 })
 
-test('Ctrl-C delivered twice finishes the file and prints the summary, exit 0', async (t) => {
-  const veth = vethPair(t)
-  const file = join(tempDir(t), 'interrupted.pcapng')
-  const run = netring(t, ['capture', '-i', veth.near, '-w', file])
-  await run.saw('listening on')
-  const traffic = mixedTraffic(veth.nearMac, veth.farMac)
-  await veth.send(traffic)
-  // Wait until every frame is in the file, so the count below is exact.
-  for (let waited = 0; waited < 10_000; waited += 50) {
-    const n = await readAll(file).then(
-      (p) => p.length,
-      () => 0,
+// A terminal and a parent both send a Ctrl-C; a terminal that goes away sends SIGHUP (tcpdump
+// finishes its file then too).
+for (const [label, signals] of [
+  ['Ctrl-C delivered twice', ['SIGINT', 'SIGINT']],
+  ['SIGHUP (the terminal went away)', ['SIGHUP']],
+] as const) {
+  test(`${label} finishes the file and prints the summary, exit 0`, async (t) => {
+    const veth = vethPair(t)
+    const file = join(tempDir(t), 'interrupted.pcapng')
+    const run = netring(t, ['capture', '-i', veth.near, '-w', file])
+    await run.saw('listening on')
+    const traffic = mixedTraffic(veth.nearMac, veth.farMac)
+    await veth.send(traffic)
+    // Wait until every frame is in the file, so the count below is exact.
+    await filesHold(() => [file], traffic.length)
+    for (const name of signals) run.signal(name)
+    const r = await run.done
+    t.is(r.signal, null, `not killed by ${signals.join(', ')}`)
+    t.is(r.code, 0, r.stderr)
+    t.regex(r.stderr, new RegExp(`^${traffic.length} packets captured$`, 'm'))
+    t.deepEqual(
+      tsharkFrames(file).map((f) => f.bytes),
+      traffic,
     )
-    if (n >= traffic.length) break
-    await new Promise((r) => setTimeout(r, 50))
-  }
-  // A terminal and a parent both send one.
-  run.signal('SIGINT')
-  run.signal('SIGINT')
-  const r = await run.done
-  t.is(r.signal, null, 'not killed by the second SIGINT')
-  t.is(r.code, 0, r.stderr)
-  t.regex(r.stderr, new RegExp(`^${traffic.length} packets captured$`, 'm'))
-  t.deepEqual(
-    tsharkFrames(file).map((f) => f.bytes),
-    traffic,
-  )
-  const stats = tsharkInterfaceStats(file)
-  t.is(stats.dropped, 0)
-  t.true(stats.received >= traffic.length)
-})
+    const stats = tsharkInterfaceStats(file)
+    t.is(stats.dropped, 0)
+    t.true(stats.received >= traffic.length)
+  })
+}
 
 test('list --json matches ip -d -s link', async (t) => {
   const veth = vethPair(t)
@@ -515,6 +537,7 @@ async function tsharkPayloads(file: string): Promise<string[]> {
 /** What `tsharkPayloads` gives for a frame sent. */
 const payloadRow = (f: Buffer) => `${f.length} ${f.subarray(42).toString('hex')}`
 
+
 /** The rotated files, every frame in them (each file read by tshark), and the summary's counts. */
 async function rotatedFiles(dir: string, stderr: string) {
   const names = readdirSync(dir).sort((a, b) => a.length - b.length || a.localeCompare(b))
@@ -540,13 +563,8 @@ for (const workers of [[], ['--workers', '2']]) {
     await run.saw('listening on')
     const sent = numberedFlows(veth.nearMac, veth.farMac, 3000, 1000)
     await veth.send(sent)
-    // Ctrl-C once every packet is in (the sum of the files' sizes says so).
-    const want = sent.reduce((n, f) => n + f.length, 0)
-    for (let waited = 0; waited < 30_000; waited += 100) {
-      const bytes = readdirSync(dir).reduce((n, name) => n + statSync(join(dir, name)).size, 0)
-      if (bytes > want) break
-      await new Promise((r) => setTimeout(r, 100))
-    }
+    // Ctrl-C once every packet is in the files.
+    await filesHold(() => readdirSync(dir).map((name) => join(dir, name)), sent.length)
     run.signal('SIGINT')
     const r = await run.done
     t.is(r.code, 0, r.stderr)
@@ -577,11 +595,7 @@ for (const workers of [[], ['--workers', '2']]) {
       await veth.send(round)
     }
     const sent = rounds.flat()
-    for (let waited = 0; waited < 30_000; waited += 100) {
-      const n = readdirSync(dir).reduce((n, name) => n + statSync(join(dir, name)).size, 0)
-      if (n > sent.reduce((m, f) => m + f.length, 0)) break
-      await new Promise((r) => setTimeout(r, 100))
-    }
+    await filesHold(() => readdirSync(dir).map((name) => join(dir, name)), sent.length)
     run.signal('SIGINT')
     const r = await run.done
     t.is(r.code, 0, r.stderr)
@@ -617,4 +631,87 @@ test('capture --workers 2 prints the lines of all workers in time order, every p
   const flows = lines.map((l) => /IP (10\.99\.\d+\.1\.\d+) > /.exec(l)?.[1])
   const want = sent.map((_, i) => `10.99.${i % 64}.1.${5000 + (i % 64)}`)
   t.deepEqual([...flows].sort(), [...want].sort())
+})
+
+test('a full disk: one ENOSPC line, exit 1, and the file ends at the last complete write (tshark reads it without error)', async (t) => {
+  const dir = tempDir(t)
+  // A small tmpfs of our own fills after a few hundred frames.
+  sh('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', dir])
+  t.teardown(() => sh('umount', ['-l', dir]))
+  for (const format of ['pcapng', 'pcap']) {
+    const veth = vethPair(t)
+    const file = join(dir, `full.${format}`)
+    const run = netring(t, ['capture', '-i', veth.near, '--format', format, '-w', file])
+    await run.saw('listening on')
+    // 1,000 frames of 333 bytes are more than 256 KiB; a few at a time, until the command stops.
+    let sent = 0
+    const finished = run.done.then(() => true)
+    while (sent < 5_000 && !(await Promise.race([finished, new Promise<false>((r) => setTimeout(() => r(false), 20))]))) {
+      await veth.send(numberedFlows(veth.nearMac, veth.farMac, 100, 333, sent))
+      sent += 100
+    }
+    const r = await run.done
+    t.is(r.code, 1, r.stderr)
+    t.is(r.signal, null)
+    const errors = r.stderr.split('\n').filter((l) => l.startsWith('netring: ') && !l.includes('listening on'))
+    t.is(errors.length, 1, r.stderr)
+    t.regex(errors[0], /No space left on device \(ENOSPC\)/)
+    t.notRegex(r.stderr, /^\s+at /m, 'no stack trace')
+    const frames = tsharkFrames(file)
+    t.true(frames.length > 0, format)
+    rmSync(file)
+  }
+})
+
+test('capture -w - | head -c 100: the reader going away ends the command quietly, exit 0', async (t) => {
+  const veth = vethPair(t)
+  const child = spawn('bash', ['-c', `set -o pipefail; ${shellQuote(CLI)} capture -i ${veth.near} -w - | head -c 100 >/dev/null`], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  })
+  let stderr = ''
+  const done = new Promise<number | null>((resolve) => child.once('close', resolve))
+  const killer = setTimeout(() => child.kill('SIGKILL'), 30_000)
+  t.teardown(() => {
+    clearTimeout(killer)
+    child.kill('SIGKILL')
+  })
+  child.stderr!.on('data', (d) => (stderr += d))
+  for (let waited = 0; !stderr.includes('listening on') && waited < 20_000; waited += 50) await new Promise((r) => setTimeout(r, 50))
+  // Until the pipe breaks (the first write after head exits sees EPIPE).
+  const exited = done.then(() => true)
+  for (let i = 0; i < 50 && !(await Promise.race([exited, new Promise<false>((r) => setTimeout(() => r(false), 50))])); i++) {
+    await veth.send(numberedFlows(veth.nearMac, veth.farMac, 20, 200, i * 20))
+  }
+  t.is(await done, 0, stderr)
+  t.notRegex(stderr, /EPIPE|Broken pipe|failed/, stderr)
+  t.notRegex(stderr, /^\s+at /m, 'no stack trace')
+})
+
+test('replay --pps or --speed too small to schedule a frame: one usage line, exit 1, no stack', async (t) => {
+  const link = localVethPair(t)
+  const { file } = replayFile(t, link)
+  for (const [flag, value] of [
+    ['--pps', '1e-300'],
+    ['--speed', '1e-320'],
+  ]) {
+    const r = await netring(t, ['replay', '-i', link.a, file, flag, value]).done
+    t.is(r.code, 1, r.stderr)
+    t.is(r.signal, null)
+    t.regex(r.stderr.split('\n')[0], new RegExp(`^netring: ${flag} `))
+    t.notRegex(r.stderr, /RangeError|Warning| at /, r.stderr)
+  }
+})
+
+test('replay: Ctrl-C while waiting for the next frame ends at once with the summary', async (t) => {
+  const link = localVethPair(t)
+  const { file } = replayFile(t, link)
+  // One frame every 1,000 s: the command sends the first, then waits; the run is killed (and
+  // the test fails) long before the second is due.
+  const run = netring(t, ['replay', '-i', link.a, file, '--pps', '0.001'], { terminal: true, timeoutMs: 30_000 })
+  await run.saw(/\r\x1b\[K1 packets, /)
+  run.signal('SIGINT')
+  const r = await run.done
+  t.is(r.signal, null)
+  t.is(r.code, 0, r.stderr)
+  t.regex(r.stderr, /Actual: 1 packets/)
 })

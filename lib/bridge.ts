@@ -124,6 +124,9 @@ export class Bridge extends EventEmitter<{ error: [Error]; close: [] }> implemen
       offload: (v, n) => captureOptions({ offloadInfo: v }, n),
     }) as unknown as BridgeOptions
     if (o.a === undefined || o.b === undefined) throw NetringError.invalidOption('bridge', 'needs both interfaces, { a, b }')
+    // Each frame would go back out of the interface it came in on, to its sender (and confuse
+    // the MAC tables of the switches on the way).
+    if (o.a === o.b) throw NetringError.invalidOption('b', `must be another interface than a ('${o.a}')`)
     const opened: (Capture | Injector)[] = []
     const open = <T extends Capture | Injector>(make: () => T): T => {
       const x = make()

@@ -4,6 +4,7 @@
 import { join } from 'node:path'
 
 import { Capture, type CaptureStats } from '../capture'
+import { NetringError } from '../errors'
 import { FanoutPool } from '../fanout-pool'
 import { FilterProgram } from '../filter'
 import type { FanoutMode } from '../options'
@@ -38,6 +39,9 @@ const SPECS: Record<string, OptionSpec> = {
   '-tttt': { value: false, name: 'date' },
 }
 
+/** The options that only a live capture uses (`-r FILE` takes none of them). */
+const LIVE_ONLY = new Set(['interface', 'write', 'snaplen', 'rotateSeconds', 'rotateMb', 'format', 'fanout', 'workers', 'noPromiscuous'])
+
 const FANOUT_MODES: readonly FanoutMode[] = ['hash', 'lb', 'cpu', 'rollover', 'random', 'qm']
 const FORMATS: readonly FileFormat[] = ['pcap', 'pcap-ns', 'pcapng']
 
@@ -48,6 +52,10 @@ export async function captureCommand(argv: string[]): Promise<number> {
   const lines: LineOptions = { link: p.options.has('link'), date: p.options.has('date') }
   const read = stringOption(p, 'read')
   if (read !== undefined) {
+    // Options of a live capture would otherwise be ignored without a word (`-r in -w out` would
+    // write no file at all).
+    const live = Object.entries(SPECS).find(([, spec]) => LIVE_ONLY.has(spec.name) && p.options.has(spec.name))
+    if (live) throw new UsageError(`${live[0]} cannot be used with -r (it applies to a live capture)`)
     return readFile(read, count, lines, expression ? new FilterProgram(expression) : undefined)
   }
   const iface = stringOption(p, 'interface')
@@ -120,7 +128,7 @@ export async function captureCommand(argv: string[]): Promise<number> {
         process.stdout.write(out)
       }
       captured += take
-      if (count !== undefined && captured >= count) break
+      if (files?.readerGone || (count !== undefined && captured >= count)) break
     }
   } catch (e) {
     if ((e as Error).name !== 'AbortError') throw e
@@ -184,7 +192,7 @@ async function captureWithPool(pool: FanoutPool, count: number | undefined, file
     }
     if (m.kind === 'packets') for (let i = 0; i < take; i++) bytes += m.meta[i * META_FIELDS]
     captured += take
-    if (count !== undefined && captured >= count) end()
+    if (files?.readerGone || (count !== undefined && captured >= count)) end()
   })
   let stats: CaptureStats = { packets: 0, drops: 0, freezeCount: 0 }
   try {
@@ -212,7 +220,7 @@ function writeOwned(files: RotatingFile, m: PostedPackets, take: number, stats: 
     files.writePacket(packet as PacketInfo, stats)
     at += length
   }
-  files.current.flush()
+  files.flush()
 }
 
 /** tcpdump's summary: "received by filter" counts what the kernel's filter accepted, dropped ones included. */
@@ -266,6 +274,11 @@ function drained(stream: NodeJS.WriteStream): Promise<void> {
 /** `-w FILE` with tcpdump's rotation: `-C` starts FILE1, FILE2, ...; `-G` expands strftime fields. */
 class RotatingFile {
   current: PcapWriter
+  /**
+   * `-w -` and the reader of standard output went away (EPIPE, as when piped into `head`): the
+   * capture ends quietly with its summary, as tcpdump's does, instead of failing.
+   */
+  readerGone = false
   #index = 0
   #openedAt = Date.now()
   #closedBytes = 0
@@ -292,15 +305,38 @@ class RotatingFile {
 
   /** The first `end` packets of a ring batch, from the ring, across as many `-C` files as they fill. */
   writeBatch(batch: PacketBatch, end: number, stats: () => CaptureStats): void {
-    this.rotateIfDue(stats)
-    let next = 0
-    while ((next = this.current.writeBatch(batch, { start: next, end, maxSize: this.#maxSize })) < end) this.#rotate(stats)
+    this.#unlessReaderGone(() => {
+      this.rotateIfDue(stats)
+      let next = 0
+      while ((next = this.current.writeBatch(batch, { start: next, end, maxSize: this.#maxSize })) < end) this.#rotate(stats)
+    })
   }
 
   /** One packet; `-C`: the next file first if this one is full. */
   writePacket(packet: PacketInfo, stats: () => CaptureStats): void {
-    if (this.current.size >= this.#maxSize) this.#rotate(stats)
-    this.current.write(packet)
+    this.#unlessReaderGone(() => {
+      if (this.current.size >= this.#maxSize) this.#rotate(stats)
+      this.current.write(packet)
+    })
+  }
+
+  flush(): void {
+    this.#unlessReaderGone(() => this.current.flush())
+  }
+
+  #unlessReaderGone(write: () => void): void {
+    if (this.readerGone) return
+    try {
+      write()
+    } catch (e) {
+      this.#readerWentAway(e)
+    }
+  }
+
+  /** Rethrows `e` unless it is the EPIPE of standard output's reader going away. */
+  #readerWentAway(e: unknown): void {
+    if (this.path !== '-' || !(e instanceof NetringError) || e.code !== 'EPIPE') throw e
+    this.readerGone = true
   }
 
   /** `-C MB`: millions of bytes, as tcpdump counts them. */
@@ -316,7 +352,12 @@ class RotatingFile {
   }
 
   close(stats: CaptureStats): void {
-    this.current.close(stats)
+    // Also once the reader is gone: the writer closes even when its statistics block fails.
+    try {
+      this.current.close(stats)
+    } catch (e) {
+      this.#readerWentAway(e)
+    }
     this.#closedBytes += this.current.bytesWritten
   }
 

@@ -39,6 +39,9 @@ function oneLine(text: string): string {
 process.stdout.on('error', (e: NodeJS.ErrnoException) => {
   if (e.code === 'EPIPE') process.exit(0)
 })
+// A terminal that went away (EIO) or a closed stderr pipe: there is nowhere left to report
+// anything, and the capture file must still be finished rather than the process crash.
+process.stderr.on('error', () => {})
 
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),

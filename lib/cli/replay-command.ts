@@ -23,6 +23,23 @@ const SPECS: Record<string, OptionSpec> = {
 /** Sleep only when this far ahead of schedule: timers are not finer than a millisecond. */
 const AHEAD_NS = 1_000_000n
 
+/** Longest single timer Node takes (a longer one fires after 1 ms, with a warning). */
+const MAX_TIMER_MS = 2 ** 31 - 1
+
+/** Sleeps until `due` (hrtime ns) in timers Node accepts; false when interrupted first. */
+async function waitUntil(due: bigint, signal: AbortSignal): Promise<boolean> {
+  for (let ahead = due - process.hrtime.bigint(); ahead > AHEAD_NS; ahead = due - process.hrtime.bigint()) {
+    const ms = Number(ahead / 1_000_000n)
+    try {
+      await sleep(Math.min(ms, MAX_TIMER_MS), undefined, { signal })
+    } catch (e) {
+      if ((e as Error).name === 'AbortError') return false
+      throw e
+    }
+  }
+  return !signal.aborted
+}
+
 export async function replayCommand(argv: string[]): Promise<number> {
   const p = parseArgs(argv, SPECS)
   const iface = stringOption(p, 'interface')
@@ -31,6 +48,9 @@ export async function replayCommand(argv: string[]): Promise<number> {
   const file = p.rest[0]
   const pps = numberOption(p, 'pps', '--pps')
   const speed = numberOption(p, 'speed', '--speed')
+  // A rate so small that a frame's time overflows to Infinity cannot be scheduled.
+  if (pps !== undefined && !Number.isFinite(1e9 / pps)) throw new UsageError(`--pps is too small to schedule a frame, got '${pps}'`)
+  if (speed !== undefined && !Number.isFinite(1 / speed)) throw new UsageError(`--speed is too small to schedule a frame, got '${speed}'`)
   const top = p.options.has('top')
   if ([pps, speed, top || undefined].filter((v) => v !== undefined).length > 1) {
     throw new UsageError('choose one of --pps, --speed and --top')
@@ -61,7 +81,7 @@ export async function replayCommand(argv: string[]): Promise<number> {
           const ahead = due - process.hrtime.bigint()
           if (ahead > AHEAD_NS) {
             tx.flush()
-            await sleep(Number(ahead / 1_000_000n))
+            if (!(await waitUntil(due, abort.signal))) break
           }
         }
         try {

@@ -44,9 +44,10 @@ export function startStatusLine(source: StatusSource, shown: boolean): () => voi
 }
 
 /**
- * Calls `stop` on the first SIGINT or SIGTERM. The handlers stay installed until the process
- * exits, so a second Ctrl-C (a terminal and a parent often both send one) cannot kill the
- * process while it finishes its file and prints its summary.
+ * Calls `stop` on the first SIGINT, SIGTERM or SIGHUP (the terminal went away: tcpdump finishes
+ * its file then too). The handlers stay installed until the process exits, so a second Ctrl-C
+ * (a terminal and a parent often both send one) cannot kill the process while it finishes its
+ * file and prints its summary.
  */
 export function onInterrupt(stop: () => void): void {
   let stopped = false
@@ -57,4 +58,5 @@ export function onInterrupt(stop: () => void): void {
   }
   process.on('SIGINT', handler)
   process.on('SIGTERM', handler)
+  process.on('SIGHUP', handler)
 }

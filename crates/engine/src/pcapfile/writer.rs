@@ -72,6 +72,13 @@ pub struct PcapWriter {
     iov: Vec<libc::iovec>,
     bytes: u64,
     packets: u64,
+    /// Packets in `bytes`: what is in the file after a failed write.
+    packets_flushed: u64,
+    /// The writer created the file, so it holds our bytes only, from offset 0: a write that
+    /// fails half-way (ENOSPC) can be cut off. Not so for a descriptor it was given: a pipe
+    /// cannot be cut, and a file opened by someone else (perhaps for appending) may hold their
+    /// bytes after ours.
+    owns_file: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -84,7 +91,9 @@ impl PcapWriter {
     /// Creates (or truncates) `path` and writes the file header.
     pub fn create(path: &str, format: FileFormat, iface: &FileInterface) -> Result<Self> {
         let file = File::create(path).map_err(|e| file_error(e.raw_os_error(), "open", path, "creating"))?;
-        Self::new(file.into(), path.to_string(), format, iface)
+        let mut w = Self::new(file.into(), path.to_string(), format, iface)?;
+        w.owns_file = true;
+        Ok(w)
     }
 
     /// Writes to an open descriptor (standard output for `-w -`).
@@ -99,6 +108,8 @@ impl PcapWriter {
             iov: Vec::new(),
             bytes: 0,
             packets: 0,
+            packets_flushed: 0,
+            owns_file: false,
         };
         match format {
             FileFormat::Pcap { nanos } => {
@@ -288,8 +299,24 @@ impl PcapWriter {
         self.buf_mark = 0;
         if result.is_ok() {
             self.bytes += total as u64;
+            self.packets_flushed = self.packets;
+        } else {
+            self.cut_back_to_last_write();
         }
         result
+    }
+
+    /// After a write that failed half-way (a full disk writes part of a record), removes the
+    /// part: the file then ends with a complete record, readers see no truncated packet, and
+    /// what comes next (the statistics block at close) lands right after it. Best effort: a
+    /// pipe cannot be cut, and the write's own error is the one reported.
+    fn cut_back_to_last_write(&mut self) {
+        self.packets = self.packets_flushed;
+        if self.owns_file {
+            let end = self.bytes as libc::off_t;
+            let _ = nix::unistd::ftruncate(self.fd.as_fd(), end);
+            let _ = nix::unistd::lseek(self.fd.as_fd(), end, nix::unistd::Whence::SeekSet);
+        }
     }
 
     // Each record header and trailer goes in with one copy of a stack array: this runs once per
