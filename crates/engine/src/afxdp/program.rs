@@ -11,7 +11,7 @@
 //! joins the program's XSKMAP. A user's program attached already is only joined, through its
 //! XSKMAP. The caller's descriptors are duplicated, never closed.
 //!
-//! A program that netring did not attach (another process, `ip link set xdp`, another link) is
+//! A program that this process did not attach (another process's, netring's too, `ip link set xdp`) is
 //! never replaced: attaching then fails with EBUSY.
 
 use std::collections::HashMap;
@@ -394,8 +394,9 @@ fn attach_error(e: Errno, iface: &Interface, mode: AttachMode) -> Error {
     match e {
         // Same mode as an existing program: EBUSY; the other mode: EEXIST. Both mean one thing.
         Errno::EBUSY | Errno::EEXIST => Error { errno: Errno::EBUSY, ..err }.with_hint(format!(
-            "'{}' already has an XDP program that netring did not attach (see `ip -d link show {}` or \
-             `bpftool net`); netring leaves it alone. Detach it, or, if it is yours and attached already, pass \
+            "'{}' already has an XDP program that this process did not attach (another process's, netring's too, \
+             or one attached with `ip link` or bpftool: see `ip -d link show {}` or `bpftool net`); netring leaves \
+             it alone. Detach it or end that process, or, if the program is yours and attached already, pass \
              program: {{ xskMap }} (a pinned path or a descriptor) with the XSKMAP it redirects to",
             iface.name, iface.name
         )),

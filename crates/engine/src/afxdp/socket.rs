@@ -26,10 +26,14 @@ use super::ring::Ring;
 use super::umem::{FrameState, Frames, RxFrame};
 
 /// How long a bind that finds the queue busy is retried: the kernel releases a closed socket's
-/// queue from deferred work, ~25 ms after close on a quiet machine, but past 500 ms when both
-/// cores are busy (seen in the 200-cycle churn test under load). A queue another socket holds
-/// is EBUSY after this long.
+/// queue from deferred work, ~25 ms after close on an idle machine, past 500 ms with both cores
+/// busy; 2 s also covers a queue another process (a child killed, say) has just closed.
 const BIND_RETRY: Duration = Duration::from_secs(2);
+/// How long after this process closed a socket on a queue a bind there keeps retrying: the
+/// release runs from a kernel work queue and after an RCU grace period, which on a loaded
+/// machine can lag further still. A queue someone else
+/// holds still fails after BIND_RETRY.
+const OWN_RELEASE_GRACE: Duration = Duration::from_secs(5);
 /// How often a wait with no packets checks that the interface still exists: a deleted
 /// interface wakes no epoll waiter.
 pub const LIVENESS_INTERVAL: Duration = Duration::from_millis(200);
@@ -689,6 +693,36 @@ impl Drop for XdpSocket {
         if let Some(callback) = self.disarm_wait() {
             callback(Readiness::Cancelled);
         }
+        releasing::closed(self.iface.index, self.config.queue, Instant::now());
+    }
+}
+
+/// Queues this process closed a socket on, by (ifindex, queue), while the kernel may still be
+/// releasing them: a bind there waits for the release instead of failing with EBUSY.
+mod releasing {
+    use std::sync::Mutex;
+    use std::time::Instant;
+
+    use super::{BIND_RETRY, OWN_RELEASE_GRACE};
+
+    static CLOSED: Mutex<Vec<((u32, u32), Instant)>> = Mutex::new(Vec::new());
+
+    pub fn closed(ifindex: u32, queue: u32, at: Instant) {
+        let mut closed = CLOSED.lock().unwrap_or_else(|p| p.into_inner());
+        closed.retain(|&(key, when)| key != (ifindex, queue) && at.saturating_duration_since(when) < OWN_RELEASE_GRACE);
+        closed.push(((ifindex, queue), at));
+    }
+
+    /// Bound: the queue is ours now, nothing is pending on it.
+    pub fn bound(ifindex: u32, queue: u32) {
+        CLOSED.lock().unwrap_or_else(|p| p.into_inner()).retain(|&(key, _)| key != (ifindex, queue));
+    }
+
+    /// Until when a bind that started `now` retries EBUSY on (ifindex, queue).
+    pub fn bind_deadline(ifindex: u32, queue: u32, now: Instant) -> Instant {
+        let closed = CLOSED.lock().unwrap_or_else(|p| p.into_inner());
+        let own = closed.iter().find(|&&(key, _)| key == (ifindex, queue)).map(|&(_, when)| when + OWN_RELEASE_GRACE);
+        own.map_or(now + BIND_RETRY, |own| own.max(now + BIND_RETRY))
     }
 }
 
@@ -716,7 +750,7 @@ fn bind(fd: &OwnedFd, iface: &Interface, config: &XdpConfig) -> Result<()> {
         sxdp_queue_id: config.queue,
         sxdp_shared_umem_fd: 0,
     };
-    let deadline = Instant::now() + BIND_RETRY;
+    let deadline = releasing::bind_deadline(iface.index, config.queue, Instant::now());
     loop {
         // SAFETY: a valid sockaddr_xdp of its own size.
         let rc = unsafe {
@@ -727,6 +761,7 @@ fn bind(fd: &OwnedFd, iface: &Interface, config: &XdpConfig) -> Result<()> {
             )
         };
         if rc == 0 {
+            releasing::bound(iface.index, config.queue);
             return Ok(());
         }
         let e = Errno::last();
@@ -777,6 +812,20 @@ mod tests {
         fn drop(&mut self) {
             let _ = Command::new("ip").args(["link", "del", &self.0]).status();
         }
+    }
+
+    #[test]
+    fn a_bind_waits_longer_for_a_queue_this_process_closed_itself() {
+        // An ifindex no interface has, so that no other test's sockets touch these entries.
+        let (ifindex, now) = (u32::MAX, Instant::now());
+        assert_eq!(releasing::bind_deadline(ifindex, 0, now), now + BIND_RETRY, "a queue nobody here closed");
+        releasing::closed(ifindex, 0, now);
+        assert_eq!(releasing::bind_deadline(ifindex, 0, now), now + OWN_RELEASE_GRACE, "our own close");
+        assert_eq!(releasing::bind_deadline(ifindex, 1, now), now + BIND_RETRY, "another queue");
+        let later = now + OWN_RELEASE_GRACE;
+        assert_eq!(releasing::bind_deadline(ifindex, 0, later), later + BIND_RETRY, "never less than BIND_RETRY");
+        releasing::bound(ifindex, 0);
+        assert_eq!(releasing::bind_deadline(ifindex, 0, now), now + BIND_RETRY, "bound again: nothing pending");
     }
 
     fn xdp_attached(dev: &str) -> bool {
