@@ -29,6 +29,10 @@ test('bad lengths for a slot or a run of slots are EINVAL naming the option; not
     ['allocate(null)', (tx) => tx.allocate(null as never), 'length'],
     ["allocateRun('4', 60)", (tx) => tx.allocateRun('4' as never, 60), 'count'],
     ['allocateRun(0, 60)', (tx) => tx.allocateRun(0, 60), 'count'],
+    // A slot shorter than an Ethernet header could only be sent as an error: refused when lent.
+    ['allocate(0)', (tx) => tx.allocate(0), 'length'],
+    ['allocate(13)', (tx) => tx.allocate(13), 'length'],
+    ['allocateRun(4, 0)', (tx) => tx.allocateRun(4, 0), 'length'],
   ]
   for (const [what, misuse, option] of misuses) {
     const e = t.throws(() => misuse(tx), { instanceOf: NetringError }, what)

@@ -4,10 +4,10 @@
 // the socket, and many sockets closed in any order.
 
 import test from 'ava'
-import { XdpSocket } from 'netring'
+import { NetringError, XdpSocket } from 'netring'
 
 import { runNode } from './helpers/child'
-import { vethPair } from './helpers/net'
+import { frame, vethPair } from './helpers/net'
 import { attachedProgram, multiQueueVeth } from './helpers/xdp'
 
 test('open/close churn on one queue never meets the queue still busy from its own last close, even with the CPUs busy', async (t) => {
@@ -83,4 +83,36 @@ test('four sockets on four queues closed in any order: one program while any is 
       t.is(attachedProgram(near) === undefined, k === 3, `after closing ${k + 1} of 4 (${order})`)
     }
   }
+})
+
+test('TX slots: too short to hold a frame, a count of 0, a send of 0 bytes and a slot used after close are typed errors, never a quiet discard', async (t) => {
+  const veth = vethPair(t)
+  const xsk = XdpSocket.open(veth.near, { program: 'none', mode: 'tx', frameCount: 64, ringSize: 64 })
+  const misuses: [string, () => unknown, string][] = [
+    ['allocate(0)', () => xsk.allocate(0), 'length'],
+    ['allocate(13)', () => xsk.allocate(13), 'length'],
+    ['allocateRun(0, 60)', () => xsk.allocateRun(0, 60), 'count'],
+    ['allocateRun(4, 10)', () => xsk.allocateRun(4, 10), 'length'],
+  ]
+  for (const [what, misuse, option] of misuses) {
+    const e = t.throws(misuse, { instanceOf: NetringError }, what)
+    t.like(e, { code: 'EINVAL', option }, what)
+  }
+  // Sending none of a slot's bytes is refused, and the frame goes back: the whole TX half is free.
+  const slot = xsk.allocate(60)!
+  t.like(t.throws(() => slot.send(0), { instanceOf: NetringError }), { code: 'EINVAL' })
+  const frames = xsk.info.txFrames
+  const runs = []
+  for (let run = xsk.allocateRun(frames, 60); run; run = xsk.allocateRun(frames, 60)) runs.push(run)
+  t.is(runs.reduce((n, run) => n + run.count, 0), frames, 'the refused slot came back')
+  for (const run of runs) run.discard()
+  // A frame sent afterwards still leaves, and only that one was counted.
+  t.true(xsk.send(frame(veth.farMac, veth.nearMac, 60, 1)))
+  xsk.flush()
+  t.true(xsk.drain(10_000), 'the frame completed')
+  t.is(xsk.stats().sent, 1)
+  // A slot lent before close() and sent after it: the socket's EBADF, not "not lent".
+  const late = xsk.allocate(60)!
+  xsk.close()
+  t.like(t.throws(() => late.send(), { instanceOf: NetringError }), { code: 'EBADF' })
 })

@@ -19,7 +19,7 @@ import { timeoutMs as checkTimeout } from './numbers'
 import { checkOffload, encodeOffloads, type PacketOffload } from './offload'
 import { injectorOptions, interfaceName, type InjectorOptions } from './options'
 import { ringView } from './ring-view'
-import { asBuffer, TxQueue } from './tx-queue'
+import { asBuffer, runCount, slotLength, TxQueue } from './tx-queue'
 
 export interface InjectorStats {
   /** Frames the kernel took from the ring and did not reject. */
@@ -334,9 +334,7 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
   /** Lends a slot of `length` bytes to write a frame into, without a copy; `null` when full. */
   allocate(length: number): TxSlot | null {
     this.#tx.throwKept()
-    if (!isU32(length)) {
-      throw NetringError.invalidOption('length', `must be a non-negative integer, got ${String(length)}`)
-    }
+    slotLength(length)
     const lent = callNative(() => this.#native.allocate(length))
     return lent && new TxSlot(this, lent.index, lent.data)
   }
@@ -347,9 +345,8 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
    */
   allocateRun(count: number, length: number): TxSlotRun | null {
     this.#tx.throwKept()
-    // The engine lends at least one slot: a count of 0 would come back as 1.
-    if (!isU32(count) || count === 0) throw NetringError.invalidOption('count', `must be a positive integer, got ${String(count)}`)
-    if (!isU32(length)) throw NetringError.invalidOption('length', `must be a non-negative integer, got ${String(length)}`)
+    runCount(count)
+    slotLength(length)
     const run = callNative(() => this.#native.allocateRun(count, length))
     return run && new TxSlotRun(this, run, length)
   }

@@ -13,7 +13,7 @@ import { Writable } from 'node:stream'
 
 import { callNative, NetringError } from './errors'
 import type { Binding } from './native'
-import { timeoutMs as checkTimeout } from './numbers'
+import { integer, timeoutMs as checkTimeout } from './numbers'
 import { boolean, checkOptions, u32 } from './options'
 
 /** The native calls an Injector and an XdpSocket both have, under the same names. */
@@ -344,6 +344,15 @@ export class TxQueue {
 }
 
 /** A frame argument as a Buffer (no copy), or EINVAL naming `option`. */
+/** Every frame starts with an Ethernet header: a shorter slot could only be sent as an error. */
+const ETHERNET_HEADER_LEN = 14
+
+/** The length asked of `allocate()` / `allocateRun()`: a whole number, at least an Ethernet header. */
+export const slotLength = (v: unknown): number => integer(v, 'length', ETHERNET_HEADER_LEN)
+
+/** The count asked of `allocateRun()`: at least one slot (0 would read as "none free"). */
+export const runCount = (v: unknown): number => integer(v, 'count', 1)
+
 export function asBuffer(frame: unknown, option = 'frame'): Buffer {
   if (Buffer.isBuffer(frame)) return frame
   if (frame instanceof Uint8Array) return Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength)

@@ -9,7 +9,7 @@
 import type { Writable } from 'node:stream'
 
 import { BatchReader } from './batch-reader'
-import { integer, timeoutMs as checkTimeout } from './numbers'
+import { timeoutMs as checkTimeout } from './numbers'
 import { callNative, NetringError } from './errors'
 import { TxSlot, TxSlotRun, type SlotOwner } from './injector'
 import { native, type Binding } from './native'
@@ -17,7 +17,7 @@ import { interfaceName, xdpOptions, type XdpOptions } from './options'
 
 export type { XdpAttachMode, XdpMode, XdpOptions } from './options'
 import { ringView } from './ring-view'
-import { asBuffer, TxQueue } from './tx-queue'
+import { asBuffer, runCount, slotLength, TxQueue } from './tx-queue'
 
 const { XDP_TABLE_HEADER_WORDS: HEADER, XDP_TABLE_ROW_WORDS: ROW } = native
 
@@ -298,7 +298,7 @@ export class XdpSocket extends BatchReader<XdpBatch, XdpPacket> implements SlotO
   /** Lends a TX frame of `length` bytes to write in place (zero-copy); `null` when none is free. */
   allocate(length: number): TxSlot | null {
     this.#tx.throwKept()
-    integer(length, 'length')
+    slotLength(length)
     const lent = callNative(() => this.#native.allocate(length))
     return lent && new TxSlot(this, lent.index, lent.data)
   }
@@ -306,8 +306,8 @@ export class XdpSocket extends BatchReader<XdpBatch, XdpPacket> implements SlotO
   /** Lends up to `count` consecutive TX frames of `length` bytes as one buffer; `null` when none is free. */
   allocateRun(count: number, length: number): TxSlotRun | null {
     this.#tx.throwKept()
-    integer(count, 'count')
-    integer(length, 'length')
+    runCount(count)
+    slotLength(length)
     const run = callNative(() => this.#native.allocateRun(count, length))
     return run && new TxSlotRun(this, run, length)
   }

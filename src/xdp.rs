@@ -6,8 +6,6 @@
 //! each packet lies. Taking the batch back detaches those buffers before the engine may post
 //! their frames to the fill ring again.
 
-use std::time::Duration;
-
 use napi::bindgen_prelude::{Buffer, Either, Object, ObjectFinalize, Unknown};
 use napi::{sys, Env, Result};
 use netring_engine::reactor::Readiness;
@@ -456,6 +454,8 @@ impl NativeXdpSocket {
 
     fn take_back_tx(&mut self, env: &Env, first: u32) -> Result<(u32, u32)> {
         let Some(run) = self.tx_lent.get(first as usize).and_then(Option::as_ref) else {
+            // close() detached every lent run: a slot used after it gets the socket's EBADF.
+            self.engine(env)?;
             return Err(to_js_error(
                 env,
                 Error::new(Errno::EINVAL, Subject::None, format!("no slot is lent at frame {first}")),

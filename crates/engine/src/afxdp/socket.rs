@@ -496,7 +496,15 @@ impl XdpSocket {
     }
 
     fn check_len(&self, len: usize) -> Result<()> {
-        if len < ffi::ETH_HLEN || len > self.slot_capacity() as usize {
+        if len < ffi::ETH_HLEN {
+            // As the Injector says it: too short is a bad argument, too long a size error.
+            return Err(Error::new(
+                Errno::EINVAL,
+                self.iface.subject(),
+                format!("a frame of {len} bytes is shorter than an Ethernet header ({} bytes)", ffi::ETH_HLEN),
+            ));
+        }
+        if len > self.slot_capacity() as usize {
             return Err(Error::new(
                 Errno::EMSGSIZE,
                 self.iface.subject(),
@@ -577,11 +585,9 @@ impl XdpSocket {
         Ok(self.frames.take_tx_run(max.min(room), FrameState::TxLent).filter(|r| r.1 > 0))
     }
 
-    /// Queues lent frame `frame` with `len` bytes (`len` 0: gives it back unsent).
+    /// Queues lent frame `frame` with `len` bytes (`discard` gives it back unsent).
     pub fn commit(&mut self, frame: u32, len: usize) -> Result<()> {
-        if len == 0 {
-            return self.discard(frame);
-        }
+        // A length of 0 too is an error, never a quiet discard: the caller asked to send.
         self.check_len(len)?;
         if self.tx_room()? == 0 {
             // Cannot happen: allocate_run lends at most the ring room, and only commits use it.
