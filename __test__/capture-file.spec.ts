@@ -262,6 +262,33 @@ test('stream({ batches: true }) gives owned batches (one copy per block) that pi
   t.throws(() => owned[0].at(0)!.length, { instanceOf: NetringError, code: 'EBADF' })
 })
 
+test('batch.copy() holds every byte of the block up to its last packet, in memory of its own that outlives the batch', async (t) => {
+  const veth = vethPair(t)
+  using cap = Capture.open(veth.near)
+  const traffic = mixedTraffic(veth.nearMac, veth.farMac)
+  await veth.send(traffic)
+  let count = 0
+  const signal = AbortSignal.timeout(10_000)
+  const kept: { copy: import('netring').PacketBatch; bytes: Buffer }[] = []
+  for await (const b of cap.batches({ signal })) {
+    const copy = b.copy()
+    const last = b.length - 1
+    // The copy is taken without zero-filling first: any byte not copied would show here.
+    t.true(copy.bytes.length >= b.offsetAt(last) + b.lengthAt(last))
+    t.true(Buffer.from(b.bytes.subarray(0, copy.bytes.length)).equals(copy.bytes), 'byte for byte, padding and headers too')
+    t.not(copy.bytes.buffer, b.bytes.buffer)
+    kept.push({ copy, bytes: Buffer.from(copy.bytes) })
+    if ((count += b.length) >= traffic.length) break
+  }
+  cap.close()
+  // The ring's memory went back to the kernel: the copies are unchanged and still readable.
+  for (const { copy, bytes } of kept) t.true(bytes.equals(copy.bytes))
+  t.deepEqual(
+    kept.flatMap(({ copy }) => [...copy].map((p) => Buffer.from(p.data))),
+    traffic,
+  )
+})
+
 test('writeBatch with maxSize splits batches across files as -C does: each file full to the limit, every packet once, in order', async (t) => {
   const dir = tempDir(t)
   const maxSize = 2000
