@@ -262,6 +262,64 @@ test('stream({ batches: true }) gives owned batches (one copy per block) that pi
   t.throws(() => owned[0].at(0)!.length, { instanceOf: NetringError, code: 'EBADF' })
 })
 
+test('stream({ batches: true }) copies 2 blocks ahead by default and leaves the rest in the ring, losing nothing', async (t) => {
+  const veth = vethPair(t)
+  // A 1 ms retire timeout: each send below lands in blocks of its own.
+  using cap = Capture.open(veth.near, { blockTimeoutMs: 1 })
+  t.is(cap.stream({ highWaterMark: 5, batches: true }).destroy().readableHighWaterMark, 5)
+  t.is(cap.stream().destroy().readableHighWaterMark, 1024)
+  const traffic = mixedTraffic(veth.nearMac, veth.farMac)
+  const rounds = 5
+  for (let i = 0; i < rounds; i++) {
+    await veth.send(traffic)
+    await new Promise((r) => setTimeout(r, 20))
+  }
+  const stream = cap.stream({ batches: true, signal: AbortSignal.timeout(20_000) })
+  t.is(stream.readableHighWaterMark, 2)
+  stream.pause()
+  stream.read(0) // starts the copying, reads nothing
+  for (let i = 0; i < 500 && stream.readableLength < 2; i++) await new Promise((r) => setTimeout(r, 10))
+  t.is(stream.readableLength, 2, 'two owned batches copied ahead')
+  await new Promise((r) => setTimeout(r, 100))
+  t.is(stream.readableLength, 2, 'and no more while nobody reads: the others wait in the ring')
+  const got: Buffer[] = []
+  let blocks = 0
+  for await (const b of stream) {
+    blocks++
+    for (const p of b as import('netring').PacketBatch) got.push(Buffer.from(p.data))
+    if (got.length >= traffic.length * rounds) break
+  }
+  t.deepEqual(got, Array.from({ length: rounds }, () => traffic).flat())
+  t.true(blocks > 2, `${blocks} blocks: more than were copied ahead`)
+})
+
+test('batch.copy() holds every byte of the block up to its last packet, in memory of its own that outlives the batch', async (t) => {
+  const veth = vethPair(t)
+  using cap = Capture.open(veth.near)
+  const traffic = mixedTraffic(veth.nearMac, veth.farMac)
+  await veth.send(traffic)
+  let count = 0
+  const signal = AbortSignal.timeout(10_000)
+  const kept: { copy: import('netring').PacketBatch; bytes: Buffer }[] = []
+  for await (const b of cap.batches({ signal })) {
+    const copy = b.copy()
+    const last = b.length - 1
+    // The copy is taken without zero-filling first: any byte not copied would show here.
+    t.true(copy.bytes.length >= b.offsetAt(last) + b.lengthAt(last))
+    t.true(Buffer.from(b.bytes.subarray(0, copy.bytes.length)).equals(copy.bytes), 'byte for byte, padding and headers too')
+    t.not(copy.bytes.buffer, b.bytes.buffer)
+    kept.push({ copy, bytes: Buffer.from(copy.bytes) })
+    if ((count += b.length) >= traffic.length) break
+  }
+  cap.close()
+  // The ring's memory went back to the kernel: the copies are unchanged and still readable.
+  for (const { copy, bytes } of kept) t.true(bytes.equals(copy.bytes))
+  t.deepEqual(
+    kept.flatMap(({ copy }) => [...copy].map((p) => Buffer.from(p.data))),
+    traffic,
+  )
+})
+
 test('writeBatch with maxSize splits batches across files as -C does: each file full to the limit, every packet once, in order', async (t) => {
   const dir = tempDir(t)
   const maxSize = 2000

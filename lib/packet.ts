@@ -417,7 +417,13 @@ export class PacketBatch implements Iterable<Packet>, Disposable {
     // header reads need.
     const end = last < 0 ? 4 : this.offsetAt(last) + this.lengthAt(last)
     if (!(end <= this.#bytes.length)) throw corruptHeader(this.#table[HEADER + last])
-    const block = this.#block.slice(0, Math.min(this.#bytes.length, (end + 3) & ~3))
+    const length = Math.min(this.#bytes.length, (end + 3) & ~3)
+    // Memory that is not zero-filled first (every byte is written next) and not from Node's
+    // shared pool (the ArrayBuffer is the copy's alone): `ArrayBuffer.prototype.slice` zero-fills,
+    // which made the copy a third slower, and the copy is most of an owned-batch stream's time.
+    const copied = Buffer.allocUnsafeSlow(length)
+    copied.set(this.#bytes.subarray(0, length))
+    const block = copied.buffer as ArrayBuffer
     const owned = new PacketBatch({ block, table: this.#table.slice() }, (copy) => copy.markReleased())
     owned.#owned = true
     return owned
