@@ -5,6 +5,8 @@
 // word, and a frame the kernel sends uncut while larger than the MTU is dropped by the device
 // and retried on every kick, holding up every frame after it).
 
+import { finished } from 'node:stream/promises'
+
 import test from 'ava'
 import { Capture, Injector, NetringError, type PacketOffload } from 'netring'
 
@@ -237,4 +239,26 @@ test('offload metadata is read once, when the call checks it: a getter or a late
   const sends = Array.from({ length: 8 }, (_, i) => tx.sendAsync(udpFrame(58, i), { offload: i === 7 ? later : {} }))
   later.gsoSize = 'later'
   await t.notThrowsAsync(Promise.all(sends))
+})
+
+test("writable({ offload: true }) reads each chunk's metadata once: chunks written together are checked, then queued as checked", async (t) => {
+  const veth = localVethPair(t)
+  using tx = Injector.open(veth.a, { offload: true })
+  const flipping = () => {
+    let reads = 0
+    return {
+      get gsoSize() {
+        return reads++ === 0 ? 0 : 'x'
+      },
+    } as unknown as Partial<PacketOffload>
+  }
+  const w = tx.writable({ offload: true })
+  // Corked: the two chunks reach writev together, the path that checks all before sending any.
+  w.cork()
+  w.write({ data: udpFrame(58, 0), offload: flipping() })
+  w.write({ data: udpFrame(58, 1), offload: flipping() })
+  w.uncork()
+  w.end()
+  await t.notThrowsAsync(finished(w))
+  t.is(tx.stats().sent, 2)
 })

@@ -119,9 +119,14 @@ export class TxQueue {
    * refused or the send failed, and then the frame never leaves later.
    */
   sendAsync(frame: unknown, options: unknown): Promise<void> {
+    return this.#send(() => ({ frame: asBuffer(frame), offload: this.#port.offloadOf(options) }))
+  }
+
+  /** `sendAsync` of a frame and offload metadata that `checked` gives (its throw rejects). */
+  #send(checked: () => Pick<Sender, 'frame' | 'offload'>): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       this.throwKept()
-      const sender: Sender = { frame: asBuffer(frame), offload: this.#port.offloadOf(options), seq: -1, resolve, reject }
+      const sender: Sender = { ...checked(), seq: -1, resolve, reject }
       // Behind frames already waiting for room, never ahead of them.
       if (this.#waiting.length > 0 || !this.#queue(sender)) this.#waiting.push(sender)
       void this.#drive()
@@ -171,9 +176,10 @@ export class TxQueue {
     }
     // A socket that sends no offload metadata refuses it now, not at the first chunk.
     if (offload) this.#port.offloadOf({ offload: {} })
+    // A chunk's frame and offload metadata, checked once: what is queued is what was checked.
     const chunkOf = (chunk: unknown) => ({
       frame: frameOf(chunk),
-      options: offload ? { offload: (chunk as { offload?: unknown }).offload ?? undefined } : undefined,
+      offload: offload ? this.#port.offloadOf({ offload: (chunk as { offload?: unknown }).offload ?? undefined }) : undefined,
     })
     const settle = (sent: () => Promise<unknown>, callback: (error?: Error | null) => void) => {
       sent().then(() => callback(), callback)
@@ -184,14 +190,13 @@ export class TxQueue {
       write: (chunk, _encoding, callback) =>
         settle(async () => {
           const c = chunkOf(chunk)
-          return this.sendAsync(c.frame, c.options)
+          return this.#send(() => c)
         }, callback),
       writev: (chunks, callback) =>
         settle(async () => {
           // Every chunk is checked before any is sent, as sendFrames() does.
           const all = chunks.map((c) => chunkOf(c.chunk))
-          all.forEach((c) => this.#port.offloadOf(c.options))
-          return Promise.all(all.map((c) => this.sendAsync(c.frame, c.options)))
+          return Promise.all(all.map((c) => this.#send(() => c)))
         }, callback),
       final: (callback) => settle(() => this.drained(), callback),
     })
@@ -343,7 +348,6 @@ export class TxQueue {
   }
 }
 
-/** A frame argument as a Buffer (no copy), or EINVAL naming `option`. */
 /** Every frame starts with an Ethernet header: a shorter slot could only be sent as an error. */
 const ETHERNET_HEADER_LEN = 14
 
@@ -353,6 +357,7 @@ export const slotLength = (v: unknown): number => integer(v, 'length', ETHERNET_
 /** The count asked of `allocateRun()`: at least one slot (0 would read as "none free"). */
 export const runCount = (v: unknown): number => integer(v, 'count', 1)
 
+/** A frame argument as a Buffer (no copy), or EINVAL naming `option`. */
 export function asBuffer(frame: unknown, option = 'frame'): Buffer {
   if (Buffer.isBuffer(frame)) return frame
   if (frame instanceof Uint8Array) return Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength)
