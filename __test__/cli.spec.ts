@@ -46,9 +46,12 @@ const shellQuote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`
 /** Runs the command (killed after `timeoutMs`, so a hang fails the test instead of the suite). */
 function netring(t: ExecutionContext, args: string[], { timeoutMs = 30_000, terminal = false }: RunOptions = {}): Run {
   // `script -e` exits with the command's status; its stdin stays open so that it keeps running
-  // (and passes a typed Ctrl-C on to the terminal).
+  // (and passes a typed Ctrl-C on to the terminal). `script` runs the command through $SHELL (or
+  // /bin/sh when unset, as under CI): `exec` leaves no shell in between that a Ctrl-C would kill
+  // (dash dies of SIGINT while it waits, so the status would be 130 whatever the command did).
+  const command = `exec ${[CLI, ...args].map(shellQuote).join(' ')}`
   const child = terminal
-    ? spawn('script', ['-qfec', [CLI, ...args].map(shellQuote).join(' '), '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] })
+    ? spawn('script', ['-qfec', command, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] })
     : spawn(CLI, args, { stdio: ['ignore', 'pipe', 'pipe'] })
   let stdout = ''
   let stderr = ''
