@@ -22,6 +22,7 @@ const badOptions: [string, Record<string, unknown>][] = [
   ['ringSize', { ringSize: 1000 }],
   ['headroom', { headroom: 1000 }],
   ['batchSize', { batchSize: 0 }],
+  ['busyPollUs', { busyPollUs: 2 ** 31 }],
   ['mode', { mode: 'both' }],
   ['attach', { attach: 'native' }],
   ['zeroCopy', { zeroCopy: 'yes' }],

@@ -146,6 +146,13 @@ impl XdpConfig {
                 format!("must be from 1 to ringSize ({}), got {}", c.ring_size, c.batch_size),
             ));
         }
+        // SO_BUSY_POLL takes an int: above i32::MAX the kernel would see a negative number.
+        if let Some(us) = c.busy_poll_us.filter(|us| *us > i32::MAX as u32) {
+            return Err(Error::invalid_option(
+                "busyPollUs",
+                format!("must be from 0 to {} microseconds, got {us}", i32::MAX),
+            ));
+        }
         // Descriptor numbers are checked for being open (and BPF objects) when the socket opens.
         let negative = |fd: &i32| *fd < 0;
         match &c.program {
@@ -222,6 +229,8 @@ mod tests {
             "headroom"
         );
         assert_eq!(option_of(XdpOptions { batch_size: Some(0), ..Default::default() }), "batchSize");
+        assert_eq!(option_of(XdpOptions { busy_poll_us: Some(1 << 31), ..Default::default() }), "busyPollUs");
+        assert!(XdpConfig::resolve(XdpOptions { busy_poll_us: Some(i32::MAX as u32), ..Default::default() }).is_ok());
         assert_eq!(
             option_of(XdpOptions {
                 mode: Some(XdpMode::Tx),
