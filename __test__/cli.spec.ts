@@ -217,6 +217,9 @@ test('a bad expression, an unknown interface or option: one line on stderr, exit
     // Options of a live capture are refused with -r, not ignored (`-r in -w out` wrote nothing).
     [['capture', '-r', '/nonexistent.pcap', '-w', '/nonexistent/out.pcap'], /-w cannot be used with -r/],
     [['capture', '-r', '/nonexistent.pcap', '-i', 'lo', '-G', '1'], /-i cannot be used with -r/],
+    // A file that cannot be opened is the first thing said, before any "listening on".
+    [['capture', '-i', 'lo', '-w', '/nonexistent/out.pcap'], /\/nonexistent\/out\.pcap.*(ENOENT|no such file)/i],
+    [['capture', '-i', 'lo', '--workers', '2', '-w', '/nonexistent/out.pcap'], /\/nonexistent\/out\.pcap.*(ENOENT|no such file)/i],
     // A bridge from an interface to itself sends every frame back where it came from.
     [['bridge', 'lo', 'lo'], /b: must be another interface than a/],
   ]

@@ -86,8 +86,9 @@ export async function captureCommand(argv: string[]): Promise<number> {
       workerData: { output: path !== undefined ? 'file' : 'lines', lines } satisfies CaptureWorkerData,
       onWorkerExit: 'close',
     })
+    const poolFiles = await openedOrClosing(openFiles, () => pool.close())
     process.stderr.write(banner)
-    return captureWithPool(pool, count, openFiles())
+    return captureWithPool(pool, count, poolFiles)
   }
 
   const cap = Capture.open(iface, {
@@ -97,13 +98,15 @@ export async function captureCommand(argv: string[]): Promise<number> {
     ...(expression ? { filter: expression } : {}),
     ...(fanout ? { fanout } : {}),
   })
+  // The file is opened before "listening on" is said, as tcpdump does: a path that cannot be
+  // written is the first and only thing the user reads.
+  const files = await openedOrClosing(openFiles, () => cap.close())
   const abort = new AbortController()
   onInterrupt(() => abort.abort())
   process.stderr.write(banner)
 
   let captured = 0
   let bytes = 0
-  const files = openFiles()
   const showStatus = statusLineShown(files === undefined)
   let stats: CaptureStats = { packets: 0, drops: 0, freezeCount: 0 }
   const stopStatus = startStatusLine(
@@ -153,6 +156,16 @@ const WORKER_HANDLER = join(__dirname, 'capture-worker.js')
  * `--workers N`: the pool's workers read their rings and post lines or packet copies; this
  * thread is the only writer, so `-c` counts across workers and the file holds each packet once.
  */
+/** Opens the output, or closes what was opened for it (`close`) and throws the reason. */
+async function openedOrClosing<T>(open: () => T, close: () => unknown): Promise<T> {
+  try {
+    return open()
+  } catch (e) {
+    await close()
+    throw e
+  }
+}
+
 async function captureWithPool(pool: FanoutPool, count: number | undefined, files: RotatingFile | undefined): Promise<number> {
   let captured = 0
   let bytes = 0
