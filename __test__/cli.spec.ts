@@ -214,6 +214,7 @@ test('a bad expression, an unknown interface or option: one line on stderr, exit
     [['capture', '-i', 'lo', '-c', 'many'], /-c needs an integer/],
     [['frobnicate'], /unknown command 'frobnicate'/],
     [['replay', '-i', 'lo', '/nonexistent.pcap'], /ENOENT|no such file/i],
+    [['replay', '-i', 'lo', '--loop', '2', '-'], /--loop needs a FILE/],
     // Options of a live capture are refused with -r, not ignored (`-r in -w out` wrote nothing).
     [['capture', '-r', '/nonexistent.pcap', '-w', '/nonexistent/out.pcap'], /-w cannot be used with -r/],
     [['capture', '-r', '/nonexistent.pcap', '-i', 'lo', '-G', '1'], /-i cannot be used with -r/],
@@ -353,6 +354,26 @@ test('capture -r FILE EXPRESSION prints the packets of the file the expression a
   t.is(lines.length, want.length)
   t.is(lines.length, 24) // 8 to port 7777 and 16 tagged (`vlan` last: it shifts what follows it)
   t.true(lines.every((l) => /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6} In (vlan|IP 10\.99\.0\.1\.\d+ > 10\.99\.0\.2\.7777: UDP)/.test(l)), lines.join('\n'))
+})
+
+test('capture -r - reads the file from standard input (a pipe), as -r FILE does', async (t) => {
+  const file = join(tempDir(t), 'stdin.pcapng')
+  const traffic = mixedTraffic(Buffer.from('020000000001', 'hex'), Buffer.from('020000000002', 'hex'))
+  // More than one read's worth (the reader reads 1 MiB at a time) so the pipe is read on, in order.
+  const w = PcapWriter.open(file)
+  for (let i = 0; i < 20_000; i++) {
+    const data = traffic[i % traffic.length]
+    w.write({ data, timestamp: { sec: 1_700_000_000, nsec: i * 1000 }, originalLength: data.length, direction: 'host' } as never)
+  }
+  w.close()
+  const fromFile = await netring(t, ['capture', '-r', file, '-tttt']).done
+  t.is(fromFile.code, 0, fromFile.stderr)
+  const piped = execFileSync('bash', ['-c', `set -o pipefail; cat ${JSON.stringify(file)} | ${JSON.stringify(CLI)} capture -r - -tttt`], {
+    encoding: 'utf8',
+    maxBuffer: 64 << 20,
+  })
+  t.is(piped.split('\n').length, 20_001)
+  t.is(piped, fromFile.stdout)
 })
 
 test('a reader that goes away (| head) ends the command quietly', async (t) => {

@@ -75,7 +75,9 @@ class ByteSource {
     const chunk = Buffer.allocUnsafe(CHUNK)
     let bytesRead: number
     try {
-      ;({ bytesRead } = await this.file.read(chunk, 0, CHUNK, this.#start + this.#buf.length))
+      // Read on from the current position (not at an offset): the file is read once, in order,
+      // so a pipe (`-r -`, /dev/stdin) reads as a file does.
+      ;({ bytesRead } = await this.file.read(chunk, 0, CHUNK, null))
     } catch (e) {
       // A directory opens but does not read (EISDIR); a device may fail any read (EIO).
       throw fsError(e as NodeJS.ErrnoException, this.path, 'reading')

@@ -77,3 +77,8 @@ export function stringOption(p: Parsed, name: string): string | undefined {
   const v = p.options.get(name)
   return typeof v === 'string' ? v : undefined
 }
+
+/** A FILE argument: `-` is standard input, as for tcpdump's `-r -`. */
+export function fileArgument(file: string): string {
+  return file === '-' ? '/dev/stdin' : file
+}

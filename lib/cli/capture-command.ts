@@ -11,7 +11,7 @@ import type { FanoutMode } from '../options'
 import { DIRECTIONS, type PacketBatch, type PacketInfo } from '../packet'
 import { PcapWriter, type FileFormat } from '../pcap-writer'
 import { readCaptureFile } from '../pcap-reader'
-import { intOption, parseArgs, stringOption, UsageError, type OptionSpec } from './args'
+import { fileArgument, intOption, parseArgs, stringOption, UsageError, type OptionSpec } from './args'
 import { META_FIELDS, type CaptureWorkerData, type PostedLines, type PostedPackets } from './capture-worker'
 import { formatPacket, type LineOptions } from './format-packet'
 import { LineMerger } from './line-merger'
@@ -20,7 +20,7 @@ import { onInterrupt, startStatusLine, statusLineShown } from './status'
 export const CAPTURE_USAGE =
   'usage: netring capture -i IFACE [-c COUNT] [-w FILE] [-s SNAPLEN] [-G SECONDS | -C MB] [--format pcap|pcap-ns|pcapng]\n' +
   '                       [--fanout MODE:GROUP] [--workers N|auto] [-p] [-n] [-e] [-tttt] [EXPRESSION...]\n' +
-  '       netring capture -r FILE [-c COUNT] [-e] [-tttt] [EXPRESSION...]'
+  '       netring capture -r FILE|- [-c COUNT] [-e] [-tttt] [EXPRESSION...]'
 
 const SPECS: Record<string, OptionSpec> = {
   '-i': { value: true, name: 'interface' },
@@ -252,12 +252,12 @@ function parseWorkers(v: string | undefined): number | 'auto' | undefined {
   return n
 }
 
-/** `-r FILE`: prints the file's packets that `filter` accepts (run in user space). */
+/** `-r FILE` (`-` for standard input, as tcpdump): prints the file's packets that `filter` accepts (run in user space). */
 async function readFile(path: string, count: number | undefined, lines: LineOptions, filter: FilterProgram | undefined): Promise<number> {
   let n = 0
   const abort = new AbortController()
   onInterrupt(() => abort.abort())
-  for await (const pkt of readCaptureFile(path)) {
+  for await (const pkt of readCaptureFile(fileArgument(path))) {
     if (abort.signal.aborted || (count !== undefined && n >= count)) break
     if (filter && !filter.matches(pkt)) continue
     if (!process.stdout.write(`${formatPacket(pkt, lines)}\n`)) await drained(process.stdout)

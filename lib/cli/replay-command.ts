@@ -7,10 +7,10 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { NetringError } from '../errors'
 import { Injector } from '../injector'
 import { readCaptureFile } from '../pcap-reader'
-import { intOption, numberOption, parseArgs, stringOption, UsageError, type OptionSpec } from './args'
+import { fileArgument, intOption, numberOption, parseArgs, stringOption, UsageError, type OptionSpec } from './args'
 import { onInterrupt, startStatusLine, statusLineShown } from './status'
 
-export const REPLAY_USAGE = 'usage: netring replay -i IFACE FILE [--pps N | --speed X | --top] [--loop N]'
+export const REPLAY_USAGE = 'usage: netring replay -i IFACE FILE|- [--pps N | --speed X | --top] [--loop N]'
 
 const SPECS: Record<string, OptionSpec> = {
   '-i': { value: true, name: 'interface' },
@@ -56,6 +56,7 @@ export async function replayCommand(argv: string[]): Promise<number> {
     throw new UsageError('choose one of --pps, --speed and --top')
   }
   const loops = intOption(p, 'loop', '--loop', 1) ?? 1
+  if (file === '-' && loops > 1) throw new UsageError('--loop needs a FILE: standard input (-) can be read only once')
 
   const tx = Injector.open(iface, { frameCount: 4096 })
   const abort = new AbortController()
@@ -70,7 +71,7 @@ export async function replayCommand(argv: string[]): Promise<number> {
     for (let loop = 0; loop < loops && !abort.signal.aborted; loop++) {
       let first: bigint | undefined
       const loopStart = process.hrtime.bigint()
-      for await (const pkt of readCaptureFile(file)) {
+      for await (const pkt of readCaptureFile(fileArgument(file))) {
         if (abort.signal.aborted) break
         if (!top) {
           first ??= pkt.timestampNs
