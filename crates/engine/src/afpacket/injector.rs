@@ -592,6 +592,18 @@ impl Injector {
         }
     }
 
+    /// Checks `frame` (with its offload metadata, if any) as `send` / `send_offload` would,
+    /// queueing nothing: lets a caller refuse a list of frames whole before it queues any.
+    pub fn check_frame(&mut self, frame: &[u8], header: Option<&ffi::virtio_net_hdr>) -> Result<()> {
+        match header {
+            None => self.check_len(frame.len(), is_vlan_tagged(frame)),
+            Some(_) if self.jumbo.is_none() => {
+                Err(Error::invalid_option("offload", "this injector was opened without { offload: true }"))
+            }
+            Some(h) => self.check_offloaded(frame, h),
+        }
+    }
+
     /// Copies `frame` into the next free slot and queues it; returns its sequence number, or
     /// `None` when the ring is full. With `offload`, the frame goes without offload metadata.
     pub fn send(&mut self, frame: &[u8]) -> Result<Option<u64>> {
