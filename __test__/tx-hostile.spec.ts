@@ -57,7 +57,11 @@ for (const [kind, open] of SENDERS) {
     const veth = localVethPair(t)
     using rx = Capture.open(veth.b)
     using tx = open(veth.a)
-    const queued = fill(tx, veth.bMac, veth.aMac, 0)
+    // A run of the sender's own slots, lent, then the rest of the ring filled.
+    const run = tx.allocateRun(2, 60)!
+    frame(veth.bMac, veth.aMac, 60, 0).copy(run.slot(0))
+    frame(veth.bMac, veth.aMac, 60, 1).copy(run.slot(1))
+    const queued = run.count + fill(tx, veth.bMac, veth.aMac, run.count)
     const mutated = frame(veth.bMac, veth.aMac, 60, 1000)
     const expected = Buffer.from(mutated)
     // A view of an ArrayBuffer transferred away right after the call: its bytes are gone.
@@ -65,15 +69,30 @@ for (const [kind, open] of SENDERS) {
     const ab = new ArrayBuffer(60)
     const detached = new Uint8Array(ab)
     detached.set(detachedSource)
-    const sends = [tx.sendAsync(mutated), tx.sendAsync(detached)]
+    // A view of the lent run's slot: sent (and so detached, then reused) right after the call.
+    const slotView = run.slot(1)
+    const slotBytes = Buffer.from(slotView)
+    const sends = [tx.sendAsync(mutated), tx.sendAsync(detached), tx.sendAsync(slotView)]
     mutated.fill(0xee, 14)
     structuredClone(ab, { transfer: [ab] })
+    run.send()
     t.is(detached.byteLength, 0)
+    t.is(slotView.byteLength, 0)
     await Promise.all(sends)
-    const got = await collect(rx, queued + 2)
-    t.is(got.length, queued + 2)
+    const got = await collect(rx, queued + 3)
+    t.is(got.length, queued + 3)
+    // (An XdpSocket sends the run when it is sent, after the frames queued behind it; an
+    // Injector in the order of the slots.)
+    t.deepEqual(
+      got
+        .slice(0, queued)
+        .map((p) => seqOf(p))
+        .sort((x, y) => x - y),
+      Array.from({ length: queued }, (_, i) => i),
+    )
     t.true(got[queued]?.data.equals(expected), 'the bytes given, not the bytes changed after the call')
     t.true(got[queued + 1]?.data.equals(detachedSource), 'the bytes given, though their buffer was detached after the call')
+    t.true(got[queued + 2]?.data.equals(slotBytes), 'the bytes of the lent slot, though it was sent and reused after the call')
   })
 
   // An XdpSocket gives the queue no check of a frame's length against its TX frames (lib/xdp.ts
