@@ -80,6 +80,11 @@ export declare class NativeInjector {
    */
   sendOffload(frame: Buffer, offload: NativeOffload): number
   /**
+   * Throws what `send` (or `send_offload`, with `offload`) would throw for `frame`, queueing
+   * nothing.
+   */
+  check(frame: Buffer, offload?: NativeOffload | undefined | null): void
+  /**
    * Forwards a captured frame with its raw offload header (10 bytes as the capture received
    * them, or null); `modified`: the bytes were rewritten, so their checksums are redone.
    * Returns the frame's sequence number, or -1 when it must wait (ring full).

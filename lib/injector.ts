@@ -26,9 +26,10 @@ export interface InjectorStats {
   sent: number
   /** Frames the kernel refused at flush (longer than the MTU by then); each is reported once. */
   rejected: number
-  /** Frames withdrawn from the ring after their `sendAsync` promise rejected (say, ENETDOWN). */
+  /** Frames that will never leave, their sender told: a `sendAsync` frame whose promise rejected
+   * (say, ENETDOWN), a frame still queued at `close()`. */
   withdrawn: number
-  /** Frames queued and not yet sent, or still in flight. */
+  /** Frames queued and not yet sent, or still in flight, and `sendAsync` frames waiting for room. */
   pending: number
 }
 
@@ -254,6 +255,7 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
       {
         offloadOf: sendOffload,
         enqueue: (frame, offload) => (offload ? n.sendOffload(frame, offload) : n.send(frame)),
+        check: (frame, offload) => n.check(frame, offload ?? null),
         settledBefore: () => n.settledBefore(),
         takeRejection: () => n.takeRejection(),
         withdraw: (seq) => n.withdraw(seq),
@@ -283,7 +285,10 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
   }
 
   stats(): InjectorStats {
-    return callNative(() => this.#native.stats())
+    const s = callNative(() => this.#native.stats())
+    // sendAsync frames still waiting for room are pending too; those that rejected before they
+    // reached the ring (close(), a failed kick) were withdrawn.
+    return { ...s, pending: s.pending + this.#tx.waiting, withdrawn: s.withdrawn + this.#tx.dropped }
   }
 
   /**

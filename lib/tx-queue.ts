@@ -36,6 +36,9 @@ export interface TxPort {
   offloadOf(options: unknown): Binding.NativeOffload | undefined
   /** Queues a copy of `frame` (with its offload metadata); its sequence number, or -1 when full. */
   enqueue(frame: Buffer, offload: Binding.NativeOffload | undefined): number
+  /** Throws what `enqueue` would throw for this frame (EMSGSIZE, EINVAL), queueing nothing. Where
+   * absent, only what every sender refuses (a frame shorter than an Ethernet header) is checked. */
+  check?(frame: Buffer, offload: Binding.NativeOffload | undefined): void
   /** Every frame numbered below this was settled: sent, refused or withdrawn. */
   settledBefore(): number
   /** The frames refused since the last call, with the error that says why. */
@@ -106,6 +109,8 @@ export class TxQueue {
   #lastYield = performance.now()
   /** An error nobody could be told of yet (no owner, no 'error' listener): the next call throws it. */
   #kept: unknown = null
+  /** `sendAsync` frames that rejected while still waiting for room (a failed kick, close()). */
+  #dropped = 0
 
   constructor(nativeSender: NativeSender, port: TxPort, emitter: EventEmitter) {
     this.#native = nativeSender
@@ -122,15 +127,41 @@ export class TxQueue {
     return this.#send(() => ({ frame: asBuffer(frame), offload: this.#port.offloadOf(options) }))
   }
 
+  /** Refuses now (EMSGSIZE, EINVAL) a frame and offload metadata that could never be queued. */
+  #check({ frame, offload }: Pick<Sender, 'frame' | 'offload'>): void {
+    if (this.#port.check) callNative(() => this.#port.check!(frame, offload))
+    else if (frame.length < ETHERNET_HEADER_LEN) {
+      throw NetringError.invalidOption('frame', `a frame of ${frame.length} bytes is shorter than an Ethernet header (${ETHERNET_HEADER_LEN} bytes)`)
+    }
+  }
+
   /** `sendAsync` of a frame and offload metadata that `checked` gives (its throw rejects). */
   #send(checked: () => Pick<Sender, 'frame' | 'offload'>): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       this.throwKept()
       const sender: Sender = { ...checked(), seq: -1, resolve, reject }
       // Behind frames already waiting for room, never ahead of them.
-      if (this.#waiting.length > 0 || !this.#queue(sender)) this.#waiting.push(sender)
+      if (this.#waiting.length > 0 || !this.#queue(sender)) {
+        // Queueing checks a frame; one that has to wait is checked now, so that it fails here
+        // and not when it reaches the ring. It is copied, as it would have been had there been
+        // room: what is sent is what was handed over, whatever the caller does with its buffer
+        // afterwards (changes it, releases the capture batch it came from, transfers it).
+        this.#check(sender)
+        sender.frame = Buffer.from(sender.frame)
+        this.#waiting.push(sender)
+      }
       void this.#drive()
     })
+  }
+
+  /** `sendAsync` frames waiting for ring room (handed over, not queued yet). */
+  get waiting(): number {
+    return this.#waiting.length
+  }
+
+  /** `sendAsync` frames that rejected while waiting for room: they never reached the ring. */
+  get dropped(): number {
+    return this.#dropped
   }
 
   /** Flushes, then settles what the kernel took. Throws what the flush threw. */
@@ -153,12 +184,13 @@ export class TxQueue {
     }
   }
 
-  /** Flushes and resolves once everything queued was sent, without blocking the event loop. */
+  /** Flushes and resolves once everything queued was sent, `sendAsync` frames still waiting for
+   * room included, without blocking the event loop. */
   async drained(): Promise<void> {
     this.throwKept()
     for (;;) {
       this.flush()
-      if (callNative(() => this.#native.stats().pending) === 0) return
+      if (callNative(() => this.#native.stats().pending) === 0 && this.#waiting.length === 0) return
       await this.#room()
     }
   }
@@ -176,11 +208,16 @@ export class TxQueue {
     }
     // A socket that sends no offload metadata refuses it now, not at the first chunk.
     if (offload) this.#port.offloadOf({ offload: {} })
-    // A chunk's frame and offload metadata, checked once: what is queued is what was checked.
-    const chunkOf = (chunk: unknown) => ({
-      frame: frameOf(chunk),
-      offload: offload ? this.#port.offloadOf({ offload: (chunk as { offload?: unknown }).offload ?? undefined }) : undefined,
-    })
+    // A chunk's frame and offload metadata, checked once and in full (what the socket would
+    // refuse is refused here): what is queued is what was checked.
+    const chunkOf = (chunk: unknown) => {
+      const c = {
+        frame: frameOf(chunk),
+        offload: offload ? this.#port.offloadOf({ offload: (chunk as { offload?: unknown }).offload ?? undefined }) : undefined,
+      }
+      this.#check(c)
+      return c
+    }
     const settle = (sent: () => Promise<unknown>, callback: (error?: Error | null) => void) => {
       sent().then(() => callback(), callback)
     }
@@ -194,7 +231,8 @@ export class TxQueue {
         }, callback),
       writev: (chunks, callback) =>
         settle(async () => {
-          // Every chunk is checked before any is sent, as sendFrames() does.
+          // Every chunk is checked before any is queued, as sendFrames() does: one refused
+          // chunk fails the whole writev (its callback gets the error) and none of it is sent.
           const all = chunks.map((c) => chunkOf(c.chunk))
           return Promise.all(all.map((c) => this.#send(() => c)))
         }, callback),
@@ -204,6 +242,7 @@ export class TxQueue {
 
   /** The socket closed: every `sendAsync` frame not settled yet rejects with `error`. */
   abandon(error: unknown): void {
+    this.#dropped += this.#waiting.length
     for (const sender of [...this.#queued.takeAll(), ...this.#waiting.takeAll()]) sender.reject(error)
   }
 
@@ -217,10 +256,24 @@ export class TxQueue {
     }
   }
 
-  /** An error with no owner: to 'error' listeners, or kept for the next call to throw. */
+  /**
+   * An error with no owner: to 'error' listeners, or kept for the next call to throw. A listener
+   * that throws does so on a later tick (an uncaught exception, as a throwing listener of a Node
+   * socket's 'error' is), never into the flush that reported it: the frames queued with it, and
+   * their owners, are not touched by it.
+   */
   report(error: unknown): void {
-    if (this.#emitter.listenerCount('error') > 0) this.#emitter.emit('error', error as Error)
-    else this.#kept ??= error
+    if (this.#emitter.listenerCount('error') === 0) {
+      this.#kept ??= error
+      return
+    }
+    try {
+      this.#emitter.emit('error', error as Error)
+    } catch (thrown) {
+      process.nextTick(() => {
+        throw thrown
+      })
+    }
   }
 
   throwKept(): void {
@@ -321,6 +374,7 @@ export class TxQueue {
       else taken.push(sender) // the kernel has it: settled by a later flush
     }
     for (const sender of taken) this.#queued.push(sender)
+    this.#dropped += this.#waiting.length
     for (const sender of this.#waiting.takeAll()) sender.reject(error)
     if (owners === 0) this.report(error)
   }
@@ -360,7 +414,9 @@ export const runCount = (v: unknown): number => integer(v, 'count', 1)
 /** A frame argument as a Buffer (no copy), or EINVAL naming `option`. */
 export function asBuffer(frame: unknown, option = 'frame'): Buffer {
   if (Buffer.isBuffer(frame)) return frame
-  if (frame instanceof Uint8Array) return Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength)
+  // A view of a detached ArrayBuffer (transferred, or a released ring view) is empty: Buffer.from
+  // would throw a TypeError on it; an empty frame is what the length check refuses.
+  if (frame instanceof Uint8Array) return frame.byteLength === 0 ? Buffer.alloc(0) : Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength)
   throw NetringError.invalidOption(option, `must be a Buffer or a Uint8Array, got ${frame === null ? 'null' : typeof frame}`)
 }
 

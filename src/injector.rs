@@ -4,7 +4,7 @@ use napi::bindgen_prelude::{Buffer, Object, ObjectFinalize};
 use napi::{Env, JsValue, Result};
 use netring_engine::afpacket::offload;
 use netring_engine::reactor::Readiness;
-use netring_engine::{ffi, Errno, Error, Injector, InjectorOptions, RefusedFrame, Subject};
+use netring_engine::{ffi, Errno, Error, Injector, InjectorOptions, InjectorStats, RefusedFrame, Subject};
 
 use crate::error::{error_object, to_js_error, OrThrow};
 use crate::external_memory::ReportedMemory;
@@ -104,6 +104,8 @@ pub struct NativeInjector {
     /// Runs of slots lent as one buffer, by their first frame index.
     runs: Vec<Option<Run>>,
     force_copy: bool,
+    /// The counts at close(), still given by `stats()` afterwards.
+    final_stats: Option<InjectorStats>,
 }
 
 #[napi]
@@ -124,6 +126,7 @@ impl NativeInjector {
             lent: (0..frames).map(|_| None).collect(),
             runs: (0..frames).map(|_| None).collect(),
             force_copy: force_copy_from_env(),
+            final_stats: None,
         })
     }
 
@@ -140,6 +143,14 @@ impl NativeInjector {
     pub fn send_offload(&mut self, env: &Env, frame: Buffer, offload: NativeOffload) -> Result<f64> {
         let h = offload.header().or_throw(env)?;
         Ok(self.engine(env)?.send_offload(&frame, Some(&h), false).or_throw(env)?.map_or(-1.0, |seq| seq as f64))
+    }
+
+    /// Throws what `send` (or `send_offload`, with `offload`) would throw for `frame`, queueing
+    /// nothing.
+    #[napi(catch_unwind)]
+    pub fn check(&mut self, env: &Env, frame: Buffer, offload: Option<NativeOffload>) -> Result<()> {
+        let h = offload.map(|o| o.header()).transpose().or_throw(env)?;
+        self.engine(env)?.check_frame(&frame, h.as_ref()).or_throw(env)
     }
 
     /// Forwards a captured frame with its raw offload header (10 bytes as the capture received
@@ -321,7 +332,10 @@ impl NativeInjector {
 
     #[napi(catch_unwind)]
     pub fn stats(&mut self, env: &Env) -> Result<NativeInjectorStats> {
-        let s = self.engine(env)?.stats();
+        let s = match (&self.engine, self.final_stats) {
+            (None, Some(last)) => last,
+            _ => self.engine(env)?.stats(),
+        };
         Ok(NativeInjectorStats {
             sent: s.sent as f64,
             rejected: s.rejected as f64,
@@ -391,7 +405,13 @@ impl NativeInjector {
             let _ = unsafe { run.lent.take_back(env, None) };
             run.lent.forget(env.raw());
         }
-        self.engine = None;
+        // Frames still queued never leave now: their senders were told (a sendAsync promise
+        // rejects with EBADF, a drain() or close() said not all was sent), so they count as
+        // withdrawn.
+        self.final_stats = self.engine.take().map(|engine| {
+            let s = engine.stats();
+            InjectorStats { withdrawn: s.withdrawn + u64::from(s.pending), pending: 0, ..s }
+        });
         self.reported.withdraw(env);
         Ok(())
     }

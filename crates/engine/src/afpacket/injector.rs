@@ -592,6 +592,18 @@ impl Injector {
         }
     }
 
+    /// Checks `frame` (with its offload metadata, if any) as `send` / `send_offload` would,
+    /// queueing nothing: lets a caller refuse a list of frames whole before it queues any.
+    pub fn check_frame(&mut self, frame: &[u8], header: Option<&ffi::virtio_net_hdr>) -> Result<()> {
+        match header {
+            None => self.check_len(frame.len(), is_vlan_tagged(frame)),
+            Some(_) if self.jumbo.is_none() => {
+                Err(Error::invalid_option("offload", "this injector was opened without { offload: true }"))
+            }
+            Some(h) => self.check_offloaded(frame, h),
+        }
+    }
+
     /// Copies `frame` into the next free slot and queues it; returns its sequence number, or
     /// `None` when the ring is full. With `offload`, the frame goes without offload metadata.
     pub fn send(&mut self, frame: &[u8]) -> Result<Option<u64>> {
@@ -1150,5 +1162,34 @@ mod tests {
         assert!(e.message.starts_with("frames[2]: "), "{}", e.message);
         assert_eq!(tx.pending(), 0);
         assert_eq!(tx.send_frames(&frames[..2]).unwrap(), 2);
+    }
+
+    /// check_frame refuses what send and send_offload would refuse, and queues nothing.
+    #[test]
+    fn check_frame_refuses_what_send_would_and_queues_nothing() {
+        let Some(link) = Link::new("cf") else { return };
+        let mut plain =
+            Injector::open(&link.a, InjectorOptions { frame_count: Some(8), ..Default::default() }).unwrap();
+        let good = test_frame(0);
+        plain.check_frame(&good, None).unwrap();
+        assert_eq!(plain.check_frame(&[0; 3000], None).unwrap_err().errno, Errno::EMSGSIZE);
+        assert_eq!(plain.check_frame(&[0; 10], None).unwrap_err().errno, Errno::EINVAL);
+        let h = ffi::virtio_net_hdr::default();
+        assert_eq!(plain.check_frame(&good, Some(&h)).unwrap_err().subject, Subject::Option("offload"));
+        assert_eq!(plain.pending(), 0);
+        drop(plain);
+        let options = InjectorOptions { frame_count: Some(8), offload: Some(true), ..Default::default() };
+        let mut tx = Injector::open(&link.a, options).unwrap();
+        tx.check_frame(&good, Some(&h)).unwrap();
+        // A checksum to fill in past the end of the frame.
+        let misfit = ffi::virtio_net_hdr {
+            flags: ffi::VIRTIO_NET_HDR_F_NEEDS_CSUM,
+            csum_start: 100,
+            csum_offset: 6,
+            ..Default::default()
+        };
+        assert_eq!(tx.check_frame(&good, Some(&misfit)).unwrap_err().errno, Errno::EINVAL);
+        assert_eq!(tx.pending(), 0);
+        assert_eq!(tx.stats(), InjectorStats::default());
     }
 }
