@@ -91,17 +91,17 @@ export declare class NativeInjector {
    */
   setSlotOffload(index: number, offload: NativeOffload): void
   /**
-   * Queues frames in order until the ring is full; returns how many were queued (none when
-   * any frame is refused).
+   * Queues frames (Buffers or Uint8Arrays) in order until the ring is full; returns how many
+   * were queued (none when any frame is refused).
    */
-  sendFrames(frames: Array<Buffer>): number
+  sendFrames(frames: Uint8Array[]): number
   /**
    * Like `send_frames`, with offload metadata: `headers` holds 10-byte virtio-net headers
    * (as the facade encodes `offload`), one for every frame or one per frame (`per_frame`: the
    * caller gave a list, so an error names the entry). A frame larger than a slot leaves
    * through the second socket, in order.
    */
-  sendFramesOffload(frames: Array<Buffer>, headers: Buffer, perFrame: boolean): number
+  sendFramesOffload(frames: Uint8Array[], headers: Buffer, perFrame: boolean): number
   /**
    * Lends the next free slot as `{ index, data }` (`data`: an ArrayBuffer of `length` bytes
    * over the ring frame), or null when the ring is full.

@@ -1,11 +1,12 @@
-//! `FrameList`: the frames of a `sendFrames(frames)` call, read from the JavaScript array one at a
-//! time with plain Node-API calls.
+//! `FrameList`: the frames of a `sendFrames(frames)` call, read from the JavaScript array with
+//! plain Node-API calls, two per frame.
 //!
 //! napi-rs's `Vec<Buffer>` costs per frame a reference created and deleted, plus a vector per
-//! call; reading each element where the engine copies it costs two Node-API calls and nothing
-//! else (the hot path allocates nothing per packet). Reading an element may run JavaScript (a
-//! getter, a Proxy) that detaches a buffer read before, so a frame's bytes are valid only until
-//! the next element is read: the engine copies each frame first (`send_frames_with`).
+//! call, and the facade mapped the list first. Reading an element may run JavaScript (a getter, a
+//! Proxy trap) that detaches a buffer read before, so a frame's bytes are taken where no
+//! JavaScript can run before they are used: `frame(i)` for an engine that copies each frame
+//! before reading the next (`XdpSocket::send_frames_with`), `read_all` (every element first,
+//! then every frame's bytes) for one that takes a slice of frames (`Injector::send_frames`).
 
 use std::cell::Cell;
 use std::ptr;
@@ -43,27 +44,53 @@ impl FrameList {
     /// The slice is valid only until JavaScript runs again, which reading the next element may
     /// do: use it before calling `frame` again or returning to JavaScript.
     pub unsafe fn frame(&self, i: u32) -> netring_engine::Result<&[u8]> {
+        let (data, len) = self.bytes(i, self.element(i)?)?;
+        // SAFETY: what `bytes` read, used before JavaScript runs (the caller's contract).
+        Ok(unsafe { slice(data, len) })
+    }
+
+    /// Reads every frame into `out` (cleared first; its capacity is kept, so a list no longer
+    /// than one before allocates nothing), for an engine call that takes a slice of frames.
+    ///
+    /// # Safety
+    /// The frames are valid only until JavaScript runs again: use `out` before returning to
+    /// JavaScript, and clear it.
+    pub unsafe fn read_all(&self, out: &mut Vec<ReadFrame>) -> netring_engine::Result<()> {
+        out.clear();
+        for i in 0..self.len {
+            out.push(ReadFrame { value: self.element(i)?, data: ptr::null(), len: 0 });
+        }
+        // Reading an element may run JavaScript that detaches or shrinks a buffer read before;
+        // none runs from here on, so each frame's bytes are taken only now.
+        for (i, frame) in out.iter_mut().enumerate() {
+            (frame.data, frame.len) = self.bytes(i as u32, frame.value)?;
+        }
+        Ok(())
+    }
+
+    fn element(&self, i: u32) -> netring_engine::Result<sys::napi_value> {
         let mut value = ptr::null_mut();
         // SAFETY: env and array are the live values of the current call.
         if unsafe { sys::napi_get_element(self.env, self.array, i, &mut value) } != sys::Status::napi_ok {
             // A getter or a Proxy trap threw: the pending exception is what the caller sees.
             return Err(self.refuse(i, "could not be read"));
         }
+        Ok(value)
+    }
+
+    /// Where `value`'s bytes are and how many: a Uint8Array's (a Buffer is one); EINVAL naming
+    /// `frames[i]` for anything else. Runs no JavaScript.
+    fn bytes(&self, i: u32, value: sys::napi_value) -> netring_engine::Result<(*const u8, usize)> {
         let (mut kind, mut len, mut data) = (0, 0usize, ptr::null_mut());
         let (mut buffer, mut offset) = (ptr::null_mut(), 0usize);
-        // SAFETY: as above; every out-pointer is a local.
+        // SAFETY: a value of the current call; every out-pointer is a local.
         let status = unsafe {
             sys::napi_get_typedarray_info(self.env, value, &mut kind, &mut len, &mut data, &mut buffer, &mut offset)
         };
         if status != sys::Status::napi_ok || kind != sys::TypedarrayType::uint8_array {
             return Err(self.refuse(i, &format!("must be a Buffer or a Uint8Array, got {}", self.type_name(value))));
         }
-        if len == 0 || data.is_null() {
-            return Ok(&[]);
-        }
-        // SAFETY: a live Uint8Array's `len` bytes at `data` (its buffer's data plus its offset),
-        // readable until JavaScript runs again (the caller's contract).
-        Ok(unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) })
+        Ok((data.cast_const().cast(), len))
     }
 
     /// The JavaScript error for an engine error from a send of this list: a frame refused for
@@ -101,4 +128,30 @@ impl FrameList {
             _ => "object",
         }
     }
+}
+
+/// A frame `read_all` read: its Uint8Array (a handle of the current call) and its bytes.
+pub struct ReadFrame {
+    value: sys::napi_value,
+    data: *const u8,
+    len: usize,
+}
+
+impl AsRef<[u8]> for ReadFrame {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: read_all's contract: the frames are used before JavaScript runs, then cleared.
+        unsafe { slice(self.data, self.len) }
+    }
+}
+
+/// `len` bytes at `data`; empty for a detached buffer (whose data may be null).
+///
+/// # Safety
+/// `data` must be readable for `len` bytes while the slice is used.
+unsafe fn slice<'a>(data: *const u8, len: usize) -> &'a [u8] {
+    if len == 0 || data.is_null() {
+        return &[];
+    }
+    // SAFETY: the caller's contract.
+    unsafe { std::slice::from_raw_parts(data, len) }
 }

@@ -1,15 +1,20 @@
-// XdpSocket.sendFrames() and a run of slots are checked whole before anything is queued: a bad
-// frame or length anywhere is a typed error naming it, nothing is queued, every TX frame comes
-// back, and a retry sends each frame once. The list is read one element at a time, so code that
-// runs while it is read (getters, a Proxy) meets frames already copied or not yet read.
+// sendFrames() of an Injector and of an XdpSocket, and an XdpSocket's run of slots, are checked
+// whole before anything is queued: a bad frame or length anywhere is a typed error naming it,
+// nothing is queued (every TX frame comes back), and a retry sends each frame once. The binding
+// reads the list itself, so code that runs while it is read (getters, a Proxy) meets frames
+// already copied or not yet read, never memory that went away.
 
 import test, { type ExecutionContext } from 'ava'
-import { Capture, NetringError, XdpSocket } from 'netring'
+import { Capture, Injector, NetringError, XdpSocket } from 'netring'
 
 import { collect, seqOf } from './helpers/collect'
 import { frame, localVethPair } from './helpers/net'
 
-const open = (iface: string) => XdpSocket.open(iface, { mode: 'tx', frameCount: 64, ringSize: 64 })
+const openXdp = (iface: string) => XdpSocket.open(iface, { mode: 'tx', frameCount: 64, ringSize: 64 })
+const SENDERS = {
+  XdpSocket: openXdp,
+  Injector: (iface: string) => Injector.open(iface, { frameCount: 64 }),
+}
 
 /** Detaches `view`'s ArrayBuffer, as a transfer to another thread does. */
 const detach = (view: Uint8Array) => structuredClone(view.buffer, { transfer: [view.buffer as ArrayBuffer] })
@@ -17,9 +22,10 @@ const detach = (view: Uint8Array) => structuredClone(view.buffer, { transfer: [v
 /** A frame in an ArrayBuffer of its own (a small Buffer shares Node's pool). */
 const own = (f: Buffer) => new Uint8Array(f)
 
-/** Nothing is queued and every TX frame is free: the whole TX half can be lent at once, in runs. */
-function allFree(t: ExecutionContext, xsk: XdpSocket, what: string) {
+/** Nothing is queued and (an XdpSocket's) every TX frame is free: all can be lent at once, in runs. */
+function allFree(t: ExecutionContext, xsk: XdpSocket | Injector, what: string) {
   t.is(xsk.stats().pending, 0, `${what}: nothing queued`)
+  if (xsk instanceof Injector) return
   const runs = []
   for (let run = xsk.allocateRun(64, 60); run; run = xsk.allocateRun(64, 60)) runs.push(run)
   t.is(
@@ -30,7 +36,8 @@ function allFree(t: ExecutionContext, xsk: XdpSocket, what: string) {
   for (const run of runs) run.discard()
 }
 
-test('sendFrames checks every frame before queueing any: a bad one anywhere is a typed error naming frames[i]; a retry sends each once', async (t) => {
+for (const [kind, open] of Object.entries(SENDERS)) {
+test(`${kind}.sendFrames checks every frame before queueing any: a bad one anywhere is a typed error naming frames[i]; a retry sends each once`, async (t) => {
   const veth = localVethPair(t)
   using rx = Capture.open(veth.b)
   using xsk = open(veth.a)
@@ -71,17 +78,25 @@ test('sendFrames checks every frame before queueing any: a bad one anywhere is a
   t.deepEqual(await collect(rx, 1, { timeoutMs: 300 }), [], 'no duplicates')
 })
 
-test('a list read through getters: a frame detached after it was read was already copied; one detached before is refused; a throw queues nothing', async (t) => {
+test(`${kind}.sendFrames of a list read through getters: a frame detached while the list is read is copied before or refused, never read after; a throw queues nothing`, async (t) => {
   const veth = localVethPair(t)
   using rx = Capture.open(veth.b)
   using xsk = open(veth.a)
   const bytes = [0, 1, 2].map((i) => frame(veth.bMac, veth.aMac, 60 + i, i))
 
-  // Reading frames[1] detaches frames[0], which was copied already: all three leave intact.
+  // Reading frames[1] detaches frames[0]. An XdpSocket copied it already: all three leave
+  // intact. An Injector takes the frames' bytes once every element is read: frames[0] is empty
+  // by then, refused, and nothing is queued.
   const early = bytes.map(own)
   const list: Uint8Array[] = [early[0], early[1], early[2]]
   Object.defineProperty(list, 1, { enumerable: true, get: () => (detach(early[0]), early[1]) })
-  t.is(xsk.sendFrames(list), 3)
+  if (kind === 'XdpSocket') {
+    t.is(xsk.sendFrames(list), 3)
+  } else {
+    t.regex(t.throws(() => xsk.sendFrames(list), { instanceOf: NetringError, code: 'EINVAL' })?.message ?? '', /^frames\[0\]: /)
+    t.is(xsk.stats().pending, 0, 'nothing queued')
+    t.is(xsk.sendFrames(bytes), 3)
+  }
   t.is(early[0].byteLength, 0, 'the getter detached frames[0]')
 
   // Reading frames[1] detaches frames[2] before it is read: refused, nothing queued.
@@ -115,11 +130,12 @@ test('a list read through getters: a frame detached after it was read was alread
   )
   got.forEach((p, i) => t.true(p.data.equals(bytes[i % 3]), `frame ${i} byte-exact`))
 })
+}
 
-test('a run of slots is checked whole: a bad length for any slot or more slots than lent queues nothing and every slot comes back', async (t) => {
+test("an XdpSocket's run of slots is checked whole: a bad length for any slot or more slots than lent queues nothing and every slot comes back", async (t) => {
   const veth = localVethPair(t)
   using rx = Capture.open(veth.b)
-  using xsk = open(veth.a)
+  using xsk = openXdp(veth.a)
   const misuses: [string, (run: NonNullable<ReturnType<XdpSocket['allocateRun']>>) => void, { code: string; option?: string; message?: RegExp }][] = [
     ['slot 1 longer than lent', (run) => run.send(3, [60, 61, 60]), { code: 'EINVAL', option: 'length', message: /slot 1 of the run/ }],
     ['slot 2 shorter than a header', (run) => run.send(3, [60, 60, 13]), { code: 'EINVAL', message: /slot 2 of the run/ }],
