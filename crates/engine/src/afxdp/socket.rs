@@ -977,6 +977,29 @@ mod tests {
         f
     }
 
+    /// The next `n` packets `rx` receives (fewer if 10 s pass), as copies.
+    fn receive(rx: &mut XdpSocket, n: usize) -> Vec<Vec<u8>> {
+        let mut got: Vec<Vec<u8>> = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while got.len() < n && Instant::now() < deadline {
+            if !rx.wait_ready(Some(Duration::from_millis(100))).unwrap() {
+                continue;
+            }
+            let umem = rx.umem().as_ptr();
+            let fs = rx.frame_size() as usize;
+            let batch = rx.next_batch().unwrap().unwrap();
+            assert!(batch.runs.len() <= 2, "{:?}", batch.runs);
+            for p in batch.packets {
+                // SAFETY: a checked descriptor inside the UMEM, lent to us.
+                let s = unsafe {
+                    std::slice::from_raw_parts(umem.add(p.frame as usize * fs + p.offset as usize), p.len as usize)
+                };
+                got.push(s.to_vec());
+            }
+        }
+        got
+    }
+
     #[test]
     fn receives_and_sends_byte_exact_on_a_veth_pair_and_detaches_at_close() {
         if !is_root() {
@@ -994,25 +1017,7 @@ mod tests {
         }
         assert_eq!(tx.flush().unwrap(), 100);
         assert!(tx.drain(Some(Duration::from_secs(5))).unwrap());
-        let mut got: Vec<Vec<u8>> = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while got.len() < frames.len() && Instant::now() < deadline {
-            if !rx.wait_ready(Some(Duration::from_millis(100))).unwrap() {
-                continue;
-            }
-            let umem = rx.umem().as_ptr();
-            let fs = rx.frame_size() as usize;
-            let batch = rx.next_batch().unwrap().unwrap();
-            assert!(batch.runs.len() <= 2, "{:?}", batch.runs);
-            for p in batch.packets {
-                // SAFETY: a checked descriptor inside the UMEM, lent to us.
-                let s = unsafe {
-                    std::slice::from_raw_parts(umem.add(p.frame as usize * fs + p.offset as usize), p.len as usize)
-                };
-                got.push(s.to_vec());
-            }
-        }
-        assert_eq!(got, frames);
+        assert_eq!(receive(&mut rx, frames.len()), frames);
         assert_eq!(rx.stats().unwrap().received, 100);
         assert_eq!(tx.stats().unwrap().sent, 100);
         drop(rx);
@@ -1193,24 +1198,6 @@ mod tests {
         assert_eq!(tx.send_frames_with(100, |i| Ok(&frames[i as usize][..])).unwrap(), 0, "no room left");
         assert_eq!(tx.flush().unwrap(), room);
         assert!(tx.drain(Some(Duration::from_secs(5))).unwrap());
-        let mut got: Vec<Vec<u8>> = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while got.len() < room as usize && Instant::now() < deadline {
-            if !rx.wait_ready(Some(Duration::from_millis(100))).unwrap() {
-                continue;
-            }
-            let umem = rx.umem().as_ptr();
-            let fs = rx.frame_size() as usize;
-            for p in rx.next_batch().unwrap().unwrap().packets {
-                // SAFETY: a checked descriptor inside the UMEM, lent to us.
-                got.push(
-                    unsafe {
-                        std::slice::from_raw_parts(umem.add(p.frame as usize * fs + p.offset as usize), p.len as usize)
-                    }
-                    .to_vec(),
-                );
-            }
-        }
-        assert_eq!(got, frames[..room as usize]);
+        assert_eq!(receive(&mut rx, room as usize), frames[..room as usize]);
     }
 }
