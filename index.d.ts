@@ -96,17 +96,17 @@ export declare class NativeInjector {
    */
   setSlotOffload(index: number, offload: NativeOffload): void
   /**
-   * Queues frames in order until the ring is full; returns how many were queued (none when
-   * any frame is refused).
+   * Queues frames (Buffers or Uint8Arrays) in order until the ring is full; returns how many
+   * were queued (none when any frame is refused).
    */
-  sendFrames(frames: Array<Buffer>): number
+  sendFrames(frames: Uint8Array[]): number
   /**
    * Like `send_frames`, with offload metadata: `headers` holds 10-byte virtio-net headers
    * (as the facade encodes `offload`), one for every frame or one per frame (`per_frame`: the
    * caller gave a list, so an error names the entry). A frame larger than a slot leaves
    * through the second socket, in order.
    */
-  sendFramesOffload(frames: Array<Buffer>, headers: Buffer, perFrame: boolean): number
+  sendFramesOffload(frames: Uint8Array[], headers: Buffer, perFrame: boolean): number
   /**
    * Lends the next free slot as `{ index, data }` (`data`: an ArrayBuffer of `length` bytes
    * over the ring frame), or null when the ring is full.
@@ -212,15 +212,19 @@ export declare class NativeXdpSocket {
   cancelWait(): void
   /** Copies `frame` into a TX frame and queues it; false when none is free. */
   send(frame: Buffer): boolean
-  /** Queues frames in order until none is free; returns how many. */
-  sendFrames(frames: Array<Buffer>): number
+  /**
+   * Copies frames (Buffers or Uint8Arrays) into free TX frames and queues them in order until
+   * none is free; returns how many. Every frame is checked first: on error nothing is queued.
+   */
+  sendFrames(frames: Uint8Array[]): number
   /** Lends one TX frame of `length` bytes: `{ index, data }`, or null when none is free. */
   allocate(length: number): { index: number, data: ArrayBuffer } | null
   /** Lends up to `count` consecutive TX frames as one buffer: slot `i` at `i * stride`. */
   allocateRun(count: number, length: number): { first: number, count: number, stride: number, data: ArrayBuffer } | null
   /**
    * Queues the first `send` slots of a run (detached first) and gives the rest back.
-   * `lengths`: one for all, or one per queued slot.
+   * `lengths`: one for all, or one per queued slot. On error nothing is queued and the whole
+   * run goes back.
    */
   commitRun(first: number, send: number, lengths: Array<number>): void
   commit(index: number, length: number): void

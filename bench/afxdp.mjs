@@ -6,12 +6,14 @@
 // - split: threaded NAPI on the receiving end, its kthread pinned to the consumer's core, so the
 //   sender's core only sends (../shared platform notes: the C probe reached ≈1.35 Mpps there).
 
+import { execFileSync } from 'node:child_process'
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
 
 import { onConsumerCore, run, senderCpu, sh, sleep, start, twoCores } from './lib.mjs'
 
-/** Runs every AF_XDP row; returns `{ rx: [...], tx: [...], targets: [...] }`. */
-export async function afxdpBench({ Capture, XdpSocket, BENCH, LIVE_S, TX_N, FRAME, progress }) {
+/** Runs every AF_XDP row (`txOnly`: the transmit rows alone); returns `{ rx: [...], tx: [...], targets: [...] }`. */
+export async function afxdpBench({ Capture, XdpSocket, BENCH, LIVE_S, TX_N, FRAME, progress, txOnly = false }) {
   const now = () => performance.now()
   const id = `x${process.pid.toString(36)}`
   const ns = `netring-bench-${id}`
@@ -120,9 +122,9 @@ export async function afxdpBench({ Capture, XdpSocket, BENCH, LIVE_S, TX_N, FRAM
 
   const results = { rx: [], tx: [] }
   try {
-    progress('AF_XDP: warming up the sender')
-    await sender(0.5)
-    for (const setup of ['default', 'split']) {
+    if (!txOnly) progress('AF_XDP: warming up the sender')
+    if (!txOnly) await sender(0.5)
+    for (const setup of txOnly ? [] : ['default', 'split']) {
       if (setup === 'split') split(XdpSocket, near)
       // AF_PACKET is measured on the default set-up only: without XDP or GRO a veth has no NAPI to thread.
       const paths = [['native AF_XDP loop'], ...Object.entries(rxPaths), ...(setup === 'default' ? [['AF_PACKET Capture nextBatchBlocking, indexed']] : [])]
@@ -199,8 +201,12 @@ export async function afxdpBench({ Capture, XdpSocket, BENCH, LIVE_S, TX_N, FRAM
   const nativeTx = results.tx[0].mpps
   const jsSplit = rxOf('split', 'XdpSocket nextBatchBlocking, indexed')
   results.targets = [
-    ['AF_XDP: JS RX on the split set-up ≥ 1.2 Mpps (figure: Mpps)', jsSplit.kpps / 1000, 1.2],
-    ['AF_XDP: JS RX on the split set-up, zero fill-ring starvation (figure: empty-fill count)', jsSplit.fillEmpty, (v) => v === 0],
+    ...(txOnly
+      ? []
+      : [
+          ['AF_XDP: JS RX on the split set-up ≥ 1.2 Mpps (figure: Mpps)', jsSplit.kpps / 1000, 1.2],
+          ['AF_XDP: JS RX on the split set-up, zero fill-ring starvation (figure: empty-fill count)', jsSplit.fillEmpty, (v) => v === 0],
+        ]),
     ['AF_XDP: sendFrames ≥ 0.8× native AF_XDP TX', results.tx[1].mpps / nativeTx, 0.8],
     ['AF_XDP: allocateRun ≥ 0.8× native AF_XDP TX', results.tx[2].mpps / nativeTx, 0.8],
   ]
@@ -248,4 +254,23 @@ export function afxdpReport(results, { lines, LIVE_S, TX_N, FRAME, fmt, table, n
     ['path', 'received', 'Mpps', '× native AF_XDP TX', '× native AF_PACKET TX'],
     results.tx.map((r) => [r.path, r.received.toLocaleString(), fmt(r.mpps), fmt(r.mpps / results.tx[0].mpps, 3), fmt(r.mpps / nativeTxAfPacket, 3)]),
   )
+}
+
+// `node bench/afxdp.mjs --tx [frames]` (root): the transmit rows alone, for work on sending; prints
+// each row and its ratio to the native loop. `npm run bench` runs every row.
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  if (!process.argv.includes('--tx')) {
+    console.error('usage: node bench/afxdp.mjs --tx [frames]  (npm run bench runs every row)')
+    process.exit(2)
+  }
+  const root = fileURLToPath(new URL('..', import.meta.url))
+  execFileSync('cargo', ['build', '--quiet', '--release', '-p', 'netring-engine', '--example', 'bench'], { cwd: root, stdio: 'inherit' })
+  const { XdpSocket } = await import('netring')
+  // As in `npm run bench`: this process on core 0.
+  if (twoCores) sh('taskset', ['-cp', '0', String(process.pid)])
+  const TX_N = Number(process.argv.find((a) => /^\d+$/.test(a)) ?? 1_000_000)
+  const progress = (text) => process.stderr.write(`\r\x1b[K${text}`)
+  const { tx } = await afxdpBench({ XdpSocket, BENCH: `${root}target/release/examples/bench`, TX_N, FRAME: 64, progress, txOnly: true })
+  progress('')
+  for (const r of tx) console.log(`${r.path}: ${r.received.toLocaleString()} received, ${r.mpps.toFixed(3)} Mpps, ${(r.mpps / tx[0].mpps).toFixed(3)}x native`)
 }

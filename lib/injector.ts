@@ -328,12 +328,12 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
   sendFrames(frames: readonly Uint8Array[], options?: SendListOptions): number {
     this.#tx.throwKept()
     if (!Array.isArray(frames)) throw NetringError.invalidOption('frames', 'must be an array of Buffers')
-    // Array.from reads holes of a sparse array as undefined, which asBuffer refuses.
-    const buffers = Array.from(frames as unknown[], (f, i) => asBuffer(f, `frames[${i}]`))
     const offload = optionsOffload(options)
-    if (offload === undefined || buffers.length === 0) return callNative(() => this.#native.sendFrames(buffers))
-    const headers = encodeOffloads(offload, buffers.length)
-    return callNative(() => this.#native.sendFramesOffload(buffers, headers, Array.isArray(offload)))
+    // The binding reads and checks each element itself (frames[i] is a Buffer or a Uint8Array;
+    // a hole reads as undefined and is refused).
+    if (offload === undefined || frames.length === 0) return callNative(() => this.#native.sendFrames(frames))
+    const headers = encodeOffloads(offload, frames.length)
+    return callNative(() => this.#native.sendFramesOffload(frames, headers, Array.isArray(offload)))
   }
 
   /** Lends a slot of `length` bytes to write a frame into, without a copy; `null` when full. */

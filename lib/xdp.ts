@@ -287,12 +287,17 @@ export class XdpSocket extends BatchReader<XdpBatch, XdpPacket> implements SlotO
     return callNative(() => this.#native.send(asBuffer(frame)))
   }
 
-  /** Queues frames in order until no TX frame is free; returns how many were queued. */
+  /**
+   * Queues frames in order until no TX frame is free; returns how many were queued. Every frame
+   * is checked first: if one is refused the call throws and nothing is queued (a retry cannot
+   * send a frame twice).
+   */
   sendFrames(frames: readonly Uint8Array[], options?: { offload?: undefined }): number {
     this.#tx.throwKept()
     noOffload(options)
     if (!Array.isArray(frames)) throw NetringError.invalidOption('frames', 'must be an array of Buffers')
-    return callNative(() => this.#native.sendFrames(frames.map((f, i) => asBuffer(f, `frames[${i}]`))))
+    // The binding reads and checks each element itself (frames[i] is a Buffer or a Uint8Array).
+    return callNative(() => this.#native.sendFrames(frames))
   }
 
   /** Lends a TX frame of `length` bytes to write in place (zero-copy); `null` when none is free. */

@@ -8,6 +8,7 @@ use netring_engine::{ffi, Errno, Error, Injector, InjectorOptions, InjectorStats
 
 use crate::error::{error_object, to_js_error, OrThrow};
 use crate::external_memory::ReportedMemory;
+use crate::frame_list::{FrameList, ReadFrame};
 use crate::lent_buffer::{force_copy_from_env, LentBuffer, TakenBack};
 use crate::wait::{interruptible, readiness_promise, timeout_from_ms};
 
@@ -106,6 +107,8 @@ pub struct NativeInjector {
     force_copy: bool,
     /// The counts at close(), still given by `stats()` afterwards.
     final_stats: Option<InjectorStats>,
+    /// The frames of the `send_frames` call being made (empty between calls; kept for its capacity).
+    read: Vec<ReadFrame>,
 }
 
 #[napi]
@@ -127,6 +130,7 @@ impl NativeInjector {
             runs: (0..frames).map(|_| None).collect(),
             force_copy: force_copy_from_env(),
             final_stats: None,
+            read: Vec::new(),
         })
     }
 
@@ -170,27 +174,35 @@ impl NativeInjector {
         self.engine(env)?.set_slot_offload(index, &h).or_throw(env)
     }
 
-    /// Queues frames in order until the ring is full; returns how many were queued (none when
-    /// any frame is refused).
-    #[napi(catch_unwind)]
-    pub fn send_frames(&mut self, env: &Env, frames: Vec<Buffer>) -> Result<u32> {
-        self.engine(env)?.send_frames(&frames).or_throw(env)
+    /// Queues frames (Buffers or Uint8Arrays) in order until the ring is full; returns how many
+    /// were queued (none when any frame is refused).
+    #[napi(ts_args_type = "frames: Uint8Array[]", catch_unwind)]
+    pub fn send_frames(&mut self, env: &Env, frames: Object) -> Result<u32> {
+        let list = FrameList::new(env, &frames)?;
+        let Self { engine, read, .. } = self;
+        let engine = engine.as_mut().ok_or_else(|| closed(env))?;
+        // SAFETY: used by the engine call, with no JavaScript in between, then cleared.
+        let sent = unsafe { list.read_all(read) }.and_then(|()| engine.send_frames(read));
+        read.clear();
+        sent.map_err(|e| list.error(env, e))
     }
 
     /// Like `send_frames`, with offload metadata: `headers` holds 10-byte virtio-net headers
     /// (as the facade encodes `offload`), one for every frame or one per frame (`per_frame`: the
     /// caller gave a list, so an error names the entry). A frame larger than a slot leaves
     /// through the second socket, in order.
-    #[napi(catch_unwind)]
-    pub fn send_frames_offload(
-        &mut self,
-        env: &Env,
-        frames: Vec<Buffer>,
-        headers: Buffer,
-        per_frame: bool,
-    ) -> Result<u32> {
-        let refused = self.engine(env)?.send_frames_offload(&frames, &headers);
-        refused.map_err(|r| refused_error(env, r, per_frame))
+    #[napi(ts_args_type = "frames: Uint8Array[], headers: Buffer, perFrame: boolean", catch_unwind)]
+    pub fn send_frames_offload(&mut self, env: &Env, frames: Object, headers: Buffer, per_frame: bool) -> Result<u32> {
+        let list = FrameList::new(env, &frames)?;
+        let Self { engine, read, .. } = self;
+        let engine = engine.as_mut().ok_or_else(|| closed(env))?;
+        // SAFETY: as in send_frames.
+        let refused = match unsafe { list.read_all(read) } {
+            Ok(()) => engine.send_frames_offload(read, &headers).map_err(|r| refused_error(env, r, per_frame)),
+            Err(e) => Err(list.error(env, e)),
+        };
+        read.clear();
+        refused
     }
 
     /// Lends the next free slot as `{ index, data }` (`data`: an ArrayBuffer of `length` bytes
@@ -417,9 +429,7 @@ impl NativeInjector {
     }
 
     fn engine(&mut self, env: &Env) -> Result<&mut Injector> {
-        self.engine.as_mut().ok_or_else(|| {
-            to_js_error(env, Error::new(Errno::EBADF, Subject::None, "the injector is closed").with_syscall("sendto"))
-        })
+        self.engine.as_mut().ok_or_else(|| closed(env))
     }
 
     /// Takes a run's buffer back (in copy mode, writing the copy back to the ring first).
@@ -523,6 +533,10 @@ fn transferred_error(env: &Env) -> napi::Error {
 
 /// A refused frame's error; where the caller gave one offload entry per frame (`per_item`), its
 /// option names the entry: `offload[2].gsoSize`.
+fn closed(env: &Env) -> napi::Error {
+    to_js_error(env, Error::new(Errno::EBADF, Subject::None, "the injector is closed").with_syscall("sendto"))
+}
+
 fn refused_error(env: &Env, refused: RefusedFrame, per_item: bool) -> napi::Error {
     let option = match (&refused.error.subject, refused.index) {
         (Subject::Option(name), Some(i)) if per_item => {

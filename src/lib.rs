@@ -14,6 +14,7 @@ mod capture;
 mod error;
 mod external_memory;
 mod filter;
+mod frame_list;
 mod injector;
 mod lent_buffer;
 mod netdev;

@@ -13,6 +13,7 @@ use netring_engine::{Errno, Error, ProgramChoice, Subject, XdpOptions, XdpSocket
 
 use crate::batch_table::u32_array;
 use crate::error::{to_js_error, OrThrow};
+use crate::frame_list::FrameList;
 use crate::lent_buffer::{force_copy_from_env, LentBuffer, TakenBack};
 use crate::vocabulary::{XdpAttach, XdpMode, XdpZeroCopy};
 use crate::wait::{interruptible, readiness_promise, timeout_from_ms};
@@ -231,18 +232,14 @@ impl NativeXdpSocket {
         self.engine(env)?.send(&frame).or_throw(env)
     }
 
-    /// Queues frames in order until none is free; returns how many.
-    #[napi(catch_unwind)]
-    pub fn send_frames(&mut self, env: &Env, frames: Vec<Buffer>) -> Result<u32> {
-        let engine = self.engine(env)?;
-        let mut queued = 0;
-        for frame in &frames {
-            if !engine.send(frame).or_throw(env)? {
-                break;
-            }
-            queued += 1;
-        }
-        Ok(queued)
+    /// Copies frames (Buffers or Uint8Arrays) into free TX frames and queues them in order until
+    /// none is free; returns how many. Every frame is checked first: on error nothing is queued.
+    #[napi(ts_args_type = "frames: Uint8Array[]", catch_unwind)]
+    pub fn send_frames(&mut self, env: &Env, frames: Object) -> Result<u32> {
+        let list = FrameList::new(env, &frames)?;
+        // SAFETY: the engine copies each frame before it reads the next (send_frames_with).
+        let sent = self.engine(env)?.send_frames_with(list.len(), |i| unsafe { list.frame(i) });
+        sent.map_err(|e| list.error(env, e))
     }
 
     /// Lends one TX frame of `length` bytes: `{ index, data }`, or null when none is free.
@@ -270,51 +267,21 @@ impl NativeXdpSocket {
     }
 
     /// Queues the first `send` slots of a run (detached first) and gives the rest back.
-    /// `lengths`: one for all, or one per queued slot.
+    /// `lengths`: one for all, or one per queued slot. On error nothing is queued and the whole
+    /// run goes back.
     #[napi(catch_unwind)]
     pub fn commit_run(&mut self, env: &Env, first: u32, send: u32, lengths: Vec<u32>) -> Result<()> {
-        let (count, lent_length) = self.take_back_tx(env, first)?;
-        let engine = self.engine(env)?;
-        let send = send.min(count);
-        let mut failed = None;
-        if lengths.is_empty() || (lengths.len() != 1 && lengths.len() < send as usize) {
-            failed = Some(Error::new(
-                Errno::EINVAL,
-                Subject::None,
-                format!("{send} slots to send but {} lengths", lengths.len()),
-            ));
-        }
-        let mut queued = 0;
-        while failed.is_none() && queued < send {
-            let length = if lengths.len() == 1 { lengths[0] } else { lengths[queued as usize] };
-            let result = if length > lent_length {
-                Err(Error::new(
-                    Errno::EINVAL,
-                    Subject::None,
-                    format!("cannot send {length} bytes from slots of {lent_length}"),
-                ))
-            } else {
-                engine.commit(first + queued, length as usize)
-            };
-            match result {
-                Ok(()) => queued += 1,
-                Err(e) => failed = Some(e),
-            }
-        }
-        for frame in first + queued..first + count {
-            engine.discard(frame).or_throw(env)?;
-        }
-        failed.map_or(Ok(()), |e| Err(to_js_error(env, e)))
+        self.commit_lent(env, first, send, &lengths)
     }
 
     #[napi(catch_unwind)]
     pub fn commit(&mut self, env: &Env, index: u32, length: u32) -> Result<()> {
-        self.commit_run(env, index, 1, vec![length])
+        self.commit_lent(env, index, 1, &[length])
     }
 
     #[napi(catch_unwind)]
     pub fn discard(&mut self, env: &Env, index: u32) -> Result<()> {
-        self.commit_run(env, index, 0, vec![0])
+        self.commit_lent(env, index, 0, &[0])
     }
 
     /// Publishes what was queued and kicks the kernel when it asks; returns how many frames.
@@ -427,6 +394,11 @@ impl NativeXdpSocket {
         Ok(Some((first, n, data)))
     }
 
+    fn commit_lent(&mut self, env: &Env, first: u32, send: u32, lengths: &[u32]) -> Result<()> {
+        let count = self.take_back_tx(env, first)?;
+        self.engine(env)?.commit_run(first, count, send, lengths).or_throw(env)
+    }
+
     fn take_back_rx(&mut self, env: &Env) -> Result<()> {
         // Fails closed: every run is taken back before any is forgotten, and a failed Node-API
         // call closes the socket instead of handing frames a view may see back to the kernel.
@@ -452,7 +424,7 @@ impl NativeXdpSocket {
         ))
     }
 
-    fn take_back_tx(&mut self, env: &Env, first: u32) -> Result<(u32, u32)> {
+    fn take_back_tx(&mut self, env: &Env, first: u32) -> Result<u32> {
         let Some(run) = self.tx_lent.get(first as usize).and_then(Option::as_ref) else {
             // close() detached every lent run: a slot used after it gets the socket's EBADF.
             self.engine(env)?;
@@ -472,7 +444,7 @@ impl NativeXdpSocket {
             run.lent.forget(env.raw());
         }
         if taken == TakenBack::Detached {
-            return Ok((count, length));
+            return Ok(count);
         }
         self.engine = None;
         Err(transferred_error(

@@ -131,6 +131,12 @@ impl<T: Copy> Ring<T> {
         unsafe { self.slot(self.cached_prod.wrapping_add(i)).write_volatile(value) };
     }
 
+    /// The `i`-th next entry as written, before it is published (to take a write back).
+    pub fn written(&self, i: u32) -> T {
+        // SAFETY: a slot we own (past the producer index), as `write` wrote it.
+        unsafe { self.slot(self.cached_prod.wrapping_add(i)).read_volatile() }
+    }
+
     /// Publishes `n` written entries. Release: the entries before the index.
     pub fn submit(&mut self, n: u32) {
         self.cached_prod = self.cached_prod.wrapping_add(n);

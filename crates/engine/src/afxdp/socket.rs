@@ -108,6 +108,8 @@ pub struct XdpSocket {
     runs: Vec<Run>,
     /// TX descriptors written but not yet published.
     tx_unsubmitted: u32,
+    /// The length each lent TX frame was lent with (`allocate_run`), by frame.
+    tx_lent_len: Vec<u32>,
     stats: XdpStats,
     failed: Option<Error>,
     last_liveness: Instant,
@@ -251,6 +253,7 @@ impl XdpSocket {
             packets: Vec::with_capacity(batch),
             runs: Vec::with_capacity(MAX_RUNS),
             tx_unsubmitted: 0,
+            tx_lent_len: vec![0; (rx_frames + tx_frames) as usize],
             stats: XdpStats::default(),
             failed: None,
             last_liveness: Instant::now(),
@@ -550,6 +553,79 @@ impl XdpSocket {
         self.tx_unsubmitted += 1;
     }
 
+    /// Copies frames into free TX frames and queues them in order, all or none: `frame_at(i)`
+    /// gives frame `i` of `count`. Every frame is read and checked before any is queued, those
+    /// beyond the room only checked; a refused frame names its index and nothing is queued, so a
+    /// retry never sends a frame twice. Returns how many were queued.
+    ///
+    /// Each frame is copied before `frame_at` is called again, so a slice need only live until
+    /// then: the caller may read frames from memory that can go away between calls (JavaScript
+    /// buffers, where reading the next frame may run code that detaches the last one).
+    pub fn send_frames_with<'a>(
+        &mut self,
+        count: u32,
+        mut frame_at: impl FnMut(u32) -> Result<&'a [u8]>,
+    ) -> Result<u32> {
+        let mut want = count.min(self.tx_room()?);
+        if self.frames.tx_free() < want {
+            self.reap()?;
+        }
+        // Descriptors are written past the unsubmitted ones but counted only at the end: until
+        // then neither a flush nor the kernel sees them, and a refusal takes them back.
+        let base = self.tx_unsubmitted;
+        let (mut staged, mut next, mut left) = (0u32, 0u32, 0u32);
+        for i in 0..count {
+            let checked = frame_at(i).and_then(|f| {
+                self.check_len(f.len()).map(|()| f).map_err(|mut e| {
+                    e.message = format!("frames[{i}]: {}", e.message);
+                    e
+                })
+            });
+            let frame = match checked {
+                Ok(frame) => frame,
+                Err(e) => {
+                    // Frames taken and not yet written go back with the written ones.
+                    for frame in next..next + left {
+                        self.frames.untake_tx(frame);
+                    }
+                    self.unstage(base, staged);
+                    return Err(e);
+                }
+            };
+            if staged == want {
+                continue;
+            }
+            if left == 0 {
+                match self.frames.take_tx_run(want - staged, FrameState::TxQueued) {
+                    Some((first, n)) if n > 0 => (next, left) = (first, n),
+                    // No free frame: what is staged goes, the rest is only checked.
+                    _ => {
+                        want = staged;
+                        continue;
+                    }
+                }
+            }
+            // SAFETY: a frame just taken (TxQueued, not yet visible to the kernel) of frame_size
+            // bytes inside the UMEM; frame.len() <= frame_size was checked.
+            unsafe { std::ptr::copy_nonoverlapping(frame.as_ptr(), self.frame_ptr(next), frame.len()) };
+            let desc = ffi::xdp_desc { addr: self.frames.addr(next), len: frame.len() as u32, options: 0 };
+            self.tx.as_mut().expect("checked by tx_room").write(base + staged, desc);
+            (next, left, staged) = (next + 1, left - 1, staged + 1);
+        }
+        self.tx_unsubmitted += staged;
+        Ok(staged)
+    }
+
+    /// Takes back `n` descriptors written from `base` past the published ones (not counted
+    /// yet): their frames are Free again.
+    fn unstage(&mut self, base: u32, n: u32) {
+        let Some(tx) = self.tx.as_ref() else { return };
+        for k in 0..n {
+            let frame = (tx.written(base + k).addr / self.frames.frame_size() as u64) as u32;
+            self.frames.untake_tx(frame);
+        }
+    }
+
     /// Copies `frame` into a free TX frame and queues it; `false` when no frame or ring slot is
     /// free (flush, or wait with `arm_wait`).
     pub fn send(&mut self, frame: &[u8]) -> Result<bool> {
@@ -582,29 +658,74 @@ impl XdpSocket {
         if self.frames.tx_free() < max {
             self.reap()?;
         }
-        Ok(self.frames.take_tx_run(max.min(room), FrameState::TxLent).filter(|r| r.1 > 0))
+        let run = self.frames.take_tx_run(max.min(room), FrameState::TxLent).filter(|r| r.1 > 0);
+        if let Some((first, n)) = run {
+            self.tx_lent_len[first as usize..(first + n) as usize].fill(len as u32);
+        }
+        Ok(run)
     }
 
-    /// Queues lent frame `frame` with `len` bytes (`discard` gives it back unsent).
-    pub fn commit(&mut self, frame: u32, len: usize) -> Result<()> {
-        // A length of 0 too is an error, never a quiet discard: the caller asked to send.
-        self.check_len(len)?;
-        if self.tx_room()? == 0 {
+    /// Queues the first `send` frames of the run of `count` lent frames at `first`, with
+    /// `lengths` bytes each (one length for all, or one per frame sent), and gives the rest back.
+    /// Everything is checked first, as the Injector's runs are: on error nothing is queued and
+    /// the whole run goes back, so a bad call never holds frames or half-sends a run.
+    pub fn commit_run(&mut self, first: u32, count: u32, send: u32, lengths: &[u32]) -> Result<()> {
+        let checked = self.check_run(first, count, send, lengths);
+        let queued = if checked.is_ok() { send } else { 0 };
+        for i in 0..queued {
+            self.frames.tx_lent_to(first + i, FrameState::TxQueued);
+            self.push_tx(first + i, length_at(lengths, i));
+        }
+        for frame in first + queued..first.saturating_add(count) {
+            // A frame of the run that is not lent (a bad `first`) is left as it is.
+            self.frames.tx_lent_to(frame, FrameState::Free);
+        }
+        checked
+    }
+
+    fn check_run(&mut self, first: u32, count: u32, send: u32, lengths: &[u32]) -> Result<()> {
+        if send > count {
+            return Err(Error::invalid_option("count", format!("must be at most the {count} slots lent, got {send}")));
+        }
+        if lengths.is_empty() || (lengths.len() != 1 && lengths.len() < send as usize) {
+            return Err(Error::invalid_option(
+                "lengths",
+                format!("needs one length for all slots or one per slot sent ({send}), got {}", lengths.len()),
+            ));
+        }
+        for frame in first..first.saturating_add(count) {
+            if !self.frames.tx_range().contains(&frame) || self.frames.state(frame) != FrameState::TxLent {
+                return Err(Error::new(Errno::EINVAL, Subject::None, format!("TX frame {frame} is not lent out")));
+            }
+        }
+        for i in 0..send {
+            let (len, lent) = (length_at(lengths, i), self.tx_lent_len[(first + i) as usize]);
+            let checked = if len > lent {
+                Err(Error::invalid_option("length", format!("cannot send {len} bytes from a slot of {lent}")))
+            } else {
+                // A length of 0 too is an error, never a quiet discard: the caller asked to send.
+                self.check_len(len as usize)
+            };
+            checked.map_err(|mut e| {
+                e.message = format!("slot {i} of the run: {}", e.message);
+                e
+            })?;
+        }
+        if self.tx_room()? < send {
             // Cannot happen: allocate_run lends at most the ring room, and only commits use it.
             return Err(Error::new(Errno::ENOBUFS, self.iface.subject(), "the TX ring is full"));
         }
-        if !self.frames.tx_lent_to(frame, FrameState::TxQueued) {
-            return Err(Error::new(Errno::EINVAL, Subject::None, format!("TX frame {frame} is not lent out")));
-        }
-        self.push_tx(frame, len as u32);
         Ok(())
     }
 
+    /// Queues lent frame `frame` with `len` bytes (`discard` gives it back unsent); a run of
+    /// one, so on error it goes back.
+    pub fn commit(&mut self, frame: u32, len: usize) -> Result<()> {
+        self.commit_run(frame, 1, 1, &[u32::try_from(len).unwrap_or(u32::MAX)])
+    }
+
     pub fn discard(&mut self, frame: u32) -> Result<()> {
-        if !self.frames.tx_lent_to(frame, FrameState::Free) {
-            return Err(Error::new(Errno::EINVAL, Subject::None, format!("TX frame {frame} is not lent out")));
-        }
-        Ok(())
+        self.commit_run(frame, 1, 0, &[0])
     }
 
     /// Publishes what was queued and kicks the kernel if it asks for it (always in copy mode);
@@ -732,6 +853,15 @@ mod releasing {
     }
 }
 
+/// A run's length for frame `i`: one length for all, or one per frame.
+fn length_at(lengths: &[u32], i: u32) -> u32 {
+    if lengths.len() == 1 {
+        lengths[0]
+    } else {
+        lengths[i as usize]
+    }
+}
+
 /// RX queues of the interface, from sysfs (1 when it does not say).
 pub fn rx_queue_count(iface: &Interface) -> u32 {
     std::fs::read_dir(format!("/sys/class/net/{}/queues", iface.name))
@@ -847,6 +977,29 @@ mod tests {
         f
     }
 
+    /// The next `n` packets `rx` receives (fewer if 10 s pass), as copies.
+    fn receive(rx: &mut XdpSocket, n: usize) -> Vec<Vec<u8>> {
+        let mut got: Vec<Vec<u8>> = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while got.len() < n && Instant::now() < deadline {
+            if !rx.wait_ready(Some(Duration::from_millis(100))).unwrap() {
+                continue;
+            }
+            let umem = rx.umem().as_ptr();
+            let fs = rx.frame_size() as usize;
+            let batch = rx.next_batch().unwrap().unwrap();
+            assert!(batch.runs.len() <= 2, "{:?}", batch.runs);
+            for p in batch.packets {
+                // SAFETY: a checked descriptor inside the UMEM, lent to us.
+                let s = unsafe {
+                    std::slice::from_raw_parts(umem.add(p.frame as usize * fs + p.offset as usize), p.len as usize)
+                };
+                got.push(s.to_vec());
+            }
+        }
+        got
+    }
+
     #[test]
     fn receives_and_sends_byte_exact_on_a_veth_pair_and_detaches_at_close() {
         if !is_root() {
@@ -864,25 +1017,7 @@ mod tests {
         }
         assert_eq!(tx.flush().unwrap(), 100);
         assert!(tx.drain(Some(Duration::from_secs(5))).unwrap());
-        let mut got: Vec<Vec<u8>> = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while got.len() < frames.len() && Instant::now() < deadline {
-            if !rx.wait_ready(Some(Duration::from_millis(100))).unwrap() {
-                continue;
-            }
-            let umem = rx.umem().as_ptr();
-            let fs = rx.frame_size() as usize;
-            let batch = rx.next_batch().unwrap().unwrap();
-            assert!(batch.runs.len() <= 2, "{:?}", batch.runs);
-            for p in batch.packets {
-                // SAFETY: a checked descriptor inside the UMEM, lent to us.
-                let s = unsafe {
-                    std::slice::from_raw_parts(umem.add(p.frame as usize * fs + p.offset as usize), p.len as usize)
-                };
-                got.push(s.to_vec());
-            }
-        }
-        assert_eq!(got, frames);
+        assert_eq!(receive(&mut rx, frames.len()), frames);
         assert_eq!(rx.stats().unwrap().received, 100);
         assert_eq!(tx.stats().unwrap().sent, 100);
         drop(rx);
@@ -969,5 +1104,100 @@ mod tests {
             };
             assert_eq!(s, frame((40 + i) as u8, 60 + (40 + i) % 200).as_slice());
         }
+    }
+
+    #[test]
+    fn a_run_is_checked_whole_before_any_frame_is_queued() {
+        if !is_root() {
+            return;
+        }
+        let veth = Veth::new("r");
+        let options =
+            XdpOptions { mode: Some(XdpMode::Tx), frame_count: Some(64), ring_size: Some(64), ..Default::default() };
+        let mut tx = XdpSocket::open(&veth.0, options).unwrap();
+        let all = tx.info().tx_frames;
+        let every_frame_is_free = |tx: &mut XdpSocket, what: &str| {
+            let mut runs = Vec::new();
+            while let Some(run) = tx.allocate_run(all, 60).unwrap() {
+                runs.push(run);
+            }
+            assert_eq!(runs.iter().map(|r| r.1).sum::<u32>(), all, "{what}: every frame went back");
+            for (first, n) in runs {
+                tx.commit_run(first, n, 0, &[0]).unwrap();
+            }
+        };
+        // What, how many to send, their lengths, the error and the option it names.
+        type Refusal<'a> = (&'a str, u32, &'a [u32], Errno, Option<&'static str>);
+        let refusals: [Refusal; 6] = [
+            ("slot 1 longer than lent", 3, &[60, 61, 60], Errno::EINVAL, Some("length")),
+            ("slot 2 shorter than a header", 3, &[60, 60, 13], Errno::EINVAL, None),
+            ("slot 0 of 0 bytes", 1, &[0], Errno::EINVAL, None),
+            ("more than lent", 5, &[60], Errno::EINVAL, Some("count")),
+            ("too few lengths", 3, &[60, 60], Errno::EINVAL, Some("lengths")),
+            ("no length", 1, &[], Errno::EINVAL, Some("lengths")),
+        ];
+        for (what, send, lengths, errno, option) in refusals {
+            let (first, n) = tx.allocate_run(4, 60).unwrap().unwrap();
+            assert_eq!(n, 4);
+            let e = tx.commit_run(first, n, send, lengths).unwrap_err();
+            assert_eq!(e.errno, errno, "{what}: {e:?}");
+            if let Some(option) = option {
+                assert_eq!(e.subject, Subject::Option(option), "{what}: {e:?}");
+            }
+            assert_eq!(tx.pending(), 0, "{what}: nothing queued");
+            assert_eq!(tx.flush().unwrap(), 0, "{what}: nothing to publish");
+            every_frame_is_free(&mut tx, what);
+        }
+        // A run given back is no longer lent: committing it again is refused and changes nothing.
+        let (first, n) = tx.allocate_run(4, 60).unwrap().unwrap();
+        tx.commit_run(first, n, 0, &[0]).unwrap();
+        assert_eq!(tx.commit_run(first, n, 1, &[60]).unwrap_err().errno, Errno::EINVAL);
+        // A good run: the first two go, the other two come back.
+        let (first, n) = tx.allocate_run(4, 64).unwrap().unwrap();
+        for i in 0..n {
+            let f = frame(i as u8, 64);
+            // SAFETY: the lent frame is ours until committed and holds 64 bytes.
+            unsafe { std::ptr::copy_nonoverlapping(f.as_ptr(), tx.frame_ptr(first + i), f.len()) };
+        }
+        tx.commit_run(first, n, 2, &[64, 60]).unwrap();
+        assert_eq!(tx.flush().unwrap(), 2);
+        assert!(tx.drain(Some(Duration::from_secs(5))).unwrap());
+        assert_eq!(tx.stats().unwrap().sent, 2);
+        every_frame_is_free(&mut tx, "after a good run");
+    }
+
+    #[test]
+    fn send_frames_with_checks_every_frame_first_and_queues_up_to_the_room() {
+        if !is_root() {
+            return;
+        }
+        let veth = Veth::new("s");
+        let mut rx = XdpSocket::open(&veth.1, XdpOptions { mode: Some(XdpMode::Rx), ..Default::default() }).unwrap();
+        let options =
+            XdpOptions { mode: Some(XdpMode::Tx), frame_count: Some(64), ring_size: Some(64), ..Default::default() };
+        let mut tx = XdpSocket::open(&veth.0, options).unwrap();
+        let frames: Vec<Vec<u8>> = (0..100u8).map(|i| frame(i, 60 + i as usize)).collect();
+        // A bad frame beyond the room (index 90) still refuses the whole list.
+        for (bad, errno) in [(90usize, Errno::EINVAL), (0, Errno::EMSGSIZE), (63, Errno::EINVAL)] {
+            let mut list: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+            let long = vec![0u8; 4096];
+            list[bad] = if errno == Errno::EMSGSIZE { &long } else { &frames[0][..13] };
+            let e = tx.send_frames_with(list.len() as u32, |i| Ok(list[i as usize])).unwrap_err();
+            assert_eq!(e.errno, errno);
+            assert!(e.message.starts_with(&format!("frames[{bad}]: ")), "{}", e.message);
+            assert_eq!((tx.pending(), tx.flush().unwrap()), (0, 0), "frames[{bad}] refused: nothing queued");
+        }
+        // The caller's own error (as the binding reports a frame of the wrong type) likewise.
+        let caller = Error::new(Errno::EINVAL, Subject::Option("frames"), "not a frame");
+        let e = tx.send_frames_with(3, |i| if i < 2 { Ok(&frames[0][..]) } else { Err(caller.clone()) }).unwrap_err();
+        assert_eq!(e, caller);
+        assert_eq!(tx.pending(), 0);
+        // Every TX frame is free again: the list queues up to the room, in order, byte-exact.
+        let room = tx.info().tx_frames;
+        assert_eq!(tx.send_frames_with(100, |i| Ok(&frames[i as usize][..])).unwrap(), room);
+        assert_eq!(tx.send_frames_with(100, |i| Ok(&frames[i as usize][..])).unwrap(), 0, "no room left");
+        assert_eq!(tx.flush().unwrap(), room);
+        assert!(tx.drain(Some(Duration::from_secs(5))).unwrap());
+        assert_eq!(receive(&mut rx, room as usize), frames[..room as usize]);
     }
 }

@@ -191,6 +191,13 @@ impl Frames {
         Some((start, n))
     }
 
+    /// Gives back a frame `take_tx_run` marked TxQueued that never reached the kernel.
+    pub fn untake_tx(&mut self, frame: u32) {
+        debug_assert_eq!(self.states[frame as usize], FrameState::TxQueued);
+        self.states[frame as usize] = FrameState::Free;
+        self.tx_free += 1;
+    }
+
     /// A lent TX slot's frame, checked: `Some(())` when it was TxLent.
     pub fn tx_lent_to(&mut self, frame: u32, state: FrameState) -> bool {
         if !self.tx.contains(&frame) || self.states[frame as usize] != FrameState::TxLent {
