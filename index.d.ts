@@ -242,6 +242,8 @@ export declare class NativeXdpSocket {
    * (the program goes with the last socket on the interface). Idempotent.
    */
   close(): void
+  /** Throws what `send` would throw for `frame` (EINVAL, EMSGSIZE), queueing nothing. */
+  check(frame: Buffer): void
 }
 
 /** For tests only: loads an XDP program over fresh maps with the engine's assembler. */
@@ -479,6 +481,8 @@ export interface NativeXdpStats {
   waits: number
   sent: number
   pending: number
+  /** TX frames that will never leave, their sender told: still in the TX ring at close(). */
+  withdrawn: number
   rxDropped: number
   rxInvalidDescs: number
   txInvalidDescs: number

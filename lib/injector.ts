@@ -285,10 +285,7 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
   }
 
   stats(): InjectorStats {
-    const s = callNative(() => this.#native.stats())
-    // sendAsync frames still waiting for room are pending too; those that rejected before they
-    // reached the ring (close(), a failed kick) were withdrawn.
-    return { ...s, pending: s.pending + this.#tx.waiting, withdrawn: s.withdrawn + this.#tx.dropped }
+    return this.#tx.withQueued(callNative(() => this.#native.stats()))
   }
 
   /**

@@ -154,14 +154,13 @@ export class TxQueue {
     })
   }
 
-  /** `sendAsync` frames waiting for ring room (handed over, not queued yet). */
-  get waiting(): number {
-    return this.#waiting.length
-  }
-
-  /** `sendAsync` frames that rejected while waiting for room: they never reached the ring. */
-  get dropped(): number {
-    return this.#dropped
+  /**
+   * The socket's counts with this queue's added: `sendAsync` frames waiting for ring room are
+   * pending too, and those that rejected before they reached the ring (close(), a failed kick)
+   * were withdrawn.
+   */
+  withQueued<S extends { pending: number; withdrawn: number }>(s: S): S {
+    return { ...s, pending: s.pending + this.#waiting.length, withdrawn: s.withdrawn + this.#dropped }
   }
 
   /** Flushes, then settles what the kernel took. Throws what the flush threw. */

@@ -199,6 +199,7 @@ export class XdpSocket extends BatchReader<XdpBatch, XdpPacket> implements SlotO
       {
         offloadOf: noOffload,
         enqueue: (frame) => (n.send(frame) ? this.#queuedCount++ : -1),
+        check: (frame) => n.check(frame),
         // A frame in the TX ring is settled: AF_XDP refuses nothing after it was queued, and
         // no frame is withdrawn.
         settledBefore: () => this.#queuedCount,
@@ -233,8 +234,9 @@ export class XdpSocket extends BatchReader<XdpBatch, XdpPacket> implements SlotO
     return callNative(() => this.#native.info())
   }
 
+  /** Counts; after close() the final ones (frames left in the TX ring by then are withdrawn). */
   stats(): XdpStats {
-    return callNative(() => this.#native.stats())
+    return this.#tx.withQueued(callNative(() => this.#native.stats()))
   }
 
   // ---- RX ----

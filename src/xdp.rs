@@ -69,6 +69,7 @@ pub struct NativeXdpInfo {
 }
 
 #[napi(object)]
+#[derive(Clone)]
 pub struct NativeXdpStats {
     pub received: f64,
     /// RX batches handed out, and the times the socket slept waiting for packets.
@@ -76,6 +77,8 @@ pub struct NativeXdpStats {
     pub waits: f64,
     pub sent: f64,
     pub pending: u32,
+    /// TX frames that will never leave, their sender told: still in the TX ring at close().
+    pub withdrawn: f64,
     pub rx_dropped: f64,
     pub rx_invalid_descs: f64,
     pub tx_invalid_descs: f64,
@@ -104,6 +107,8 @@ pub struct NativeXdpSocket {
     tx_lent: Vec<Option<TxRun>>,
     force_copy: bool,
     copied: bool,
+    /// The counts at close(), still given by `stats()` afterwards.
+    final_stats: Option<NativeXdpStats>,
 }
 
 #[napi]
@@ -119,6 +124,7 @@ impl NativeXdpSocket {
             tx_lent: (0..frames).map(|_| None).collect(),
             force_copy: force_copy_from_env(),
             copied: false,
+            final_stats: None,
         })
     }
 
@@ -299,6 +305,9 @@ impl NativeXdpSocket {
 
     #[napi(catch_unwind)]
     pub fn stats(&mut self, env: &Env) -> Result<NativeXdpStats> {
+        if let (None, Some(last)) = (&self.engine, &self.final_stats) {
+            return Ok(last.clone());
+        }
         let engine = self.engine(env)?;
         let pending = engine.pending();
         let s = engine.stats().or_throw(env)?;
@@ -309,6 +318,7 @@ impl NativeXdpSocket {
             waits: s.waits as f64,
             sent: s.sent as f64,
             pending,
+            withdrawn: 0.0,
             rx_dropped: k.rx_dropped as f64,
             rx_invalid_descs: k.rx_invalid_descs as f64,
             tx_invalid_descs: k.tx_invalid_descs as f64,
@@ -371,8 +381,24 @@ impl NativeXdpSocket {
             let _ = unsafe { run.lent.take_back(env, None) };
             run.lent.forget(env.raw());
         }
+        // Frames still in the TX ring never leave now (their senders were told: a sendAsync
+        // promise rejects with EBADF, drain() said not all was sent): they count as withdrawn.
+        // Without the kernel's counters (the interface is gone) there are no final counts.
+        self.final_stats = self.stats(env).ok().map(|s| NativeXdpStats {
+            withdrawn: s.withdrawn + f64::from(s.pending),
+            pending: 0,
+            fill_ring: 0,
+            rx_ring: 0,
+            ..s
+        });
         self.engine = None;
         Ok(())
+    }
+
+    /// Throws what `send` would throw for `frame` (EINVAL, EMSGSIZE), queueing nothing.
+    #[napi(catch_unwind)]
+    pub fn check(&mut self, env: &Env, frame: Buffer) -> Result<()> {
+        self.engine(env)?.check_frame(&frame).or_throw(env)
     }
 
     fn engine(&mut self, env: &Env) -> Result<&mut XdpSocket> {

@@ -498,6 +498,12 @@ impl XdpSocket {
         self.config.frame_size
     }
 
+    /// Checks `frame` as `send` would (EINVAL shorter than an Ethernet header, EMSGSIZE longer
+    /// than a TX frame), queueing nothing: lets a caller refuse a list whole before it queues any.
+    pub fn check_frame(&self, frame: &[u8]) -> Result<()> {
+        self.check_len(frame.len())
+    }
+
     fn check_len(&self, len: usize) -> Result<()> {
         if len < ffi::ETH_HLEN {
             // As the Injector says it: too short is a bad argument, too long a size error.
