@@ -113,10 +113,28 @@ export async function afxdpBench({ Capture, XdpSocket, BENCH, LIVE_S, TX_N, FRAM
     const count = mpps ? Math.round(mpps * 1e6 * LIVE_S) : 1e12
     const sendS = mpps ? 1.5 * LIVE_S : LIVE_S
     const send = () => sender(sendS, count, mpps ? [`--rate=${mpps * 1e6}`, `--batch=${PACED_BATCH}`] : [])
+    // Paced, the receiving NAPI kthread's CPU share while the sender runs: on the split set-up it
+    // shares the consumer's core, so it says which of the two that core spent itself on.
+    let napi = []
+    let napi0 = 0
+    const pinned = () => {
+      if (pin) pinNapi(near)
+      napi = mpps && pin ? napiThreads(near) : []
+      napi0 = napiCpuNs(napi)
+    }
+    // Read before the socket closes: the kthreads go with the attachment.
+    const napiNs = () => (napi.length ? napiCpuNs(napi) - napi0 : null)
     const row = (sent, r) => ({
       setup,
       path: name,
-      ...(mpps && { offeredMpps: mpps, sentKpps: sent.frames / (sent.ns / 1e6), refused: sent.refused, lateMaxUs: sent.late_max_ns / 1000 }),
+      ...(mpps && {
+        offeredMpps: mpps,
+        sentKpps: sent.frames / (sent.ns / 1e6),
+        senderCpu: sent.cpu_ns / sent.ns,
+        napiCpu: r.napiNs === null ? null : r.napiNs / sent.ns,
+        refused: sent.refused,
+        lateMaxUs: sent.late_max_ns / 1000,
+      }),
       sent: sent.frames,
       packets: r.packets,
       kpps: r.packets / LIVE_S / 1000,
@@ -131,10 +149,11 @@ export async function afxdpBench({ Capture, XdpSocket, BENCH, LIVE_S, TX_N, FRAM
       // Whole seconds: the sender's, then one more for the last packets.
       const consumer = start(...onConsumerCore(BENCH, ['xdp-live', near, String(Math.ceil(sendS) + 1)]))
       await consumer.line(/ready/)
-      if (pin) pinNapi(near)
+      pinned()
       const sent = await send()
+      const napiUsed = napiNs()
       const r = JSON.parse((await consumer.exited).out.trim().split('\n').at(-1))
-      return row(sent, { packets: r.packets, drops: r.drops, fillEmpty: r.fill_empty, batches: r.batches, waits: r.waits, cpuNs: r.cpu_ns })
+      return row(sent, { napiNs: napiUsed, packets: r.packets, drops: r.drops, fillEmpty: r.fill_empty, batches: r.batches, waits: r.waits, cpuNs: r.cpu_ns })
     }
     if (name === 'AF_PACKET Capture nextBatchBlocking, indexed') {
       const cap = Capture.open(near, { profile: 'high-throughput' })
@@ -154,11 +173,12 @@ export async function afxdpBench({ Capture, XdpSocket, BENCH, LIVE_S, TX_N, FRAM
       return { setup, path: name, sent: sent.frames, packets, kpps: packets / LIVE_S / 1000, drops, fillEmpty: null, batches: null, waits: null, cpuNsPerPacket: ((cpu.user + cpu.system) * 1000) / Math.max(1, packets) }
     }
     const xsk = XdpSocket.open(near, { mode: 'rx', attach: 'driver' })
-    if (pin) pinNapi(near)
+    pinned()
     const sending = send()
     // The indexed path blocks this thread until `until`: it cannot stop when the sender does.
     packets = await consume(xsk, now() + sendS * 1000 + (mpps ? 1000 : 500))
     const sent = await sending
+    const napiUsed = napiNs()
     const s = xsk.stats()
     drops = s.rxDropped
     fillEmpty = s.rxFillRingEmptyDescs
@@ -166,7 +186,7 @@ export async function afxdpBench({ Capture, XdpSocket, BENCH, LIVE_S, TX_N, FRAM
     xsk.close()
     const cpu = process.cpuUsage(cpu0)
     cpuNs = (cpu.user + cpu.system) * 1000
-    return row(sent, { packets, drops, fillEmpty, batches, waits, cpuNs })
+    return row(sent, { napiNs: napiUsed, packets, drops, fillEmpty, batches, waits, cpuNs })
   }
 
   // The paced rows: the split set-up (the one where the consumer's core does all the receive
@@ -298,15 +318,38 @@ function split(XdpSocket, dev) {
   }
 }
 
+/** The pids of `dev`'s NAPI kthreads (threaded NAPI names them `napi/<dev>-<id>`). */
+function napiThreads(dev) {
+  return readdirSync('/proc')
+    .filter((p) => /^\d+$/.test(p))
+    .filter((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/comm`, 'utf8').trim().startsWith(`napi/${dev}`)
+      } catch {
+        return false // gone meanwhile
+      }
+    })
+}
+
 function pinNapi(dev) {
   if (!twoCores) return
-  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+  for (const pid of napiThreads(dev)) sh('taskset', ['-pc', '0', pid])
+}
+
+/** CPU time (ns) the kthreads `pids` have used, at the kernel's clock-tick resolution. */
+function napiCpuNs(pids) {
+  const tick = 1e9 / Number(sh('getconf', ['CLK_TCK']).trim())
+  let ticks = 0
+  for (const pid of pids) {
     try {
-      if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim().startsWith(`napi/${dev}`)) sh('taskset', ['-pc', '0', pid])
+      // utime and stime: fields 14 and 15, counted after the parenthesised comm.
+      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
+      ticks += Number(fields[11]) + Number(fields[12])
     } catch {
-      // gone meanwhile
+      // gone meanwhile: it stopped with its attachment
     }
   }
+  return ticks * tick
 }
 
 /** Adds the paced receive table to the report. */
@@ -314,20 +357,22 @@ export function pacedReport(results, { lines, LIVE_S, FRAME, fmt, table }) {
   lines.push(
     `**AF_XDP receive, paced sender** (split set-up; the sender offers a fixed rate for ${LIVE_S} s, batches of ${PACED_BATCH} per sendmmsg on a fixed schedule, sleeping between them; ` +
       `${FRAME}-byte frames; "kept up": received = sent, no rx drops, no fill-ring starvation, and the sender reached 98 % of the rate; "refused": sends the veth refused because the receiving end's queue was full, sent again; ` +
-      `"late": how far behind its schedule the sender fell at worst)`,
+      `"late": how far behind its schedule the sender fell at worst; "sender CPU": the sender's share of its core, the veth's transmit included; "NAPI CPU": the receiving end's NAPI kthread's share of the consumer's core while the sender ran)`,
     '',
   )
   const perBatch = (r) => (r.batches ? fmt(r.packets / r.batches, 0) : 'n/a')
   const waitsPerK = (r) => fmt((r.waits * 1000) / Math.max(1, r.packets), 1)
   table(
-    ['offered Mpps', 'path', 'sent', 'sent kpps', 'refused', 'late (µs, max)', 'received', 'rx dropped', 'fill ring empty', 'kept up', 'pkts/batch', 'waits/1k pkts', 'CPU ns/pkt'],
+    ['offered Mpps', 'path', 'sent', 'sent kpps', 'sender CPU %', 'refused', 'late (µs, max)', 'NAPI CPU %', 'received', 'rx dropped', 'fill ring empty', 'kept up', 'pkts/batch', 'waits/1k pkts', 'CPU ns/pkt'],
     results.paced.map((r) => [
       fmt(r.offeredMpps, 2),
       r.path,
       r.sent.toLocaleString(),
       fmt(r.sentKpps, 0),
+      fmt(r.senderCpu * 100, 0),
       r.refused,
       fmt(r.lateMaxUs, 0),
+      fmt(r.napiCpu === null ? null : r.napiCpu * 100, 0),
       r.packets.toLocaleString(),
       r.drops,
       r.fillEmpty,

@@ -174,6 +174,7 @@ fn sleep_until(due: u64) {
 /// due and a late sender catches up batch by batch, so the average rate is the one asked for while
 /// the sender can reach it (`late_max_ns` says how far behind it fell). Frames the veth refuses
 /// (ENOBUFS: the receiving end's queue is full) are counted in `refused` and sent again.
+/// `cpu_ns` is the sender's own CPU time (the veth's transmit work runs in it).
 fn sendmmsg(iface: &str, count: u64, size: usize, dst: &[u8; 6], seconds: Option<f64>, pace: Option<Pace>) {
     let batch = pace.as_ref().map_or(256, |p| p.batch.clamp(1, 1024));
     let (fd, sll) = raw_socket(iface);
@@ -183,7 +184,7 @@ fn sendmmsg(iface: &str, count: u64, size: usize, dst: &[u8; 6], seconds: Option
         unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
     }
     let mut frames: Vec<Vec<u8>> = (0..batch).map(|i| frame(size, dst, i as u32)).collect();
-    let start = Instant::now();
+    let (cpu0, start) = (cpu_ns(), Instant::now());
     let start_ns = monotonic_ns();
     let deadline = seconds.map(|s| start + Duration::from_secs_f64(s));
     let (mut sent, mut refused, mut late_max_ns) = (0u64, 0u64, 0u64);
@@ -245,13 +246,13 @@ fn sendmmsg(iface: &str, count: u64, size: usize, dst: &[u8; 6], seconds: Option
         }
         sent += rc as u64;
     }
-    let ns = start.elapsed().as_nanos();
+    let (ns, cpu) = (start.elapsed().as_nanos(), cpu_ns() - cpu0);
     match pace {
         Some(p) => println!(
-            r#"{{"frames":{sent},"ns":{ns},"refused":{refused},"rate":{},"batch":{batch},"late_max_ns":{late_max_ns}}}"#,
+            r#"{{"frames":{sent},"ns":{ns},"cpu_ns":{cpu},"refused":{refused},"rate":{},"batch":{batch},"late_max_ns":{late_max_ns}}}"#,
             p.pps
         ),
-        None => println!(r#"{{"frames":{sent},"ns":{ns},"refused":{refused}}}"#),
+        None => println!(r#"{{"frames":{sent},"ns":{ns},"cpu_ns":{cpu},"refused":{refused}}}"#),
     }
 }
 
