@@ -9,7 +9,8 @@
 // the fill ring runs dry on every path). The paced rows offer a fixed rate instead (`pacedMpps`,
 // `--xdp-rate=1.0,1.2`) and say whether a consumer keeps up with it: received = sent, no drops.
 //
-// Just the paced rows: `node bench/afxdp.mjs [--xdp-rate=1.2] [--seconds=3]` (root; after `npm run build`).
+// Just the paced rows: `node bench/afxdp.mjs [--xdp-rate=1.2] [--xdp-batch=64] [--seconds=3]` (root;
+// after `npm run build`).
 
 import { execFileSync } from 'node:child_process'
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs'
@@ -294,7 +295,7 @@ export async function afxdpBench({ Capture, XdpSocket, BENCH, LIVE_S, TX_N, FRAM
   results.targets = [
     ['AF_XDP: JS RX on the split set-up ≥ 1.2 Mpps (figure: Mpps)', jsSplit.kpps / 1000, 1.2],
     [
-      `AF_XDP: JS RX on the split set-up keeps up with a paced ${jsPaced ? pacedRate : 1.2} Mpps: received = sent, zero drops and fill-ring starvation (figure: empty-fill count)`,
+      `AF_XDP: JS RX on the split set-up keeps up with a paced ${jsPaced ? pacedRate : 1.2} Mpps: the sender reached it, received = sent, zero drops and fill-ring starvation (figure: empty-fill count)`,
       jsPaced ? jsPaced.fillEmpty : NaN,
       () => keptUp(jsPaced),
     ],
