@@ -28,6 +28,7 @@ export const pacedMpps = (argv) =>
 
 /** Packets the paced sender sends per batch (one sendmmsg, then a sleep until the next is due). */
 const PACED_BATCH = Number(process.argv.find((a) => a.startsWith('--xdp-batch='))?.slice('--xdp-batch='.length) ?? 64)
+if (!(Number.isInteger(PACED_BATCH) && PACED_BATCH >= 1 && PACED_BATCH <= 1024)) throw new Error('--xdp-batch: a whole number of packets, 1 to 1024')
 
 /**
  * A paced row kept up when every frame sent arrived with no drop and no fill-ring starvation,

@@ -35,7 +35,14 @@ fn main() {
         "drain" => drain(arg(1), num(2), args.get(3).map_or(1000, |s| s.parse().unwrap_or_else(|_| usage()))),
         "live" => live(arg(1), num(2)),
         "sendmmsg" => {
-            let pace = flag("--rate").map(|pps| Pace { pps, batch: flag("--batch").map_or(64, |n| n as usize) });
+            let batch = flag("--batch").map_or(64, |n| n as usize);
+            let pace = flag("--rate").map(|pps| {
+                if pps > 0.0 && (1..=1024).contains(&batch) {
+                    Pace { pps, batch }
+                } else {
+                    usage()
+                }
+            });
             sendmmsg(arg(1), num(2), num(3) as usize, &mac(arg(4)), args.get(5).map(|s| s.parse().unwrap()), pace)
         }
         "tx" => tx(arg(1), num(2), num(3) as usize, &mac(arg(4))),
@@ -176,7 +183,7 @@ fn sleep_until(due: u64) {
 /// (ENOBUFS: the receiving end's queue is full) are counted in `refused` and sent again.
 /// `cpu_ns` is the sender's own CPU time (the veth's transmit work runs in it).
 fn sendmmsg(iface: &str, count: u64, size: usize, dst: &[u8; 6], seconds: Option<f64>, pace: Option<Pace>) {
-    let batch = pace.as_ref().map_or(256, |p| p.batch.clamp(1, 1024));
+    let batch = pace.as_ref().map_or(256, |p| p.batch);
     let (fd, sll) = raw_socket(iface);
     if pace.is_some() {
         // The default 50 µs timer slack is as long as a batch period at 1 Mpps.
