@@ -5,6 +5,12 @@
 // - default: as the veth comes; receive work runs in softirq on the sender's core;
 // - split: threaded NAPI on the receiving end, its kthread pinned to the consumer's core, so the
 //   sender's core only sends (../shared platform notes: the C probe reached ≈1.35 Mpps there).
+// The sender offers all it can (≈1.8 Mpps on the split set-up, more than any consumer drains, so
+// the fill ring runs dry on every path). The paced rows offer a fixed rate instead (`pacedMpps`,
+// `--xdp-rate=1.0,1.2`) and say whether a consumer keeps up with it: received = sent, no drops.
+//
+// Just the paced rows: `node bench/afxdp.mjs [--xdp-rate=1.2] [--xdp-batch=64] [--seconds=3]` (root;
+// after `npm run build`).
 
 import { execFileSync } from 'node:child_process'
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs'
@@ -12,8 +18,29 @@ import { fileURLToPath } from 'node:url'
 
 import { onConsumerCore, run, senderCpu, sh, sleep, start, twoCores } from './lib.mjs'
 
-/** Runs every AF_XDP row (`txOnly`: the transmit rows alone); returns `{ rx: [...], tx: [...], targets: [...] }`. */
-export async function afxdpBench({ Capture, XdpSocket, BENCH, LIVE_S, TX_N, FRAME, progress, txOnly = false }) {
+/** Offered loads of the paced rows, in Mpps, from `--xdp-rate=1.0,1.2` (default 1.2). */
+export const pacedMpps = (argv) =>
+  (argv.find((a) => a.startsWith('--xdp-rate='))?.slice('--xdp-rate='.length) ?? '1.2').split(',').map((r) => {
+    const mpps = Number(r)
+    if (!(mpps > 0)) throw new Error(`--xdp-rate: ${r} is not a rate in Mpps`)
+    return mpps
+  })
+
+/** Packets the paced sender sends per batch (one sendmmsg, then a sleep until the next is due). */
+const PACED_BATCH = Number(process.argv.find((a) => a.startsWith('--xdp-batch='))?.slice('--xdp-batch='.length) ?? 64)
+if (!(Number.isInteger(PACED_BATCH) && PACED_BATCH >= 1 && PACED_BATCH <= 1024)) throw new Error('--xdp-batch: a whole number of packets, 1 to 1024')
+
+/**
+ * A paced row kept up when every frame sent arrived with no drop and no fill-ring starvation,
+ * and the sender did offer the rate (within 2 %: a sender that fell behind offered less).
+ */
+const keptUp = (r) => r.packets === r.sent && r.drops === 0 && r.fillEmpty === 0 && r.sentKpps >= r.offeredMpps * 1000 * 0.98
+
+/**
+ * Runs the AF_XDP rows; returns `{ rx: [...], paced: [...], tx: [...], targets: [...] }`.
+ * `only: 'paced'` runs the paced rows alone, `only: 'tx'` the transmit rows alone (no targets).
+ */
+export async function afxdpBench({ Capture, XdpSocket, BENCH, LIVE_S, TX_N, FRAME, PACED_MPPS = [1.2], only, progress }) {
   const now = () => performance.now()
   const id = `x${process.pid.toString(36)}`
   const ns = `netring-bench-${id}`
@@ -37,8 +64,8 @@ export async function afxdpBench({ Capture, XdpSocket, BENCH, LIVE_S, TX_N, FRAM
   sh('ip', ['-n', ns, 'link', 'set', far, 'up'])
   const nearMac = readFileSync(`/sys/class/net/${near}/address`, 'utf8').trim()
   const farRx = () => JSON.parse(sh('ip', ['-n', ns, '-s', '-j', 'link', 'show', far]))[0].stats64.rx.packets
-  const sender = (seconds) =>
-    run('ip', ['netns', 'exec', ns, ...senderCpu, BENCH, 'sendmmsg', far, '1000000000000', String(FRAME), nearMac, String(seconds)]).then(JSON.parse)
+  const sender = (seconds, count = 1e12, pace = []) =>
+    run('ip', ['netns', 'exec', ns, ...senderCpu, BENCH, 'sendmmsg', far, String(count), String(FRAME), nearMac, String(seconds), ...pace]).then(JSON.parse)
 
   const rxPaths = {
     'XdpSocket nextBatchBlocking, indexed': async (xsk, until) => {
@@ -74,19 +101,61 @@ export async function afxdpBench({ Capture, XdpSocket, BENCH, LIVE_S, TX_N, FRAM
       }),
   }
 
-  async function rxRun(setup, name, consume, pin) {
+  /**
+   * One receive row. Unpaced, the sender offers all it can for LIVE_S; paced (`mpps`), it sends
+   * exactly `mpps` × LIVE_S million frames on a fixed schedule (stopping at 1.5× its length if it
+   * falls behind), and the consumer reads until that bound and a margin: whatever was sent has
+   * arrived by then, so received = sent when the consumer keeps up.
+   */
+  async function rxRun(setup, name, consume, pin, mpps) {
     let packets
     let drops
     let fillEmpty
     let cpuNs
+    const count = mpps ? Math.round(mpps * 1e6 * LIVE_S) : 1e12
+    const sendS = mpps ? 1.5 * LIVE_S : LIVE_S
+    const send = () => sender(sendS, count, mpps ? [`--rate=${mpps * 1e6}`, `--batch=${PACED_BATCH}`] : [])
+    // Paced, the receiving NAPI kthread's CPU share while the sender runs: on the split set-up it
+    // shares the consumer's core, so it says which of the two that core spent itself on.
+    let napi = []
+    let napi0 = 0
+    const pinned = () => {
+      if (pin) pinNapi(near)
+      napi = mpps && pin ? napiThreads(near) : []
+      napi0 = napiCpuNs(napi)
+    }
+    // Read before the socket closes: the kthreads go with the attachment.
+    const napiNs = () => (napi.length ? napiCpuNs(napi) - napi0 : null)
+    const row = (sent, r) => ({
+      setup,
+      path: name,
+      ...(mpps && {
+        offeredMpps: mpps,
+        sentKpps: sent.frames / (sent.ns / 1e6),
+        senderCpu: sent.cpu_ns / sent.ns,
+        napiCpu: r.napiNs === null ? null : r.napiNs / sent.ns,
+        refused: sent.refused,
+        lateMaxUs: sent.late_max_ns / 1000,
+      }),
+      sent: sent.frames,
+      packets: r.packets,
+      kpps: r.packets / LIVE_S / 1000,
+      drops: r.drops,
+      fillEmpty: r.fillEmpty,
+      batches: r.batches,
+      waits: r.waits,
+      cpuNsPerPacket: r.cpuNs / Math.max(1, r.packets),
+    })
     const cpu0 = process.cpuUsage()
     if (name === 'native AF_XDP loop') {
-      const consumer = start(...onConsumerCore(BENCH, ['xdp-live', near, String(LIVE_S + 1)]))
+      // Whole seconds: the sender's, then one more for the last packets.
+      const consumer = start(...onConsumerCore(BENCH, ['xdp-live', near, String(Math.ceil(sendS) + 1)]))
       await consumer.line(/ready/)
-      if (pin) pinNapi(near)
-      const sent = await sender(LIVE_S)
+      pinned()
+      const sent = await send()
+      const napiUsed = napiNs()
       const r = JSON.parse((await consumer.exited).out.trim().split('\n').at(-1))
-      return { setup, path: name, sent: sent.frames, packets: r.packets, kpps: r.packets / LIVE_S / 1000, drops: r.drops, fillEmpty: r.fill_empty, batches: r.batches, waits: r.waits, cpuNsPerPacket: r.cpu_ns / Math.max(1, r.packets) }
+      return row(sent, { napiNs: napiUsed, packets: r.packets, drops: r.drops, fillEmpty: r.fill_empty, batches: r.batches, waits: r.waits, cpuNs: r.cpu_ns })
     }
     if (name === 'AF_PACKET Capture nextBatchBlocking, indexed') {
       const cap = Capture.open(near, { profile: 'high-throughput' })
@@ -106,10 +175,12 @@ export async function afxdpBench({ Capture, XdpSocket, BENCH, LIVE_S, TX_N, FRAM
       return { setup, path: name, sent: sent.frames, packets, kpps: packets / LIVE_S / 1000, drops, fillEmpty: null, batches: null, waits: null, cpuNsPerPacket: ((cpu.user + cpu.system) * 1000) / Math.max(1, packets) }
     }
     const xsk = XdpSocket.open(near, { mode: 'rx', attach: 'driver' })
-    if (pin) pinNapi(near)
-    const sending = sender(LIVE_S)
-    packets = await consume(xsk, now() + LIVE_S * 1000 + 500)
+    pinned()
+    const sending = send()
+    // The indexed path blocks this thread until `until`: it cannot stop when the sender does.
+    packets = await consume(xsk, now() + sendS * 1000 + (mpps ? 1000 : 500))
     const sent = await sending
+    const napiUsed = napiNs()
     const s = xsk.stats()
     drops = s.rxDropped
     fillEmpty = s.rxFillRingEmptyDescs
@@ -117,14 +188,33 @@ export async function afxdpBench({ Capture, XdpSocket, BENCH, LIVE_S, TX_N, FRAM
     xsk.close()
     const cpu = process.cpuUsage(cpu0)
     cpuNs = (cpu.user + cpu.system) * 1000
-    return { setup, path: name, sent: sent.frames, packets, kpps: packets / LIVE_S / 1000, drops, fillEmpty, batches, waits, cpuNsPerPacket: cpuNs / Math.max(1, packets) }
+    return row(sent, { napiNs: napiUsed, packets, drops, fillEmpty, batches, waits, cpuNs })
   }
 
-  const results = { rx: [], tx: [] }
+  // The paced rows: the split set-up (the one where the consumer's core does all the receive
+  // work), the engine's loop and the fastest JS path, at each offered load.
+  async function pacedRows() {
+    for (const mpps of PACED_MPPS) {
+      for (const name of ['native AF_XDP loop', 'XdpSocket nextBatchBlocking, indexed']) {
+        progress(`AF_XDP RX (split, paced at ${mpps} Mpps): ${name}`)
+        results.paced.push(await rxRun('split', name, rxPaths[name], true, mpps))
+        await sleep(100)
+      }
+    }
+  }
+
+  const results = { rx: [], paced: [], tx: [] }
   try {
-    if (!txOnly) progress('AF_XDP: warming up the sender')
-    if (!txOnly) await sender(0.5)
-    for (const setup of txOnly ? [] : ['default', 'split']) {
+    if (only !== 'tx') {
+      progress('AF_XDP: warming up the sender')
+      await sender(0.5)
+    }
+    if (only === 'paced') {
+      split(XdpSocket, near)
+      await pacedRows()
+      return results
+    }
+    for (const setup of only === 'tx' ? [] : ['default', 'split']) {
       if (setup === 'split') split(XdpSocket, near)
       // AF_PACKET is measured on the default set-up only: without XDP or GRO a veth has no NAPI to thread.
       const paths = [['native AF_XDP loop'], ...Object.entries(rxPaths), ...(setup === 'default' ? [['AF_PACKET Capture nextBatchBlocking, indexed']] : [])]
@@ -134,6 +224,7 @@ export async function afxdpBench({ Capture, XdpSocket, BENCH, LIVE_S, TX_N, FRAM
         await sleep(100)
       }
     }
+    await pacedRows()
 
     const template = (seq) => {
       const f = Buffer.alloc(FRAME)
@@ -200,12 +291,20 @@ export async function afxdpBench({ Capture, XdpSocket, BENCH, LIVE_S, TX_N, FRAM
   const rxOf = (setup, path) => results.rx.find((r) => r.setup === setup && r.path === path)
   const nativeTx = results.tx[0].mpps
   const jsSplit = rxOf('split', 'XdpSocket nextBatchBlocking, indexed')
+  // Starvation is judged where the offered load is the target's 1.2 Mpps (or the lowest rate above
+  // it), not under the unpaced sender, which offers more than any consumer drains.
+  const pacedRate = Math.min(...PACED_MPPS.filter((r) => r >= 1.2))
+  const jsPaced = results.paced.find((r) => r.offeredMpps === pacedRate && r.path === 'XdpSocket nextBatchBlocking, indexed')
   results.targets = [
-    ...(txOnly
+    ...(only === 'tx'
       ? []
       : [
           ['AF_XDP: JS RX on the split set-up ≥ 1.2 Mpps (figure: Mpps)', jsSplit.kpps / 1000, 1.2],
-          ['AF_XDP: JS RX on the split set-up, zero fill-ring starvation (figure: empty-fill count)', jsSplit.fillEmpty, (v) => v === 0],
+          [
+            `AF_XDP: JS RX on the split set-up keeps up with a paced ${jsPaced ? pacedRate : 1.2} Mpps: the sender reached it, received = sent, zero drops and fill-ring starvation (figure: empty-fill count)`,
+            jsPaced ? jsPaced.fillEmpty : NaN,
+            () => jsPaced !== undefined && keptUp(jsPaced),
+          ],
         ]),
     ['AF_XDP: sendFrames ≥ 0.8× native AF_XDP TX', results.tx[1].mpps / nativeTx, 0.8],
     ['AF_XDP: allocateRun ≥ 0.8× native AF_XDP TX', results.tx[2].mpps / nativeTx, 0.8],
@@ -227,15 +326,70 @@ function split(XdpSocket, dev) {
   }
 }
 
+/** The pids of `dev`'s NAPI kthreads (threaded NAPI names them `napi/<dev>-<id>`). */
+function napiThreads(dev) {
+  return readdirSync('/proc')
+    .filter((p) => /^\d+$/.test(p))
+    .filter((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/comm`, 'utf8').trim().startsWith(`napi/${dev}`)
+      } catch {
+        return false // gone meanwhile
+      }
+    })
+}
+
 function pinNapi(dev) {
   if (!twoCores) return
-  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+  for (const pid of napiThreads(dev)) sh('taskset', ['-pc', '0', pid])
+}
+
+/** CPU time (ns) the kthreads `pids` have used, at the kernel's clock-tick resolution. */
+function napiCpuNs(pids) {
+  const tick = 1e9 / Number(sh('getconf', ['CLK_TCK']).trim())
+  let ticks = 0
+  for (const pid of pids) {
     try {
-      if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim().startsWith(`napi/${dev}`)) sh('taskset', ['-pc', '0', pid])
+      // utime and stime: fields 14 and 15, counted after the parenthesised comm.
+      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
+      ticks += Number(fields[11]) + Number(fields[12])
     } catch {
-      // gone meanwhile
+      // gone meanwhile: it stopped with its attachment
     }
   }
+  return ticks * tick
+}
+
+/** Adds the paced receive table to the report. */
+export function pacedReport(results, { lines, LIVE_S, FRAME, fmt, table }) {
+  lines.push(
+    `**AF_XDP receive, paced sender** (split set-up; the sender offers a fixed rate for ${LIVE_S} s, batches of ${PACED_BATCH} per sendmmsg on a fixed schedule, sleeping between them; ` +
+      `${FRAME}-byte frames; "kept up": received = sent, no rx drops, no fill-ring starvation, and the sender reached 98 % of the rate; "refused": sends the veth refused because the receiving end's queue was full, sent again; ` +
+      `"late": how far behind its schedule the sender fell at worst; "sender CPU": the sender's share of its core, the veth's transmit included; "NAPI CPU": the receiving end's NAPI kthread's share of the consumer's core while the sender ran)`,
+    '',
+  )
+  const perBatch = (r) => (r.batches ? fmt(r.packets / r.batches, 0) : 'n/a')
+  const waitsPerK = (r) => fmt((r.waits * 1000) / Math.max(1, r.packets), 1)
+  table(
+    ['offered Mpps', 'path', 'sent', 'sent kpps', 'sender CPU %', 'refused', 'late (µs, max)', 'NAPI CPU %', 'received', 'rx dropped', 'fill ring empty', 'kept up', 'pkts/batch', 'waits/1k pkts', 'CPU ns/pkt'],
+    results.paced.map((r) => [
+      fmt(r.offeredMpps, 2),
+      r.path,
+      r.sent.toLocaleString(),
+      fmt(r.sentKpps, 0),
+      fmt(r.senderCpu * 100, 0),
+      r.refused,
+      fmt(r.lateMaxUs, 0),
+      fmt(r.napiCpu === null ? null : r.napiCpu * 100, 0),
+      r.packets.toLocaleString(),
+      r.drops,
+      r.fillEmpty,
+      keptUp(r) ? 'yes' : 'no',
+      perBatch(r),
+      waitsPerK(r),
+      fmt(r.cpuNsPerPacket, 0),
+    ]),
+  )
 }
 
 /** Adds the AF_XDP tables to the report (`lines`, through its `table`). */
@@ -249,6 +403,7 @@ export function afxdpReport(results, { lines, LIVE_S, TX_N, FRAME, fmt, table, n
     ['set-up', 'path', 'sent', 'received', 'kpps', 'rx dropped', 'fill ring empty', 'pkts/batch', 'waits/1k pkts', 'CPU ns/pkt'],
     results.rx.map((r) => [r.setup, r.path, r.sent.toLocaleString(), r.packets.toLocaleString(), fmt(r.kpps, 0), r.drops, r.fillEmpty ?? 'n/a', perBatch(r), waitsPerK(r), fmt(r.cpuNsPerPacket, 0)]),
   )
+  pacedReport(results, { lines, LIVE_S, FRAME, fmt, table })
   lines.push(`**AF_XDP transmit** (${TX_N.toLocaleString()} × ${FRAME}-byte frames, counted on the receiving end)`, '')
   table(
     ['path', 'received', 'Mpps', '× native AF_XDP TX', '× native AF_PACKET TX'],
@@ -256,21 +411,39 @@ export function afxdpReport(results, { lines, LIVE_S, TX_N, FRAME, fmt, table, n
   )
 }
 
-// `node bench/afxdp.mjs --tx [frames]` (root): the transmit rows alone, for work on sending; prints
-// each row and its ratio to the native loop. `npm run bench` runs every row.
+// `node bench/afxdp.mjs [--xdp-rate=1.0,1.2] [--seconds=3]`: the paced rows alone, on a network
+// of their own, pinned as in `npm run bench` (this process and native consumers on core 0, the
+// sender on core 1); prints their table. `node bench/afxdp.mjs --tx [frames]`: the transmit rows
+// alone, each with its ratio to the native loop. `npm run bench` runs every row.
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  if (!process.argv.includes('--tx')) {
-    console.error('usage: node bench/afxdp.mjs --tx [frames]  (npm run bench runs every row)')
-    process.exit(2)
+  if (process.getuid?.() !== 0) {
+    console.error('bench/afxdp.mjs needs root: it creates a namespace and attaches XDP programs')
+    process.exit(1)
   }
   const root = fileURLToPath(new URL('..', import.meta.url))
   execFileSync('cargo', ['build', '--quiet', '--release', '-p', 'netring-engine', '--example', 'bench'], { cwd: root, stdio: 'inherit' })
   const { XdpSocket } = await import('netring')
   // As in `npm run bench`: this process on core 0.
   if (twoCores) sh('taskset', ['-cp', '0', String(process.pid)])
-  const TX_N = Number(process.argv.find((a) => /^\d+$/.test(a)) ?? 1_000_000)
   const progress = (text) => process.stderr.write(`\r\x1b[K${text}`)
-  const { tx } = await afxdpBench({ XdpSocket, BENCH: `${root}target/release/examples/bench`, TX_N, FRAME: 64, progress, txOnly: true })
-  progress('')
-  for (const r of tx) console.log(`${r.path}: ${r.received.toLocaleString()} received, ${r.mpps.toFixed(3)} Mpps, ${(r.mpps / tx[0].mpps).toFixed(3)}x native`)
+  if (process.argv.includes('--tx')) {
+    const TX_N = Number(process.argv.find((a) => /^\d+$/.test(a)) ?? 1_000_000)
+    const { tx } = await afxdpBench({ XdpSocket, BENCH: `${root}target/release/examples/bench`, TX_N, FRAME: 64, progress, only: 'tx' })
+    progress('')
+    for (const r of tx) console.log(`${r.path}: ${r.received.toLocaleString()} received, ${r.mpps.toFixed(3)} Mpps, ${(r.mpps / tx[0].mpps).toFixed(3)}x native`)
+  } else {
+    const LIVE_S = Number(process.argv.find((a) => a.startsWith('--seconds='))?.slice('--seconds='.length) ?? 3)
+    const FRAME = 64
+    const results = await afxdpBench({ XdpSocket, BENCH: `${root}target/release/examples/bench`, LIVE_S, FRAME, PACED_MPPS: pacedMpps(process.argv), only: 'paced', progress })
+    progress('')
+    const lines = []
+    const fmt = (x, digits = 2) => (x === null || x === undefined || Number.isNaN(x) ? 'n/a' : x.toFixed(digits))
+    const table = (header, rows) => {
+      lines.push(`| ${header.join(' | ')} |`, `| ${header.map(() => '---').join(' | ')} |`)
+      for (const r of rows) lines.push(`| ${r.join(' | ')} |`)
+      lines.push('')
+    }
+    pacedReport(results, { lines, LIVE_S, FRAME, fmt, table })
+    console.log(lines.join('\n'))
+  }
 }

@@ -1,4 +1,4 @@
-// `npm run bench [-- --quick]`: every way of consuming and sending with netring from JavaScript,
+// `npm run bench [-- --quick] [-- --xdp-rate=1.0,1.2]`: every way of consuming and sending with netring from JavaScript,
 // against the native engine and against the peers, measured in one run on a private veth pair.
 // Prints Markdown tables and writes the same figures to bench/results/latest.json.
 //
@@ -11,7 +11,7 @@ import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs'
 import { cpus, release, totalmem } from 'node:os'
 import { fileURLToPath } from 'node:url'
 
-import { afxdpBench, afxdpReport } from './afxdp.mjs'
+import { afxdpBench, afxdpReport, pacedMpps } from './afxdp.mjs'
 import { benchNetwork, onConsumerCore, run, senderCpu, sh, sleep, start, twoCores } from './lib.mjs'
 import { fileBench, fileReport, fileTargets } from './files.mjs'
 import { bridgeBench } from './bridge.mjs'
@@ -25,6 +25,7 @@ const TX_N = quick ? 100_000 : 1_000_000
 const MEMORY_N = quick ? 200_000 : 10_000_000
 const CHURN = quick ? 30 : 300
 const FRAME = 64
+const PACED_MPPS = pacedMpps(process.argv) // AF_XDP paced rows: offered loads in Mpps (--xdp-rate=1.0,1.2)
 
 if (process.getuid?.() !== 0) {
   console.error('npm run bench needs root: it creates a namespace and opens packet sockets (sudo npm run bench)')
@@ -650,7 +651,7 @@ progress('transmit: lending a slot and taking it back')
 
 // ---- AF_XDP: XdpSocket receiving and sending (bench/afxdp.mjs) ----
 
-results.afxdp = await afxdpBench({ Capture, XdpSocket, BENCH, LIVE_S, TX_N, FRAME, progress })
+results.afxdp = await afxdpBench({ Capture, XdpSocket, BENCH, LIVE_S, TX_N, FRAME, PACED_MPPS, progress })
 
 // ---- bridge forwarding: TCP goodput (JS, native, kernel bridge) and 64-byte frames ----
 
@@ -923,7 +924,7 @@ console.log(report)
 mkdirSync(new URL('./results/', import.meta.url), { recursive: true })
 writeFileSync(
   new URL(`./results/${quick ? 'quick' : 'latest'}.json`, import.meta.url),
-  `${JSON.stringify({ machine, parameters: { N, LIVE_S, TX_N, MEMORY_N, CHURN, FRAME }, results, targets }, null, 2)}\n`,
+  `${JSON.stringify({ machine, parameters: { N, LIVE_S, TX_N, MEMORY_N, CHURN, FRAME, PACED_MPPS }, results, targets }, null, 2)}\n`,
 )
 writeFileSync(new URL(`./results/${quick ? 'quick' : 'latest'}.md`, import.meta.url), `${report}\n`)
 net.remove()

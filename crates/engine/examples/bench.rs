@@ -5,7 +5,9 @@
 //!                                         then time consuming <count> packets (or all that
 //!                                         arrived, if fewer)
 //!   bench live <iface> <seconds>          count packets for <seconds>
-//!   bench sendmmsg <iface> <count> <size> <dst-mac> [seconds]
+//!   bench sendmmsg <iface> <count> <size> <dst-mac> [seconds] [--rate=<pps>] [--batch=<n>]
+//!                                         --rate paces the sender: batches of <n> (default 64)
+//!                                         on a fixed schedule, sleeping until each is due
 //!   bench tx <iface> <count> <size> <dst-mac>   the engine's Injector
 //!   bench xdp-live <iface> <seconds>      count packets through an AF_XDP socket (queue 0)
 //!   bench xdp-tx <iface> <count> <size> <dst-mac>   send through an AF_XDP socket
@@ -20,13 +22,29 @@ use std::time::{Duration, Instant};
 use netring_engine::{Capture, CaptureOptions, Injector, InjectorOptions, Profile, XdpMode, XdpOptions, XdpSocket};
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (flags, args): (Vec<String>, Vec<String>) = std::env::args().skip(1).partition(|a| a.starts_with("--"));
+    let flag = |name: &str| {
+        flags
+            .iter()
+            .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
+            .map(|v| v.parse::<f64>().unwrap_or_else(|_| usage()))
+    };
     let arg = |i: usize| args.get(i).unwrap_or_else(|| usage()).as_str();
     let num = |i: usize| arg(i).parse::<u64>().unwrap_or_else(|_| usage());
     match arg(0) {
         "drain" => drain(arg(1), num(2), args.get(3).map_or(1000, |s| s.parse().unwrap_or_else(|_| usage()))),
         "live" => live(arg(1), num(2)),
-        "sendmmsg" => sendmmsg(arg(1), num(2), num(3) as usize, &mac(arg(4)), args.get(5).map(|s| s.parse().unwrap())),
+        "sendmmsg" => {
+            let batch = flag("--batch").map_or(64, |n| n as usize);
+            let pace = flag("--rate").map(|pps| {
+                if pps > 0.0 && (1..=1024).contains(&batch) {
+                    Pace { pps, batch }
+                } else {
+                    usage()
+                }
+            });
+            sendmmsg(arg(1), num(2), num(3) as usize, &mac(arg(4)), args.get(5).map(|s| s.parse().unwrap()), pace)
+        }
         "tx" => tx(arg(1), num(2), num(3) as usize, &mac(arg(4))),
         "xdp-live" => xdp_live(arg(1), num(2)),
         "xdp-tx" => xdp_tx(arg(1), num(2), num(3) as usize, &mac(arg(4))),
@@ -137,15 +155,57 @@ fn raw_socket(iface: &str) -> (i32, libc::sockaddr_ll) {
     }
 }
 
-fn sendmmsg(iface: &str, count: u64, size: usize, dst: &[u8; 6], seconds: Option<f64>) {
-    const BATCH: usize = 256;
+/// A fixed sending rate: frame `k` is due `k / pps` seconds after the start.
+struct Pace {
+    pps: f64,
+    batch: usize,
+}
+
+fn monotonic_ns() -> u64 {
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: clock_gettime fills the struct.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Sleeps until `due` (CLOCK_MONOTONIC ns), not spinning: the paced sender shares the machine.
+fn sleep_until(due: u64) {
+    let ts = libc::timespec { tv_sec: (due / 1_000_000_000) as i64, tv_nsec: (due % 1_000_000_000) as i64 };
+    // SAFETY: an absolute sleep on a valid timespec; EINTR just wakes us early, and the caller
+    // sends a batch only once it is due by its own clock reading.
+    unsafe { libc::clock_nanosleep(libc::CLOCK_MONOTONIC, libc::TIMER_ABSTIME, &ts, std::ptr::null_mut()) };
+}
+
+/// Without `pace`, sends as fast as the socket takes frames, in batches of 256. With it, sends
+/// batches of `pace.batch` on the schedule of `pace.pps`: a batch waits until its first frame is
+/// due and a late sender catches up batch by batch, so the average rate is the one asked for while
+/// the sender can reach it (`late_max_ns` says how far behind it fell). Frames the veth refuses
+/// (ENOBUFS: the receiving end's queue is full) are counted in `refused` and sent again.
+/// `cpu_ns` is the sender's own CPU time (the veth's transmit work runs in it).
+fn sendmmsg(iface: &str, count: u64, size: usize, dst: &[u8; 6], seconds: Option<f64>, pace: Option<Pace>) {
+    let batch = pace.as_ref().map_or(256, |p| p.batch);
     let (fd, sll) = raw_socket(iface);
-    let mut frames: Vec<Vec<u8>> = (0..BATCH).map(|i| frame(size, dst, i as u32)).collect();
-    let start = Instant::now();
+    if pace.is_some() {
+        // The default 50 µs timer slack is as long as a batch period at 1 Mpps.
+        // SAFETY: prctl with integer arguments.
+        unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
+    }
+    let mut frames: Vec<Vec<u8>> = (0..batch).map(|i| frame(size, dst, i as u32)).collect();
+    let (cpu0, start) = (cpu_ns(), Instant::now());
+    let start_ns = monotonic_ns();
     let deadline = seconds.map(|s| start + Duration::from_secs_f64(s));
-    let mut sent = 0u64;
+    let (mut sent, mut refused, mut late_max_ns) = (0u64, 0u64, 0u64);
     while sent < count && deadline.is_none_or(|d| Instant::now() < d) {
-        let n = BATCH.min((count - sent) as usize);
+        if let Some(p) = &pace {
+            let due = start_ns + (sent as f64 * 1e9 / p.pps) as u64;
+            let now = monotonic_ns();
+            if now < due {
+                sleep_until(due);
+                continue;
+            }
+            late_max_ns = late_max_ns.max(now - due);
+        }
+        let n = batch.min((count - sent) as usize);
         for (i, f) in frames.iter_mut().take(n).enumerate() {
             f[14..18].copy_from_slice(&((sent as u32).wrapping_add(i as u32)).to_be_bytes());
         }
@@ -173,14 +233,34 @@ fn sendmmsg(iface: &str, count: u64, size: usize, dst: &[u8; 6], seconds: Option
         let rc = unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), n as u32, 0) };
         if rc < 0 {
             let e = std::io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::ENOBUFS) || e.raw_os_error() == Some(libc::EINTR) {
+            if e.raw_os_error() == Some(libc::ENOBUFS) {
+                refused += 1;
+                // Paced, wait a little for the receiving end rather than spin on its full queue.
+                if pace.is_some() {
+                    sleep_until(monotonic_ns() + 20_000);
+                }
+                continue;
+            }
+            if e.raw_os_error() == Some(libc::EINTR) {
                 continue;
             }
             panic!("sendmmsg: {e}");
         }
+        // sendmmsg stops at the first frame that fails and reports the ones before it; that
+        // frame was refused (ENOBUFS, reported by the next call if it fails again).
+        if (rc as usize) < n {
+            refused += 1;
+        }
         sent += rc as u64;
     }
-    println!(r#"{{"frames":{sent},"ns":{}}}"#, start.elapsed().as_nanos());
+    let (ns, cpu) = (start.elapsed().as_nanos(), cpu_ns() - cpu0);
+    match pace {
+        Some(p) => println!(
+            r#"{{"frames":{sent},"ns":{ns},"cpu_ns":{cpu},"refused":{refused},"rate":{},"batch":{batch},"late_max_ns":{late_max_ns}}}"#,
+            p.pps
+        ),
+        None => println!(r#"{{"frames":{sent},"ns":{ns},"cpu_ns":{cpu},"refused":{refused}}}"#),
+    }
 }
 
 fn tx(iface: &str, count: u64, size: usize, dst: &[u8; 6]) {
