@@ -276,7 +276,7 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
   }
 
   get closed(): boolean {
-    return this.#native.closed
+    return callNative(() => this.#native.closed)
   }
 
   /** Ring shape, slot capacity and the largest frame the interface takes now. */

@@ -227,7 +227,7 @@ export class XdpSocket extends BatchReader<XdpBatch, XdpPacket> implements SlotO
   }
 
   get closed(): boolean {
-    return this.#native.closed
+    return callNative(() => this.#native.closed)
   }
 
   get info(): XdpInfo {

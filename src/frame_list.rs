@@ -11,11 +11,15 @@
 use std::cell::Cell;
 use std::ptr;
 
-use napi::bindgen_prelude::{JsObjectValue, Object};
+use napi::bindgen_prelude::{JsObjectValue, Object, Unknown};
 use napi::{sys, Env, JsValue};
 use netring_engine::{Errno, Error, Subject};
 
 use crate::error::{error_object, to_js_error};
+
+/// The most frames one `sendFrames` call takes (far more than any ring holds: the rest of a
+/// list is only checked, and sent by later calls).
+pub const MAX_FRAMES: u32 = 1 << 20;
 
 pub struct FrameList {
     env: sys::napi_env,
@@ -27,10 +31,21 @@ pub struct FrameList {
 
 impl FrameList {
     /// The list `array` (the facade checked `Array.isArray`, which a Proxy over an array passes:
-    /// its length is read as a property, through its traps).
+    /// its length is read as a property, through its traps, and may be any value). A length
+    /// that is not a whole number up to `MAX_FRAMES` is EINVAL: read as a `u32` it would wrap
+    /// (-1 is 2**32 - 1), and a list that long would be read, checked and held for nothing.
     pub fn new(env: &Env, array: &Object<'_>) -> napi::Result<FrameList> {
-        let len = array.get_named_property_unchecked::<u32>("length")?;
-        Ok(FrameList { env: env.raw(), array: array.raw(), len, refused: Cell::new(None) })
+        let length = array.get_named_property_unchecked::<Unknown>("length")?;
+        let mut len = 0.0;
+        // SAFETY: a value of the current call and a local.
+        if unsafe { sys::napi_get_value_double(env.raw(), length.raw(), &mut len) } != sys::Status::napi_ok {
+            len = f64::NAN; // not a number: refused below
+        }
+        if !(len >= 0.0 && len <= f64::from(MAX_FRAMES) && len.fract() == 0.0) {
+            let e = Error::invalid_option("frames", format!("must be an array of at most {MAX_FRAMES} frames"));
+            return Err(to_js_error(env, e));
+        }
+        Ok(FrameList { env: env.raw(), array: array.raw(), len: len as u32, refused: Cell::new(None) })
     }
 
     pub fn len(&self) -> u32 {

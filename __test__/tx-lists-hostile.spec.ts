@@ -1,0 +1,125 @@
+// sendFrames() against a hostile list: code that runs while the binding reads the list (getters,
+// Proxy traps) closes the socket, sends re-entrantly or takes every TX frame; a Proxy lies about
+// its length. Nothing of it may crash, hang, allocate without bound or corrupt the socket's
+// accounting. The cases that could crash or hang run in a child process.
+
+import test from 'ava'
+import { Injector, XdpSocket } from 'netring'
+
+import { runNode } from './helpers/child'
+import { frame, localVethPair } from './helpers/net'
+
+const OPEN = {
+  Injector: `Injector.open(IFACE, { frameCount: 64 })`,
+  XdpSocket: `XdpSocket.open(IFACE, { mode: 'tx', frameCount: 64, ringSize: 64 })`,
+}
+
+/** A child script with `sock` open on `iface` and `f(seq)` making a 60-byte frame. */
+const script = (kind: keyof typeof OPEN, iface: string, body: string) => `
+  const { Injector, XdpSocket } = require('netring')
+  const IFACE = '${iface}'
+  const sock = ${OPEN[kind]}
+  const f = (seq) => { const b = Buffer.alloc(60, 0); b.fill(0xff, 0, 6); b.writeUInt16BE(0x88b5, 12); b.writeUInt32BE(seq, 14); return b }
+  const outcome = (call) => { try { return call() } catch (e) { return (e.code ?? 'no code') + ' ' + (e.option ?? '') + (e.code ? '' : e.message) } }
+  /** An array whose element 1 runs \`hook\` when it is read. */
+  const hooked = (hook) => { const a = [f(0), f(1), f(2)]; Object.defineProperty(a, 1, { get() { hook(); return f(1) } }); return a }
+  ${body}
+`
+
+for (const kind of ['Injector', 'XdpSocket'] as const) {
+  test(`${kind}.sendFrames: a getter of the list that closes the socket, sends re-entrantly or lends every TX frame is refused (EINVAL), crashes nothing, loses no frame`, async (t) => {
+    const veth = localVethPair(t)
+    const r = await runNode(
+      script(
+        kind,
+        veth.a,
+        `
+        const out = {}
+        // sendFrames from a getter of the list being read: refused (the socket is busy), the
+        // getter's exception ends the outer call, which queues nothing.
+        let inner
+        out.reenter = outcome(() => sock.sendFrames(hooked(() => { inner = outcome(() => sock.sendFrames([f(10), f(11)])); throw new Error('getter') })))
+        out.inner = inner
+        // The same caught in the getter: the outer call goes on and sends its three frames.
+        out.caught = outcome(() => sock.sendFrames(hooked(() => outcome(() => sock.sendFrames([f(10)])))))
+        // close() from a getter: refused as well, the socket stays open and usable.
+        out.close = outcome(() => sock.sendFrames(hooked(() => { out.innerClose = outcome(() => sock.close()) })))
+        out.closed = sock.closed
+        // Every TX frame lent from a getter: refused too, the outer call sends its frames.
+        let run
+        out.lendAll = outcome(() => sock.sendFrames(hooked(() => { out.lent = outcome(() => (run = sock.allocateRun(64, 60)).count) })))
+        if (run) run.discard()
+        out.drained = sock.drain(5000)
+        const s = sock.stats()
+        out.sent = s.sent
+        out.pending = s.pending
+        sock.close()
+        console.log(JSON.stringify(out))
+      `,
+      ),
+      { timeoutMs: 20_000 },
+    )
+    t.false(r.timedOut, r.stderr)
+    t.is(r.signal, null, r.stderr)
+    t.is(r.code, 0, r.stderr)
+    const out = r.result as Record<string, unknown>
+    t.regex(String(out.inner), /^EINVAL /, 'the re-entrant call is refused')
+    t.regex(String(out.reenter), /^no code getter/, "the getter's exception ends the outer call")
+    t.is(out.caught, 3, 'the outer call queued its three frames')
+    t.regex(String(out.innerClose), /^EINVAL /, 'close() from a getter is refused')
+    t.is(out.close, 3)
+    t.false(out.closed)
+    t.regex(String(out.lent), /^EINVAL /, 'allocateRun() from a getter is refused')
+    t.is(out.lendAll, 3)
+    t.true(out.drained)
+    t.is(out.sent, 9, 'the frames of the three calls that returned 3, sent once')
+    t.is(out.pending, 0)
+  })
+
+  test(`${kind}.sendFrames: a Proxy lying about its length (2**32, -1, NaN, 1.5, 1e9) is refused at once, allocating nothing for it`, async (t) => {
+    const veth = localVethPair(t)
+    const r = await runNode(
+      script(
+        kind,
+        veth.a,
+        `
+        const out = {}
+        const one = f(0)
+        for (const length of [2 ** 32, 2 ** 32 + 1, -1, NaN, 1.5, 1e9, Infinity, '2', 2 ** 31]) {
+          // Every index reads as a good frame: only the length lies.
+          const p = new Proxy([one], { get: (target, key) => (key === 'length' ? length : typeof key === 'string' && /^\\d+$/.test(key) ? one : target[key]) })
+          out[String(length)] = outcome(() => sock.sendFrames(p))
+        }
+        out.sparse = outcome(() => sock.sendFrames(new Array(2 ** 32 - 1)))
+        out.pending = sock.stats().pending
+        sock.close()
+        console.log(JSON.stringify(out))
+      `,
+      ),
+      { timeoutMs: 20_000 },
+    )
+    t.false(r.timedOut, r.stderr)
+    t.is(r.signal, null, r.stderr)
+    t.is(r.code, 0, r.stderr)
+    const out = r.result as Record<string, unknown>
+    for (const length of ['4294967296', '4294967297', '-1', 'NaN', '1.5', '1000000000', 'Infinity', '2', '2147483648']) {
+      t.regex(String(out[length]), /^EINVAL frames/, `length ${length}`)
+    }
+    t.is(out.sparse, 'EINVAL frames', 'a real array as long as the lies')
+    t.is(out.pending, 0, 'nothing queued')
+  })
+}
+
+test('sendFrames refuses what is not an array (array-likes, typed arrays, strings, objects with numeric keys) as EINVAL frames', (t) => {
+  const veth = localVethPair(t)
+  using inj = Injector.open(veth.a, { frameCount: 16 })
+  using xsk = XdpSocket.open(veth.a, { mode: 'tx', frameCount: 64, ringSize: 64 })
+  const f = frame(veth.bMac, veth.aMac, 60, 0)
+  for (const sock of [inj, xsk]) {
+    for (const notArray of [{ length: 1, 0: f }, new Uint8Array(60), 'frames', { 0: f }, f, new Set([f])]) {
+      const e = t.throws(() => sock.sendFrames(notArray as unknown as Buffer[]))
+      t.like(e, { code: 'EINVAL', option: 'frames' })
+    }
+    t.is(sock.stats().pending, 0)
+  }
+})
