@@ -123,3 +123,27 @@ test('sendFrames refuses what is not an array (array-likes, typed arrays, string
     t.is(sock.stats().pending, 0)
   }
 })
+
+test('Injector.sendFrames with per-frame offload: a Proxy lying about its length allocates no metadata for it', async (t) => {
+  const veth = localVethPair(t)
+  const r = await runNode(
+    `
+    const { Injector } = require('netring')
+    const sock = Injector.open('${veth.a}', { frameCount: 16, offload: true })
+    const one = Buffer.alloc(60, 0xff)
+    const lying = (target, length) => new Proxy(target, { get: (o, key) => (key === 'length' ? length : typeof key === 'string' && /^\\d+$/.test(key) ? o[0] : o[key]) })
+    const out = {}
+    for (const length of [4e8, 2 ** 32 - 1, 1.5]) {
+      try { out[length] = sock.sendFrames(lying([one], length), { offload: lying([{}], length) }) } catch (e) { out[length] = e.code + ' ' + e.option }
+    }
+    out.pending = sock.stats().pending
+    sock.close()
+    console.log(JSON.stringify(out))
+  `,
+    { timeoutMs: 20_000 },
+  )
+  t.false(r.timedOut, r.stderr)
+  t.is(r.signal, null, r.stderr)
+  t.is(r.code, 0, r.stderr)
+  t.deepEqual(r.result, { '400000000': 'EINVAL frames', '4294967295': 'EINVAL frames', '1.5': 'EINVAL frames', pending: 0 })
+})
