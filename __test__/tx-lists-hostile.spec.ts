@@ -91,6 +91,7 @@ for (const kind of ['Injector', 'XdpSocket'] as const) {
           out[String(length)] = outcome(() => sock.sendFrames(p))
         }
         out.sparse = outcome(() => sock.sendFrames(new Array(2 ** 32 - 1)))
+        out.throwing = outcome(() => sock.sendFrames(new Proxy([one], { get: (o, key) => { if (key === 'length') throw new Error('length trap'); return o[key] } })))
         out.pending = sock.stats().pending
         sock.close()
         console.log(JSON.stringify(out))
@@ -106,6 +107,7 @@ for (const kind of ['Injector', 'XdpSocket'] as const) {
       t.regex(String(out[length]), /^EINVAL frames/, `length ${length}`)
     }
     t.is(out.sparse, 'EINVAL frames', 'a real array as long as the lies')
+    t.is(out.throwing, 'no code length trap', "a throwing length trap's exception is what the caller sees")
     t.is(out.pending, 0, 'nothing queued')
   })
 }

@@ -11,7 +11,7 @@
 use std::cell::Cell;
 use std::ptr;
 
-use napi::bindgen_prelude::{JsObjectValue, Object, Unknown};
+use napi::bindgen_prelude::Object;
 use napi::{sys, Env, JsValue};
 use netring_engine::{Errno, Error, Subject};
 
@@ -35,10 +35,17 @@ impl FrameList {
     /// that is not a whole number up to `MAX_FRAMES` is EINVAL: read as a `u32` it would wrap
     /// (-1 is 2**32 - 1), and a list that long would be read, checked and held for nothing.
     pub fn new(env: &Env, array: &Object<'_>) -> napi::Result<FrameList> {
-        let length = array.get_named_property_unchecked::<Unknown>("length")?;
+        let mut length = ptr::null_mut();
+        // SAFETY: the array of the current call; a local out-pointer. (Not napi-rs's
+        // get_named_property: it allocates the name.)
+        let status = unsafe { sys::napi_get_named_property(env.raw(), array.raw(), c"length".as_ptr(), &mut length) };
+        if status != sys::Status::napi_ok {
+            // A Proxy trap threw: the pending exception is what the caller sees.
+            return Err(napi::Error::new(napi::Status::PendingException, "frames.length could not be read"));
+        }
         let mut len = 0.0;
         // SAFETY: a value of the current call and a local.
-        if unsafe { sys::napi_get_value_double(env.raw(), length.raw(), &mut len) } != sys::Status::napi_ok {
+        if unsafe { sys::napi_get_value_double(env.raw(), length, &mut len) } != sys::Status::napi_ok {
             len = f64::NAN; // not a number: refused below
         }
         if !(len >= 0.0 && len <= f64::from(MAX_FRAMES) && len.fract() == 0.0) {
