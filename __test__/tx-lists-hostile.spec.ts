@@ -3,7 +3,7 @@
 // its length. Nothing of it may crash, hang, allocate without bound or corrupt the socket's
 // accounting. The cases that could crash or hang run in a child process.
 
-import test from 'ava'
+import test, { type ExecutionContext } from 'ava'
 import { Injector, XdpSocket } from 'netring'
 
 import { runNode } from './helpers/child'
@@ -26,14 +26,19 @@ const script = (kind: keyof typeof OPEN, iface: string, body: string) => `
   ${body}
 `
 
+/** Runs `body` in a child (see `script`) that must exit cleanly within 20 s; its printed result. */
+async function inChild(t: ExecutionContext, kind: keyof typeof OPEN, iface: string, body: string) {
+  const r = await runNode(script(kind, iface, body), { timeoutMs: 20_000 })
+  t.false(r.timedOut, r.stderr)
+  t.is(r.signal, null, r.stderr)
+  t.is(r.code, 0, r.stderr)
+  return r.result as Record<string, unknown>
+}
+
 for (const kind of ['Injector', 'XdpSocket'] as const) {
   test(`${kind}.sendFrames: a getter of the list that closes the socket, sends re-entrantly or lends every TX frame is refused (EINVAL), crashes nothing, loses no frame`, async (t) => {
     const veth = localVethPair(t)
-    const r = await runNode(
-      script(
-        kind,
-        veth.a,
-        `
+    const out = await inChild(t, kind, veth.a, `
         const out = {}
         // sendFrames from a getter of the list being read: refused (the socket is busy), the
         // getter's exception ends the outer call, which queues nothing.
@@ -55,14 +60,7 @@ for (const kind of ['Injector', 'XdpSocket'] as const) {
         out.pending = s.pending
         sock.close()
         console.log(JSON.stringify(out))
-      `,
-      ),
-      { timeoutMs: 20_000 },
-    )
-    t.false(r.timedOut, r.stderr)
-    t.is(r.signal, null, r.stderr)
-    t.is(r.code, 0, r.stderr)
-    const out = r.result as Record<string, unknown>
+      `)
     t.regex(String(out.inner), /^EINVAL /, 'the re-entrant call is refused')
     t.regex(String(out.reenter), /^no code getter/, "the getter's exception ends the outer call")
     t.is(out.caught, 3, 'the outer call queued its three frames')
@@ -78,11 +76,7 @@ for (const kind of ['Injector', 'XdpSocket'] as const) {
 
   test(`${kind}.sendFrames: a Proxy lying about its length (2**32, -1, NaN, 1.5, 1e9) is refused at once, allocating nothing for it`, async (t) => {
     const veth = localVethPair(t)
-    const r = await runNode(
-      script(
-        kind,
-        veth.a,
-        `
+    const out = await inChild(t, kind, veth.a, `
         const out = {}
         const one = f(0)
         for (const length of [2 ** 32, 2 ** 32 + 1, -1, NaN, 1.5, 1e9, Infinity, '2', 2 ** 31]) {
@@ -95,14 +89,7 @@ for (const kind of ['Injector', 'XdpSocket'] as const) {
         out.pending = sock.stats().pending
         sock.close()
         console.log(JSON.stringify(out))
-      `,
-      ),
-      { timeoutMs: 20_000 },
-    )
-    t.false(r.timedOut, r.stderr)
-    t.is(r.signal, null, r.stderr)
-    t.is(r.code, 0, r.stderr)
-    const out = r.result as Record<string, unknown>
+      `)
     for (const length of ['4294967296', '4294967297', '-1', 'NaN', '1.5', '1000000000', 'Infinity', '2', '2147483648']) {
       t.regex(String(out[length]), /^EINVAL frames/, `length ${length}`)
     }
