@@ -136,3 +136,79 @@ test('Injector.sendFrames with per-frame offload: a Proxy lying about its length
   t.is(r.code, 0, r.stderr)
   t.deepEqual(r.result, { '400000000': 'EINVAL frames', '4294967295': 'EINVAL frames', '1.5': 'EINVAL frames', pending: 0 })
 })
+
+for (const [kind, open] of [
+  ['Injector', (iface: string) => Injector.open(iface, { frameCount: 16 })],
+  ['XdpSocket', (iface: string) => XdpSocket.open(iface, { mode: 'tx', frameCount: 32, ringSize: 16 })],
+] as const) {
+  test(`${kind}: stats() before, inside the 'close' listener and after close() agree with what the sendAsync promises said`, async (t) => {
+    const veth = localVethPair(t)
+    const sock = open(veth.a)
+    const total = 200
+    const settled = Array.from({ length: total }, (_, i) =>
+      sock.sendAsync(frame(veth.bMac, veth.aMac, 60, i)).then(
+        () => 'sent',
+        (e: NodeJS.ErrnoException) => e.code,
+      ),
+    )
+    t.is(sock.stats().pending, total, 'every frame waits or is queued')
+    const counts = (s: { sent: number; pending: number; withdrawn: number }) => [s.sent, s.pending, s.withdrawn]
+    let inClose: number[] = []
+    sock.on('close', () => (inClose = counts(sock.stats())))
+    sock.close(0)
+    const atClose = counts(sock.stats())
+    const results = await Promise.all(settled)
+    const sent = results.filter((r) => r === 'sent').length
+    t.deepEqual(new Set(results.filter((r) => r !== 'sent')), new Set(sent === total ? [] : ['EBADF']))
+    t.deepEqual(atClose, [sent, 0, total - sent], 'sent, pending, withdrawn: as the promises said')
+    t.deepEqual(inClose, atClose, "the 'close' listener saw the final counts")
+    t.deepEqual(counts(sock.stats()), atClose, 'and they stay')
+  })
+}
+
+for (const kind of ['Injector', 'XdpSocket'] as const) {
+  test(`${kind}.sendFrames: frames in resizable and shared ArrayBuffers and views of the sender's own lent run are read safely`, async (t) => {
+    const veth = localVethPair(t)
+    const out = await inChild(
+      t,
+      kind,
+      veth.a,
+      `
+      const out = {}
+      const rab = new ArrayBuffer(100, { maxByteLength: 200 })
+      const tracking = new Uint8Array(rab)
+      tracking.set(f(1))
+      // Shrunk below a header by the getter of the next element.
+      const shrinking = [tracking, f(2)]
+      Object.defineProperty(shrinking, 1, { get() { rab.resize(10); return f(2) } })
+      out.shrunk = outcome(() => sock.sendFrames(shrinking))
+      // Grown by the getter of the element before it.
+      rab.resize(100)
+      const growing = [f(0), tracking]
+      Object.defineProperty(growing, 0, { get() { rab.resize(200); return f(0) } })
+      out.grown = outcome(() => sock.sendFrames(growing))
+      const shared = new Uint8Array(new SharedArrayBuffer(60))
+      shared.set(f(3))
+      out.shared = outcome(() => sock.sendFrames([shared]))
+      const run = sock.allocateRun(4, 60)
+      run.slot(0).set(f(4))
+      out.ownRun = outcome(() => sock.sendFrames([run.slot(0), f(5)]))
+      out.runStill = outcome(() => (run.send(1, 60), 'sent'))
+      out.drained = sock.drain(5000)
+      out.sent = sock.stats().sent
+      sock.close()
+      console.log(JSON.stringify(out))
+    `,
+    )
+    // An Injector takes every frame's bytes once the whole list was read (the frame is 10 bytes
+    // by then); an XdpSocket copies each frame before it reads the next (it had 100).
+    if (kind === 'Injector') t.regex(String(out.shrunk), /^EINVAL/)
+    else t.is(out.shrunk, 2)
+    t.is(out.grown, 2)
+    t.is(out.shared, 1)
+    t.is(out.ownRun, 2)
+    t.is(out.runStill, 'sent')
+    t.true(out.drained)
+    t.is(out.sent, (kind === 'Injector' ? 0 : 2) + 2 + 1 + 2 + 1)
+  })
+}
