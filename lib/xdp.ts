@@ -253,8 +253,9 @@ export class XdpSocket extends BatchReader<XdpBatch, XdpPacket> implements SlotO
     if (!raw) return null
     this.#batch = new XdpBatch(raw, this.queue, (batch) => {
       if (batch === this.#batch) {
-        this.forgetBatch()
+        // Released natively first: a refused release (the socket busy) leaves the batch held.
         callNative(() => this.#native.release())
+        this.forgetBatch()
       }
     })
     return this.#batch
