@@ -227,6 +227,7 @@ test('XdpSocket: a batch whose release() is refused (called from a getter of a l
     batch.release()
     out.released = batch.released
     out.viewAfterRelease = view.length
+    for (const sock of [xsk, inj]) try { sock.sendFrames([view]) } catch (e) { (out.sendReleased ??= []).push(e.code) }
     xsk.close()
     inj.close()
     console.log(JSON.stringify(out))
@@ -240,5 +241,6 @@ test('XdpSocket: a batch whose release() is refused (called from a getter of a l
     viewAfterRefusal: 60,
     released: true,
     viewAfterRelease: 0,
+    sendReleased: ['EINVAL', 'EINVAL'],
   })
 })
