@@ -366,11 +366,13 @@ test('capture -r - reads the file from standard input (a pipe), as -r FILE does'
     w.write({ data, timestamp: { sec: 1_700_000_000, nsec: i * 1000 }, originalLength: data.length, direction: 'host' } as never)
   }
   w.close()
-  const fromFile = await netring(t, ['capture', '-r', file, '-tttt']).done
+  // Bounds for a loaded machine (every file at once, one event loop per file): a hang still fails.
+  const fromFile = await netring(t, ['capture', '-r', file, '-tttt'], { timeoutMs: 90_000 }).done
   t.is(fromFile.code, 0, fromFile.stderr)
-  const piped = execFileSync('bash', ['-c', `set -o pipefail; cat ${JSON.stringify(file)} | ${JSON.stringify(CLI)} capture -r - -tttt`], {
+  const { stdout: piped } = await execFileAsync('bash', ['-c', `set -o pipefail; cat ${JSON.stringify(file)} | ${JSON.stringify(CLI)} capture -r - -tttt`], {
     encoding: 'utf8',
     maxBuffer: 64 << 20,
+    timeout: 90_000,
   })
   t.is(piped.split('\n').length, 20_001)
   t.is(piped, fromFile.stdout)
@@ -668,7 +670,8 @@ test('a full disk: one ENOSPC line, exit 1, and the file ends at the last comple
   for (const format of ['pcapng', 'pcap']) {
     const veth = vethPair(t)
     const file = join(dir, `full.${format}`)
-    const run = netring(t, ['capture', '-i', veth.near, '--format', format, '-w', file])
+    // Generous for a loaded machine: the frames go a few at a time.
+    const run = netring(t, ['capture', '-i', veth.near, '--format', format, '-w', file], { timeoutMs: 90_000 })
     await run.saw('listening on')
     // 1,000 frames of 333 bytes are more than 256 KiB; a few at a time, until the command stops.
     let sent = 0

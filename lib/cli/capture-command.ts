@@ -279,8 +279,14 @@ function parseFanout(v: string | undefined) {
 function drained(stream: NodeJS.WriteStream): Promise<void> {
   if (!stream.writableNeedDrain) return Promise.resolve()
   return new Promise((resolve) => {
-    stream.once('drain', resolve)
-    stream.once('error', resolve)
+    // Both listeners go once either fires: a long print waits thousands of times.
+    const done = () => {
+      stream.off('drain', done)
+      stream.off('error', done)
+      resolve()
+    }
+    stream.on('drain', done)
+    stream.on('error', done)
   })
 }
 
