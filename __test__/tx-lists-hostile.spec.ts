@@ -4,7 +4,7 @@
 // accounting. The cases that could crash or hang run in a child process.
 
 import test, { type ExecutionContext } from 'ava'
-import { Injector, XdpSocket } from 'netring'
+import { Injector, NetringError, XdpSocket } from 'netring'
 
 import { runNode } from './helpers/child'
 import { frame, localVethPair } from './helpers/net'
@@ -36,7 +36,7 @@ async function inChild(t: ExecutionContext, source: string) {
 }
 
 for (const kind of ['Injector', 'XdpSocket'] as const) {
-  test(`${kind}.sendFrames: a getter of the list that closes the socket, sends re-entrantly or lends every TX frame is refused (EINVAL), crashes nothing, loses no frame`, async (t) => {
+  test(`${kind}.sendFrames: a getter of the list that closes the socket, sends re-entrantly or lends every TX frame is refused (EBUSY), crashes nothing, loses no frame`, async (t) => {
     const veth = localVethPair(t)
     const out = await inChild(t, script(kind, veth.a, `
         const out = {}
@@ -61,13 +61,13 @@ for (const kind of ['Injector', 'XdpSocket'] as const) {
         sock.close()
         console.log(JSON.stringify(out))
       `))
-    t.regex(String(out.inner), /^EINVAL /, 'the re-entrant call is refused')
+    t.regex(String(out.inner), /^EBUSY /, 'the re-entrant call is refused')
     t.regex(String(out.reenter), /^no code getter/, "the getter's exception ends the outer call")
     t.is(out.caught, 3, 'the outer call queued its three frames')
-    t.regex(String(out.innerClose), /^EINVAL /, 'close() from a getter is refused')
+    t.regex(String(out.innerClose), /^EBUSY /, 'close() from a getter is refused')
     t.is(out.close, 3)
     t.false(out.closed)
-    t.regex(String(out.lent), /^EINVAL /, 'allocateRun() from a getter is refused')
+    t.regex(String(out.lent), /^EBUSY /, 'allocateRun() from a getter is refused')
     t.is(out.lendAll, 3)
     t.true(out.drained)
     t.is(out.sent, 9, 'the frames of the three calls that returned 3, sent once')
@@ -235,7 +235,7 @@ test('XdpSocket: a batch whose release() is refused (called from a getter of a l
   )
   t.deepEqual(result, {
     length: 60,
-    refused: 'EINVAL',
+    refused: 'EBUSY',
     sent: 2,
     releasedAfterRefusal: false,
     viewAfterRefusal: 60,
@@ -243,4 +243,33 @@ test('XdpSocket: a batch whose release() is refused (called from a getter of a l
     viewAfterRelease: 0,
     sendReleased: ['EINVAL', 'EINVAL'],
   })
+})
+
+test('a call back into the socket from a getter of its argument is a NetringError EBUSY with a hint', (t) => {
+  const veth = localVethPair(t)
+  using inj = Injector.open(veth.a, { frameCount: 16 })
+  const f = Buffer.alloc(60, 0xff)
+  f.writeUInt16BE(0x88b5, 12)
+  const inner: unknown[] = []
+  const list = [f, f]
+  Object.defineProperty(list, 1, {
+    get() {
+      // A method, a getter, and a flush whose settling reads the socket again.
+      for (const call of [() => inj.flush(), () => inj.fd, () => inj.stats()]) {
+        try {
+          call()
+        } catch (e) {
+          inner.push(e)
+        }
+      }
+      return f
+    },
+  })
+  t.is(inj.sendFrames(list), 2, 'the outer call goes on')
+  t.is(inner.length, 3)
+  for (const e of inner) {
+    t.true(e instanceof NetringError)
+    t.like(e, { code: 'EBUSY' })
+    t.regex((e as NetringError).hint ?? '', /getter, Proxy trap or valueOf/)
+  }
 })

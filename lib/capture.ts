@@ -51,11 +51,11 @@ export class Capture extends BatchReader<PacketBatch, Packet> implements Disposa
 
   /** The socket's file descriptor, -1 once closed. */
   get fd(): number {
-    return this.#native.fd
+    return callNative(() => this.#native.fd)
   }
 
   get closed(): boolean {
-    return this.#native.closed
+    return callNative(() => this.#native.closed)
   }
 
   /** Ring geometry and settings as the kernel accepted them. */

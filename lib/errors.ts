@@ -53,8 +53,9 @@ export class NetringError extends Error implements NetringErrorFields {
   /**
    * Turns an error from the binding into a `NetringError`. The binding throws engine errors as
    * `Error`s carrying netring's fields as properties (marked `netringNative`). A native error
-   * without them is one napi-rs raised itself: an argument of the wrong type (EINVAL), or a Rust
-   * panic the binding caught (EIO: a bug in netring, never a crash). Anything else passes through.
+   * without them is one napi-rs raised itself: an argument of the wrong type (EINVAL), a call on
+   * an object already inside a call (EBUSY), or a Rust panic the binding caught (EIO: a bug in
+   * netring, never a crash). Anything else passes through.
    */
   static fromNative(error: unknown): unknown {
     if (!(error instanceof Error)) return error
@@ -65,6 +66,13 @@ export class NetringError extends Error implements NetringErrorFields {
     if (status === 'GenericFailure') {
       return NetringError.of('EIO', `internal error in netring's native code: ${error.message}`, {
         hint: 'this is a bug in netring; the object that raised it may be unusable, please report the message',
+      })
+    }
+    // napi-rs refuses a call on an object already inside a call (a getter, Proxy trap or valueOf
+    // of an argument that calls back into it): the object is busy, the argument was fine.
+    if (status === 'InvalidArg' && /cannot be borrowed/.test(error.message)) {
+      return NetringError.of('EBUSY', 'the socket is in the middle of another call on it', {
+        hint: 'a getter, Proxy trap or valueOf of an argument called back into the same socket; make that call after the outer one returns',
       })
     }
     if (typeof status === 'string' && /Expected$|^InvalidArg$/.test(status)) {

@@ -275,7 +275,7 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
   }
 
   get fd(): number {
-    return this.#native.fd
+    return callNative(() => this.#native.fd)
   }
 
   get closed(): boolean {

@@ -284,13 +284,15 @@ export class TxQueue {
 
   /** Settles the `sendAsync` frames the kernel took; reports refused frames to their owners. */
   settle(): void {
-    if (this.#native.closed) return
-    const rejection = this.#port.takeRejection()
+    // Through callNative: settle runs after a flush, which a getter of a list being sent may call
+    // (the binding then refuses the socket as busy: EBUSY, not a raw napi-rs error).
+    if (callNative(() => this.#native.closed)) return
+    const rejection = callNative(() => this.#port.takeRejection())
     const error = rejection && NetringError.fromNative(rejection.error)
     const refused = rejection && new Set(rejection.seqs)
     let owned = 0
     if (this.#queued.length > 0) {
-      const before = this.#port.settledBefore()
+      const before = callNative(() => this.#port.settledBefore())
       for (let s = this.#queued.peek(); s && s.seq < before; s = this.#queued.peek()) {
         this.#queued.shift()
         if (refused?.has(s.seq)) {

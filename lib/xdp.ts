@@ -223,7 +223,7 @@ export class XdpSocket extends BatchReader<XdpBatch, XdpPacket> implements SlotO
   }
 
   get fd(): number {
-    return this.#native.fd
+    return callNative(() => this.#native.fd)
   }
 
   get closed(): boolean {
