@@ -320,6 +320,13 @@ export declare function interfaceDriver(name: string): string | null
 /** Whether the system's libpcap can be loaded (string filters need it). */
 export declare function libpcapAvailable(): boolean
 
+/**
+ * The most frames one `sendFrames` call takes (far more than any ring holds: the rest of a
+ * list is only checked, and sent by later calls). Exported: the facade checks it too, before
+ * it encodes offload metadata for a list.
+ */
+export declare const MAX_FRAMES: number
+
 export interface NativeBpfInstruction {
   code: number
   jt: number

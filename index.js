@@ -865,6 +865,7 @@ module.exports.HDR_VLAN_TCI = nativeBinding.HDR_VLAN_TCI
 module.exports.HDR_VLAN_TPID = nativeBinding.HDR_VLAN_TPID
 module.exports.interfaceDriver = nativeBinding.interfaceDriver
 module.exports.libpcapAvailable = nativeBinding.libpcapAvailable
+module.exports.MAX_FRAMES = nativeBinding.MAX_FRAMES
 module.exports.OFFLOAD_F_DATA_VALID = nativeBinding.OFFLOAD_F_DATA_VALID
 module.exports.OFFLOAD_F_NEEDS_CSUM = nativeBinding.OFFLOAD_F_NEEDS_CSUM
 module.exports.OFFLOAD_GSO_ECN = nativeBinding.OFFLOAD_GSO_ECN

@@ -21,9 +21,6 @@ import { injectorOptions, interfaceName, type InjectorOptions } from './options'
 import { ringView } from './ring-view'
 import { asBuffer, runCount, slotLength, TxQueue } from './tx-queue'
 
-/** The most frames one sendFrames() call takes (the binding's FrameList::MAX_FRAMES). */
-const MAX_FRAMES = 2 ** 20
-
 export interface InjectorStats {
   /** Frames the kernel took from the ring and did not reject. */
   sent: number
@@ -335,8 +332,8 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
     // Metadata is encoded for as many frames as the list says it holds (the binding refuses the
     // same lengths, but reads the list only after this).
     const count: unknown = frames.length
-    if (!Number.isInteger(count) || (count as number) < 0 || (count as number) > MAX_FRAMES) {
-      throw NetringError.invalidOption('frames', `must be an array of at most ${MAX_FRAMES} frames`)
+    if (!Number.isInteger(count) || (count as number) < 0 || (count as number) > native.MAX_FRAMES) {
+      throw NetringError.invalidOption('frames', `must be an array of at most ${native.MAX_FRAMES} frames`)
     }
     if (count === 0) return callNative(() => this.#native.sendFrames(frames))
     const headers = encodeOffloads(offload, count as number)

@@ -36,9 +36,8 @@ export interface TxPort {
   offloadOf(options: unknown): Binding.NativeOffload | undefined
   /** Queues a copy of `frame` (with its offload metadata); its sequence number, or -1 when full. */
   enqueue(frame: Buffer, offload: Binding.NativeOffload | undefined): number
-  /** Throws what `enqueue` would throw for this frame (EMSGSIZE, EINVAL), queueing nothing. Where
-   * absent, only what every sender refuses (a frame shorter than an Ethernet header) is checked. */
-  check?(frame: Buffer, offload: Binding.NativeOffload | undefined): void
+  /** Throws what `enqueue` would throw for this frame (EMSGSIZE, EINVAL), queueing nothing. */
+  check(frame: Buffer, offload: Binding.NativeOffload | undefined): void
   /** Every frame numbered below this was settled: sent, refused or withdrawn. */
   settledBefore(): number
   /** The frames refused since the last call, with the error that says why. */
@@ -129,10 +128,7 @@ export class TxQueue {
 
   /** Refuses now (EMSGSIZE, EINVAL) a frame and offload metadata that could never be queued. */
   #check({ frame, offload }: Pick<Sender, 'frame' | 'offload'>): void {
-    if (this.#port.check) callNative(() => this.#port.check!(frame, offload))
-    else if (frame.length < ETHERNET_HEADER_LEN) {
-      throw NetringError.invalidOption('frame', `a frame of ${frame.length} bytes is shorter than an Ethernet header (${ETHERNET_HEADER_LEN} bytes)`)
-    }
+    callNative(() => this.#port.check(frame, offload))
   }
 
   /** `sendAsync` of a frame and offload metadata that `checked` gives (its throw rejects). */
@@ -207,16 +203,11 @@ export class TxQueue {
     }
     // A socket that sends no offload metadata refuses it now, not at the first chunk.
     if (offload) this.#port.offloadOf({ offload: {} })
-    // A chunk's frame and offload metadata, checked once and in full (what the socket would
-    // refuse is refused here): what is queued is what was checked.
-    const chunkOf = (chunk: unknown) => {
-      const c = {
-        frame: frameOf(chunk),
-        offload: offload ? this.#port.offloadOf({ offload: (chunk as { offload?: unknown }).offload ?? undefined }) : undefined,
-      }
-      this.#check(c)
-      return c
-    }
+    // A chunk's frame and offload metadata, read once: what is queued is what was checked.
+    const chunkOf = (chunk: unknown) => ({
+      frame: frameOf(chunk),
+      offload: offload ? this.#port.offloadOf({ offload: (chunk as { offload?: unknown }).offload ?? undefined }) : undefined,
+    })
     const settle = (sent: () => Promise<unknown>, callback: (error?: Error | null) => void) => {
       sent().then(() => callback(), callback)
     }
@@ -230,9 +221,11 @@ export class TxQueue {
         }, callback),
       writev: (chunks, callback) =>
         settle(async () => {
-          // Every chunk is checked before any is queued, as sendFrames() does: one refused
-          // chunk fails the whole writev (its callback gets the error) and none of it is sent.
+          // Every chunk is checked in full (what the socket would refuse) before any is queued,
+          // as sendFrames() does: one refused chunk fails the whole writev (its callback gets the
+          // error) and none of it is sent. A single write needs no such check: queueing it checks it.
           const all = chunks.map((c) => chunkOf(c.chunk))
+          for (const c of all) this.#check(c)
           return Promise.all(all.map((c) => this.#send(() => c)))
         }, callback),
       final: (callback) => settle(() => this.drained(), callback),

@@ -18,7 +18,9 @@ use netring_engine::{Errno, Error, Subject};
 use crate::error::{error_object, to_js_error};
 
 /// The most frames one `sendFrames` call takes (far more than any ring holds: the rest of a
-/// list is only checked, and sent by later calls).
+/// list is only checked, and sent by later calls). Exported: the facade checks it too, before
+/// it encodes offload metadata for a list.
+#[napi]
 pub const MAX_FRAMES: u32 = 1 << 20;
 
 pub struct FrameList {

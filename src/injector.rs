@@ -531,12 +531,12 @@ fn transferred_error(env: &Env) -> napi::Error {
     )
 }
 
-/// A refused frame's error; where the caller gave one offload entry per frame (`per_item`), its
-/// option names the entry: `offload[2].gsoSize`.
 fn closed(env: &Env) -> napi::Error {
     to_js_error(env, Error::new(Errno::EBADF, Subject::None, "the injector is closed").with_syscall("sendto"))
 }
 
+/// A refused frame's error; where the caller gave one offload entry per frame (`per_item`), its
+/// option names the entry: `offload[2].gsoSize`.
 fn refused_error(env: &Env, refused: RefusedFrame, per_item: bool) -> napi::Error {
     let option = match (&refused.error.subject, refused.index) {
         (Subject::Option(name), Some(i)) if per_item => {

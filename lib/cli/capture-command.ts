@@ -152,10 +152,6 @@ export async function captureCommand(argv: string[]): Promise<number> {
 /** The compiled worker handler, next to this file (dist/cli/). */
 const WORKER_HANDLER = join(__dirname, 'capture-worker.js')
 
-/**
- * `--workers N`: the pool's workers read their rings and post lines or packet copies; this
- * thread is the only writer, so `-c` counts across workers and the file holds each packet once.
- */
 /** Opens the output, or closes what was opened for it (`close`) and throws the reason. */
 async function openedOrClosing<T>(open: () => T, close: () => unknown): Promise<T> {
   try {
@@ -166,6 +162,10 @@ async function openedOrClosing<T>(open: () => T, close: () => unknown): Promise<
   }
 }
 
+/**
+ * `--workers N`: the pool's workers read their rings and post lines or packet copies; this
+ * thread is the only writer, so `-c` counts across workers and the file holds each packet once.
+ */
 async function captureWithPool(pool: FanoutPool, count: number | undefined, files: RotatingFile | undefined): Promise<number> {
   let captured = 0
   let bytes = 0
