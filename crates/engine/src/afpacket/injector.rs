@@ -348,7 +348,7 @@ impl Injector {
     pub fn set_slot_offload(&mut self, index: u32, h: &ffi::virtio_net_hdr) -> Result<()> {
         self.lent_len(index)?;
         if self.jumbo.is_none() {
-            return Err(Error::invalid_option("offload", "this injector was opened without { offload: true }"));
+            return Err(offload_not_enabled());
         }
         self.offloads[index as usize] = *h;
         Ok(())
@@ -377,7 +377,7 @@ impl Injector {
     ) -> Result<Option<u64>> {
         if self.jumbo.is_none() {
             if header.is_some() || redo_checksums {
-                return Err(Error::invalid_option("offload", "this injector was opened without { offload: true }"));
+                return Err(offload_not_enabled());
             }
             return self.send(frame);
         }
@@ -501,7 +501,7 @@ impl Injector {
         headers: &[u8],
     ) -> Refusable<()> {
         let refused = if self.jumbo.is_none() {
-            Some(Error::invalid_option("offload", "this injector was opened without { offload: true }"))
+            Some(offload_not_enabled())
         } else if !header_count_fits(headers, send as usize) {
             Some(Error::invalid_option(
                 "offload",
@@ -597,9 +597,7 @@ impl Injector {
     pub fn check_frame(&mut self, frame: &[u8], header: Option<&ffi::virtio_net_hdr>) -> Result<()> {
         match header {
             None => self.check_len(frame.len(), is_vlan_tagged(frame)),
-            Some(_) if self.jumbo.is_none() => {
-                Err(Error::invalid_option("offload", "this injector was opened without { offload: true }"))
-            }
+            Some(_) if self.jumbo.is_none() => Err(offload_not_enabled()),
             Some(h) => self.check_offloaded(frame, h),
         }
     }
@@ -647,10 +645,7 @@ impl Injector {
     /// refused frame says which it was, and nothing is queued.
     pub fn send_frames_offload<F: AsRef<[u8]>>(&mut self, frames: &[F], headers: &[u8]) -> Refusable<u32> {
         if self.jumbo.is_none() {
-            return Err(RefusedFrame::call(Error::invalid_option(
-                "offload",
-                "this injector was opened without { offload: true }",
-            )));
+            return Err(RefusedFrame::call(offload_not_enabled()));
         }
         if !header_count_fits(headers, frames.len()) {
             return Err(RefusedFrame::call(Error::invalid_option(
@@ -898,6 +893,11 @@ impl Drop for Injector {
             callback(crate::reactor::Readiness::Cancelled);
         }
     }
+}
+
+/// Offload metadata given to an injector opened without `{ offload: true }`.
+fn offload_not_enabled() -> Error {
+    Error::invalid_option("offload", "this injector was opened without { offload: true }")
 }
 
 /// Whether `headers` holds one raw virtio-net header for all of `n` items, or one per item.
