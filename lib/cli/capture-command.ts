@@ -144,7 +144,7 @@ export async function captureCommand(argv: string[]): Promise<number> {
       cap.close()
     }
   }
-  await drained(process.stdout)
+  await flushed(process.stdout)
   printSummary(captured, stats)
   return 0
 }
@@ -216,7 +216,7 @@ async function captureWithPool(pool: FanoutPool, count: number | undefined, file
     stats = (await pool.close()).total
     files?.close(stats)
   }
-  await drained(process.stdout)
+  await flushed(process.stdout)
   printSummary(captured, stats)
   return 0
 }
@@ -263,7 +263,7 @@ async function readFile(path: string, count: number | undefined, lines: LineOpti
     if (!process.stdout.write(`${formatPacket(pkt, lines)}\n`)) await drained(process.stdout)
     n++
   }
-  await drained(process.stdout)
+  await flushed(process.stdout)
   return 0
 }
 
@@ -274,6 +274,18 @@ function parseFanout(v: string | undefined) {
     throw new UsageError(`--fanout must be MODE:GROUP with MODE one of ${FANOUT_MODES.join(', ')}, got '${v}'`)
   }
   return { mode: mode as FanoutMode, group: Number(group) }
+}
+
+/**
+ * Resolves once everything written to `stream` has left the process (or the stream failed). The
+ * command ends with process.exit(), which drops what a full pipe left queued: 'drain' alone is
+ * not enough, since below the high-water mark a queued write emits none.
+ */
+function flushed(stream: NodeJS.WriteStream): Promise<void> {
+  return new Promise((resolve) => {
+    // Writes complete in order: this one's callback comes after every one before it.
+    stream.write('', () => resolve())
+  })
 }
 
 function drained(stream: NodeJS.WriteStream): Promise<void> {
