@@ -184,7 +184,8 @@ async function publishAndCheck(version, expectedTag) {
     const platform = p.name.slice(pkg.name.length + 1)
     const binary = `${pkg.napi.binaryName}.${platform}.node`
     const listing = execFileSync('tar', ['-tzf', file], { encoding: 'utf8' }).split('\n').filter(Boolean)
-    const packed = execFileSync('tar', ['-xzOf', file, `package/${binary}`])
+    // The binary itself on stdout: past execFileSync's default 1 MiB limit (ENOBUFS) once it grew.
+    const packed = execFileSync('tar', ['-xzOf', file, `package/${binary}`], { maxBuffer: 256 << 20 })
     const built = readFileSync(join(artifacts, `bindings-${pkg.napi.targets.find((t) => targetDir(t) === platform)}`, binary))
     check(listing.includes(`package/${binary}`) && packed.equals(built), `${version}: ${p.name} holds its binary, byte for byte the build's`)
   }
