@@ -45,6 +45,12 @@ const {
 // Header fields are 4-byte aligned (headers are 16-aligned), so 32-bit fields are read through
 // a Uint32Array and 16-bit ones from the low half of their word (the ring is in host order, and
 // netring runs on little-endian hosts only: see native.ts).
+/**
+ * `ArrayBuffer.prototype.transfer` (Node >= 21) as it was when netring loaded: a later
+ * replacement cannot fake a detach.
+ */
+const transfer = (ArrayBuffer.prototype as { transfer?: (this: ArrayBuffer, length?: number) => ArrayBuffer }).transfer
+
 const W_SEC = HDR_SEC >> 2
 const W_NSEC = HDR_NSEC >> 2
 const W_SNAPLEN = HDR_SNAPLEN >> 2
@@ -311,16 +317,17 @@ export class PacketBatch implements Iterable<Packet>, Disposable {
    * binding detaches it.
    */
   detach(): 'detached' | 'moved' | 'refused' | 'native' {
-    const block = this.#block as ArrayBuffer & { detached?: boolean; transfer?: (length: number) => ArrayBuffer }
-    if (typeof block.transfer !== 'function') return 'native'
+    const block = this.#block as ArrayBuffer & { detached?: boolean }
+    if (typeof transfer !== 'function') return 'native'
     if (block.detached) return 'moved'
     try {
-      block.transfer(0)
-      return 'detached'
+      transfer.call(block, 0)
     } catch {
-      return 'refused'
+      // Thrown only for a detach key (markAsUntransferable): the block is still attached.
     }
+    return block.detached ? 'detached' : 'refused'
   }
+
 
   /** The packet at `index`, 0 ≤ index < length. */
   at(index: number): Packet | undefined {

@@ -304,22 +304,20 @@ impl NativeCapture {
         if let Some(lent) = self.lent.take() {
             lent.forget(env.raw());
         }
-        if taken != TakenBack::Escaped {
+        if !matches!(taken, TakenBack::Escaped | TakenBack::Refused) {
             return Ok(());
         }
-        // The block's memory was transferred to an ArrayBuffer we cannot detach. Closing the
-        // socket stops the kernel writing into the ring; the mapping itself stays alive for as
-        // long as that ArrayBuffer does.
+        // The block's memory was transferred to an ArrayBuffer we cannot detach, or cannot be
+        // detached at all. Closing the socket stops the kernel writing into the ring; the
+        // mapping itself stays alive for as long as that ArrayBuffer does.
         self.engine = None;
         Err(to_js_error(
             env,
-            netring_engine::Error::new(
-                netring_engine::Errno::EPERM,
-                netring_engine::Subject::None,
-                "a batch's ArrayBuffer was transferred (ArrayBuffer.prototype.transfer or a transfer list): \
-                 ring memory cannot leave the capture, so the capture was closed",
-            )
-            .with_hint("copy packets you want to keep (packet.copy(), Buffer.from(packet.data))"),
+            taken.error(
+                "a batch's ArrayBuffer",
+                "capture",
+                "copy packets you want to keep (packet.copy(), Buffer.from(packet.data))",
+            ),
         ))
     }
 }

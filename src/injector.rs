@@ -486,16 +486,24 @@ impl NativeInjector {
         taken.inspect_err(|_| self.engine = None)
     }
 
-    /// What a take-back found, acted on: escaped ring memory closes the injector; a moved copy
+    /// What a take-back found, acted on: escaped ring memory, or a buffer that cannot be
+    /// detached, closes the injector (the kernel could send whatever is written later); a moved copy
     /// (copy mode) of slots about to be sent gives them back unsent, since what JavaScript
     /// wrote went with it.
     fn after_take_back(&mut self, env: &Env, taken: TakenBack, first: u32, count: u32, sending: bool) -> Result<()> {
         match taken {
             TakenBack::Detached => Ok(()),
             TakenBack::CopyMoved if !sending => Ok(()),
-            TakenBack::Escaped => {
+            TakenBack::Escaped | TakenBack::Refused => {
                 self.engine = None;
-                Err(transferred_error(env))
+                Err(to_js_error(
+                    env,
+                    taken.error(
+                        "a slot's ArrayBuffer",
+                        "injector",
+                        "write into slot.data, then slot.send(); copy data you want to keep",
+                    ),
+                ))
             }
             TakenBack::CopyMoved => {
                 let engine = self.engine(env)?;
@@ -515,20 +523,6 @@ impl NativeInjector {
             }
         }
     }
-}
-
-/// A slot's memory was transferred away: the kernel could send whatever the new owner writes
-/// later, so the injector closes (see LentBuffer::take_back).
-fn transferred_error(env: &Env) -> napi::Error {
-    to_js_error(
-        env,
-        Error::new(
-            Errno::EPERM,
-            Subject::None,
-            "a slot's ArrayBuffer was transferred: ring memory cannot leave the injector, so it was closed",
-        )
-        .with_hint("write into slot.data, then slot.send(); copy data you want to keep"),
-    )
 }
 
 fn closed(env: &Env) -> napi::Error {

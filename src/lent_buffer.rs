@@ -13,7 +13,16 @@
 //!
 //! Where the runtime refuses external buffers (Electron's V8 sandbox), the region is copied into
 //! an ordinary ArrayBuffer instead: same API, same detach on release.
+//!
+//! `markAsUntransferable` (Node >= 22) gives an ArrayBuffer a detach key that only Node holds.
+//! Two detaches then abort the process (V8's `Maybe::Check` fails): `napi_detach_arraybuffer`,
+//! and the cleanup hook Node registers for every external ArrayBuffer, which detaches it when
+//! the environment exits if it is still alive. So where `ArrayBuffer.prototype.transfer` exists
+//! (Node >= 21), a lend moves the new external ArrayBuffer once with `transfer()` (same memory,
+//! no copy) and lends the moved one, which no exit hook tracks; and a take back detaches with
+//! `transfer(0)`, which throws on a marked buffer instead of aborting: `TakenBack::Refused`.
 
+use std::cell::Cell;
 use std::ffi::c_void;
 use std::ptr;
 use std::sync::Arc;
@@ -31,6 +40,29 @@ pub enum TakenBack {
     /// Ring memory was moved to an ArrayBuffer we cannot reach: the owner must stop the kernel
     /// writing into the ring (close its socket) instead of handing the memory back.
     Escaped,
+    /// The buffer is attached but cannot be detached (marked with `markAsUntransferable`): as
+    /// for `Escaped`, the owner closes its socket; the views keep reading memory the kernel no
+    /// longer writes.
+    Refused,
+}
+
+impl TakenBack {
+    /// The error for a take back the owner could not complete (`Escaped`, `Refused`): `what`
+    /// names the buffer ("a batch's ArrayBuffer"), `owner` what was closed ("capture").
+    pub fn error(self, what: &str, owner: &str, hint: &str) -> netring_engine::Error {
+        let message = if self == TakenBack::Refused {
+            format!(
+                "{what} was marked untransferable (markAsUntransferable): Node cannot detach it, so its memory \
+                 cannot go back to the kernel and the {owner} was closed"
+            )
+        } else {
+            format!(
+                "{what} was transferred (ArrayBuffer.prototype.transfer or a transfer list): ring memory cannot \
+                 leave the {owner}, so the {owner} was closed"
+            )
+        };
+        netring_engine::Error::new(netring_engine::Errno::EPERM, netring_engine::Subject::None, message).with_hint(hint)
+    }
 }
 
 /// One lent ArrayBuffer.
@@ -43,6 +75,107 @@ pub struct LentBuffer {
 /// the copying path on runtimes that allow external buffers.
 pub fn force_copy_from_env() -> bool {
     std::env::var("NETRING_FORCE_COPY").is_ok_and(|v| v == "1")
+}
+
+thread_local! {
+    /// `ArrayBuffer.prototype.transfer` as this thread's environment had it when it first lent
+    /// memory (a reference; null where the runtime has none), keyed by the environment.
+    static TRANSFER: Cell<Option<(sys::napi_env, sys::napi_ref)>> = const { Cell::new(None) };
+}
+
+/// `ArrayBuffer.prototype.transfer`, or None where the runtime has none (Node 20) or it cannot
+/// be read (then exceptions are cleared and the Node-API detach is used, as on Node 20).
+unsafe fn transfer_function(env: sys::napi_env) -> Option<sys::napi_value> {
+    let cached = TRANSFER.get().filter(|(cached_env, _)| *cached_env == env);
+    let reference = match cached {
+        Some((_, reference)) => reference,
+        None => {
+            let reference = look_up_transfer(env).unwrap_or(ptr::null_mut());
+            TRANSFER.set(Some((env, reference)));
+            reference
+        }
+    };
+    if reference.is_null() {
+        return None;
+    }
+    let mut function = ptr::null_mut();
+    let status = sys::napi_get_reference_value(env, reference, &mut function);
+    (status == sys::Status::napi_ok && !function.is_null()).then_some(function)
+}
+
+unsafe fn look_up_transfer(env: sys::napi_env) -> Option<sys::napi_ref> {
+    let mut value = ptr::null_mut();
+    let found = sys::napi_get_global(env, &mut value) == sys::Status::napi_ok
+        && [c"ArrayBuffer", c"prototype", c"transfer"].iter().all(|name| {
+            let object = value;
+            sys::napi_get_named_property(env, object, name.as_ptr(), &mut value) == sys::Status::napi_ok
+        });
+    let mut kind = 0;
+    if !found
+        || sys::napi_typeof(env, value, &mut kind) != sys::Status::napi_ok
+        || kind != sys::ValueType::napi_function
+    {
+        clear_exception(env);
+        return None;
+    }
+    let mut reference = ptr::null_mut();
+    (sys::napi_create_reference(env, value, 1, &mut reference) == sys::Status::napi_ok).then_some(reference)
+}
+
+unsafe fn clear_exception(env: sys::napi_env) {
+    let mut pending = false;
+    if sys::napi_is_exception_pending(env, &mut pending) == sys::Status::napi_ok && pending {
+        let mut exception = ptr::null_mut();
+        sys::napi_get_and_clear_last_exception(env, &mut exception);
+    }
+}
+
+/// Calls `transfer` on `buffer` (with `length`, else none); None when it threw.
+unsafe fn call_transfer(
+    env: sys::napi_env,
+    transfer: sys::napi_value,
+    buffer: sys::napi_value,
+    length: Option<u32>,
+) -> Result<Option<sys::napi_value>> {
+    let mut argv = [ptr::null_mut()];
+    let argc = match length {
+        Some(length) => {
+            check_status!(sys::napi_create_uint32(env, length, &mut argv[0]))?;
+            1
+        }
+        None => 0,
+    };
+    let mut result = ptr::null_mut();
+    match sys::napi_call_function(env, buffer, transfer, argc, argv.as_ptr(), &mut result) {
+        sys::Status::napi_pending_exception => {
+            clear_exception(env);
+            Ok(None)
+        }
+        status => check_status!(status, "calling ArrayBuffer.prototype.transfer").map(|()| Some(result)),
+    }
+}
+
+unsafe fn is_detached(env: sys::napi_env, buffer: sys::napi_value) -> Result<bool> {
+    let mut detached = false;
+    check_status!(sys::napi_is_detached_arraybuffer(env, buffer, &mut detached))?;
+    Ok(detached)
+}
+
+/// Moves a new external ArrayBuffer out of the one Node's exit hook tracks (see the module
+/// comment). Whatever `transfer` does, the result is fail-closed: either the moved buffer over
+/// exactly this memory, or the original, attached (no move) or detached (the memory went where
+/// we cannot see: the first take back finds it `Escaped` and the owner closes its socket).
+unsafe fn untrack(env: sys::napi_env, original: sys::napi_value, data: *mut u8, len: usize) -> Result<sys::napi_value> {
+    let Some(transfer) = transfer_function(env) else { return Ok(original) };
+    let Some(moved) = call_transfer(env, transfer, original, None)? else { return Ok(original) };
+    let mut is_buffer = false;
+    check_status!(sys::napi_is_arraybuffer(env, moved, &mut is_buffer))?;
+    if !is_buffer || !is_detached(env, original)? {
+        return Ok(original);
+    }
+    let (mut moved_data, mut moved_len) = (ptr::null_mut(), 0);
+    check_status!(sys::napi_get_arraybuffer_info(env, moved, &mut moved_data, &mut moved_len))?;
+    Ok(if moved_data.cast::<u8>() == data && moved_len == len { moved } else { original })
 }
 
 unsafe extern "C" fn release_mapping(_env: sys::napi_env, _data: *mut c_void, hint: *mut c_void) {
@@ -79,6 +212,8 @@ impl LentBuffer {
             );
             if status != sys::Status::napi_ok {
                 drop(Box::from_raw(hint));
+            } else {
+                value = untrack(raw_env, value, data, len)?;
             }
             status
         };
@@ -101,7 +236,8 @@ impl LentBuffer {
     }
 
     /// Takes the buffer back from JavaScript: if it is still attached, writes a copy back to
-    /// the ring (copy mode, `write_back`: `len` bytes to `dest`), then detaches it.
+    /// the ring (copy mode, `write_back`: `len` bytes to `dest`), then detaches it (`Refused`
+    /// when it cannot be detached).
     ///
     /// Fails closed: this only reads and detaches, and the caller drops the `LentBuffer` (with
     /// `forget`) only after it returned Ok, so when a Node-API call fails the buffer stays
@@ -119,14 +255,18 @@ impl LentBuffer {
             // Cannot happen while our reference is strong; treat it as moved, the safe reading.
             return Ok(if self.copy.is_some() { TakenBack::CopyMoved } else { TakenBack::Escaped });
         }
-        let mut detached = false;
-        check_status!(sys::napi_is_detached_arraybuffer(raw_env, value, &mut detached))?;
-        if detached {
+        if is_detached(raw_env, value)? {
             // Only we detach lent buffers: someone moved it (transfer, a transfer list).
             return Ok(if self.copy.is_some() { TakenBack::CopyMoved } else { TakenBack::Escaped });
         }
         if let (Some(copy), Some((dest, len))) = (self.copy, write_back) {
             ptr::copy_nonoverlapping(copy, dest, len);
+        }
+        if let Some(transfer) = transfer_function(raw_env) {
+            // transfer(0) detaches (the zero-length result is dropped), or throws on a marked
+            // buffer; whatever it did, only a detached buffer counts as taken back.
+            call_transfer(raw_env, transfer, value, Some(0))?;
+            return Ok(if is_detached(raw_env, value)? { TakenBack::Detached } else { TakenBack::Refused });
         }
         check_status!(sys::napi_detach_arraybuffer(raw_env, value), "detaching a lent ArrayBuffer")?;
         Ok(TakenBack::Detached)
@@ -136,16 +276,11 @@ impl LentBuffer {
     /// where the runtime lets it (see `NativeCapture::take_back_detached`).
     pub fn is_detached(&self, env: &Env) -> Result<bool> {
         let mut value = ptr::null_mut();
-        let mut detached = false;
         // SAFETY: our own reference, created in `lend`.
         unsafe {
             check_status!(sys::napi_get_reference_value(env.raw(), self.reference, &mut value))?;
-            if value.is_null() {
-                return Ok(true);
-            }
-            check_status!(sys::napi_is_detached_arraybuffer(env.raw(), value, &mut detached))?;
+            Ok(value.is_null() || is_detached(env.raw(), value)?)
         }
-        Ok(detached)
     }
 
     /// Drops our reference: after a successful `take_back`, or without detaching in finalizers

@@ -428,25 +428,29 @@ impl NativeXdpSocket {
     fn take_back_rx(&mut self, env: &Env) -> Result<()> {
         // Fails closed: every run is taken back before any is forgotten, and a failed Node-API
         // call closes the socket instead of handing frames a view may see back to the kernel.
-        let mut escaped = false;
+        let mut kept = None;
         for lent in &self.rx_lent {
             // SAFETY: nothing to write back on receive.
             let taken = unsafe { lent.take_back(env, None) }.inspect_err(|_| self.engine = None)?;
-            escaped |= taken == TakenBack::Escaped;
+            if matches!(taken, TakenBack::Escaped | TakenBack::Refused) {
+                kept = Some(taken);
+            }
         }
         for lent in self.rx_lent.drain(..) {
             lent.forget(env.raw());
         }
-        if !escaped {
-            return Ok(());
-        }
-        // A frame's memory was transferred to an ArrayBuffer we cannot detach: closing the
-        // socket stops the kernel writing into the UMEM; the memory lives as long as that buffer.
+        let Some(kept) = kept else { return Ok(()) };
+        // A frame's memory was transferred to an ArrayBuffer we cannot detach, or cannot be
+        // detached at all: closing the socket stops the kernel writing into the UMEM; the memory
+        // lives as long as that buffer.
         self.engine = None;
-        Err(transferred_error(
+        Err(to_js_error(
             env,
-            "a batch's ArrayBuffer",
-            "copy packets you want to keep (packet.copy(), Buffer.from(packet.data))",
+            kept.error(
+                "a batch's ArrayBuffer",
+                "socket",
+                "copy packets you want to keep (packet.copy(), Buffer.from(packet.data))",
+            ),
         ))
     }
 
@@ -473,10 +477,13 @@ impl NativeXdpSocket {
             return Ok(count);
         }
         self.engine = None;
-        Err(transferred_error(
+        Err(to_js_error(
             env,
-            "a slot's ArrayBuffer",
-            "write into slot.data, then slot.send(); copy data you want to keep",
+            taken.error(
+                "a slot's ArrayBuffer",
+                "socket",
+                "write into slot.data, then slot.send(); copy data you want to keep",
+            ),
         ))
     }
 }
@@ -497,18 +504,6 @@ impl ObjectFinalize for NativeXdpSocket {
 
 fn closed(env: &Env) -> napi::Error {
     to_js_error(env, Error::new(Errno::EBADF, Subject::None, "the AF_XDP socket is closed").with_syscall("close"))
-}
-
-fn transferred_error(env: &Env, what: &str, hint: &str) -> napi::Error {
-    to_js_error(
-        env,
-        Error::new(
-            Errno::EPERM,
-            Subject::None,
-            format!("{what} was transferred: UMEM memory cannot leave the socket, so the socket was closed"),
-        )
-        .with_hint(hint),
-    )
 }
 
 /// CLOCK_REALTIME as (sec, nsec): the receive time of a batch (copy-mode AF_XDP carries none).
