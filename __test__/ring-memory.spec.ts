@@ -1,6 +1,6 @@
 // Ring memory handed to asynchronous native APIs: a job on the thread pool may hold a pointer
 // into the ring after the batch is released or the capture closed. The process must never
-// fault on it (the closed ring's range becomes an inert read-only mapping, never unmapped
+// fault on it (the closed ring's range becomes an inert private mapping, never unmapped
 // address space), and lent Buffers cover packet bytes only, never a word the kernel reads.
 // Crashes are tested in child processes.
 

@@ -191,18 +191,21 @@ impl Drop for Mapping {
     /// Every reference we know of is gone, but a pointer may still be out there: a Buffer over
     /// the ring handed to an asynchronous native API (zlib, fs, crypto on the thread pool) is
     /// read after JavaScript let go of it. So the ring is never unmapped into a hole: one
-    /// `mmap(MAP_FIXED)` atomically replaces it with an inert, read-only, anonymous mapping of
+    /// `mmap(MAP_FIXED)` atomically replaces it with an inert, private, anonymous mapping of
     /// the same range (reads see zeros, the kernel frees the ring), and that range stays
     /// reserved for the life of the process. It costs address space only (no memory: the
     /// pages are never touched, and adjacent ranges merge into one VMA); a late reader gets
-    /// zeros instead of SIGSEGV.
+    /// zeros instead of SIGSEGV. It is writable, since a late writer is as possible as a late
+    /// reader: a lent ArrayBuffer moved to another thread (transfer list) outlives the
+    /// environment that lent it, whose exit hook runs the buffer's finalizer while that thread
+    /// still writes into it. A page written then costs memory, nothing else.
     fn drop(&mut self) {
         // SAFETY: we own this range; MAP_FIXED replaces exactly it, and nothing of ours uses it.
         let inert = unsafe {
             libc::mmap(
                 self.ptr.as_ptr().cast(),
                 self.len,
-                libc::PROT_READ,
+                libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED | libc::MAP_NORESERVE,
                 -1,
                 0,
@@ -367,7 +370,7 @@ mod tests {
     }
 
     #[test]
-    fn a_dropped_mapping_leaves_an_inert_readable_range_not_a_hole() {
+    fn a_dropped_mapping_leaves_an_inert_readable_writable_range_not_a_hole() {
         let len = 4 * page_size() as usize;
         // SAFETY: a fresh shared anonymous mapping stands in for a ring.
         let p = unsafe {
@@ -386,9 +389,12 @@ mod tests {
         unsafe { ptr.add(len - 1).write(0xab) };
         drop(Mapping { ptr: NonNull::new(ptr).unwrap(), len, locked: false });
         // A late reader (a thread-pool job holding the pointer) reads zeros instead of faulting.
-        // SAFETY: the range is still mapped, read-only: that is what is under test.
+        // SAFETY: the range is still mapped, readable and writable: that is what is under test.
         let last = unsafe { std::ptr::read_volatile(ptr.add(len - 1)) };
         assert_eq!(last, 0);
+        // A late writer (a lent buffer moved to a thread that outlived the lender) does not fault.
+        // SAFETY: as above.
+        unsafe { std::ptr::write_volatile(ptr, 0xcd) };
         let start = ptr as usize;
         let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
         let line = maps
@@ -400,7 +406,7 @@ mod tests {
                 a <= start && start < b
             })
             .expect("the range is still mapped");
-        assert!(line.split_whitespace().nth(1).unwrap().starts_with("r--"), "{line}");
+        assert!(line.split_whitespace().nth(1).unwrap().starts_with("rw-p"), "{line}");
     }
 
     #[test]
