@@ -49,7 +49,10 @@ const {
  * `ArrayBuffer.prototype.transfer` (Node >= 21) as it was when netring loaded: a later
  * replacement cannot fake a detach.
  */
-const transfer = (ArrayBuffer.prototype as { transfer?: (this: ArrayBuffer, length?: number) => ArrayBuffer }).transfer
+const transfer =
+  Number(process.versions.node.split('.')[0]) >= 21
+    ? (ArrayBuffer.prototype as { transfer?: (this: ArrayBuffer, length?: number) => ArrayBuffer }).transfer
+    : undefined // Node 20: a polyfill (core-js) cannot detach a Node-API buffer; the binding does
 
 const W_SEC = HDR_SEC >> 2
 const W_NSEC = HDR_NSEC >> 2

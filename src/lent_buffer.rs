@@ -103,7 +103,21 @@ unsafe fn transfer_function(env: sys::napi_env) -> Option<sys::napi_value> {
     (status == sys::Status::napi_ok && !function.is_null()).then_some(function)
 }
 
+/// Looks `ArrayBuffer.prototype.transfer` up now, for this environment: called when the addon
+/// loads, so that a replacement installed later (one that stashes the buffer it is given, and
+/// hands back a detached one) is never what a take back calls, as in the facade.
+pub fn remember_transfer(env: sys::napi_env) {
+    // SAFETY: the environment the addon is being loaded into, on its thread.
+    unsafe { transfer_function(env) };
+}
+
 unsafe fn look_up_transfer(env: sys::napi_env) -> Option<sys::napi_ref> {
+    // Node >= 21 only: on Node 20 whatever is there is a polyfill (core-js's copies, and cannot
+    // detach a Node-API buffer), which would make every take back `Refused`.
+    let mut version = ptr::null();
+    if sys::napi_get_node_version(env, &mut version) != sys::Status::napi_ok || version.is_null() || (*version).major < 21 {
+        return None;
+    }
     let mut value = ptr::null_mut();
     let found = sys::napi_get_global(env, &mut value) == sys::Status::napi_ok
         && [c"ArrayBuffer", c"prototype", c"transfer"].iter().all(|name| {

@@ -23,3 +23,11 @@ mod test_support;
 mod vocabulary;
 mod wait;
 mod xdp;
+
+/// Runs when the addon loads into an environment (the main thread, each worker): takes
+/// `ArrayBuffer.prototype.transfer` as it is now (see `lent_buffer::remember_transfer`).
+#[napi_derive::napi(module_exports)]
+pub fn init(_exports: napi::bindgen_prelude::Object, env: napi::Env) -> napi::Result<()> {
+    lent_buffer::remember_transfer(env.raw());
+    Ok(())
+}
