@@ -78,13 +78,13 @@ pub fn force_copy_from_env() -> bool {
 }
 
 thread_local! {
-    /// `ArrayBuffer.prototype.transfer` as this thread's environment had it when it first lent
-    /// memory (a reference; null where the runtime has none), keyed by the environment.
+    /// `ArrayBuffer.prototype.transfer` as this thread's environment had it when the addon
+    /// loaded (a reference; null where it is not used), keyed by the environment.
     static TRANSFER: Cell<Option<(sys::napi_env, sys::napi_ref)>> = const { Cell::new(None) };
 }
 
-/// `ArrayBuffer.prototype.transfer`, or None where the runtime has none (Node 20) or it cannot
-/// be read (then exceptions are cleared and the Node-API detach is used, as on Node 20).
+/// `ArrayBuffer.prototype.transfer`, or None before Node 21 or where it cannot be read (then
+/// exceptions are cleared and the Node-API detach is used, as on Node 20).
 unsafe fn transfer_function(env: sys::napi_env) -> Option<sys::napi_value> {
     let cached = TRANSFER.get().filter(|(cached_env, _)| *cached_env == env);
     let reference = match cached {
@@ -115,7 +115,10 @@ unsafe fn look_up_transfer(env: sys::napi_env) -> Option<sys::napi_ref> {
     // Node >= 21 only: on Node 20 whatever is there is a polyfill (core-js's copies, and cannot
     // detach a Node-API buffer), which would make every take back `Refused`.
     let mut version = ptr::null();
-    if sys::napi_get_node_version(env, &mut version) != sys::Status::napi_ok || version.is_null() || (*version).major < 21 {
+    if sys::napi_get_node_version(env, &mut version) != sys::Status::napi_ok
+        || version.is_null()
+        || (*version).major < 21
+    {
         return None;
     }
     let mut value = ptr::null_mut();
