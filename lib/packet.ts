@@ -53,6 +53,13 @@ const transfer =
   Number(process.versions.node.split('.')[0]) >= 21
     ? (ArrayBuffer.prototype as { transfer?: (this: ArrayBuffer, length?: number) => ArrayBuffer }).transfer
     : undefined // Node 20: a polyfill (core-js) cannot detach a Node-API buffer; the binding does
+/**
+ * The `ArrayBuffer.prototype.detached` getter as it was when netring loaded (Node >= 21, with
+ * `transfer`): a later replacement that throws or lies cannot break a release, nor make a
+ * detached block look refused (which closed the capture).
+ */
+const isDetached =
+  transfer === undefined ? undefined : Object.getOwnPropertyDescriptor(ArrayBuffer.prototype, 'detached')?.get
 
 const W_SEC = HDR_SEC >> 2
 const W_NSEC = HDR_NSEC >> 2
@@ -320,15 +327,15 @@ export class PacketBatch implements Iterable<Packet>, Disposable {
    * binding detaches it.
    */
   detach(): 'detached' | 'moved' | 'refused' | 'native' {
-    const block = this.#block as ArrayBuffer & { detached?: boolean }
-    if (typeof transfer !== 'function') return 'native'
-    if (block.detached) return 'moved'
+    const block = this.#block
+    if (typeof transfer !== 'function' || typeof isDetached !== 'function') return 'native'
+    if (isDetached.call(block)) return 'moved'
     try {
       transfer.call(block, 0)
     } catch {
       // Thrown only for a detach key (markAsUntransferable): the block is still attached.
     }
-    return block.detached ? 'detached' : 'refused'
+    return isDetached.call(block) ? 'detached' : 'refused'
   }
 
 
