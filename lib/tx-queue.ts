@@ -318,7 +318,13 @@ export class TxQueue {
       for (;;) {
         // Frames sent in the same tick leave with one kick.
         await this.#yield()
-        if (this.#native.closed) return
+        if (this.#native.closed) {
+          // Closed by the socket itself, not by close() (which abandons with its own error): a
+          // slot that could not be taken back (moved away, markAsUntransferable) closed it. Every
+          // frame still waiting or queued never leaves now: its owner is told, not left waiting.
+          this.abandon(NetringError.of('EBADF', 'the socket was closed before this frame was sent', { syscall: 'sendto' }))
+          return
+        }
         for (let sender = this.#waiting.peek(); sender; sender = this.#waiting.peek()) {
           try {
             if (!this.#queue(sender)) break
