@@ -75,13 +75,18 @@ const script = (setup: string, how: string) => `
   const result = {}
   ;(async () => {
     ${setup}
+    let closeEvents = 0
+    owner.on('close', () => closeEvents++)
     markAsUntransferable(view.buffer)
     // Reachable until the process exits: Node's exit hook would meet it.
     globalThis.kept = view
     try { ${how}; result.threw = false } catch (e) { result.threw = e.code; result.message = e.message }
     result.closed = owner.closed
     result.stillReadable = view.length > 0
+    // 'close' once, whether the socket closed itself or close() closed it.
+    result.closeEventsBefore = closeEvents
     owner.close()
+    result.closeEvents = closeEvents
   })().then(() => console.log(JSON.stringify(result)), (e) => { console.error(e); process.exit(3) })
 `
 
@@ -105,7 +110,7 @@ for (const [runtime, execPath] of runtimes) {
         const quiet = closes && !what.includes('Injector')
         if (!marksWithKey(execPath)) {
           // Detached like any other buffer: taken back as usual.
-          t.like(lastJson(r), { threw: false, closed: closes, stillReadable: false })
+          t.like(lastJson(r), { threw: false, closed: closes, stillReadable: false, closeEventsBefore: closes ? 1 : 0, closeEvents: 1 })
           return
         }
         const result = lastJson<{ threw: string | false; message?: string; closed: boolean; stillReadable: boolean }>(r)
@@ -114,6 +119,8 @@ for (const [runtime, execPath] of runtimes) {
           closed: true,
           // Not detached: its views stay readable (the kernel no longer uses that memory).
           stillReadable: true,
+          closeEventsBefore: 1,
+          closeEvents: 1,
         })
         if (!quiet) t.regex(result.message!, /untransferable/)
       })

@@ -244,6 +244,8 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
   readonly #tx: TxQueue
   /** close() is under way: a close() from a listener it runs (an 'error' while draining) waits for it. */
   #closing = false
+  /** 'close' was emitted: by close(), or when the socket closed itself. */
+  #closeEmitted = false
 
   private constructor(iface: string, nativeInjector: Binding.NativeInjector) {
     super()
@@ -362,22 +364,22 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
 
   /** @internal */
   _commitRun(first: number, count: number, lengths: number[]): void {
-    callNative(() => this.#native.commitRun(first, count, lengths))
+    this.#takeBack(() => this.#native.commitRun(first, count, lengths))
   }
 
   /** @internal */
   _commitRunOffload(first: number, count: number, lengths: number[], headers: Buffer, perSlot: boolean): void {
-    callNative(() => this.#native.commitRunOffload(first, count, lengths, headers, perSlot))
+    this.#takeBack(() => this.#native.commitRunOffload(first, count, lengths, headers, perSlot))
   }
 
   /** @internal */
   _commit(index: number, length: number): void {
-    callNative(() => this.#native.commit(index, length))
+    this.#takeBack(() => this.#native.commit(index, length))
   }
 
   /** @internal */
   _discard(index: number): void {
-    callNative(() => this.#native.discard(index))
+    this.#takeBack(() => this.#native.discard(index))
   }
 
   /** @internal Gives back a collected slot: background work, so an error is reported, never thrown. */
@@ -436,17 +438,39 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
    */
   close(drainTimeoutMs = 1000): void {
     checkTimeout(drainTimeoutMs, 'drainTimeoutMs')
-    if (this.closed || this.#closing) return
+    if (this.#closeEmitted || this.#closing) return
     this.#closing = true
     try {
-      // Slots still lent are abandoned now: given back, they no longer hold queued frames.
-      callNative(() => this.#native.giveBackLent())
-      this.#tx.drain(drainTimeoutMs, 'drainTimeoutMs')
+      if (!this.closed) {
+        // Slots still lent are abandoned now: given back, they no longer hold queued frames.
+        callNative(() => this.#native.giveBackLent())
+        this.#tx.drain(drainTimeoutMs, 'drainTimeoutMs')
+      }
     } finally {
       callNative(() => this.#native.close())
-      this.#tx.abandon(NetringError.of('EBADF', 'the injector was closed before this frame was sent', { syscall: 'sendto' }))
-      this.emit('close')
+      this.#closed()
     }
+  }
+
+  /**
+   * A call that takes a slot back: one that could not (a slot moved away or marked
+   * untransferable) closed the socket and throws EPERM; the close is finished here as close()
+   * finishes it, so waiting frames are told and 'close' is emitted.
+   */
+  #takeBack(call: () => void): void {
+    try {
+      callNative(call)
+    } catch (e) {
+      if (this.closed) this.#closed()
+      throw e
+    }
+  }
+
+  #closed(): void {
+    if (this.#closeEmitted) return
+    this.#closeEmitted = true
+    this.#tx.abandon(NetringError.of('EBADF', 'the injector was closed before this frame was sent', { syscall: 'sendto' }))
+    this.emit('close')
   }
 
   [Symbol.dispose](): void {

@@ -186,6 +186,8 @@ export class XdpSocket extends BatchReader<XdpBatch, XdpPacket> implements SlotO
   readonly #tx: TxQueue
   /** Frames queued so far: `sendAsync` frames are numbered by it. */
   #queuedCount = 0
+  /** 'close' was emitted: by close(), or when the socket closed itself. */
+  #closeEmitted = false
   protected override readonly recheckMs = LIVENESS_MS
 
   private constructor(iface: string, nativeSocket: Binding.NativeXdpSocket) {
@@ -242,11 +244,11 @@ export class XdpSocket extends BatchReader<XdpBatch, XdpPacket> implements SlotO
   // ---- RX ----
 
   protected nativeNext(): XdpBatch | null {
-    return this.#adopt(callNative(() => this.#native.nextBatch()))
+    return this.#adopt(this.#takeBack(() => this.#native.nextBatch()))
   }
 
   protected nativeNextBlocking(timeoutMs: number | undefined): XdpBatch | null {
-    return this.#adopt(callNative(() => this.#native.nextBatchBlocking(timeoutMs)))
+    return this.#adopt(this.#takeBack(() => this.#native.nextBatchBlocking(timeoutMs)))
   }
 
   #adopt(raw: { runs: ArrayBuffer[]; table: Uint32Array } | null): XdpBatch | null {
@@ -254,7 +256,7 @@ export class XdpSocket extends BatchReader<XdpBatch, XdpPacket> implements SlotO
     this.#batch = new XdpBatch(raw, this.queue, (batch) => {
       if (batch === this.#batch) {
         // Released natively first: a refused release (the socket busy) leaves the batch held.
-        callNative(() => this.#native.release())
+        this.#takeBack(() => this.#native.release())
         this.forgetBatch()
       }
     })
@@ -271,7 +273,7 @@ export class XdpSocket extends BatchReader<XdpBatch, XdpPacket> implements SlotO
   }
 
   protected waitNative(): Promise<number> {
-    return callNative(() => this.#native.waitReadable())
+    return this.#takeBack(() => this.#native.waitReadable())
   }
 
   protected cancelNative(): void {
@@ -322,17 +324,17 @@ export class XdpSocket extends BatchReader<XdpBatch, XdpPacket> implements SlotO
 
   /** @internal */
   _commit(index: number, length: number): void {
-    callNative(() => this.#native.commit(index, length))
+    this.#takeBack(() => this.#native.commit(index, length))
   }
 
   /** @internal */
   _discard(index: number): void {
-    callNative(() => this.#native.discard(index))
+    this.#takeBack(() => this.#native.discard(index))
   }
 
   /** @internal */
   _commitRun(first: number, count: number, lengths: number[]): void {
-    callNative(() => this.#native.commitRun(first, count, lengths))
+    this.#takeBack(() => this.#native.commitRun(first, count, lengths))
   }
 
   /** @internal Gives back a collected slot: background work, so an error is reported, never thrown. */
@@ -381,18 +383,38 @@ export class XdpSocket extends BatchReader<XdpBatch, XdpPacket> implements SlotO
    */
   close(drainTimeoutMs = 1000): void {
     checkTimeout(drainTimeoutMs, 'drainTimeoutMs')
-    if (this.closed) return
-    this.forgetBatch()
-    this.dropReader()
+    if (this.#closeEmitted) return
     try {
-      if (this.info.txFrames > 0) this.#tx.drain(drainTimeoutMs, 'drainTimeoutMs')
+      if (!this.closed && this.info.txFrames > 0) this.#tx.drain(drainTimeoutMs, 'drainTimeoutMs')
     } catch {
       // The interface may be gone; closing must still happen.
     } finally {
       callNative(() => this.#native.close())
-      this.#tx.abandon(NetringError.of('EBADF', 'the socket was closed before this frame was sent', { syscall: 'sendto' }))
-      this.emit('close')
+      this.#closed()
     }
+  }
+
+  /**
+   * A call that takes lent frames back: one that could not (a buffer moved away or marked
+   * untransferable) closed the socket and throws EPERM; the close is finished here as close()
+   * finishes it, so the batch is released, waiting frames are told and 'close' is emitted.
+   */
+  #takeBack<T>(call: () => T): T {
+    try {
+      return callNative(call)
+    } catch (e) {
+      if (this.closed) this.#closed()
+      throw e
+    }
+  }
+
+  #closed(): void {
+    if (this.#closeEmitted) return
+    this.#closeEmitted = true
+    this.forgetBatch()
+    this.dropReader()
+    this.#tx.abandon(NetringError.of('EBADF', 'the socket was closed before this frame was sent', { syscall: 'sendto' }))
+    this.emit('close')
   }
 
   [Symbol.dispose](): void {
