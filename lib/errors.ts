@@ -91,6 +91,20 @@ export function callNative<T>(fn: () => T): T {
   }
 }
 
+/**
+ * `callNative` for a call that takes lent memory back: one that could not (a buffer moved away
+ * or marked untransferable) closed its socket and throws EPERM; `closedItself` then finishes the
+ * close as close() would (tells waiting frames, emits 'close') before the error goes on.
+ */
+export function callTakingBack<T>(fn: () => T, socket: { readonly closed: boolean }, closedItself: () => void): T {
+  try {
+    return callNative(fn)
+  } catch (e) {
+    if (socket.closed) closedItself()
+    throw e
+  }
+}
+
 /** The error async iterators throw when their `AbortSignal` fires, shaped like Node's own. */
 export function abortError(signal: AbortSignal): Error {
   return Object.assign(new Error('The operation was aborted', { cause: signal.reason }), {

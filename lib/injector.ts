@@ -13,7 +13,7 @@
 import { EventEmitter } from 'node:events'
 import type { Writable } from 'node:stream'
 
-import { callNative, NetringError } from './errors'
+import { callNative, callTakingBack, NetringError } from './errors'
 import { native, type Binding } from './native'
 import { timeoutMs as checkTimeout } from './numbers'
 import { checkOffload, encodeOffloads, type PacketOffload } from './offload'
@@ -246,6 +246,8 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
   #closing = false
   /** 'close' was emitted: by close(), or when the socket closed itself. */
   #closeEmitted = false
+  /** Finishes a close the socket did itself (see callTakingBack). */
+  readonly #closedItself = () => this.#closed()
 
   private constructor(iface: string, nativeInjector: Binding.NativeInjector) {
     super()
@@ -364,22 +366,22 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
 
   /** @internal */
   _commitRun(first: number, count: number, lengths: number[]): void {
-    this.#takeBack(() => this.#native.commitRun(first, count, lengths))
+    callTakingBack(() => this.#native.commitRun(first, count, lengths), this, this.#closedItself)
   }
 
   /** @internal */
   _commitRunOffload(first: number, count: number, lengths: number[], headers: Buffer, perSlot: boolean): void {
-    this.#takeBack(() => this.#native.commitRunOffload(first, count, lengths, headers, perSlot))
+    callTakingBack(() => this.#native.commitRunOffload(first, count, lengths, headers, perSlot), this, this.#closedItself)
   }
 
   /** @internal */
   _commit(index: number, length: number): void {
-    this.#takeBack(() => this.#native.commit(index, length))
+    callTakingBack(() => this.#native.commit(index, length), this, this.#closedItself)
   }
 
   /** @internal */
   _discard(index: number): void {
-    this.#takeBack(() => this.#native.discard(index))
+    callTakingBack(() => this.#native.discard(index), this, this.#closedItself)
   }
 
   /** @internal Gives back a collected slot: background work, so an error is reported, never thrown. */
@@ -452,20 +454,7 @@ export class Injector extends EventEmitter<InjectorEvents> implements Disposable
     }
   }
 
-  /**
-   * A call that takes a slot back: one that could not (a slot moved away or marked
-   * untransferable) closed the socket and throws EPERM; the close is finished here as close()
-   * finishes it, so waiting frames are told and 'close' is emitted.
-   */
-  #takeBack(call: () => void): void {
-    try {
-      callNative(call)
-    } catch (e) {
-      if (this.closed) this.#closed()
-      throw e
-    }
-  }
-
+  /** What close() does after the native close, once: waiting frames told, 'close' emitted. */
   #closed(): void {
     if (this.#closeEmitted) return
     this.#closeEmitted = true

@@ -10,7 +10,7 @@ import type { Writable } from 'node:stream'
 
 import { BatchReader } from './batch-reader'
 import { timeoutMs as checkTimeout } from './numbers'
-import { callNative, NetringError } from './errors'
+import { callNative, callTakingBack, NetringError } from './errors'
 import { TxSlot, TxSlotRun, type SlotOwner } from './injector'
 import { native, type Binding } from './native'
 import { interfaceName, xdpOptions, type XdpOptions } from './options'
@@ -188,6 +188,8 @@ export class XdpSocket extends BatchReader<XdpBatch, XdpPacket> implements SlotO
   #queuedCount = 0
   /** 'close' was emitted: by close(), or when the socket closed itself. */
   #closeEmitted = false
+  /** Finishes a close the socket did itself (see callTakingBack). */
+  readonly #closedItself = () => this.#closed()
   protected override readonly recheckMs = LIVENESS_MS
 
   private constructor(iface: string, nativeSocket: Binding.NativeXdpSocket) {
@@ -244,11 +246,11 @@ export class XdpSocket extends BatchReader<XdpBatch, XdpPacket> implements SlotO
   // ---- RX ----
 
   protected nativeNext(): XdpBatch | null {
-    return this.#adopt(this.#takeBack(() => this.#native.nextBatch()))
+    return this.#adopt(callTakingBack(() => this.#native.nextBatch(), this, this.#closedItself))
   }
 
   protected nativeNextBlocking(timeoutMs: number | undefined): XdpBatch | null {
-    return this.#adopt(this.#takeBack(() => this.#native.nextBatchBlocking(timeoutMs)))
+    return this.#adopt(callTakingBack(() => this.#native.nextBatchBlocking(timeoutMs), this, this.#closedItself))
   }
 
   #adopt(raw: { runs: ArrayBuffer[]; table: Uint32Array } | null): XdpBatch | null {
@@ -256,7 +258,7 @@ export class XdpSocket extends BatchReader<XdpBatch, XdpPacket> implements SlotO
     this.#batch = new XdpBatch(raw, this.queue, (batch) => {
       if (batch === this.#batch) {
         // Released natively first: a refused release (the socket busy) leaves the batch held.
-        this.#takeBack(() => this.#native.release())
+        callTakingBack(() => this.#native.release(), this, this.#closedItself)
         this.forgetBatch()
       }
     })
@@ -273,7 +275,7 @@ export class XdpSocket extends BatchReader<XdpBatch, XdpPacket> implements SlotO
   }
 
   protected waitNative(): Promise<number> {
-    return this.#takeBack(() => this.#native.waitReadable())
+    return callTakingBack(() => this.#native.waitReadable(), this, this.#closedItself)
   }
 
   protected cancelNative(): void {
@@ -324,17 +326,17 @@ export class XdpSocket extends BatchReader<XdpBatch, XdpPacket> implements SlotO
 
   /** @internal */
   _commit(index: number, length: number): void {
-    this.#takeBack(() => this.#native.commit(index, length))
+    callTakingBack(() => this.#native.commit(index, length), this, this.#closedItself)
   }
 
   /** @internal */
   _discard(index: number): void {
-    this.#takeBack(() => this.#native.discard(index))
+    callTakingBack(() => this.#native.discard(index), this, this.#closedItself)
   }
 
   /** @internal */
   _commitRun(first: number, count: number, lengths: number[]): void {
-    this.#takeBack(() => this.#native.commitRun(first, count, lengths))
+    callTakingBack(() => this.#native.commitRun(first, count, lengths), this, this.#closedItself)
   }
 
   /** @internal Gives back a collected slot: background work, so an error is reported, never thrown. */
@@ -394,20 +396,7 @@ export class XdpSocket extends BatchReader<XdpBatch, XdpPacket> implements SlotO
     }
   }
 
-  /**
-   * A call that takes lent frames back: one that could not (a buffer moved away or marked
-   * untransferable) closed the socket and throws EPERM; the close is finished here as close()
-   * finishes it, so the batch is released, waiting frames are told and 'close' is emitted.
-   */
-  #takeBack<T>(call: () => T): T {
-    try {
-      return callNative(call)
-    } catch (e) {
-      if (this.closed) this.#closed()
-      throw e
-    }
-  }
-
+  /** What close() does after the native close, once: waiting frames told, 'close' emitted. */
   #closed(): void {
     if (this.#closeEmitted) return
     this.#closeEmitted = true
