@@ -42,9 +42,6 @@ const {
   TP_STATUS_TS_RAW_HARDWARE,
 } = native
 
-// Header fields are 4-byte aligned (headers are 16-aligned), so 32-bit fields are read through
-// a Uint32Array and 16-bit ones from the low half of their word (the ring is in host order, and
-// netring runs on little-endian hosts only: see native.ts).
 /**
  * `ArrayBuffer.prototype.transfer` (Node >= 21) as it was when netring loaded: a later
  * replacement cannot fake a detach.
@@ -53,6 +50,7 @@ const transfer =
   Number(process.versions.node.split('.')[0]) >= 21
     ? (ArrayBuffer.prototype as { transfer?: (this: ArrayBuffer, length?: number) => ArrayBuffer }).transfer
     : undefined // Node 20: a polyfill (core-js) cannot detach a Node-API buffer; the binding does
+
 /**
  * The `ArrayBuffer.prototype.detached` getter as it was when netring loaded (Node >= 21, with
  * `transfer`): a later replacement that throws or lies cannot break a release, nor make a
@@ -61,6 +59,9 @@ const transfer =
 const isDetached =
   transfer === undefined ? undefined : Object.getOwnPropertyDescriptor(ArrayBuffer.prototype, 'detached')?.get
 
+// Header fields are 4-byte aligned (headers are 16-aligned), so 32-bit fields are read through
+// a Uint32Array and 16-bit ones from the low half of their word (the ring is in host order, and
+// netring runs on little-endian hosts only: see native.ts).
 const W_SEC = HDR_SEC >> 2
 const W_NSEC = HDR_NSEC >> 2
 const W_SNAPLEN = HDR_SNAPLEN >> 2
@@ -337,7 +338,6 @@ export class PacketBatch implements Iterable<Packet>, Disposable {
     }
     return isDetached.call(block) ? 'detached' : 'refused'
   }
-
 
   /** The packet at `index`, 0 ≤ index < length. */
   at(index: number): Packet | undefined {
