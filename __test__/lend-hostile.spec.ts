@@ -3,16 +3,10 @@
 // outlives the thread that lent it, and ArrayBuffer.prototype.transfer replaced after netring
 // loaded. Each case runs in a child, under this Node and under Node 24 when it is present.
 
-import { existsSync } from 'node:fs'
-
 import test from 'ava'
 
-import { lastJson, runChild } from './helpers/child'
+import { lastJson, runChild, runtimes } from './helpers/child'
 import { localVethPair } from './helpers/net'
-
-const node24 = new URL('../.ci/tools/node_modules/.bin/node', import.meta.url).pathname
-const runtimes: [string, string][] = [['this Node', process.execPath]]
-if (existsSync(node24)) runtimes.push(['Node 24', node24])
 
 // In a worker: `memory` (an ArrayBuffer over lent memory) and `off`, then it is posted to the
 // main thread with a transfer list and the worker ends (argv[1], argv[2]: a local veth pair).

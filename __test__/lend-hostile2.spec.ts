@@ -4,16 +4,10 @@
 // loaded; markAsUntransferable inside a worker that then ends; memory moved to a worker while the
 // lender keeps receiving. Each case runs in a child, under this Node and under Node 24 when present.
 
-import { existsSync } from 'node:fs'
-
 import test from 'ava'
 
-import { lastJson, runChild } from './helpers/child'
+import { lastJson, runChild, runtimes } from './helpers/child'
 import { localVethPair } from './helpers/net'
-
-const node24 = new URL('../.ci/tools/node_modules/.bin/node', import.meta.url).pathname
-const runtimes: [string, string][] = [['this Node', process.execPath]]
-if (existsSync(node24)) runtimes.push(['Node 24', node24])
 
 const frameFn = `const frame = (seq = 0) => { const f = Buffer.alloc(60); f.fill(0xff, 0, 6); f.writeUInt16BE(0x88b5, 12); f.writeUInt32BE(seq, 20); return f }`
 const settleFn = `const settle = (p, ms = 3000) => Promise.race([p.then(() => 'resolved', (e) => 'rejected:' + (e.code || e.message)), new Promise((r) => setTimeout(() => r('pending'), ms))])`

@@ -7,16 +7,10 @@
 // queued after it, which then never leaves, so it says so (EPERM). Each case runs in a child that keeps the marked buffer reachable until it exits,
 // under this Node and under Node 24 when it is present (.ci/tools, see README).
 
-import { existsSync } from 'node:fs'
-
 import test from 'ava'
 
-import { lastJson, runChild } from './helpers/child'
+import { lastJson, node24, runChild, runtimes } from './helpers/child'
 import { localVethPair } from './helpers/net'
-
-const node24 = new URL('../.ci/tools/node_modules/.bin/node', import.meta.url).pathname
-const runtimes: [string, string][] = [['this Node', process.execPath]]
-if (existsSync(node24)) runtimes.push(['Node 24', node24])
 
 // Node >= 22 marks with a detach key; Node 20 only refuses postMessage, and detaches as usual.
 const marksWithKey = (execPath: string) => execPath === node24 || Number(process.versions.node.split('.')[0]) >= 22

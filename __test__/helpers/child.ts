@@ -3,6 +3,7 @@
 // test asserts it exited cleanly, within the bound, and what it printed.
 
 import { spawn } from 'node:child_process'
+import { existsSync } from 'node:fs'
 
 export interface ChildResult {
   code: number | null
@@ -16,6 +17,13 @@ export interface ChildResult {
 }
 
 const root = new URL('../..', import.meta.url).pathname
+
+/** Node 24 beside the Node running the suite (.ci/tools, see README), for cases that differ by runtime. */
+export const node24 = new URL('../../.ci/tools/node_modules/.bin/node', import.meta.url).pathname
+
+/** The runtimes a child-process case runs under: this Node, and Node 24 when it is installed. */
+export const runtimes: [name: string, execPath: string][] = [['this Node', process.execPath]]
+if (existsSync(node24)) runtimes.push(['Node 24', node24])
 
 export interface ChildOptions {
   /** Killed (SIGKILL) after this long. @default 30000 */
