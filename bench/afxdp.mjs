@@ -9,8 +9,11 @@
 // the fill ring runs dry on every path). The paced rows offer a fixed rate instead (`pacedMpps`,
 // `--xdp-rate=1.0,1.2`) and say whether a consumer keeps up with it: received = sent, no drops.
 //
-// Just the paced rows: `node bench/afxdp.mjs [--xdp-rate=1.2] [--xdp-batch=64] [--seconds=3]` (root;
-// after `npm run build`).
+// The drain rows fill the RX ring (65,536 frames) while nobody reads, then time consuming it:
+// what a consumer costs with no sender and no NAPI beside it, as the AF_PACKET drain rows do.
+//
+// Just the drain rows: `node bench/afxdp.mjs --drain`. The drain and paced rows:
+// `node bench/afxdp.mjs [--xdp-rate=1.2] [--xdp-batch=64] [--seconds=3]` (root; after `npm run build`).
 
 import { execFileSync } from 'node:child_process'
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs'
@@ -26,6 +29,9 @@ export const pacedMpps = (argv) =>
     return mpps
   })
 
+/** Frames an AF_XDP drain run fills the RX ring with: the largest ring the engine makes. */
+const XDP_DRAIN_N = 65_536
+
 /** Packets the paced sender sends per batch (one sendmmsg, then a sleep until the next is due). */
 const PACED_BATCH = Number(process.argv.find((a) => a.startsWith('--xdp-batch='))?.slice('--xdp-batch='.length) ?? 64)
 if (!(Number.isInteger(PACED_BATCH) && PACED_BATCH >= 1 && PACED_BATCH <= 1024)) throw new Error('--xdp-batch: a whole number of packets, 1 to 1024')
@@ -38,7 +44,8 @@ const keptUp = (r) => r.packets === r.sent && r.drops === 0 && r.fillEmpty === 0
 
 /**
  * Runs the AF_XDP rows; returns `{ rx: [...], paced: [...], tx: [...], targets: [...] }`.
- * `only: 'paced'` runs the paced rows alone, `only: 'tx'` the transmit rows alone (no targets).
+ * `only: 'drain'` runs the drain rows alone, `only: 'paced'` the drain and paced rows, `only: 'tx'`
+ * the transmit rows alone (no targets).
  */
 export async function afxdpBench({ Capture, XdpSocket, BENCH, LIVE_S, TX_N, FRAME, PACED_MPPS = [1.2], only, progress }) {
   const now = () => performance.now()
@@ -99,6 +106,76 @@ export async function afxdpBench({ Capture, XdpSocket, BENCH, LIVE_S, TX_N, FRAM
           resolve(n)
         }, until - now())
       }),
+  }
+
+  /** JavaScript ways to drain `expected` packets from a filled RX ring, reading a byte of each. */
+  const drainPaths = {
+    'XdpSocket nextBatch, indexed': (xsk, expected) => {
+      let n = 0
+      const t0 = now()
+      let t1 = t0
+      // Until every packet, or the ring stays empty (as the native loop does).
+      while (n < expected && now() - t1 < 300) {
+        const b = xsk.nextBatch()
+        if (!b) continue
+        const runs = b.runs
+        for (let i = 0; i < b.length; i++) n += runs[b.runAt(i)][b.offsetAt(i)] >= 0 ? 1 : 0
+        t1 = now()
+      }
+      return { packets: n, ms: t1 - t0 }
+    },
+    'XdpSocket packets()': (xsk, expected) => {
+      let n = 0
+      const t0 = now()
+      for (const p of xsk.packets({ limit: expected, timeoutMs: 5000 })) n += p.data[0] >= 0 ? 1 : 0
+      return { packets: n, ms: now() - t0 }
+    },
+  }
+
+  /**
+   * One drain run: the sender fills the ring (on the default set-up the receive work runs on its
+   * core), then `consume` reads every frame. A run whose ring lost a frame or met an empty fill
+   * ring would time something else: it is taken again (twice at most, then the bench fails).
+   */
+  async function drainOnce(name, consume, tries = 3) {
+    let r
+    if (name === 'native AF_XDP loop') {
+      const consumer = start(...onConsumerCore(BENCH, ['xdp-drain', near, String(XDP_DRAIN_N)]), { stdin: 'pipe' })
+      await consumer.line(/ready/)
+      const sent = await sender(10, XDP_DRAIN_N)
+      await sleep(100)
+      consumer.child.stdin.end('go\n')
+      const out = JSON.parse((await consumer.exited).out.trim().split('\n').at(-1))
+      r = { sent: sent.frames, packets: out.packets, ms: out.ns / 1e6, drops: out.drops, fillEmpty: out.fill_empty }
+    } else {
+      const xsk = XdpSocket.open(near, { mode: 'rx', attach: 'driver', frameCount: XDP_DRAIN_N, ringSize: XDP_DRAIN_N })
+      try {
+        const sent = await sender(10, XDP_DRAIN_N)
+        await sleep(100)
+        const { packets, ms } = consume(xsk, sent.frames)
+        const s = xsk.stats()
+        r = { sent: sent.frames, packets, ms, drops: s.rxDropped, fillEmpty: s.rxFillRingEmptyDescs }
+      } finally {
+        xsk.close()
+      }
+    }
+    if (r.packets === r.sent && r.drops === 0 && r.fillEmpty === 0) return r
+    if (tries > 1) return drainOnce(name, consume, tries - 1)
+    throw new Error(`AF_XDP drain (${name}): ${r.packets} of ${r.sent} frames, ${r.drops} dropped, ${r.fillEmpty} fill-ring empty`)
+  }
+
+  /** First run, then the best of three more: V8 compiles the loop during the first. */
+  async function drainRows() {
+    for (const name of ['native AF_XDP loop', ...Object.keys(drainPaths)]) {
+      progress(`AF_XDP drain: ${name}`)
+      const first = await drainOnce(name, drainPaths[name])
+      let best = null
+      for (let i = 0; i < 3; i++) {
+        const r = await drainOnce(name, drainPaths[name])
+        if (!best || r.packets / r.ms > best.packets / best.ms) best = r
+      }
+      results.drain.push({ path: name, packets: best.packets, mpps: best.packets / best.ms / 1000, firstMpps: first.packets / first.ms / 1000 })
+    }
   }
 
   /**
@@ -203,17 +280,23 @@ export async function afxdpBench({ Capture, XdpSocket, BENCH, LIVE_S, TX_N, FRAM
     }
   }
 
-  const results = { rx: [], paced: [], tx: [] }
+  const results = { drain: [], rx: [], paced: [], tx: [] }
   try {
     if (only !== 'tx') {
       progress('AF_XDP: warming up the sender')
       await sender(0.5)
     }
+    if (only === 'drain') {
+      await drainRows()
+      return results
+    }
     if (only === 'paced') {
+      await drainRows()
       split(XdpSocket, near)
       await pacedRows()
       return results
     }
+    if (only !== 'tx') await drainRows()
     for (const setup of only === 'tx' ? [] : ['default', 'split']) {
       if (setup === 'split') split(XdpSocket, near)
       // AF_PACKET is measured on the default set-up only: without XDP or GRO a veth has no NAPI to thread.
@@ -360,6 +443,38 @@ function napiCpuNs(pids) {
   return ticks * tick
 }
 
+/**
+ * What bounds JS receive on the split set-up, from figures of the same run: the reader alone
+ * (the drain rows) against what the consumer's core spends on the receiving NAPI thread per
+ * packet (the paced rows) and what the sender reached. Null without both kinds of rows.
+ */
+export function afxdpBounds(results, fmt) {
+  const jsDrain = results.drain.find((r) => r.path === 'XdpSocket nextBatch, indexed')
+  const paced = results.paced.filter((r) => r.napiCpu > 0).sort((a, b) => b.sentKpps - a.sentKpps)[0]
+  if (!jsDrain || !results.drain.length || !paced) return null
+  const napiNs = (paced.napiCpu * 1e9) / (paced.sentKpps * 1000)
+  const napiAtTarget = (1.2e6 * napiNs) / 1e9
+  return (
+    `- AF_XDP receive at 1.2 Mpps on the split set-up: the JavaScript reader alone drains a filled RX ring at ${fmt(jsDrain.mpps)} Mpps ` +
+    `(\`nextBatch\` indexed, ${fmt(jsDrain.mpps / results.drain[0].mpps, 3)}× the native loop). Live, the reader's core also runs the receiving NAPI thread, ` +
+    `which took ${fmt(napiNs, 0)} ns per packet (${fmt(paced.napiCpu * 100, 0)} % of the core at ${fmt(paced.sentKpps, 0)} kpps): at 1.2 Mpps that is ` +
+    `${fmt(napiAtTarget * 100, 0)} % of the core before any reader runs${napiAtTarget >= 1 ? ', more than the core has, for the native loop as for JavaScript' : ''}. ` +
+    `The sender reached at most ${fmt(Math.max(...results.paced.map((r) => r.sentKpps)), 0)} kpps of the rates offered.`
+  )
+}
+
+/** Adds the drain table to the report. */
+export function drainReport(results, { lines, FRAME, fmt, table }) {
+  lines.push(
+    `**AF_XDP drain** (${XDP_DRAIN_N.toLocaleString()} × ${FRAME}-byte frames sent into an RX ring nobody reads, then consumed, a byte of each packet read; no frame lost, the fill ring never empty; the best of three runs after a first)`,
+    '',
+  )
+  table(
+    ['path', 'Mpps', 'first run, Mpps', '× native AF_XDP loop'],
+    results.drain.map((r) => [r.path, fmt(r.mpps), fmt(r.firstMpps), fmt(r.mpps / results.drain[0].mpps, 3)]),
+  )
+}
+
 /** Adds the paced receive table to the report. */
 export function pacedReport(results, { lines, LIVE_S, FRAME, fmt, table }) {
   lines.push(
@@ -394,6 +509,7 @@ export function pacedReport(results, { lines, LIVE_S, FRAME, fmt, table }) {
 
 /** Adds the AF_XDP tables to the report (`lines`, through its `table`). */
 export function afxdpReport(results, { lines, LIVE_S, TX_N, FRAME, fmt, table, nativeTxAfPacket }) {
+  drainReport(results, { lines, FRAME, fmt, table })
   lines.push(`**AF_XDP receive** (a raw-socket sender at its maximum rate for ${LIVE_S} s per path, ${FRAME}-byte frames, driver mode, copy: veth has no zero-copy)`, '')
   // Packets per batch and waits per 1000 packets are counts, not timings: they say whether a
   // reader keeps up in few large batches or sleeps and wakes every few packets.
@@ -411,9 +527,9 @@ export function afxdpReport(results, { lines, LIVE_S, TX_N, FRAME, fmt, table, n
   )
 }
 
-// `node bench/afxdp.mjs [--xdp-rate=1.0,1.2] [--seconds=3]`: the paced rows alone, on a network
+// `node bench/afxdp.mjs [--xdp-rate=1.0,1.2] [--seconds=3]`: the drain and paced rows, on a network
 // of their own, pinned as in `npm run bench` (this process and native consumers on core 0, the
-// sender on core 1); prints their table. `node bench/afxdp.mjs --tx [frames]`: the transmit rows
+// sender on core 1); prints their tables and what bounds receive at 1.2 Mpps. `node bench/afxdp.mjs --tx [frames]`: the transmit rows
 // alone, each with its ratio to the native loop. `npm run bench` runs every row.
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   if (process.getuid?.() !== 0) {
@@ -426,7 +542,11 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   // As in `npm run bench`: this process on core 0.
   if (twoCores) sh('taskset', ['-cp', '0', String(process.pid)])
   const progress = (text) => process.stderr.write(`\r\x1b[K${text}`)
-  if (process.argv.includes('--tx')) {
+  if (process.argv.includes('--drain')) {
+    const { drain } = await afxdpBench({ XdpSocket, BENCH: `${root}target/release/examples/bench`, FRAME: 64, progress, only: 'drain' })
+    progress('')
+    for (const r of drain) console.log(`${r.path}: ${r.mpps.toFixed(3)} Mpps (first run ${r.firstMpps.toFixed(3)}), ${(r.mpps / drain[0].mpps).toFixed(3)}x native`)
+  } else if (process.argv.includes('--tx')) {
     const TX_N = Number(process.argv.find((a) => /^\d+$/.test(a)) ?? 1_000_000)
     const { tx } = await afxdpBench({ XdpSocket, BENCH: `${root}target/release/examples/bench`, TX_N, FRAME: 64, progress, only: 'tx' })
     progress('')
@@ -443,7 +563,9 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
       for (const r of rows) lines.push(`| ${r.join(' | ')} |`)
       lines.push('')
     }
+    drainReport(results, { lines, FRAME, fmt, table })
     pacedReport(results, { lines, LIVE_S, FRAME, fmt, table })
+    lines.push(afxdpBounds(results, fmt) ?? '')
     console.log(lines.join('\n'))
   }
 }

@@ -11,7 +11,7 @@ import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs'
 import { cpus, release, totalmem } from 'node:os'
 import { fileURLToPath } from 'node:url'
 
-import { afxdpBench, afxdpReport, pacedMpps } from './afxdp.mjs'
+import { afxdpBench, afxdpBounds, afxdpReport, pacedMpps } from './afxdp.mjs'
 import { benchNetwork, onConsumerCore, run, senderCpu, sh, sleep, start, twoCores } from './lib.mjs'
 import { fileBench, fileReport, fileTargets } from './files.mjs'
 import { bridgeBench } from './bridge.mjs'
@@ -915,6 +915,7 @@ if (!quick) {
       `Lending a slot to JavaScript and taking it back (\`allocate()\` then \`discard()\`, nothing sent: one external ArrayBuffer made and detached through Node-API) ` +
       `costs ${fmt(lendUs, 2)} µs${lendUs > txBudgetUs ? ', over that budget alone' : ''}. \`allocateRun()\` lends once per run: ` +
       `${fmt(txOf('Injector.allocateRun (zero-copy, 256)') / nativeTx, 3)}×.`,
+    ...[afxdpBounds(results.afxdp, fmt)].filter(Boolean),
     '',
   )
 }

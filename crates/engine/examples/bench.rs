@@ -10,6 +10,8 @@
 //!                                         on a fixed schedule, sleeping until each is due
 //!   bench tx <iface> <count> <size> <dst-mac>   the engine's Injector
 //!   bench xdp-live <iface> <seconds>      count packets through an AF_XDP socket (queue 0)
+//!   bench xdp-drain <iface> <count>       as drain, through an AF_XDP socket whose RX ring
+//!                                         holds <count> frames (at most 65536)
 //!   bench xdp-tx <iface> <count> <size> <dst-mac>   send through an AF_XDP socket
 //!   bench bridge <a> <b> <seconds>        the engine's own bridge loop: forward everything
 //!                                         between a and b with its offload metadata
@@ -47,6 +49,7 @@ fn main() {
         }
         "tx" => tx(arg(1), num(2), num(3) as usize, &mac(arg(4))),
         "xdp-live" => xdp_live(arg(1), num(2)),
+        "xdp-drain" => xdp_drain(arg(1), num(2) as u32),
         "xdp-tx" => xdp_tx(arg(1), num(2), num(3) as usize, &mac(arg(4))),
         "bridge" => bridge(arg(1), arg(2), num(3)),
         _ => usage(),
@@ -310,6 +313,45 @@ fn xdp_live(iface: &str, seconds: u64) {
         stats.batches,
         stats.waits,
         cpu_ns() - cpu0
+    );
+}
+
+/// The RX ring and UMEM of a pre-filled AF_XDP drain: `count` frames, every one on the fill ring.
+fn xdp_drain_options(count: u32) -> XdpOptions {
+    let frames = count.next_power_of_two();
+    XdpOptions { mode: Some(XdpMode::Rx), frame_count: Some(frames), ring_size: Some(frames), ..Default::default() }
+}
+
+fn xdp_drain(iface: &str, count: u32) {
+    let mut xsk = XdpSocket::open(iface, xdp_drain_options(count)).expect("open");
+    println!("ready");
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).expect("stdin");
+    let (mut packets, mut checksum) = (0u64, 0u64);
+    let umem = xsk.umem().as_ptr();
+    let fs = xsk.frame_size() as usize;
+    let start = Instant::now();
+    let mut done = start;
+    // As `drain`: until `count` packets, or the ring stays empty.
+    while packets < u64::from(count) {
+        let Some(batch) = xsk.next_batch().expect("read") else {
+            if done.elapsed() > Duration::from_millis(300) {
+                break;
+            }
+            continue;
+        };
+        for p in batch.packets {
+            // SAFETY: a checked descriptor of the held batch, inside the UMEM.
+            checksum += u64::from(unsafe { *umem.add(p.frame as usize * fs + p.offset as usize) }) + u64::from(p.len);
+            packets += 1;
+        }
+        done = Instant::now();
+    }
+    let ns = (done - start).as_nanos();
+    let stats = xsk.stats().expect("stats");
+    println!(
+        r#"{{"packets":{packets},"ns":{ns},"drops":{},"fill_empty":{},"checksum":{checksum}}}"#,
+        stats.kernel.rx_dropped, stats.kernel.rx_fill_ring_empty_descs
     );
 }
 
