@@ -25,13 +25,6 @@ export declare class NativeCapture {
   /** Detaches the lent block and hands it back to the kernel. */
   release(): void
   /**
-   * Takes back the lent block that the facade has just detached itself
-   * (`ArrayBuffer.prototype.transfer(0)`, which refuses, instead of aborting the process
-   * like `napi_detach_arraybuffer`, a buffer marked with `markAsUntransferable`). Refused
-   * unless the block really is detached.
-   */
-  takeBackDetached(): void
-  /**
    * Replaces the filter (null: accept all). The lent block is taken back first; packets
    * already in the ring are filtered with the new program as they are read.
    */
@@ -48,12 +41,8 @@ export declare class NativeCapture {
   info(): NativeCaptureInfo
   get fd(): number
   get closed(): boolean
-  /**
-   * Detaches the lent block, withdraws the pending wait, closes the socket. Idempotent.
-   * `detach: false` leaves the lent block attached: for a buffer Node cannot detach (marked
-   * untransferable); its views keep reading the block, which the kernel no longer writes.
-   */
-  close(detach?: boolean | undefined | null): void
+  /** Detaches the lent block, withdraws the pending wait, closes the socket. Idempotent. */
+  close(): void
 }
 
 /**

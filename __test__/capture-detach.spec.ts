@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process'
 import { readlinkSync } from 'node:fs'
 
 import test, { type ExecutionContext } from 'ava'
-import { Capture, type PacketBatch } from 'netring'
+import { Capture, type NetringError, type PacketBatch } from 'netring'
 
 import { frame, vethPair } from './helpers/net'
 
@@ -139,14 +139,21 @@ test('a batch moved away with ArrayBuffer.prototype.transfer closes the capture 
     return
   }
   const { cap, batch } = await batchOf(t)
+  let closes = 0
+  cap.on('close', () => closes++)
   const data = [...batch][0].data
   const moved = (batch.bytes.buffer as ArrayBuffer & { transfer(): ArrayBuffer }).transfer()
   t.true(moved.byteLength > 0)
   t.is(data.byteLength, 0, 'the original views are detached by the transfer')
-  t.throws(() => cap.nextBatch(), { code: 'EPERM', message: /transferred/ })
+  const e = t.throws<NetringError>(() => cap.nextBatch(), { code: 'EPERM', message: /transferred/ })
+  t.is(e?.interface, cap.interface, 'the error names the interface')
   t.true(cap.closed)
+  t.true(batch.released)
+  t.is(closes, 1, "'close' once the capture closed itself")
   t.is(cap.fd, -1)
   t.throws(() => cap.nextBatch(), { code: 'EBADF' })
+  cap.close()
+  t.is(closes, 1, 'close() afterwards emits nothing twice')
 })
 
 test('where external buffers are refused, batches are copies with the same API and detach, and transmit slots still send', (t) => {

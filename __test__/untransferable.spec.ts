@@ -74,7 +74,7 @@ const script = (setup: string, how: string) => `
     markAsUntransferable(view.buffer)
     // Reachable until the process exits: Node's exit hook would meet it.
     globalThis.kept = view
-    try { ${how}; result.threw = false } catch (e) { result.threw = e.code; result.message = e.message }
+    try { ${how}; result.threw = false } catch (e) { result.threw = e.code; result.message = e.message; result.interface = e.interface }
     result.closed = owner.closed
     result.stillReadable = view.length > 0
     // 'close' once, whether the socket closed itself or close() closed it.
@@ -107,7 +107,7 @@ for (const [runtime, execPath] of runtimes) {
           t.like(lastJson(r), { threw: false, closed: closes, stillReadable: false, closeEventsBefore: closes ? 1 : 0, closeEvents: 1 })
           return
         }
-        const result = lastJson<{ threw: string | false; message?: string; closed: boolean; stillReadable: boolean }>(r)
+        const result = lastJson<{ threw: string | false; message?: string; interface?: string; closed: boolean; stillReadable: boolean }>(r)
         t.like(result, {
           threw: quiet ? false : 'EPERM',
           closed: true,
@@ -116,7 +116,10 @@ for (const [runtime, execPath] of runtimes) {
           closeEventsBefore: 1,
           closeEvents: 1,
         })
-        if (!quiet) t.regex(result.message!, /untransferable/)
+        if (quiet) return
+        t.regex(result.message!, /untransferable/)
+        // The error names the interface whose socket closed.
+        t.is(result.interface, what.includes('Capture') ? 'lo' : what.includes('Injector') ? veth.a : veth.b)
       })
     }
   }

@@ -6,7 +6,7 @@
 import type { Readable } from 'node:stream'
 
 import { BatchReader, type StreamOptions } from './batch-reader'
-import { callNative, NetringError } from './errors'
+import { callNative, callTakingBack } from './errors'
 import { native, type Binding } from './native'
 import { captureOptions, filterOption, interfaceName, isObject, readOnce, type CaptureOptions, type Profile } from './options'
 import { OwnedPacket, type Packet, PacketBatch } from './packet'
@@ -29,6 +29,9 @@ export class Capture extends BatchReader<PacketBatch, Packet> implements Disposa
   readonly #native: Binding.NativeCapture
   readonly interface: string
   #batch: PacketBatch | null = null
+  #closeEmitted = false
+  /** Finishes a close the binding did itself (a lent block it could not take back). */
+  readonly #closedItself = () => this.#closed()
   protected override readonly readerNoun = 'capture'
   protected override readonly busyHintMore = ', or open a second capture in the same fanout group'
 
@@ -77,7 +80,7 @@ export class Capture extends BatchReader<PacketBatch, Packet> implements Disposa
   setFilter(filter: CaptureOptions['filter'] | null): void {
     const checked = filterOption(readOnce(filter))
     this.releaseHeld()
-    callNative(() => this.#native.setFilter(checked))
+    callTakingBack(() => this.#native.setFilter(checked), this, this.#closedItself)
   }
 
   /** @see BatchReader.stream; `batches: true` pushes owned batches (`batch.copy()`). */
@@ -86,15 +89,15 @@ export class Capture extends BatchReader<PacketBatch, Packet> implements Disposa
   }
 
   protected nativeNext(): PacketBatch | null {
-    return this.#adopt(callNative(() => this.#native.nextBatch()))
+    return this.#adopt(callTakingBack(() => this.#native.nextBatch(), this, this.#closedItself))
   }
 
   protected nativeNextBlocking(timeoutMs: number | undefined): PacketBatch | null {
-    return this.#adopt(callNative(() => this.#native.nextBatchBlocking(timeoutMs)))
+    return this.#adopt(callTakingBack(() => this.#native.nextBatchBlocking(timeoutMs), this, this.#closedItself))
   }
 
   protected waitNative(): Promise<number> {
-    return callNative(() => this.#native.waitReadable())
+    return callTakingBack(() => this.#native.waitReadable(), this, this.#closedItself)
   }
 
   protected cancelNative(): void {
@@ -114,15 +117,19 @@ export class Capture extends BatchReader<PacketBatch, Packet> implements Disposa
    * socket and emits `'close'`. Idempotent.
    */
   close(): void {
-    if (this.closed) return
-    // A block Node cannot detach stays attached: the socket closes either way.
-    const batch = this.#batch
-    batch?.markReleased()
-    this.#batch = null
+    if (this.#closeEmitted) return
+    // A block Node cannot detach (marked untransferable) stays attached: the socket closes
+    // either way, so the kernel writes no more into it.
+    callNative(() => this.#native.close())
+    this.#closed()
+  }
+
+  /** What close() does after the native close, once: the batch released, readers ended, 'close' emitted. */
+  #closed(): void {
+    if (this.#closeEmitted) return
+    this.#closeEmitted = true
+    this.forgetBatch()
     this.dropReader()
-    const detached = batch?.detach()
-    if (detached === 'detached') callNative(() => this.#native.takeBackDetached())
-    callNative(() => this.#native.close(detached !== 'refused'))
     this.emit('close')
   }
 
@@ -136,40 +143,22 @@ export class Capture extends BatchReader<PacketBatch, Packet> implements Disposa
 
   #adopt(raw: { block: ArrayBuffer; table: Uint32Array } | null): PacketBatch | null {
     if (!raw) return null
-    // No markAsUntransferable here: on Node >= 22 it sets a V8 detach key, and the detach that
-    // release() needs then aborts the process. A transferred block is caught natively instead.
+    // No markAsUntransferable here: on Node >= 22 it sets a V8 detach key, which makes every
+    // release refuse (the capture closes). A transferred block is caught natively too.
     this.#batch = new PacketBatch(raw, (batch) => {
       if (batch === this.#batch) {
+        // Released natively first: a release that fails closed the capture, and
+        // callTakingBack's close marks the batch released.
+        callTakingBack(() => this.#native.release(), this, this.#closedItself)
         this.forgetBatch()
-        callNative(() => this.#native.release())
       }
     })
     return this.#batch
   }
 
-  /**
-   * Marks the held batch released and detaches it (here where the runtime allows, else in the
-   * native call that follows, which then hands the block back). A block that cannot be detached
-   * (marked with `markAsUntransferable`: on Node >= 22 a Node-API detach aborts the process) is
-   * never handed back: the capture closes instead, leaving it attached and no longer written by
-   * the kernel, and the caller gets EPERM.
-   */
   protected forgetBatch(): void {
-    const batch = this.#batch
-    if (batch === null) return
-    batch.markReleased()
+    this.#batch?.markReleased()
     this.#batch = null
-    const detached = batch.detach()
-    if (detached === 'detached') callNative(() => this.#native.takeBackDetached())
-    if (detached !== 'refused') return
-    this.dropReader()
-    callNative(() => this.#native.close(false))
-    this.emit('close')
-    throw NetringError.of(
-      'EPERM',
-      `a batch of the capture on '${this.interface}' was marked untransferable (markAsUntransferable): Node cannot detach it, so its block cannot go back to the kernel and the capture was closed`,
-      { interface: this.interface, hint: 'do not mark batch or packet memory untransferable; copy what you keep (packet.copy())' },
-    )
   }
 
   protected releaseHeld(): void {

@@ -42,23 +42,6 @@ const {
   TP_STATUS_TS_RAW_HARDWARE,
 } = native
 
-/**
- * `ArrayBuffer.prototype.transfer` (Node >= 21) as it was when netring loaded: a later
- * replacement cannot fake a detach.
- */
-const transfer =
-  Number(process.versions.node.split('.')[0]) >= 21
-    ? (ArrayBuffer.prototype as { transfer?: (this: ArrayBuffer, length?: number) => ArrayBuffer }).transfer
-    : undefined // Node 20: a polyfill (core-js) cannot detach a Node-API buffer; the binding does
-
-/**
- * The `ArrayBuffer.prototype.detached` getter as it was when netring loaded (Node >= 21, with
- * `transfer`): a later replacement that throws or lies cannot break a release, nor make a
- * detached block look refused (which closed the capture).
- */
-const isDetached =
-  transfer === undefined ? undefined : Object.getOwnPropertyDescriptor(ArrayBuffer.prototype, 'detached')?.get
-
 // Header fields are 4-byte aligned (headers are 16-aligned), so 32-bit fields are read through
 // a Uint32Array and 16-bit ones from the low half of their word (the ring is in host order, and
 // netring runs on little-endian hosts only: see native.ts).
@@ -317,26 +300,6 @@ export class PacketBatch implements Iterable<Packet>, Disposable {
 
   get released(): boolean {
     return this.#released
-  }
-
-  /**
-   * @internal Detaches the block from JavaScript where the runtime lets the facade do it
-   * (`ArrayBuffer.prototype.transfer`, Node >= 21): `'detached'`; `'moved'` when someone else
-   * detached it (transferred: the binding then refuses to hand it back); `'refused'` when it
-   * carries a detach key (`markAsUntransferable` on Node >= 22, where the binding's
-   * `napi_detach_arraybuffer` would abort the process); `'native'` on older Node, where the
-   * binding detaches it.
-   */
-  detach(): 'detached' | 'moved' | 'refused' | 'native' {
-    const block = this.#block
-    if (typeof transfer !== 'function' || typeof isDetached !== 'function') return 'native'
-    if (isDetached.call(block)) return 'moved'
-    try {
-      transfer.call(block, 0)
-    } catch {
-      // Thrown only for a detach key (markAsUntransferable): the block is still attached.
-    }
-    return isDetached.call(block) ? 'detached' : 'refused'
   }
 
   /** The packet at `index`, 0 ≤ index < length. */

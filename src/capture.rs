@@ -80,6 +80,8 @@ pub struct NativeCaptureStats {
 #[napi(custom_finalize)]
 pub struct NativeCapture {
     engine: Option<Capture>,
+    /// The interface's name, for errors raised after the engine is gone.
+    interface: String,
     /// The ring's size, reported to V8 while the capture is open.
     reported: ReportedMemory,
     lent: Option<LentBuffer>,
@@ -99,6 +101,7 @@ impl NativeCapture {
         let reported = ReportedMemory::report(&env, engine.mapping().len());
         Ok(NativeCapture {
             engine: Some(engine),
+            interface,
             reported,
             lent: None,
             force_copy: force_copy_from_env(),
@@ -182,31 +185,6 @@ impl NativeCapture {
         Ok(())
     }
 
-    /// Takes back the lent block that the facade has just detached itself
-    /// (`ArrayBuffer.prototype.transfer(0)`, which refuses, instead of aborting the process
-    /// like `napi_detach_arraybuffer`, a buffer marked with `markAsUntransferable`). Refused
-    /// unless the block really is detached.
-    #[napi(catch_unwind)]
-    pub fn take_back_detached(&mut self, env: &Env) -> Result<()> {
-        let Some(lent) = self.lent.as_ref() else {
-            return Ok(());
-        };
-        if !lent.is_detached(env)? {
-            return Err(to_js_error(
-                env,
-                netring_engine::Error::new(
-                    netring_engine::Errno::EINVAL,
-                    netring_engine::Subject::None,
-                    "the lent block is not detached",
-                ),
-            ));
-        }
-        if let Some(lent) = self.lent.take() {
-            lent.forget(env.raw());
-        }
-        Ok(())
-    }
-
     /// Replaces the filter (null: accept all). The lent block is taken back first; packets
     /// already in the ring are filtered with the new program as they are read.
     #[napi(catch_unwind)]
@@ -272,17 +250,14 @@ impl NativeCapture {
     }
 
     /// Detaches the lent block, withdraws the pending wait, closes the socket. Idempotent.
-    /// `detach: false` leaves the lent block attached: for a buffer Node cannot detach (marked
-    /// untransferable); its views keep reading the block, which the kernel no longer writes.
     #[napi(catch_unwind)]
-    pub fn close(&mut self, env: &Env, detach: Option<bool>) -> Result<()> {
-        // A block whose memory escaped, or that cannot be detached, needs no error here: the
-        // socket closes either way, so the kernel writes no more into what a view may see.
+    pub fn close(&mut self, env: &Env) -> Result<()> {
+        // A block whose memory escaped, or that cannot be detached (marked untransferable: its
+        // views keep reading it), needs no error here: the socket closes either way, so the
+        // kernel writes no more into what a view may see.
         if let Some(lent) = self.lent.take() {
-            if detach != Some(false) {
-                // SAFETY: nothing to write back on receive.
-                let _ = unsafe { lent.take_back(env, None) };
-            }
+            // SAFETY: nothing to write back on receive.
+            let _ = unsafe { lent.take_back(env, None) };
             lent.forget(env.raw());
         }
         // Dropping the engine capture withdraws its wait (the promise resolves with 0), closes
@@ -316,6 +291,7 @@ impl NativeCapture {
             taken.error(
                 "a batch's ArrayBuffer",
                 "capture",
+                &self.interface,
                 "copy packets you want to keep (packet.copy(), Buffer.from(packet.data))",
             ),
         ))

@@ -98,6 +98,8 @@ struct Run {
 #[napi(custom_finalize)]
 pub struct NativeInjector {
     engine: Option<Injector>,
+    /// The interface's name, for errors raised after the engine is gone.
+    interface: String,
     /// The ring's size, reported to V8 while the injector is open.
     reported: ReportedMemory,
     /// The slot lent for each frame index, if any, with its length.
@@ -126,6 +128,7 @@ impl NativeInjector {
         Ok(NativeInjector {
             reported: ReportedMemory::report(&env, engine.mapping().len()),
             engine: Some(engine),
+            interface,
             lent: (0..frames).map(|_| None).collect(),
             runs: (0..frames).map(|_| None).collect(),
             force_copy: force_copy_from_env(),
@@ -501,6 +504,7 @@ impl NativeInjector {
                     taken.error(
                         "a slot's ArrayBuffer",
                         "injector",
+                        &self.interface,
                         "write into slot.data, then slot.send(); copy data you want to keep",
                     ),
                 ))

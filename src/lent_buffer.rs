@@ -48,20 +48,22 @@ pub enum TakenBack {
 
 impl TakenBack {
     /// The error for a take back the owner could not complete (`Escaped`, `Refused`): `what`
-    /// names the buffer ("a batch's ArrayBuffer"), `owner` what was closed ("capture").
-    pub fn error(self, what: &str, owner: &str, hint: &str) -> netring_engine::Error {
+    /// names the buffer ("a batch's ArrayBuffer"), `owner` what was closed ("capture") and
+    /// `interface` where it was open.
+    pub fn error(self, what: &str, owner: &str, interface: &str, hint: &str) -> netring_engine::Error {
         let message = if self == TakenBack::Refused {
             format!(
                 "{what} was marked untransferable (markAsUntransferable): Node cannot detach it, so its memory \
-                 cannot go back to the kernel and the {owner} was closed"
+                 cannot go back to the kernel and the {owner} on '{interface}' was closed"
             )
         } else {
             format!(
                 "{what} was transferred (ArrayBuffer.prototype.transfer or a transfer list): ring memory cannot \
-                 leave the {owner}, so the {owner} was closed"
+                 leave the {owner}, so the {owner} on '{interface}' was closed"
             )
         };
-        netring_engine::Error::new(netring_engine::Errno::EPERM, netring_engine::Subject::None, message).with_hint(hint)
+        let subject = netring_engine::Subject::Interface(interface.to_owned());
+        netring_engine::Error::new(netring_engine::Errno::EPERM, subject, message).with_hint(hint)
     }
 }
 
@@ -105,7 +107,7 @@ unsafe fn transfer_function(env: sys::napi_env) -> Option<sys::napi_value> {
 
 /// Looks `ArrayBuffer.prototype.transfer` up now, for this environment: called when the addon
 /// loads, so that a replacement installed later (one that stashes the buffer it is given, and
-/// hands back a detached one) is never what a take back calls, as in the facade.
+/// hands back a detached one) is never what a take back calls.
 pub fn remember_transfer(env: sys::napi_env) {
     // SAFETY: the environment the addon is being loaded into, on its thread.
     unsafe { transfer_function(env) };
@@ -287,17 +289,6 @@ impl LentBuffer {
         }
         check_status!(sys::napi_detach_arraybuffer(raw_env, value), "detaching a lent ArrayBuffer")?;
         Ok(TakenBack::Detached)
-    }
-
-    /// Whether the ArrayBuffer is detached already: the facade detaches lent blocks itself
-    /// where the runtime lets it (see `NativeCapture::take_back_detached`).
-    pub fn is_detached(&self, env: &Env) -> Result<bool> {
-        let mut value = ptr::null_mut();
-        // SAFETY: our own reference, created in `lend`.
-        unsafe {
-            check_status!(sys::napi_get_reference_value(env.raw(), self.reference, &mut value))?;
-            Ok(value.is_null() || is_detached(env.raw(), value)?)
-        }
     }
 
     /// Drops our reference: after a successful `take_back`, or without detaching in finalizers

@@ -101,6 +101,8 @@ struct TxRun {
 #[napi(custom_finalize)]
 pub struct NativeXdpSocket {
     engine: Option<XdpSocket>,
+    /// The interface's name, for errors raised after the engine is gone.
+    interface: String,
     /// The held RX batch's buffers, one per run.
     rx_lent: Vec<LentBuffer>,
     /// Lent TX runs by their first frame.
@@ -120,6 +122,7 @@ impl NativeXdpSocket {
         let frames = engine.config().frame_count as usize;
         Ok(NativeXdpSocket {
             engine: Some(engine),
+            interface,
             rx_lent: Vec::with_capacity(netring_engine::afxdp::socket::MAX_RUNS),
             tx_lent: (0..frames).map(|_| None).collect(),
             force_copy: force_copy_from_env(),
@@ -449,6 +452,7 @@ impl NativeXdpSocket {
             kept.error(
                 "a batch's ArrayBuffer",
                 "socket",
+                &self.interface,
                 "copy packets you want to keep (packet.copy(), Buffer.from(packet.data))",
             ),
         ))
@@ -482,6 +486,7 @@ impl NativeXdpSocket {
             taken.error(
                 "a slot's ArrayBuffer",
                 "socket",
+                &self.interface,
                 "write into slot.data, then slot.send(); copy data you want to keep",
             ),
         ))
