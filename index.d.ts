@@ -182,12 +182,15 @@ export declare class NativePcapWriter {
 export declare class NativeXdpSocket {
   static open(interface: string, options?: NativeXdpOptions | undefined | null): NativeXdpSocket
   /**
-   * The next received packets as `{ runs: ArrayBuffer[], table: Uint32Array }`, or null.
-   * The batch lent before is detached and its frames returned to the kernel first.
+   * The next received packets as `[table, ...runs]`, or null: the table (a `Uint32Array`,
+   * layout above), then one ArrayBuffer per run. One array rather than an object: a batch
+   * holds a few packets at low rates, and named properties on a fresh object cost more per
+   * batch than the rest of the call. The batch lent before is detached and its frames
+   * returned to the kernel first.
    */
-  nextBatch(): { runs: ArrayBuffer[], table: Uint32Array } | null
+  nextBatch(): [Uint32Array, ...ArrayBuffer[]] | null
   /** Blocks until packets are ready or `timeoutMs` passes, then behaves like `nextBatch`. */
-  nextBatchBlocking(timeoutMs?: number | undefined | null): { runs: ArrayBuffer[], table: Uint32Array } | null
+  nextBatchBlocking(timeoutMs?: number | undefined | null): [Uint32Array, ...ArrayBuffer[]] | null
   /** Detaches the held batch's buffers and gives its frames back to the kernel. */
   release(): void
   /**

@@ -98,7 +98,6 @@ export class OwnedXdpPacket implements XdpPacketInfo {
 export class XdpBatch implements Iterable<XdpPacket>, Disposable {
   readonly length: number
   readonly queue: number
-  readonly timestampNs: bigint
   /** The runs' bytes; index them with `runAt(i)`, `offsetAt(i)`, `lengthAt(i)`. Empty once released. */
   readonly runs: readonly Uint8Array[]
   readonly #buffers: readonly ArrayBuffer[]
@@ -106,16 +105,21 @@ export class XdpBatch implements Iterable<XdpPacket>, Disposable {
   readonly #release: (batch: XdpBatch) => void
   #released = false
 
-  /** @internal */
-  constructor(raw: { runs: ArrayBuffer[]; table: Uint32Array }, queue: number, release: (batch: XdpBatch) => void) {
-    const t = raw.table
+  /** @internal `raw`: the binding's `[table, ...runs]`. */
+  constructor(raw: [Uint32Array, ...ArrayBuffer[]], queue: number, release: (batch: XdpBatch) => void) {
+    const t = raw[0]
     this.#table = t
-    this.#buffers = raw.runs
-    this.runs = raw.runs.map((r) => new Uint8Array(r))
+    const buffers = raw.slice(1) as ArrayBuffer[]
+    this.#buffers = buffers
+    this.runs = buffers.length === 1 ? [new Uint8Array(buffers[0])] : buffers.map((r) => new Uint8Array(r))
     this.length = t[0]
     this.queue = queue
-    this.timestampNs = BigInt(t[2]) * 1_000_000_000n + BigInt(t[3])
     this.#release = release
+  }
+
+  /** When netring took the batch from the RX ring, in ns since the epoch (made on first read: a BigInt costs). */
+  get timestampNs(): bigint {
+    return BigInt(this.#table[2]) * 1_000_000_000n + BigInt(this.#table[3])
   }
 
   get released(): boolean {
@@ -253,7 +257,7 @@ export class XdpSocket extends BatchReader<XdpBatch, XdpPacket> implements SlotO
     return this.#adopt(callTakingBack(() => this.#native.nextBatchBlocking(timeoutMs), this, this.#closedItself))
   }
 
-  #adopt(raw: { runs: ArrayBuffer[]; table: Uint32Array } | null): XdpBatch | null {
+  #adopt(raw: [Uint32Array, ...ArrayBuffer[]] | null): XdpBatch | null {
     if (!raw) return null
     this.#batch = new XdpBatch(raw, this.queue, (batch) => {
       if (batch === this.#batch) {

@@ -6,7 +6,7 @@
 //! each packet lies. Taking the batch back detaches those buffers before the engine may post
 //! their frames to the fill ring again.
 
-use napi::bindgen_prelude::{Buffer, Either, Object, ObjectFinalize, Unknown};
+use napi::bindgen_prelude::{Array, Buffer, Either, Object, ObjectFinalize, Unknown};
 use napi::{sys, Env, Result};
 use netring_engine::reactor::Readiness;
 use netring_engine::{Errno, Error, ProgramChoice, Subject, XdpOptions, XdpSocket, XskMapSource};
@@ -131,10 +131,13 @@ impl NativeXdpSocket {
         })
     }
 
-    /// The next received packets as `{ runs: ArrayBuffer[], table: Uint32Array }`, or null.
-    /// The batch lent before is detached and its frames returned to the kernel first.
-    #[napi(ts_return_type = "{ runs: ArrayBuffer[], table: Uint32Array } | null", catch_unwind)]
-    pub fn next_batch<'env>(&mut self, env: &'env Env) -> Result<Option<Object<'env>>> {
+    /// The next received packets as `[table, ...runs]`, or null: the table (a `Uint32Array`,
+    /// layout above), then one ArrayBuffer per run. One array rather than an object: a batch
+    /// holds a few packets at low rates, and named properties on a fresh object cost more per
+    /// batch than the rest of the call. The batch lent before is detached and its frames
+    /// returned to the kernel first.
+    #[napi(ts_return_type = "[Uint32Array, ...ArrayBuffer[]] | null", catch_unwind)]
+    pub fn next_batch<'env>(&mut self, env: &'env Env) -> Result<Option<Array<'env>>> {
         self.take_back_rx(env)?;
         let force_copy = self.force_copy;
         let engine = self.engine.as_mut().ok_or_else(|| closed(env))?;
@@ -159,7 +162,9 @@ impl NativeXdpSocket {
             cells[row + 1] = (p.frame - first) * fs as u32 + p.offset;
             cells[row + 2] = p.len;
         }
-        let mut runs = env.create_array(batch.runs.len() as u32)?;
+        let mut result = env.create_array(1 + batch.runs.len() as u32)?;
+        // SAFETY: created in this scope.
+        result.set(0, unsafe { Unknown::from_raw_unchecked(env.raw(), table) })?;
         for (i, r) in batch.runs.iter().enumerate() {
             // SAFETY: the run's frames lie inside the UMEM, are Lent to this batch alone, and the
             // previous batch's buffers were taken back above, so no other lent buffer covers them.
@@ -175,22 +180,18 @@ impl NativeXdpSocket {
             self.copied = lent.is_copy();
             self.rx_lent.push(lent);
             // SAFETY: created just above in this scope.
-            runs.set(i as u32, unsafe { Unknown::from_raw_unchecked(env.raw(), value) })?;
+            result.set(1 + i as u32, unsafe { Unknown::from_raw_unchecked(env.raw(), value) })?;
         }
-        let mut result = Object::new(env)?;
-        result.set("runs", runs)?;
-        // SAFETY: created in this scope.
-        result.set("table", unsafe { Unknown::from_raw_unchecked(env.raw(), table) })?;
         Ok(Some(result))
     }
 
     /// Blocks until packets are ready or `timeoutMs` passes, then behaves like `nextBatch`.
-    #[napi(ts_return_type = "{ runs: ArrayBuffer[], table: Uint32Array } | null", catch_unwind)]
+    #[napi(ts_return_type = "[Uint32Array, ...ArrayBuffer[]] | null", catch_unwind)]
     pub fn next_batch_blocking<'env>(
         &mut self,
         env: &'env Env,
         timeout_ms: Option<f64>,
-    ) -> Result<Option<Object<'env>>> {
+    ) -> Result<Option<Array<'env>>> {
         self.take_back_rx(env)?;
         let engine = self.engine(env)?;
         // In slices, as for Capture: worker.terminate() and process.exit() wait for this thread.
