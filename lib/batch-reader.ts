@@ -346,6 +346,33 @@ export abstract class BatchReader<B extends HeldBatch<P>, P> extends EventEmitte
     this.#reader = null
   }
 
+  #closeFinished = false
+
+  /** Whether the close was finished: by close(), or after the socket closed itself. */
+  protected get closeFinished(): boolean {
+    return this.#closeFinished
+  }
+
+  /**
+   * What close() does after the native close, once, and what a call that could not take lent
+   * memory back does after the socket closed itself (see callTakingBack): the held batch marked
+   * released, readers ended, waiting sends told (`abandonWaiting`), 'close' emitted.
+   */
+  protected finishClose(): void {
+    if (this.#closeFinished) return
+    this.#closeFinished = true
+    this.forgetBatch()
+    this.dropReader()
+    this.abandonWaiting()
+    this.emit('close')
+  }
+
+  /** `finishClose`, bound: what callTakingBack runs when the socket closed itself. */
+  protected readonly closedItself = (): void => this.finishClose()
+
+  /** Tells frames waiting to be sent that the socket closed (a socket that sends overrides it). */
+  protected abandonWaiting(): void {}
+
   /**
    * Takes the reader slot for `name`. One consumer at a time: two would each get only some of
    * the packets (the one batch held is handed back whenever the other takes the next), so a

@@ -29,9 +29,6 @@ export class Capture extends BatchReader<PacketBatch, Packet> implements Disposa
   readonly #native: Binding.NativeCapture
   readonly interface: string
   #batch: PacketBatch | null = null
-  #closeEmitted = false
-  /** Finishes a close the binding did itself (a lent block it could not take back). */
-  readonly #closedItself = () => this.#closed()
   protected override readonly readerNoun = 'capture'
   protected override readonly busyHintMore = ', or open a second capture in the same fanout group'
 
@@ -80,7 +77,7 @@ export class Capture extends BatchReader<PacketBatch, Packet> implements Disposa
   setFilter(filter: CaptureOptions['filter'] | null): void {
     const checked = filterOption(readOnce(filter))
     this.releaseHeld()
-    callTakingBack(() => this.#native.setFilter(checked), this, this.#closedItself)
+    callTakingBack(() => this.#native.setFilter(checked), this, this.closedItself)
   }
 
   /** @see BatchReader.stream; `batches: true` pushes owned batches (`batch.copy()`). */
@@ -89,15 +86,15 @@ export class Capture extends BatchReader<PacketBatch, Packet> implements Disposa
   }
 
   protected nativeNext(): PacketBatch | null {
-    return this.#adopt(callTakingBack(() => this.#native.nextBatch(), this, this.#closedItself))
+    return this.#adopt(callTakingBack(() => this.#native.nextBatch(), this, this.closedItself))
   }
 
   protected nativeNextBlocking(timeoutMs: number | undefined): PacketBatch | null {
-    return this.#adopt(callTakingBack(() => this.#native.nextBatchBlocking(timeoutMs), this, this.#closedItself))
+    return this.#adopt(callTakingBack(() => this.#native.nextBatchBlocking(timeoutMs), this, this.closedItself))
   }
 
   protected waitNative(): Promise<number> {
-    return callTakingBack(() => this.#native.waitReadable(), this, this.#closedItself)
+    return callTakingBack(() => this.#native.waitReadable(), this, this.closedItself)
   }
 
   protected cancelNative(): void {
@@ -117,20 +114,11 @@ export class Capture extends BatchReader<PacketBatch, Packet> implements Disposa
    * socket and emits `'close'`. Idempotent.
    */
   close(): void {
-    if (this.#closeEmitted) return
+    if (this.closeFinished) return
     // A block Node cannot detach (marked untransferable) stays attached: the socket closes
     // either way, so the kernel writes no more into it.
     callNative(() => this.#native.close())
-    this.#closed()
-  }
-
-  /** What close() does after the native close, once: the batch released, readers ended, 'close' emitted. */
-  #closed(): void {
-    if (this.#closeEmitted) return
-    this.#closeEmitted = true
-    this.forgetBatch()
-    this.dropReader()
-    this.emit('close')
+    this.finishClose()
   }
 
   [Symbol.dispose](): void {
@@ -149,7 +137,7 @@ export class Capture extends BatchReader<PacketBatch, Packet> implements Disposa
       if (batch === this.#batch) {
         // Released natively first: a release that fails closed the capture, and
         // callTakingBack's close marks the batch released.
-        callTakingBack(() => this.#native.release(), this, this.#closedItself)
+        callTakingBack(() => this.#native.release(), this, this.closedItself)
         this.forgetBatch()
       }
     })

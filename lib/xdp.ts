@@ -190,10 +190,6 @@ export class XdpSocket extends BatchReader<XdpBatch, XdpPacket> implements SlotO
   readonly #tx: TxQueue
   /** Frames queued so far: `sendAsync` frames are numbered by it. */
   #queuedCount = 0
-  /** 'close' was emitted: by close(), or when the socket closed itself. */
-  #closeEmitted = false
-  /** Finishes a close the socket did itself (see callTakingBack). */
-  readonly #closedItself = () => this.#closed()
   protected override readonly recheckMs = LIVENESS_MS
 
   private constructor(iface: string, nativeSocket: Binding.NativeXdpSocket) {
@@ -250,11 +246,11 @@ export class XdpSocket extends BatchReader<XdpBatch, XdpPacket> implements SlotO
   // ---- RX ----
 
   protected nativeNext(): XdpBatch | null {
-    return this.#adopt(callTakingBack(() => this.#native.nextBatch(), this, this.#closedItself))
+    return this.#adopt(callTakingBack(() => this.#native.nextBatch(), this, this.closedItself))
   }
 
   protected nativeNextBlocking(timeoutMs: number | undefined): XdpBatch | null {
-    return this.#adopt(callTakingBack(() => this.#native.nextBatchBlocking(timeoutMs), this, this.#closedItself))
+    return this.#adopt(callTakingBack(() => this.#native.nextBatchBlocking(timeoutMs), this, this.closedItself))
   }
 
   #adopt(raw: [Uint32Array, ...ArrayBuffer[]] | null): XdpBatch | null {
@@ -262,7 +258,7 @@ export class XdpSocket extends BatchReader<XdpBatch, XdpPacket> implements SlotO
     this.#batch = new XdpBatch(raw, this.queue, (batch) => {
       if (batch === this.#batch) {
         // Released natively first: a refused release (the socket busy) leaves the batch held.
-        callTakingBack(() => this.#native.release(), this, this.#closedItself)
+        callTakingBack(() => this.#native.release(), this, this.closedItself)
         this.forgetBatch()
       }
     })
@@ -279,7 +275,7 @@ export class XdpSocket extends BatchReader<XdpBatch, XdpPacket> implements SlotO
   }
 
   protected waitNative(): Promise<number> {
-    return callTakingBack(() => this.#native.waitReadable(), this, this.#closedItself)
+    return callTakingBack(() => this.#native.waitReadable(), this, this.closedItself)
   }
 
   protected cancelNative(): void {
@@ -330,17 +326,17 @@ export class XdpSocket extends BatchReader<XdpBatch, XdpPacket> implements SlotO
 
   /** @internal */
   _commit(index: number, length: number): void {
-    callTakingBack(() => this.#native.commit(index, length), this, this.#closedItself)
+    callTakingBack(() => this.#native.commit(index, length), this, this.closedItself)
   }
 
   /** @internal */
   _discard(index: number): void {
-    callTakingBack(() => this.#native.discard(index), this, this.#closedItself)
+    callTakingBack(() => this.#native.discard(index), this, this.closedItself)
   }
 
   /** @internal */
   _commitRun(first: number, count: number, lengths: number[]): void {
-    callTakingBack(() => this.#native.commitRun(first, count, lengths), this, this.#closedItself)
+    callTakingBack(() => this.#native.commitRun(first, count, lengths), this, this.closedItself)
   }
 
   /** @internal Gives back a collected slot: background work, so an error is reported, never thrown. */
@@ -389,25 +385,19 @@ export class XdpSocket extends BatchReader<XdpBatch, XdpPacket> implements SlotO
    */
   close(drainTimeoutMs = 1000): void {
     checkTimeout(drainTimeoutMs, 'drainTimeoutMs')
-    if (this.#closeEmitted) return
+    if (this.closeFinished) return
     try {
       if (!this.closed && this.info.txFrames > 0) this.#tx.drain(drainTimeoutMs, 'drainTimeoutMs')
     } catch {
       // The interface may be gone; closing must still happen.
     } finally {
       callNative(() => this.#native.close())
-      this.#closed()
+      this.finishClose()
     }
   }
 
-  /** What close() does after the native close, once: waiting frames told, 'close' emitted. */
-  #closed(): void {
-    if (this.#closeEmitted) return
-    this.#closeEmitted = true
-    this.forgetBatch()
-    this.dropReader()
+  protected override abandonWaiting(): void {
     this.#tx.abandon(NetringError.of('EBADF', 'the socket was closed before this frame was sent', { syscall: 'sendto' }))
-    this.emit('close')
   }
 
   [Symbol.dispose](): void {
