@@ -140,7 +140,7 @@ export class Capture extends BatchReader<PacketBatch, Packet> implements Disposa
         callTakingBack(() => this.#native.release(), this, this.closedItself)
         this.forgetBatch()
       }
-    })
+    }, this.interface)
     return this.#batch
   }
 

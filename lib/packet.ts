@@ -282,10 +282,13 @@ export class PacketBatch implements Iterable<Packet>, Disposable {
   #owned = false
   readonly #offload: boolean
   readonly #release: (batch: PacketBatch) => void
+  /** The interface of the capture that lent the block, for errors. */
+  readonly #interface: string | undefined
 
   /** @internal */
-  constructor(raw: { block: ArrayBuffer; table: Uint32Array }, release: (batch: PacketBatch) => void) {
+  constructor(raw: { block: ArrayBuffer; table: Uint32Array }, release: (batch: PacketBatch) => void, iface?: string) {
     const t = raw.table
+    this.#interface = iface
     this.#table = t
     this.#block = raw.block
     this.#words = new Uint32Array(raw.block)
@@ -423,7 +426,7 @@ export class PacketBatch implements Iterable<Packet>, Disposable {
     return NetringError.of(
       'EPERM',
       "this batch's memory was moved away (ArrayBuffer.prototype.transfer): ring memory cannot leave its capture, which closes at its next call",
-      { hint: 'copy packets you want to keep (packet.copy(), Buffer.from(packet.data))' },
+      { interface: this.#interface, hint: 'copy packets you want to keep (packet.copy(), Buffer.from(packet.data))' },
     )
   }
 
