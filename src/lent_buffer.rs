@@ -116,19 +116,19 @@ pub fn remember_transfer(env: sys::napi_env) {
 unsafe fn look_up_transfer(env: sys::napi_env) -> Option<sys::napi_ref> {
     // Node >= 21 only: on Node 20 whatever is there is a polyfill (core-js's copies, and cannot
     // detach a Node-API buffer), which would make every take back `Refused`.
-    let mut version = ptr::null();
-    if sys::napi_get_node_version(env, &mut version) != sys::Status::napi_ok
-        || version.is_null()
-        || (*version).major < 21
-    {
+    if node_major(env) < 21 {
         return None;
     }
-    let mut value = ptr::null_mut();
-    let found = sys::napi_get_global(env, &mut value) == sys::Status::napi_ok
-        && [c"ArrayBuffer", c"prototype", c"transfer"].iter().all(|name| {
-            let object = value;
-            sys::napi_get_named_property(env, object, name.as_ptr(), &mut value) == sys::Status::napi_ok
-        });
+    // On the prototype of an ArrayBuffer made here, not through the global `ArrayBuffer`: a
+    // global replaced before netring loaded (another class, another realm's) must not hide the
+    // real one (without it a take back falls back to the Node-API detach, see `detach_unsafe`).
+    let (mut buffer, mut data, mut value) = (ptr::null_mut(), ptr::null_mut(), ptr::null_mut());
+    let found = sys::napi_create_arraybuffer(env, 0, &mut data, &mut buffer) == sys::Status::napi_ok
+        && sys::napi_get_prototype(env, buffer, &mut value) == sys::Status::napi_ok
+        && {
+            let prototype = value;
+            sys::napi_get_named_property(env, prototype, c"transfer".as_ptr(), &mut value) == sys::Status::napi_ok
+        };
     let mut kind = 0;
     if !found
         || sys::napi_typeof(env, value, &mut kind) != sys::Status::napi_ok
@@ -139,6 +139,24 @@ unsafe fn look_up_transfer(env: sys::napi_env) -> Option<sys::napi_ref> {
     }
     let mut reference = ptr::null_mut();
     (sys::napi_create_reference(env, value, 1, &mut reference) == sys::Status::napi_ok).then_some(reference)
+}
+
+/// Node's major version (0 if it cannot be read).
+unsafe fn node_major(env: sys::napi_env) -> u32 {
+    let mut version = ptr::null();
+    if sys::napi_get_node_version(env, &mut version) != sys::Status::napi_ok || version.is_null() {
+        return 0;
+    }
+    (*version).major
+}
+
+/// Whether no lent buffer may be detached here: Node >= 22 (where `markAsUntransferable` gives a
+/// detach key, and `napi_detach_arraybuffer` on such a buffer aborts the process, as does Node's
+/// exit hook on an external one) without a `transfer` found at load (deleted, or behind a getter
+/// that throws, before netring loaded). Ring memory is then lent as copies only, which a take
+/// back leaves attached: they are JavaScript's own memory, not the ring's.
+unsafe fn detach_unsafe(env: sys::napi_env) -> bool {
+    transfer_function(env).is_none() && node_major(env) >= 22
 }
 
 unsafe fn clear_exception(env: sys::napi_env) {
@@ -217,7 +235,7 @@ impl LentBuffer {
         let raw_env = env.raw();
         let mut value = ptr::null_mut();
         let mut copy = None;
-        let status = if force_copy {
+        let status = if force_copy || detach_unsafe(raw_env) {
             sys::Status::napi_no_external_buffers_allowed
         } else {
             let hint = Box::into_raw(Box::new(mapping.clone()));
@@ -286,6 +304,10 @@ impl LentBuffer {
             // buffer; whatever it did, only a detached buffer counts as taken back.
             call_transfer(raw_env, transfer, value, Some(0))?;
             return Ok(if is_detached(raw_env, value)? { TakenBack::Detached } else { TakenBack::Refused });
+        }
+        if detach_unsafe(raw_env) {
+            // Only copies are lent here (see `lend`): this one stays attached, holding what it held.
+            return Ok(if self.copy.is_some() { TakenBack::Detached } else { TakenBack::Refused });
         }
         check_status!(sys::napi_detach_arraybuffer(raw_env, value), "detaching a lent ArrayBuffer")?;
         Ok(TakenBack::Detached)
