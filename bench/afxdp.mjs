@@ -307,7 +307,7 @@ export async function afxdpBench({ Capture, XdpSocket, BENCH, LIVE_S, TX_N, FRAM
         await sleep(100)
       }
     }
-    await pacedRows()
+    if (only !== 'tx') await pacedRows()
 
     const template = (seq) => {
       const f = Buffer.alloc(FRAME)
