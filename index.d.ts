@@ -340,7 +340,10 @@ export interface NativeCaptureInfo {
   snapLen?: number
   /** The ring is locked in memory (MAP_LOCKED). */
   locked: boolean
-  /** Buffers are copies of the ring (the runtime refuses external buffers). */
+  /**
+   * Buffers are copies of the ring (the runtime refuses external buffers, or on Node >= 22 no
+   * working `ArrayBuffer.prototype.transfer` was there when netring loaded).
+   */
   copyMode: boolean
   /** The fanout group joined (the id the kernel picked, with the uniqueId flag). */
   fanoutGroup?: number
@@ -447,7 +450,10 @@ export interface NativeXdpInfo {
   ringSize: number
   headroom: number
   batchSize: number
-  /** Buffers are copies (the runtime refuses external buffers). */
+  /**
+   * Buffers are copies (the runtime refuses external buffers, or on Node >= 22 no working
+   * `ArrayBuffer.prototype.transfer` was there when netring loaded).
+   */
   copyMode: boolean
 }
 

@@ -10,7 +10,7 @@ use crate::vocabulary::{fanout_flags, FanoutFlag, FanoutMode, Profile, Timestamp
 use crate::batch_table::BatchTable;
 use crate::error::{to_js_error, OrThrow};
 use crate::external_memory::ReportedMemory;
-use crate::lent_buffer::{force_copy_from_env, LentBuffer, TakenBack};
+use crate::lent_buffer::{force_copy_from_env, lends_copies, LentBuffer, TakenBack};
 use crate::wait::{interruptible, readiness_promise, timeout_from_ms};
 
 /// Options as the facade passes them (already type-checked there; values are checked by the
@@ -64,7 +64,8 @@ pub struct NativeCaptureInfo {
     pub snap_len: Option<u32>,
     /// The ring is locked in memory (MAP_LOCKED).
     pub locked: bool,
-    /// Buffers are copies of the ring (the runtime refuses external buffers).
+    /// Buffers are copies of the ring (the runtime refuses external buffers, or on Node >= 22 no
+    /// working `ArrayBuffer.prototype.transfer` was there when netring loaded).
     pub copy_mode: bool,
     /// The fanout group joined (the id the kernel picked, with the uniqueId flag).
     pub fanout_group: Option<u32>,
@@ -234,7 +235,7 @@ impl NativeCapture {
             block_timeout_ms: cfg.block_timeout_ms,
             snap_len: cfg.snap_len,
             locked: c.mapping().locked(),
-            copy_mode: self.force_copy || self.copied,
+            copy_mode: self.force_copy || self.copied || lends_copies(env),
             fanout_group: cfg.fanout.map(|f| u32::from(f.group)),
         })
     }

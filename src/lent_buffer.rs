@@ -137,8 +137,47 @@ unsafe fn look_up_transfer(env: sys::napi_env) -> Option<sys::napi_ref> {
         clear_exception(env);
         return None;
     }
+    if !behaves_as_transfer(env, value) {
+        clear_exception(env);
+        return None;
+    }
     let mut reference = ptr::null_mut();
     (sys::napi_create_reference(env, value, 1, &mut reference) == sys::Status::napi_ok).then_some(reference)
+}
+
+/// Whether `transfer` does what lending relies on, tried on a buffer of our own: `transfer()`
+/// moves the memory (the result over the same bytes, the original detached) and `transfer(0)`
+/// detaches. A replacement installed before netring loaded that copies instead (a polyfill
+/// forced over the real one) would leave every lent buffer the external one Node's exit hook
+/// detaches (an abort on a marked buffer) and make every take back `Refused`; without it,
+/// ring memory is lent as copies (see `detach_unsafe`). A replacement that behaves on this
+/// probe is still trusted: nothing here can tell it from the built-in.
+unsafe fn behaves_as_transfer(env: sys::napi_env, transfer: sys::napi_value) -> bool {
+    let (mut data, mut buffer) = (ptr::null_mut(), ptr::null_mut());
+    if sys::napi_create_arraybuffer(env, 16, &mut data, &mut buffer) != sys::Status::napi_ok {
+        return false;
+    }
+    let Ok(Some(moved)) = call_transfer(env, transfer, buffer, None) else { return false };
+    let mut is_buffer = false;
+    if sys::napi_is_arraybuffer(env, moved, &mut is_buffer) != sys::Status::napi_ok || !is_buffer {
+        return false;
+    }
+    let (mut moved_data, mut moved_len) = (ptr::null_mut(), 0);
+    if !matches!(is_detached(env, buffer), Ok(true))
+        || sys::napi_get_arraybuffer_info(env, moved, &mut moved_data, &mut moved_len) != sys::Status::napi_ok
+        || moved_data != data
+        || moved_len != 16
+    {
+        return false;
+    }
+    matches!(call_transfer(env, transfer, moved, Some(0)), Ok(Some(_))) && matches!(is_detached(env, moved), Ok(true))
+}
+
+/// Whether ring memory is lent as copies here whatever the socket asked (see `detach_unsafe`):
+/// what `info().copyMode` reports before anything was lent, and for sockets that only send.
+pub fn lends_copies(env: &Env) -> bool {
+    // SAFETY: the caller's environment, on its thread.
+    unsafe { detach_unsafe(env.raw()) }
 }
 
 /// Node's major version (0 if it cannot be read).

@@ -14,7 +14,7 @@ use netring_engine::{Errno, Error, ProgramChoice, Subject, XdpOptions, XdpSocket
 use crate::batch_table::u32_array;
 use crate::error::{to_js_error, OrThrow};
 use crate::frame_list::FrameList;
-use crate::lent_buffer::{force_copy_from_env, LentBuffer, TakenBack};
+use crate::lent_buffer::{force_copy_from_env, lends_copies, LentBuffer, TakenBack};
 use crate::vocabulary::{XdpAttach, XdpMode, XdpZeroCopy};
 use crate::wait::{interruptible, readiness_promise, timeout_from_ms};
 
@@ -64,7 +64,8 @@ pub struct NativeXdpInfo {
     pub ring_size: u32,
     pub headroom: u32,
     pub batch_size: u32,
-    /// Buffers are copies (the runtime refuses external buffers).
+    /// Buffers are copies (the runtime refuses external buffers, or on Node >= 22 no working
+    /// `ArrayBuffer.prototype.transfer` was there when netring loaded).
     pub copy_mode: bool,
 }
 
@@ -355,7 +356,7 @@ impl NativeXdpSocket {
             ring_size: c.ring_size,
             headroom: c.headroom,
             batch_size: c.batch_size,
-            copy_mode: self.force_copy || self.copied,
+            copy_mode: self.force_copy || self.copied || lends_copies(env),
         })
     }
 
