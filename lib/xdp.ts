@@ -109,9 +109,11 @@ export class XdpBatch implements Iterable<XdpPacket>, Disposable {
   constructor(raw: [Uint32Array, ...ArrayBuffer[]], queue: number, release: (batch: XdpBatch) => void) {
     const t = raw[0]
     this.#table = t
+    // slice and map define the new arrays' elements (no index assignment: an Array.prototype
+    // setter would run user code in the middle of taking a batch).
     const buffers = raw.slice(1) as ArrayBuffer[]
     this.#buffers = buffers
-    this.runs = buffers.length === 1 ? [new Uint8Array(buffers[0])] : buffers.map((r) => new Uint8Array(r))
+    this.runs = buffers.map((r) => new Uint8Array(r))
     this.length = t[0]
     this.queue = queue
     this.#release = release
@@ -160,8 +162,9 @@ export class XdpBatch implements Iterable<XdpPacket>, Disposable {
     return this.#table[HEADER + index * ROW + 2]
   }
 
-  /** A Buffer over packet `index` (no copy); detached once the batch is released. */
+  /** A Buffer over packet `index` (no copy); empty once the batch is released. */
   dataAt(index: number): Buffer {
+    if (this.#released) return Buffer.alloc(0)
     const row = HEADER + index * ROW
     return ringView(this.#buffers[this.#table[row]], this.#table[row + 1], this.#table[row + 2])
   }

@@ -447,8 +447,9 @@ impl NativeXdpSocket {
         let Some(kept) = kept else { return Ok(()) };
         // A frame's memory was transferred to an ArrayBuffer we cannot detach, or cannot be
         // detached at all: closing the socket stops the kernel writing into the UMEM; the memory
-        // lives as long as that buffer.
-        self.engine = None;
+        // lives as long as that buffer. Closed as close() does: the other lent buffers detached,
+        // the final counts kept for stats().
+        self.close(env)?;
         Err(to_js_error(
             env,
             kept.error(
@@ -482,7 +483,7 @@ impl NativeXdpSocket {
         if taken == TakenBack::Detached {
             return Ok(count);
         }
-        self.engine = None;
+        self.close(env)?;
         Err(to_js_error(
             env,
             taken.error(
