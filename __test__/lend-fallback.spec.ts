@@ -8,7 +8,6 @@
 // the bytes sent arrive byte-exact (a slot's writes are what is sent; writes after send() change
 // nothing), and memory a view still shows after release is never written again.
 
-
 import test from 'ava'
 
 import { lastJson, node24, runChild, runtimes } from './helpers/child'
