@@ -284,9 +284,10 @@ impl NativeCapture {
             return Ok(());
         }
         // The block's memory was transferred to an ArrayBuffer we cannot detach, or cannot be
-        // detached at all. Closing the socket stops the kernel writing into the ring; the
-        // mapping itself stays alive for as long as that ArrayBuffer does.
-        self.engine = None;
+        // detached at all. Closing the socket (as close() does: the wait withdrawn, the ring no
+        // longer reported to V8) stops the kernel writing into the ring; the mapping itself
+        // stays alive for as long as that ArrayBuffer does.
+        self.close(env)?;
         Err(to_js_error(
             env,
             taken.error(
