@@ -1,5 +1,5 @@
 // Node >= 22 without a working ArrayBuffer.prototype.transfer when netring loads (src/lent_buffer.rs,
-// `detach_unsafe`): ring memory is lent as copies that a take back leaves attached, since
+// `Lending::copies_only`): ring memory is lent as copies that a take back leaves attached, since
 // napi_detach_arraybuffer (and Node's exit hook on an external buffer) abort the process on a
 // buffer marked with markAsUntransferable. Every lending class is used with every lent buffer
 // marked, in a child under Node 24: Capture batches, Injector slots and runs (send, discard),

@@ -79,24 +79,39 @@ pub fn force_copy_from_env() -> bool {
     std::env::var("NETRING_FORCE_COPY").is_ok_and(|v| v == "1")
 }
 
+/// How this thread's environment lends, decided once when the addon loads.
+#[derive(Clone, Copy)]
+struct Lending {
+    env: sys::napi_env,
+    /// `ArrayBuffer.prototype.transfer` as it was then (a reference; null where it is not used).
+    transfer: sys::napi_ref,
+    /// No lent buffer may be detached here: Node >= 22 (where `markAsUntransferable` gives a
+    /// detach key, and `napi_detach_arraybuffer` on such a buffer aborts the process, as does
+    /// Node's exit hook on an external one) without a working `transfer` (deleted, behind a
+    /// getter that throws, or one that does not move, before netring loaded). Ring memory is then
+    /// lent as copies only, which a take back leaves attached: they are JavaScript's own memory.
+    copies_only: bool,
+}
+
 thread_local! {
-    /// `ArrayBuffer.prototype.transfer` as this thread's environment had it when the addon
-    /// loaded (a reference; null where it is not used), keyed by the environment.
-    static TRANSFER: Cell<Option<(sys::napi_env, sys::napi_ref)>> = const { Cell::new(None) };
+    /// This thread's `Lending`, keyed by its environment.
+    static LENDING: Cell<Option<Lending>> = const { Cell::new(None) };
+}
+
+unsafe fn lending(env: sys::napi_env) -> Lending {
+    if let Some(cached) = LENDING.get().filter(|l| l.env == env) {
+        return cached;
+    }
+    let transfer = look_up_transfer(env).unwrap_or(ptr::null_mut());
+    let lending = Lending { env, transfer, copies_only: transfer.is_null() && node_major(env) >= 22 };
+    LENDING.set(Some(lending));
+    lending
 }
 
 /// `ArrayBuffer.prototype.transfer`, or None before Node 21 or where it cannot be read (then
 /// exceptions are cleared and the Node-API detach is used, as on Node 20).
 unsafe fn transfer_function(env: sys::napi_env) -> Option<sys::napi_value> {
-    let cached = TRANSFER.get().filter(|(cached_env, _)| *cached_env == env);
-    let reference = match cached {
-        Some((_, reference)) => reference,
-        None => {
-            let reference = look_up_transfer(env).unwrap_or(ptr::null_mut());
-            TRANSFER.set(Some((env, reference)));
-            reference
-        }
-    };
+    let reference = lending(env).transfer;
     if reference.is_null() {
         return None;
     }
@@ -110,7 +125,7 @@ unsafe fn transfer_function(env: sys::napi_env) -> Option<sys::napi_value> {
 /// hands back a detached one) is never what a take back calls.
 pub fn remember_transfer(env: sys::napi_env) {
     // SAFETY: the environment the addon is being loaded into, on its thread.
-    unsafe { transfer_function(env) };
+    unsafe { lending(env) };
 }
 
 unsafe fn look_up_transfer(env: sys::napi_env) -> Option<sys::napi_ref> {
@@ -121,7 +136,7 @@ unsafe fn look_up_transfer(env: sys::napi_env) -> Option<sys::napi_ref> {
     }
     // On the prototype of an ArrayBuffer made here, not through the global `ArrayBuffer`: a
     // global replaced before netring loaded (another class, another realm's) must not hide the
-    // real one (without it a take back falls back to the Node-API detach, see `detach_unsafe`).
+    // real one (without it a take back falls back to the Node-API detach, see `Lending`).
     let (mut buffer, mut data, mut value) = (ptr::null_mut(), ptr::null_mut(), ptr::null_mut());
     let found = sys::napi_create_arraybuffer(env, 0, &mut data, &mut buffer) == sys::Status::napi_ok
         && sys::napi_get_prototype(env, buffer, &mut value) == sys::Status::napi_ok
@@ -150,34 +165,22 @@ unsafe fn look_up_transfer(env: sys::napi_env) -> Option<sys::napi_ref> {
 /// detaches. A replacement installed before netring loaded that copies instead (a polyfill
 /// forced over the real one) would leave every lent buffer the external one Node's exit hook
 /// detaches (an abort on a marked buffer) and make every take back `Refused`; without it,
-/// ring memory is lent as copies (see `detach_unsafe`). A replacement that behaves on this
-/// probe is still trusted: nothing here can tell it from the built-in.
+/// ring memory is lent as copies (see `Lending`). A replacement that behaves on this probe is
+/// still trusted: nothing here can tell it from the built-in.
 unsafe fn behaves_as_transfer(env: sys::napi_env, transfer: sys::napi_value) -> bool {
     let (mut data, mut buffer) = (ptr::null_mut(), ptr::null_mut());
     if sys::napi_create_arraybuffer(env, 16, &mut data, &mut buffer) != sys::Status::napi_ok {
         return false;
     }
-    let Ok(Some(moved)) = call_transfer(env, transfer, buffer, None) else { return false };
-    let mut is_buffer = false;
-    if sys::napi_is_arraybuffer(env, moved, &mut is_buffer) != sys::Status::napi_ok || !is_buffer {
-        return false;
-    }
-    let (mut moved_data, mut moved_len) = (ptr::null_mut(), 0);
-    if !matches!(is_detached(env, buffer), Ok(true))
-        || sys::napi_get_arraybuffer_info(env, moved, &mut moved_data, &mut moved_len) != sys::Status::napi_ok
-        || moved_data != data
-        || moved_len != 16
-    {
-        return false;
-    }
+    let Ok(Some(moved)) = moved_by(env, transfer, buffer, data.cast(), 16) else { return false };
     matches!(call_transfer(env, transfer, moved, Some(0)), Ok(Some(_))) && matches!(is_detached(env, moved), Ok(true))
 }
 
-/// Whether ring memory is lent as copies here whatever the socket asked (see `detach_unsafe`):
-/// what `info().copyMode` reports before anything was lent, and for sockets that only send.
+/// Whether ring memory is lent as copies here whatever the socket asked (see `Lending`): what
+/// `info().copyMode` reports before anything was lent, and for sockets that only send.
 pub fn lends_copies(env: &Env) -> bool {
     // SAFETY: the caller's environment, on its thread.
-    unsafe { detach_unsafe(env.raw()) }
+    unsafe { lending(env.raw()).copies_only }
 }
 
 /// Node's major version (0 if it cannot be read).
@@ -187,15 +190,6 @@ unsafe fn node_major(env: sys::napi_env) -> u32 {
         return 0;
     }
     (*version).major
-}
-
-/// Whether no lent buffer may be detached here: Node >= 22 (where `markAsUntransferable` gives a
-/// detach key, and `napi_detach_arraybuffer` on such a buffer aborts the process, as does Node's
-/// exit hook on an external one) without a `transfer` found at load (deleted, or behind a getter
-/// that throws, before netring loaded). Ring memory is then lent as copies only, which a take
-/// back leaves attached: they are JavaScript's own memory, not the ring's.
-unsafe fn detach_unsafe(env: sys::napi_env) -> bool {
-    transfer_function(env).is_none() && node_major(env) >= 22
 }
 
 unsafe fn clear_exception(env: sys::napi_env) {
@@ -243,15 +237,27 @@ unsafe fn is_detached(env: sys::napi_env, buffer: sys::napi_value) -> Result<boo
 /// we cannot see: the first take back finds it `Escaped` and the owner closes its socket).
 unsafe fn untrack(env: sys::napi_env, original: sys::napi_value, data: *mut u8, len: usize) -> Result<sys::napi_value> {
     let Some(transfer) = transfer_function(env) else { return Ok(original) };
-    let Some(moved) = call_transfer(env, transfer, original, None)? else { return Ok(original) };
+    Ok(moved_by(env, transfer, original, data, len)?.unwrap_or(original))
+}
+
+/// `transfer()` on `original`: the result if it moved exactly this memory (`len` bytes at
+/// `data`, the original detached), else None (it threw, copied, or did something else).
+unsafe fn moved_by(
+    env: sys::napi_env,
+    transfer: sys::napi_value,
+    original: sys::napi_value,
+    data: *mut u8,
+    len: usize,
+) -> Result<Option<sys::napi_value>> {
+    let Some(moved) = call_transfer(env, transfer, original, None)? else { return Ok(None) };
     let mut is_buffer = false;
     check_status!(sys::napi_is_arraybuffer(env, moved, &mut is_buffer))?;
     if !is_buffer || !is_detached(env, original)? {
-        return Ok(original);
+        return Ok(None);
     }
     let (mut moved_data, mut moved_len) = (ptr::null_mut(), 0);
     check_status!(sys::napi_get_arraybuffer_info(env, moved, &mut moved_data, &mut moved_len))?;
-    Ok(if moved_data.cast::<u8>() == data && moved_len == len { moved } else { original })
+    Ok((moved_data.cast::<u8>() == data && moved_len == len).then_some(moved))
 }
 
 unsafe extern "C" fn release_mapping(_env: sys::napi_env, _data: *mut c_void, hint: *mut c_void) {
@@ -274,7 +280,7 @@ impl LentBuffer {
         let raw_env = env.raw();
         let mut value = ptr::null_mut();
         let mut copy = None;
-        let status = if force_copy || detach_unsafe(raw_env) {
+        let status = if force_copy || lending(raw_env).copies_only {
             sys::Status::napi_no_external_buffers_allowed
         } else {
             let hint = Box::into_raw(Box::new(mapping.clone()));
@@ -344,7 +350,7 @@ impl LentBuffer {
             call_transfer(raw_env, transfer, value, Some(0))?;
             return Ok(if is_detached(raw_env, value)? { TakenBack::Detached } else { TakenBack::Refused });
         }
-        if detach_unsafe(raw_env) {
+        if lending(raw_env).copies_only {
             // Only copies are lent here (see `lend`): this one stays attached, holding what it held.
             return Ok(if self.copy.is_some() { TakenBack::Detached } else { TakenBack::Refused });
         }
